@@ -1,0 +1,319 @@
+"""DocPlatform settings. Every value comes from the environment through the typed readers in
+`env.py`; the README's settings table lists each variable, its default and its meaning.
+
+`DJANGO_ENV` selects the mode:
+- `development` (default): safe laptop defaults, a SECRET_KEY generated into `data/secret_key`.
+- `production`: refuses to start without SECRET_KEY, secure cookies.
+- `test`: fast password hashers, a file SQLite database shared with the test worker process.
+"""
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from docplatform.settings.env import (
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_optional_str,
+    env_path,
+    env_str,
+)
+from docplatform.settings.hardware import physical_cores
+from docplatform.settings.vision import parse_vision_dtype
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+DATA_DIR = env_path("DATA_DIR", BASE_DIR / "data")
+
+DJANGO_ENV = env_choice("DJANGO_ENV", "development", {"development", "production", "test"})
+PRODUCTION = DJANGO_ENV == "production"
+TESTING = DJANGO_ENV == "test"
+
+# --- core ------------------------------------------------------------------------------------
+
+
+def _secret_key() -> str:
+    configured = env_optional_str("SECRET_KEY")
+    if configured:
+        return configured
+    if PRODUCTION:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DJANGO_ENV=production")
+    # Laptop mode: generate once and keep it, so sessions and JWTs survive restarts.
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "accounts",
+    "vision",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "docplatform.urls"
+WSGI_APPLICATION = "docplatform.wsgi.application"
+ASGI_APPLICATION = "docplatform.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database --------------------------------------------------------------------------------
+
+_default_sqlite = DATA_DIR / ("test-db.sqlite3" if TESTING else "db.sqlite3")
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{_default_sqlite}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    DATABASES["default"]["OPTIONS"] = {
+        # The web server and the worker write the same file: WAL lets readers run during a write,
+        # IMMEDIATE takes the write lock up front (no mid-transaction "database is locked"), and
+        # the timeout waits for the other process instead of failing at once.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    if TESTING:
+        # The test worker is a separate process, so the test database must be a file both open
+        # (pytest-django's default for SQLite is in-memory, invisible to other processes).
+        DATABASES["default"]["TEST"] = {"NAME": DATABASES["default"]["NAME"]}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+# --- redis, cache ----------------------------------------------------------------------------
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _next_redis_db(url: str) -> str:
+    # The cache gets its own database so cache.clear() (FLUSHDB) never touches Celery's queues
+    # or the worker heartbeats.
+    parts = urlsplit(url)
+    db = int(parts.path.lstrip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{db + 1}"))
+
+
+CACHE_URL = env_str("CACHE_URL", _next_redis_db(REDIS_URL))
+# Short timeouts: a dead Redis must turn into a quick error, never a hung request.
+REDIS_SOCKET_TIMEOUT = 1.0
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CACHE_URL,
+        "KEY_PREFIX": "docplatform",
+        "OPTIONS": {"socket_connect_timeout": REDIS_SOCKET_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT},
+    }
+}
+
+# --- auth ------------------------------------------------------------------------------------
+
+if TESTING:
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "portal-login"
+LOGIN_REDIRECT_URL = "portal-home"
+LOGOUT_REDIRECT_URL = "portal-login"
+
+# Failed-login lockout, per username + client IP, for the portal form and the JWT endpoint.
+LOGIN_LOCKOUT_ATTEMPTS = env_int("LOGIN_LOCKOUT_ATTEMPTS", 5, minimum=1)
+LOGIN_LOCKOUT_WINDOW_SECONDS = env_int("LOGIN_LOCKOUT_WINDOW_SECONDS", 15 * 60, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 15 * 60, minimum=1)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiKeyAuthentication",
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "accounts.throttles.AnonThrottle",
+        "accounts.throttles.UserThrottle",
+    ],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "docplatform.exception_handler.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+# Read at request time by accounts.throttles (DRF's own classes freeze rates at import).
+API_THROTTLE_RATES = {
+    "anon": env_str("THROTTLE_ANON_RATE", "60/minute"),
+    "user": env_str("THROTTLE_USER_RATE", "600/minute"),
+}
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15, minimum=1)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7, minimum=1)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": True,
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": SECRET_KEY,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "DocPlatform API",
+    "DESCRIPTION": "Documents, jobs and an OpenAI-compatible chat API over Qwen3-VL on CPU.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- security --------------------------------------------------------------------------------
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- files -----------------------------------------------------------------------------------
+
+STATIC_URL = "/static/"
+STATIC_ROOT = env_path("STATIC_ROOT", DATA_DIR / "static")
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Uploads live outside every served path; they are only ever read back through views that
+# check ownership.
+MEDIA_ROOT = env_path("MEDIA_ROOT", DATA_DIR / "media")
+MEDIA_URL = None
+WHITENOISE_USE_FINDERS = not PRODUCTION
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+if TESTING:
+    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+# --- celery ----------------------------------------------------------------------------------
+
+# The longest job we accept: a full A4 scan is ~100 s of vision tower plus ~45 s of prefill in
+# fp32 on two AVX2 cores, then decoding up to a few thousand tokens at 0.16-0.48 s each. 30 min
+# covers that with room for a queue of them sharing the engine's batch.
+VISION_JOB_TIME_LIMIT = env_int("VISION_JOB_TIME_LIMIT", 30 * 60, minimum=10)
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_RESULT_EXPIRES = timedelta(days=1)
+CELERY_TASK_DEFAULT_QUEUE = "vision"
+CELERY_TASK_TRACK_STARTED = True
+# Ack after the task finished, and put the message back when the worker process dies mid-task:
+# a job is never lost to a crash. Tasks are idempotent on their row because of this.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Reserve one message per thread only: a long job must not sit prefetched behind another while a
+# different worker is idle.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Hard limit kills the task; the soft limit 60 s earlier lets it record a readable failure.
+CELERY_TASK_TIME_LIMIT = VISION_JOB_TIME_LIMIT
+CELERY_TASK_SOFT_TIME_LIMIT = max(VISION_JOB_TIME_LIMIT - 60, 5)
+# Redis redelivers an unacked message after visibility_timeout. With late acks a message stays
+# unacked while its task runs, so this must exceed the longest task (time limit, 30 min) or a
+# running job is handed to a second worker. 2x the limit leaves room for queueing inside the
+# worker.
+_VISIBILITY_TIMEOUT = 2 * VISION_JOB_TIME_LIMIT
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": _VISIBILITY_TIMEOUT,
+    "socket_connect_timeout": 5,
+    "socket_timeout": 30,
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": _VISIBILITY_TIMEOUT}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# On a lost broker connection, cancel running late-ack tasks: they will be redelivered, and
+# finishing them would run them twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- worker heartbeat ------------------------------------------------------------------------
+
+WORKER_HEARTBEAT_INTERVAL_SECONDS = env_int("WORKER_HEARTBEAT_INTERVAL_SECONDS", 5, minimum=1)
+WORKER_HEARTBEAT_TTL_SECONDS = env_int("WORKER_HEARTBEAT_TTL_SECONDS", 20, minimum=2)
+
+# --- vision engine ---------------------------------------------------------------------------
+
+# Engine loading in the worker: "on", or "off" for a pure-queue worker (no model).
+VISION_ENGINE = env_choice("VISION_ENGINE", "on", {"on", "off"})
+VISION_MODEL = env_str("VISION_MODEL", "Qwen/Qwen3-VL-2B-Instruct")
+VISION_DTYPE = parse_vision_dtype(env_str("VISION_DTYPE", "auto"))
+VISION_THREADS = env_int("VISION_THREADS", physical_cores(), minimum=1)
+VISION_MAX_BATCH = env_int("VISION_MAX_BATCH", 8, minimum=1)
+VISION_KV_CACHE_MB = env_int("VISION_KV_CACHE_MB", 2048, minimum=0)
+# Pixel budgets, in pixels after resizing (Qwen3-VL: one image token per 32x32 pixels after the
+# 2x2 merge of 16-pixel patches). Chat photos: 640 tokens' worth (~650k px). Documents: ~1.0 M px
+# (~1000 image tokens), enough to read 10-pt text on an A4 page at ~120 dpi while keeping the
+# vision tower near 45 s on two cores instead of ~100 s at full scan size.
+VISION_MIN_PIXELS = env_int("VISION_MIN_PIXELS", 64 * 32 * 32, minimum=1)
+VISION_MAX_PIXELS_CHAT = env_int("VISION_MAX_PIXELS_CHAT", 640 * 32 * 32, minimum=1)
+VISION_MAX_PIXELS_DOCUMENT = env_int("VISION_MAX_PIXELS_DOCUMENT", 1000 * 32 * 32, minimum=1)

@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from accounts.apis import ReviewPingApi
+from docplatform import views
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("api/auth/", include("accounts.urls")),
+    path("api/review/ping", ReviewPingApi.as_view(), name="review-ping"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("", include("accounts.portal_urls")),
+]
+
+handler404 = "docplatform.views.page_not_found"
+handler500 = "docplatform.views.server_error"

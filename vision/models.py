@@ -1,0 +1,1 @@
+"""Vision models (Document, Job, ...) arrive with the documents-and-jobs work."""
