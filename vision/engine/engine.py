@@ -1,0 +1,325 @@
+"""The engine: one thread that owns the model and steps the scheduler; any thread may submit.
+
+    engine = Engine(EngineConfig(model="/models/qwen3-vl-2b"))
+    engine.start()                      # loads in the background; engine.status() tells how far
+    handle = engine.submit(request)     # preprocessing happens here, in the caller's thread
+    for delta in handle: print(delta.text, end="")
+    engine.shutdown()
+
+One process holds one model (DESIGN.md): the Celery worker creates one Engine and its threads-pool
+tasks share it, so concurrent requests batch together instead of each holding a model copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+from .config import EngineConfig
+from .errors import EngineNotReady, EngineOverloaded, InvalidRequest
+from .preprocess import Preprocessor
+from .runner import ModelRunner
+from .sampling import Sampler, TextStream
+from .scheduler import Scheduler, SchedulerOutput, Sequence
+from .types import (
+    EngineRequest,
+    EngineStatus,
+    FinishReason,
+    ImagePart,
+    PixelBudget,
+    RequestOutput,
+    StreamDelta,
+    Timings,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+
+class RequestHandle:
+    """The caller's side of one request: iterate for deltas, or wait for the whole output."""
+
+    def __init__(self, engine: Engine, request_id: str):
+        self._engine = engine
+        self.request_id = request_id
+        self._queue: queue.Queue[StreamDelta] = queue.Queue()
+        self._final: StreamDelta | None = None
+        self._text: list[str] = []
+        self._tokens: list[int] = []
+
+    def _put(self, delta: StreamDelta) -> None:
+        self._queue.put(delta)
+
+    def __iter__(self) -> Iterator[StreamDelta]:
+        while self._final is None:
+            yield self.next_delta()
+
+    def next_delta(self, timeout: float | None = None) -> StreamDelta:
+        """The next event; raises queue.Empty after `timeout` seconds without one."""
+        if self._final is not None:
+            return self._final
+        delta = self._queue.get(timeout=timeout)
+        self._text.append(delta.text)
+        self._tokens.extend(delta.token_ids)
+        if delta.finished:
+            self._final = delta
+        return delta
+
+    @property
+    def finished(self) -> bool:
+        return self._final is not None
+
+    def cancel(self) -> None:
+        self._engine.cancel(self.request_id)
+
+    def result(self, timeout: float | None = None) -> RequestOutput:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._final is None:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self.next_delta(timeout=left)
+        final = self._final
+        return RequestOutput(
+            request_id=self.request_id,
+            text="".join(self._text),
+            token_ids=self._tokens,
+            finish_reason=final.finish_reason,
+            usage=final.usage or Usage(),
+            timings=final.timings or Timings(),
+            error=final.error,
+        )
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, *, loaded=None):
+        """`loaded`: an already loaded model (tests and benchmarks share one across engines)."""
+        self.config = config
+        self._loaded = loaded
+        self._state = "stopped"
+        self._error: str | None = None
+        self._formats: dict[str, str] = {}
+        self._format_timings: dict = {}
+        self._load_s = 0.0
+        self._threads = 0
+        self._inbox: queue.Queue = queue.Queue()
+        self._wake = threading.Event()
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._scheduler: Scheduler | None = None
+        self._pre: Preprocessor | None = None
+        self._eos_ids: frozenset[int] = frozenset()
+        self._tokenizer = None
+        self._pending_cancels: set[str] = set()
+        self._lock = threading.Lock()
+        self._waiting = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the model and run the step loop in a background thread; returns at once."""
+        if self._thread is not None:
+            return
+        self._state = "loading"
+        self._thread = threading.Thread(target=self._main, name="vision-engine", daemon=True)
+        self._thread.start()
+
+    def load(self, timeout: float | None = None) -> Engine:
+        """`start()` and wait until ready; raise EngineNotReady with the reason if loading failed."""
+        self.start()
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> EngineStatus:
+        self._ready.wait(timeout)
+        status = self.status()
+        if status.state != "ready":
+            raise EngineNotReady(status.error or f"engine is {status.state}")
+        return status
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._state = "stopped" if self._state != "error" else "error"
+
+    def status(self) -> EngineStatus:
+        sched = self._scheduler
+        return EngineStatus(
+            state=self._state,
+            model=self.config.model,
+            formats=dict(self._formats),
+            format_timings=dict(self._format_timings),
+            error=self._error,
+            threads=self._threads,
+            running=len(sched.running) if sched else 0,
+            waiting=self._waiting,
+            load_s=round(self._load_s, 2),
+            prefix_cache=sched.prefix_cache.stats() if sched else {},
+        )
+
+    # -- requests -------------------------------------------------------------------------------
+    def submit(self, request: EngineRequest) -> RequestHandle:
+        """Validate and tokenize in the caller's thread, then queue for the engine thread.
+
+        Raises InvalidRequest / RequestTooLong for bad input, EngineOverloaded when the queue is
+        full and EngineNotReady before the model is loaded; nothing is queued in those cases.
+        """
+        if self._state != "ready" or self._pre is None:
+            raise EngineNotReady(self._error or f"engine is {self._state}")
+        params = request.sampling
+        if params.max_tokens < 1:
+            raise InvalidRequest("max_tokens must be at least 1")
+        if params.temperature < 0 or not 0 < params.top_p <= 1:
+            raise InvalidRequest("temperature must be >= 0 and top_p in (0, 1]")
+        with self._lock:
+            if self._waiting >= self.config.max_waiting:
+                raise EngineOverloaded(f"{self._waiting} requests are already waiting")
+            self._waiting += 1
+        try:
+            budget = request.pixels or PixelBudget.for_task(request.task)
+            prompt = self._pre.prepare(request.messages, budget, self.config.max_prompt_tokens)
+        except BaseException:
+            with self._lock:
+                self._waiting -= 1
+            raise
+        handle = RequestHandle(self, request.request_id)
+        seq = Sequence(
+            request=request,
+            prompt=prompt,
+            sampler=Sampler(params, self._eos_ids),
+            text=TextStream(self._tokenizer, params.stop),
+            emit=handle._put,
+            submitted_at=time.monotonic(),
+        )
+        self._inbox.put(seq)
+        self._wake.set()
+        return handle
+
+    def generate(self, request: EngineRequest, timeout: float | None = None) -> RequestOutput:
+        return self.submit(request).result(timeout)
+
+    def cancel(self, request_id: str) -> None:
+        """Stop a request at the next step boundary; its stream ends with finish_reason cancelled."""
+        with self._lock:
+            self._pending_cancels.add(request_id)
+        self._wake.set()
+
+    def image_tokens(self, image: ImagePart, budget: PixelBudget) -> int:
+        """How many prompt tokens this image will cost under this budget (known before running)."""
+        if self._pre is None:
+            raise EngineNotReady("engine is not loaded")
+        width, height = image.image.size
+        return self._pre.image_tokens(width, height, budget)
+
+    @property
+    def steps(self) -> int:
+        return self._scheduler.steps if self._scheduler else 0
+
+    # -- engine thread --------------------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            self._load()
+        except Exception as exc:
+            log.exception("engine failed to load %s", self.config.model)
+            self._error = f"{type(exc).__name__}: {exc}"
+            self._state = "error"
+            self._ready.set()
+            return
+        self._state = "ready"
+        self._ready.set()
+        try:
+            self._loop()
+        finally:
+            self._drain_on_exit()
+
+    def _load(self) -> None:
+        from . import loading
+
+        start = time.monotonic()
+        self._threads = loading.configure_threads(self.config.threads)
+        loaded, formats, timings = loading.load_for_engine(self.config, self._loaded)
+        self._formats, self._format_timings = formats, timings
+        runner = ModelRunner(loaded.model)
+        self._tokenizer = loaded.tokenizer
+        self._pre = Preprocessor(loaded.tokenizer, loaded.image_processor, loaded.chat_template)
+        self._eos_ids = frozenset(loaded.eos_token_ids)
+        self._scheduler = Scheduler(self.config, runner, self._pre, self._eos_ids)
+        self._load_s = time.monotonic() - start
+        log.info(
+            "engine ready: model=%s formats=%s threads=%d load=%.1fs timings=%s",
+            self.config.model,
+            formats,
+            self._threads,
+            self._load_s,
+            timings,
+        )
+
+    def _take_inbox(self) -> int:
+        taken = 0
+        while True:
+            try:
+                seq = self._inbox.get_nowait()
+            except queue.Empty:
+                return taken
+            self._scheduler.add_request(seq)
+            taken += 1
+
+    def _loop(self) -> None:
+        sched = self._scheduler
+        while not self._stop.is_set():
+            arrived = self._take_inbox()
+            if arrived and not sched.running and self.config.arrival_wait_s > 0:
+                # Idle engine, new work: a moment's wait lets a burst start as one batch.
+                time.sleep(self.config.arrival_wait_s)
+                self._take_inbox()
+            with self._lock:
+                cancels, self._pending_cancels = self._pending_cancels, set()
+            for request_id in cancels:
+                sched.abort(request_id, FinishReason.CANCELLED)
+            sched.expire(time.monotonic())
+            if not sched.has_work:
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            out = sched.schedule()
+            with self._lock:
+                self._waiting = len(sched.waiting) + self._inbox.qsize()
+            if out.empty:
+                continue
+            self._step(out)
+
+    def _step(self, out: SchedulerOutput) -> None:
+        sched = self._scheduler
+        if out.vision is not None:
+            sched.run_vision(*out.vision)
+        if not out.segments:
+            return
+        start = time.monotonic()
+        try:
+            logits = sched.runner.forward([s.segment for s in out.segments])
+        except Exception as exc:
+            log.exception("batched step failed; retrying its sequences one by one")
+            self._step_one_by_one(out, exc)
+            return
+        sched.update_from_output(out, logits, time.monotonic() - start)
+
+    def _step_one_by_one(self, out: SchedulerOutput, first_error: BaseException) -> None:
+        """A failing batch must not take every request down: isolate the one that fails."""
+        sched = self._scheduler
+        for item in out.segments:
+            single = SchedulerOutput(vision=None, segments=[item])
+            start = time.monotonic()
+            try:
+                logits = sched.runner.forward([item.segment])
+            except Exception as exc:
+                sched.fail_step(single, exc)
+                continue
+            sched.update_from_output(single, logits, time.monotonic() - start)
+
+    def _drain_on_exit(self) -> None:
+        if self._scheduler is not None:
+            self._take_inbox()
+            self._scheduler.shutdown()

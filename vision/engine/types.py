@@ -1,0 +1,183 @@
+"""Plain data types that cross the engine boundary.
+
+Everything the worker, the CLI and the benchmarks hand to the engine, or get back from it, is one of
+these dataclasses: no dicts with magic keys, no Django, no torch tensors.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import io
+from dataclasses import asdict, dataclass, field
+
+from PIL import Image
+
+# Pixel budgets per task. One merged image token covers 32x32 pixels (patch 16, merge 2), so
+# max_pixels / 1024 is the most image tokens a request can cost. A chat photo rarely needs more than
+# ~400 tokens to be described; a document page needs enough resolution for 8-10 pt text to stay
+# legible (~1,000 tokens for an A4 page is about 110 dpi), while a native 150 dpi A4 scan would be
+# ~2,100 tokens and ~100 s of vision tower in fp32 on two AVX2 cores.
+TOKEN_PIXELS = 32 * 32
+DEFAULT_MIN_PIXELS = 64 * TOKEN_PIXELS
+TASK_MAX_PIXELS = {
+    "chat": 400 * TOKEN_PIXELS,
+    "caption": 400 * TOKEN_PIXELS,
+    "vqa": 640 * TOKEN_PIXELS,
+    "ocr": 1024 * TOKEN_PIXELS,
+    "invoice": 1024 * TOKEN_PIXELS,
+}
+
+
+class FinishReason(enum.StrEnum):
+    """Why a request stopped; values are what the OpenAI API reports where it has a word for it."""
+
+    STOP = "stop"  # end-of-turn token or a stop string
+    LENGTH = "length"  # max_tokens reached
+    CANCELLED = "cancelled"  # the caller cancelled (client went away, job cancelled)
+    TIMEOUT = "timeout"  # the request's own deadline passed (the threads pool has no time limits)
+    ERROR = "error"  # this request failed; the others in its batch carry on
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """One image in a message, already decoded. `sha256` identifies the pixels for the caches."""
+
+    image: Image.Image
+    sha256: str
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ImagePart:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return cls(image=image, sha256=hashlib.sha256(data).hexdigest())
+
+    @classmethod
+    def from_image(cls, image: Image.Image) -> ImagePart:
+        rgb = image.convert("RGB")
+        digest = hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
+        return cls(image=rgb, sha256=digest)
+
+
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: tuple[TextPart | ImagePart, ...]
+
+    @classmethod
+    def text(cls, role: str, text: str) -> ChatMessage:
+        return cls(role=role, content=(TextPart(text),))
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int = 256
+    temperature: float = 0.0  # 0 means greedy
+    top_p: float = 1.0
+    seed: int | None = None  # with temperature > 0, makes sampling repeatable
+    stop: tuple[str, ...] = ()
+    min_tokens: int = 0  # end-of-turn is suppressed until this many tokens are out
+    ignore_eos: bool = False  # benchmarks force exact output lengths with random weights
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass(frozen=True)
+class PixelBudget:
+    min_pixels: int
+    max_pixels: int
+
+    @classmethod
+    def for_task(cls, task: str) -> PixelBudget:
+        return cls(DEFAULT_MIN_PIXELS, TASK_MAX_PIXELS.get(task, TASK_MAX_PIXELS["chat"]))
+
+
+@dataclass
+class EngineRequest:
+    request_id: str
+    messages: list[ChatMessage]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    task: str = "chat"
+    pixels: PixelBudget | None = None  # None: the task's default budget
+    deadline: float | None = None  # time.monotonic() after which the request is stopped
+    use_prefix_cache: bool = True
+
+    def anon_repr(self) -> str:
+        """For logs: ids and counts, never prompt text."""
+        images = sum(isinstance(p, ImagePart) for m in self.messages for p in m.content)
+        return f"EngineRequest(id={self.request_id}, task={self.task}, messages={len(self.messages)}, images={images})"
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    image_tokens: int = 0  # part of prompt_tokens
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Timings:
+    queue_s: float = 0.0  # submit -> first work on it
+    vision_s: float = 0.0  # vision tower, summed over its pieces
+    prefill_s: float = 0.0  # language model over the prompt, summed over its chunks
+    decode_s: float = 0.0  # first token -> last token
+    first_token_s: float = 0.0  # submit -> first token
+    total_s: float = 0.0
+
+
+@dataclass
+class StreamDelta:
+    """One event of a request's stream. The last one has `finished` set and carries the totals."""
+
+    text: str
+    token_ids: tuple[int, ...] = ()
+    finished: bool = False
+    finish_reason: FinishReason | None = None
+    error: str | None = None
+    usage: Usage | None = None
+    timings: Timings | None = None
+
+
+@dataclass
+class RequestOutput:
+    request_id: str
+    text: str
+    token_ids: list[int]
+    finish_reason: FinishReason
+    usage: Usage
+    timings: Timings
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["finish_reason"] = self.finish_reason.value
+        return data
+
+
+@dataclass
+class EngineStatus:
+    state: str  # "stopped" | "loading" | "ready" | "error"
+    model: str
+    formats: dict[str, str] = field(default_factory=dict)  # {"lm": "int8", "vision": "bf16"}
+    format_timings: dict = field(default_factory=dict)  # what `auto` measured, for /readyz and logs
+    error: str | None = None
+    threads: int = 0
+    running: int = 0
+    waiting: int = 0
+    load_s: float = 0.0
+    prefix_cache: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
