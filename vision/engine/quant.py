@@ -1,0 +1,386 @@
+"""Weight formats for the Qwen3-VL engine on CPU: fp32, bf16, int8, int4, w8a8.
+
+Decode is bound by weight bytes read per token, the vision tower and prefill by FLOPs, so each
+part of the model gets its own format (`quantize_qwen3vl`); `autotune` picks them by timing.
+
+Kernels. We call torch's packed weight-only ops directly rather than torchao's `quantize_`:
+measured on this project's avx512_bf16 EPYC (2 threads, 16 distinct 2048x6144 weights so they
+stream from DRAM), one M=1 GEMV costs
+
+    fp32 F.linear                             2.63 ms  (19 GB/s of weights)
+    bf16 F.linear                             1.37 ms
+    aten._weight_int8pack_mm, bf16 act        0.64 ms  (19 GB/s: at the DRAM floor)
+    aten._weight_int8pack_mm, fp32 act        5.63 ms  (a scalar path, 9x slower)
+    torchao Int8WeightOnlyConfig, bf16 model  1.99 ms  (3x slower than the raw op)
+    torchao Int8WeightOnlyConfig, fp32 model 18.05 ms
+    aten._weight_int4pack_mm_for_cpu, bf16    0.33-0.37 ms (group 32..128)
+    aten._weight_int4pack_mm_for_cpu, fp32   10.8 ms
+    w8a8 (per-token int8 act, torch._int_mm)  1.73 ms
+
+and the AVX2-only EPYC shows the same fp32-activation cliff (10x). So every quantized layer casts
+its input to bf16 for the matmul and casts the result back: callers keep fp32 in / fp32 out (the
+cast of one activation row is noise next to reading the weights: 0.78 vs 0.64 ms above).
+`torch.ao.quantization` is deprecated in torch 2.13 and is not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FORMATS: tuple[str, ...] = ("fp32", "bf16", "int8", "int4", "w8a8")
+# Formats whose error is below what sampling noise or bf16 accumulation already give; `auto`
+# picks only among these. int4 (round-to-nearest, no GPTQ/AWQ) and w8a8 (activation outliers in
+# real Qwen models) can change answers and must be asked for.
+NEAR_LOSSLESS: tuple[str, ...] = ("fp32", "bf16", "int8")
+
+# int4 group size. Kernel speed is the same for 32..128 (0.33-0.37 ms above); what differs is
+# accuracy vs. scale bytes. Plain round-to-nearest on N(0, 0.02) weights (2048x2048) gave a relative
+# output error of 0.078 (g=32), 0.087 (g=64), 0.098 (g=128); bf16 scale+zero cost 1.0, 0.5, 0.25
+# bit/weight.
+# 64 keeps most of the accuracy of 32 for half its overhead (4.5 bits/weight in all).
+INT4_GROUP_SIZE = 64
+
+# Activations of the packed int8/int4 kernels: bf16 (see the table in the module docstring).
+_KERNEL_ACT_DTYPE = torch.bfloat16
+
+
+def _flatten(x: torch.Tensor, in_features: int) -> torch.Tensor:
+    return x.reshape(-1, in_features)
+
+
+class Int8Linear(nn.Module):
+    """Weight-only int8 linear: symmetric per-output-channel scales, bf16 activations inside."""
+
+    def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.out_features, self.in_features = qweight.shape
+        self.register_buffer("qweight", qweight)  # (N, K) int8
+        self.register_buffer("scales", scales)  # (N,) bf16: the kernel wants them in the act dtype
+        self.register_buffer("bias", bias)  # (N,) in the original float dtype, or None
+
+    @classmethod
+    def from_linear(cls, lin: nn.Linear) -> Int8Linear:
+        w = lin.weight.detach().float()
+        # 127, not 128: symmetric range keeps -w and w exact mirror images.
+        scales = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+        q = torch.round(w / scales[:, None]).clamp_(-127, 127).to(torch.int8)
+        bias = None if lin.bias is None else lin.bias.detach().clone()
+        return cls(q.contiguous(), scales.to(_KERNEL_ACT_DTYPE), bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = _flatten(x, self.in_features).to(_KERNEL_ACT_DTYPE)  # (B*T, K)
+        y = torch.ops.aten._weight_int8pack_mm(x2, self.qweight, self.scales)  # (B*T, N)
+        y = y.to(x.dtype)
+        if self.bias is not None:
+            y = y + self.bias.to(x.dtype)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, int8 per-channel"
+
+
+class Int4Linear(nn.Module):
+    """Weight-only int4 linear: asymmetric group-wise scales (tinygemm layout), bf16 activations."""
+
+    def __init__(
+        self,
+        packed: torch.Tensor,
+        scales_zeros: torch.Tensor,
+        bias: torch.Tensor | None,
+        in_features: int,
+        out_features: int,
+        group_size: int,
+    ) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
+        self.register_buffer("packed", packed)  # (N, K/2) uint8, two nibbles per byte
+        self.register_buffer("scales_zeros", scales_zeros)  # (K/g, N, 2) bf16: scale, zero
+        self.register_buffer("bias", bias)
+
+    @staticmethod
+    def supports(lin: nn.Linear, group_size: int = INT4_GROUP_SIZE) -> bool:
+        return lin.in_features % group_size == 0 and lin.in_features % 2 == 0
+
+    @classmethod
+    def from_linear(cls, lin: nn.Linear, group_size: int = INT4_GROUP_SIZE) -> Int4Linear:
+        n, k = lin.weight.shape
+        wg = lin.weight.detach().float().reshape(n, k // group_size, group_size)
+        lo, hi = wg.amin(-1, keepdim=True), wg.amax(-1, keepdim=True)
+        scale = ((hi - lo) / 15.0).clamp(min=1e-12)
+        q = torch.round((wg - lo) / scale).clamp_(0, 15).to(torch.int32).reshape(n, k)
+        # tinygemm dequantizes as (q - 8) * scale + zero, so zero = lo + 8 * scale gives q*scale+lo.
+        zero = lo + 8.0 * scale
+        scales_zeros = torch.cat([scale, zero], dim=-1).transpose(0, 1).contiguous()  # (K/g, N, 2)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
+        bias = None if lin.bias is None else lin.bias.detach().clone()
+        return cls(packed, scales_zeros.to(_KERNEL_ACT_DTYPE), bias, k, n, group_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = _flatten(x, self.in_features).to(_KERNEL_ACT_DTYPE)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, self.group_size, self.scales_zeros)
+        y = y.to(x.dtype)
+        if self.bias is not None:
+            y = y + self.bias.to(x.dtype)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, int4 group={self.group_size}"
+
+
+class W8A8Linear(nn.Module):
+    """Dynamic int8 activations (symmetric, per token) x int8 weights (per output channel).
+
+    Opt-in: real Qwen models have activation outliers that per-token quantization can damage,
+    and random weights cannot show it. Its use is compute-bound work on CPUs with VNNI: on this
+    EPYC a 512x1024->4096 GEMM took 7 ms vs 10 ms bf16 and 31 ms fp32; for M=1 decode it is
+    slower than int8 weight-only (1.73 vs 0.64 ms) because of the per-call activation quantization.
+    """
+
+    def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.out_features, self.in_features = qweight.shape
+        self.register_buffer("qweight", qweight)  # (N, K) int8; used as a (K, N) transposed view
+        self.register_buffer("scales", scales)  # (N,) fp32
+        self.register_buffer("bias", bias)
+
+    @classmethod
+    def from_linear(cls, lin: nn.Linear) -> W8A8Linear:
+        base = Int8Linear.from_linear(lin)
+        return cls(base.qweight, base.scales.float(), base.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = _flatten(x, self.in_features).float()  # (T, K)
+        x_scale = (x2.abs().amax(dim=1, keepdim=True) / 127.0).clamp(min=1e-12)  # (T, 1)
+        xq = torch.round(x2 / x_scale).clamp_(-127, 127).to(torch.int8)
+        acc = torch._int_mm(xq, self.qweight.t())  # (T, N) int32
+        y = acc.float() * x_scale * self.scales
+        if self.bias is not None:
+            y = y + self.bias.float()
+        return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, w8a8 dynamic per-token"
+
+
+class KeepFp32Linear(nn.Linear):
+    """A Linear that `skip` exempted from bf16: stays fp32 inside a bf16 module, casts at its edges."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(x.dtype)
+
+
+@dataclass
+class FormatStats:
+    layers: int = 0  # Linear layers now in this format
+    bytes_before: int = 0  # their weight (+bias) bytes before conversion
+    bytes_after: int = 0  # their weight + bias + scale bytes after
+
+
+@dataclass
+class QuantReport:
+    # per format -> counts and bytes of the Linear layers converted to it ("fp32" for kept ones)
+    formats: dict[str, FormatStats] = field(default_factory=dict)
+    # non-Linear float params/buffers cast for bf16 (norms, embeddings, conv patch embed)
+    other_params_cast: int = 0
+    # True when a tied lm_head got its own quantized copy (embedding kept in its own format)
+    untied_lm_head: bool = False
+
+    @property
+    def bytes_before(self) -> int:
+        return sum(s.bytes_before for s in self.formats.values())
+
+    @property
+    def bytes_after(self) -> int:
+        return sum(s.bytes_after for s in self.formats.values())
+
+    def add(self, fmt: str, before: int, after: int) -> None:
+        s = self.formats.setdefault(fmt, FormatStats())
+        s.layers += 1
+        s.bytes_before += before
+        s.bytes_after += after
+
+    def merge(self, other: QuantReport) -> QuantReport:
+        out = QuantReport(
+            other_params_cast=self.other_params_cast + other.other_params_cast,
+            untied_lm_head=self.untied_lm_head or other.untied_lm_head,
+        )
+        for rep in (self, other):
+            for fmt, s in rep.formats.items():
+                t = out.formats.setdefault(fmt, FormatStats())
+                t.layers += s.layers
+                t.bytes_before += s.bytes_before
+                t.bytes_after += s.bytes_after
+        return out
+
+    def summary(self) -> str:
+        parts = [
+            f"{fmt}: {s.layers} layers {s.bytes_before / 2**20:.1f}->{s.bytes_after / 2**20:.1f} MiB"
+            for fmt, s in sorted(self.formats.items())
+        ]
+        if self.untied_lm_head:
+            parts.append("lm_head untied")
+        return "; ".join(parts)
+
+
+def _tensor_bytes(*tensors: torch.Tensor | None) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
+def module_bytes(m: nn.Module) -> int:
+    """Bytes of a (possibly quantized) linear layer's parameters and buffers."""
+    return _tensor_bytes(*m.parameters(recurse=False), *m.buffers(recurse=False))
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown weight format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def quantize_linear(lin: nn.Linear, fmt: str) -> nn.Module:
+    """A replacement module for `lin` in `fmt` (int4 falls back to int8 for unsupported shapes)."""
+    check_format(fmt)
+    if fmt == "int8":
+        return Int8Linear.from_linear(lin)
+    if fmt == "int4":
+        return Int4Linear.from_linear(lin) if Int4Linear.supports(lin) else Int8Linear.from_linear(lin)
+    if fmt == "w8a8":
+        return W8A8Linear.from_linear(lin)
+    raise ValueError(f"quantize_linear handles int8/int4/w8a8, not {fmt!r}")
+
+
+def _linears(module: nn.Module) -> list[tuple[nn.Module, str, str, nn.Linear]]:
+    """(parent, attribute, full name, linear) for every nn.Linear under `module`."""
+    out = []
+    for parent_name, parent in module.named_modules():
+        for attr, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                full = f"{parent_name}.{attr}" if parent_name else attr
+                out.append((parent, attr, full, child))
+    return out
+
+
+def _format_of(m: nn.Module) -> str:
+    if isinstance(m, Int4Linear):
+        return "int4"
+    if isinstance(m, Int8Linear):
+        return "int8"
+    if isinstance(m, W8A8Linear):
+        return "w8a8"
+    return "bf16" if m.weight.dtype == torch.bfloat16 else "fp32"
+
+
+@torch.no_grad()
+def quantize_module(
+    module: nn.Module,
+    fmt: str,
+    *,
+    skip: Callable[[str, nn.Linear], bool] | None = None,
+) -> QuantReport:
+    """Convert every nn.Linear under `module` to `fmt` in place; `skip(name, linear)` exempts some.
+
+    - fp32: casts float params to fp32 (a no-op for a fp32 model).
+    - bf16: casts every float param/buffer of `module` to bf16; skipped Linears stay fp32 and
+      cast at their edges (KeepFp32Linear).
+    - int8 / int4 / w8a8: replace Linears with packed modules; everything else (norms,
+      embeddings, convs) keeps its dtype, and so do activations in and out of each layer.
+    """
+    check_format(fmt)
+    report = QuantReport()
+    entries = _linears(module)
+    skipped = {full for _, _, full, lin in entries if skip is not None and skip(full, lin)}
+
+    if fmt in ("fp32", "bf16"):
+        target = torch.float32 if fmt == "fp32" else torch.bfloat16
+        linear_ids = {id(p) for _, _, _, lin in entries for p in lin.parameters()}
+        before = {full: module_bytes(lin) for _, _, full, lin in entries}
+        seen: set[int] = set()
+        for t in list(module.parameters()) + list(module.buffers()):
+            if t.is_floating_point() and t.dtype != target and id(t) not in linear_ids and id(t) not in seen:
+                seen.add(id(t))
+                report.other_params_cast += 1
+        module.to(target)
+        for parent, attr, full, lin in entries:
+            if full in skipped and fmt == "bf16":
+                keep = KeepFp32Linear(lin.in_features, lin.out_features, lin.bias is not None, device="meta")
+                keep.weight = nn.Parameter(lin.weight.float(), requires_grad=False)
+                if lin.bias is not None:
+                    keep.bias = nn.Parameter(lin.bias.float(), requires_grad=False)
+                setattr(parent, attr, keep)
+                lin = keep
+            report.add(_format_of(lin), before[full], module_bytes(lin))
+        return report
+
+    for parent, attr, full, lin in entries:
+        before = module_bytes(lin)
+        if full in skipped:
+            report.add(_format_of(lin), before, before)
+            continue
+        new = quantize_linear(lin, fmt)
+        setattr(parent, attr, new)
+        report.add(_format_of(new), before, module_bytes(new))
+    return report
+
+
+def _untie_config(config: object) -> None:
+    for cfg in (config, getattr(config, "text_config", None)):
+        if cfg is not None and getattr(cfg, "tie_word_embeddings", False):
+            cfg.tie_word_embeddings = False
+
+
+@torch.no_grad()
+def quantize_qwen3vl(model: nn.Module, lm_format: str, vision_format: str) -> QuantReport:
+    """Apply `lm_format` to the language model + lm_head and `vision_format` to the vision tower.
+
+    `model` is a Qwen3VLForConditionalGeneration: `model.model.language_model` (Qwen3VLTextModel),
+    `model.model.visual` (Qwen3VLVisionModel, incl. its patch mergers) and `model.lm_head`.
+
+    The lm_head matters: Qwen3-VL-2B ties it to the 151936x2048 embedding, 311M params, ~20% of
+    the weight bytes read per decoded token. With a quantized LM format the lm_head gets its own
+    quantized copy and the tie is dropped (config too, so a later `tie_weights()` does not undo
+    it); the embedding table keeps the LM's float dtype, since a lookup reads one row per token
+    and costs nothing to keep exact. With bf16 the tie is kept (both are simply bf16).
+    """
+    check_format(lm_format)
+    check_format(vision_format)
+    inner = model.model
+    lm_head = model.lm_head
+    embed = inner.language_model.get_input_embeddings()
+    tied = embed is not None and lm_head.weight is embed.weight
+    head_bytes_before = _tensor_bytes(lm_head.weight)
+
+    report = quantize_module(inner.visual, vision_format)
+    report = report.merge(quantize_module(inner.language_model, lm_format))
+    if lm_format in ("fp32", "bf16"):
+        # The embedding was cast with the language model; a tied lm_head shares that tensor.
+        if not tied:
+            report = report.merge(quantize_module(_Holder(lm_head), lm_format))
+        else:
+            # Same tensor as the embedding (already cast with the language model).
+            report.add(lm_format, head_bytes_before, _tensor_bytes(lm_head.weight))
+        return report
+
+    if tied:
+        # Quantize from the embedding's (still float) weight into fresh buffers: this unties.
+        src = nn.Linear(lm_head.in_features, lm_head.out_features, bias=False, device="meta")
+        src.weight = nn.Parameter(embed.weight.detach(), requires_grad=False)
+        lm_head = src
+        _untie_config(model.config)
+        report.untied_lm_head = True
+    new = quantize_linear(lm_head, lm_format)
+    model.lm_head = new
+    report.add(_format_of(new), head_bytes_before, module_bytes(new))
+    return report
+
+
+class _Holder(nn.Module):
+    """Wraps one Linear so quantize_module can replace/cast it like any child."""
+
+    def __init__(self, lin: nn.Module) -> None:
+        super().__init__()
+        self.lin = lin
