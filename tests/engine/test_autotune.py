@@ -1,0 +1,137 @@
+"""`auto` weight formats: setting parsing, a real (tiny, fast) measurement, the per-CPU cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vision.engine import autotune
+from vision.engine.autotune import (
+    FormatChoice,
+    LayerDims,
+    bandwidth_floor_s,
+    choose_formats,
+    formats_for,
+    measure_memory_bandwidth,
+    resolve_formats,
+    weight_bytes_per_token,
+)
+from vision.engine.cpuinfo import RELEVANT_FLAGS, cpu_description
+
+# Small shapes so the test measures for real in well under a second.
+TINY = LayerDims(
+    hidden=128,
+    q_out=128,
+    kv_out=64,
+    intermediate=256,
+    num_layers=2,
+    vocab=1000,
+    vision_hidden=64,
+    vision_intermediate=256,
+    vision_tokens=32,
+)
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("auto", ("auto", "auto")),
+        ("int8", ("int8", "int8")),
+        (" BF16 ", ("bf16", "bf16")),
+        ("int4", ("int4", "int4")),
+        ("w8a8", ("w8a8", "w8a8")),
+        ("lm=int8,vision=bf16", ("int8", "bf16")),
+        ("vision=fp32, lm=int4", ("int4", "fp32")),
+        ("lm=int8", ("int8", "auto")),
+        ("vision=auto,lm=fp32", ("fp32", "auto")),
+    ],
+)
+def test_resolve_formats(setting: str, expected: tuple[str, str]) -> None:
+    assert resolve_formats(setting) == expected
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("", "empty"),
+        ("fp8", "unknown weight format 'fp8'"),
+        ("lm=int3,vision=bf16", "unknown weight format 'int3' for lm"),
+        ("text=int8", "bad weight-format part"),
+        ("lm=int8,lm=bf16", "given twice"),
+        ("lm=int8,bf16", "bad weight-format part"),
+    ],
+)
+def test_resolve_formats_errors(setting: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        resolve_formats(setting)
+
+
+def test_choose_formats_measures_then_uses_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "formats.json"
+    first = choose_formats(TINY, cache_path=cache, budget_s=0.05)
+    assert not first.from_cache
+    assert first.lm_format in ("fp32", "bf16", "int8")
+    assert first.vision_format in ("fp32", "bf16", "int8")
+    for timings in (first.decode_layer_s, first.decode_layer_m4_s, first.vision_gemm_s, first.decode_token_s):
+        assert set(timings) == {"fp32", "bf16", "int8"}
+        assert all(t > 0 for t in timings.values())
+    assert first.decode_layer_s[first.lm_format] <= min(first.decode_layer_s.values()) * (
+        1 + autotune.PRECISION_MARGIN
+    )
+    assert first.cpu_key == cpu_description().key
+    assert cache.exists() and len(json.loads(cache.read_text())) == 1
+
+    second = choose_formats(TINY, cache_path=cache, budget_s=0.05)
+    assert second.from_cache
+    assert (second.lm_format, second.vision_format) == (first.lm_format, first.vision_format)
+    assert second.decode_layer_s == first.decode_layer_s
+
+
+def test_choose_formats_survives_corrupt_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "formats.json"
+    cache.write_text("{not json")
+    choice = choose_formats(TINY, candidates=("fp32", "int8"), cache_path=cache, budget_s=0.02)
+    assert not choice.from_cache and set(choice.decode_layer_s) == {"fp32", "int8"}
+    assert choose_formats(TINY, candidates=("fp32", "int8"), cache_path=cache).from_cache
+
+
+def test_choose_formats_never_auto_picks_lossy(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must be set explicitly"):
+        choose_formats(TINY, candidates=("fp32", "int4"), cache_path=tmp_path / "c.json")
+
+
+def test_pick_prefers_precision_within_margin() -> None:
+    assert autotune._pick({"fp32": 1.0, "bf16": 0.98, "int8": 0.97}) == "fp32"
+    assert autotune._pick({"fp32": 1.0, "bf16": 0.5, "int8": 0.49}) == "bf16"
+    assert autotune._pick({"fp32": 1.0, "bf16": 0.5, "int8": 0.25}) == "int8"
+
+
+def test_formats_for_explicit_setting_does_not_measure(tmp_path: Path) -> None:
+    cache = tmp_path / "c.json"
+    assert formats_for("lm=int8,vision=bf16", cache_path=cache) == ("int8", "bf16", None)
+    assert not cache.exists()
+
+
+def test_formats_for_auto_uses_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FormatChoice(lm_format="int8", vision_format="bf16")
+    monkeypatch.setattr(autotune, "choose_formats", lambda **_: fake)
+    assert formats_for("lm=auto,vision=fp32", cache_path=tmp_path / "c.json") == ("int8", "fp32", fake)
+
+
+def test_bandwidth_and_floor() -> None:
+    bw = measure_memory_bandwidth(64 * 2**20, reps=2)
+    assert 0.1 < bw < 2000
+    dims = LayerDims()
+    # Qwen3-VL-2B LM: 28 x 50.3M linear params + 311M lm_head = 1.72G weights per token.
+    assert weight_bytes_per_token("int8", dims) == pytest.approx(1.72e9, rel=0.01)
+    assert bandwidth_floor_s("fp32", 20.0) == pytest.approx(4 * bandwidth_floor_s("int8", 20.0))
+
+
+def test_cpu_description() -> None:
+    cpu = cpu_description()
+    assert cpu.logical_cores >= cpu.physical_cores >= 1
+    assert cpu.flags <= set(RELEVANT_FLAGS)
+    assert cpu.torch_version in cpu.key and cpu.model_name in cpu.key
+    assert cpu_description().key == cpu.key  # stable
