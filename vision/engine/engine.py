@@ -244,7 +244,8 @@ class Engine:
         self._formats, self._format_timings = formats, timings
         runner = ModelRunner(loaded.model)
         self._tokenizer = loaded.tokenizer
-        self._pre = Preprocessor(loaded.tokenizer, loaded.image_processor, loaded.chat_template)
+        processor = loaded.processor
+        self._pre = Preprocessor(loaded.tokenizer, processor.image_processor, processor.chat_template)
         self._eos_ids = frozenset(loaded.eos_token_ids)
         self._scheduler = Scheduler(self.config, runner, self._pre, self._eos_ids)
         self._load_s = time.monotonic() - start

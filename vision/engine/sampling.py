@@ -72,20 +72,19 @@ class TextStream:
                 final = True
         releasable = len(self.text)
         if not final:
-            if self.text.endswith("\ufffd"):  # an incomplete multi-byte character
-                releasable = len(self.text.rstrip("\ufffd"))
-            releasable = min(releasable, self._stop_safe_length())
+            complete = self.text.rstrip("\ufffd")  # drop an incomplete multi-byte character
+            releasable = self._stop_safe_length(complete)
         releasable = max(releasable, self.emitted)
         delta = self.text[self.emitted : releasable]
         self.emitted = releasable
         return delta
 
-    def _stop_safe_length(self) -> int:
-        """Hold back a tail that could still grow into a stop string."""
-        safe = len(self.text)
+    def _stop_safe_length(self, text: str) -> int:
+        """Length of `text` minus a tail that could still grow into a stop string."""
+        safe = len(text)
         for s in self.stop:
-            for k in range(min(len(s) - 1, len(self.text)), 0, -1):
-                if self.text.endswith(s[:k]):
-                    safe = min(safe, len(self.text) - k)
+            for k in range(min(len(s) - 1, len(text)), 0, -1):
+                if text.endswith(s[:k]):
+                    safe = min(safe, len(text) - k)
                     break
         return safe
