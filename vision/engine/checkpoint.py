@@ -264,6 +264,9 @@ DEFAULT_DTYPE: dict[CheckpointSize, torch.dtype] = {"2b": torch.bfloat16, "tiny"
 # Shard size for the 2b weights: bounds the writer's peak memory to about one shard.
 SHARD_BYTES = 2 * 1024**3
 INIT_STD = 0.02  # the configs' initializer_range
+# Tokens before Qwen's added ones: the released tokenizer has 151643; the tiny model keeps
+# only what the corpus trains (~730) so its embedding stays small.
+REGULAR_TOKENS: dict[CheckpointSize, int | None] = {"2b": 151643, "tiny": None}
 
 
 @dataclass(frozen=True)
@@ -279,14 +282,9 @@ class TokenIds:
     size: int  # number of tokens including the added ones
 
 
-def train_tokenizer() -> Tokenizer:
-    """Train the Qwen2-style byte-level BPE on the built-in corpus and add Qwen's special tokens.
-
-    Same normalizer, pre-tokenizer and decoder as `Qwen2Tokenizer` builds, so the loaded
-    tokenizer behaves like the real one; the 256 byte symbols are always in the vocabulary,
-    so any UTF-8 text round-trips. Training is single-pass and deterministic (~20 ms).
-    """
-    tokenizer = Tokenizer(BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
+def _pipeline(model: BPE) -> Tokenizer:
+    """A tokenizer with Qwen2Tokenizer's normalizer, pre-tokenizer and decoder around `model`."""
+    tokenizer = Tokenizer(model)
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [
@@ -295,6 +293,22 @@ def train_tokenizer() -> Tokenizer:
         ]
     )
     tokenizer.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    return tokenizer
+
+
+def train_tokenizer(regular_tokens: int | None = None) -> Tokenizer:
+    """Train the Qwen2-style byte-level BPE on the built-in corpus and add Qwen's special tokens.
+
+    Same normalizer, pre-tokenizer and decoder as `Qwen2Tokenizer` builds, so the loaded
+    tokenizer behaves like the real one; the 256 byte symbols are always in the vocabulary,
+    so any UTF-8 text round-trips. Training is deterministic and takes ~20 ms.
+
+    `regular_tokens` pads the vocabulary with filler words (" w1000", " w1001", ...) that no
+    merge produces, up to that many tokens before the added ones. With Qwen's 151643 the
+    special tokens get the released ids (<|im_end|> = 151645, <|image_pad|> = 151655) and
+    every id a full-size random lm_head can emit decodes to text.
+    """
+    tokenizer = _pipeline(BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     trainer = trainers.BpeTrainer(
         vocab_size=8192,  # an upper bound; the small corpus stops far below it
         min_frequency=2,
@@ -303,7 +317,19 @@ def train_tokenizer() -> Tokenizer:
         special_tokens=[],
     )
     tokenizer.train_from_iterator(corpus(), trainer=trainer)
-
+    if regular_tokens is not None:
+        trained = json.loads(tokenizer.to_str())["model"]
+        vocab: dict[str, int] = trained["vocab"]
+        if regular_tokens < len(vocab):
+            raise ValueError(f"regular_tokens {regular_tokens} < trained vocabulary {len(vocab)}")
+        # "\u0120" is the byte-level symbol of a space, as in every Qwen word token.
+        vocab.update({f"\u0120w{i}": i for i in range(len(vocab), regular_tokens)})
+        merges = [
+            tuple(pair) if isinstance(pair, list) else tuple(pair.split(" ")) for pair in trained["merges"]
+        ]
+        tokenizer = _pipeline(
+            BPE(vocab=vocab, merges=merges, unk_token=None, fuse_unk=False, byte_fallback=False)
+        )
     tokenizer.add_special_tokens(
         [
             AddedToken(text, special=special, normalized=False, lstrip=False, rstrip=False, single_word=False)
@@ -578,7 +604,7 @@ def write_checkpoint(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
 
-    tokenizer = train_tokenizer()
+    tokenizer = train_tokenizer(REGULAR_TOKENS[size])
     ids = token_ids(tokenizer)
     config = model_config(size, ids, dtype)
     image_config, video_config = _preprocessor_configs()
@@ -591,6 +617,8 @@ def write_checkpoint(
     _write_json(staging / "video_preprocessor_config.json", video_config)
     _write_weights(staging, _parameter_shapes(config), dtype, seed)
 
+    for weights in staging.glob("*.safetensors"):
+        weights.chmod(0o644)  # safetensors creates 0600 files; workers may run as another user
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)

@@ -1,0 +1,77 @@
+"""Engine test fixtures: the tiny random-weight Qwen3-VL checkpoint, built once and cached.
+
+The checkpoint is cached under `<repo>/.cache/checkpoints/` keyed by a hash of the writer's
+source, its tokenizer corpus and the transformers version, so editing the writer rebuilds it
+and an unchanged writer costs nothing after the first run. Engine tests touch no database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CACHE_ROOT = REPO_ROOT / ".cache" / "checkpoints"
+
+
+def _writer_key() -> str:
+    import transformers
+
+    from vision.engine import _tokenizer_corpus, checkpoint
+
+    digest = hashlib.sha256()
+    for module in (checkpoint, _tokenizer_corpus):
+        digest.update(Path(module.__file__).read_bytes())
+    digest.update(transformers.__version__.encode())
+    return f"v{checkpoint.WRITER_VERSION}-{digest.hexdigest()[:12]}"
+
+
+def build_cached_checkpoint(size: str = "tiny", seed: int = 0) -> Path:
+    """Path of a cached checkpoint, writing it first if absent or incomplete.
+
+    Safe when several pytest processes race: each writes into its own temporary folder and the
+    first rename wins; the others discard their copy.
+    """
+    from vision.engine.checkpoint import write_checkpoint
+    from vision.engine.loader import missing_files
+
+    final = CACHE_ROOT / f"{size}-seed{seed}-{_writer_key()}"
+    if final.is_dir() and not missing_files(final):
+        return final
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{size}-", dir=CACHE_ROOT))
+    try:
+        built = write_checkpoint(scratch / "checkpoint", size=size, seed=seed)
+        if final.is_dir() and missing_files(final):
+            shutil.rmtree(final, ignore_errors=True)  # a broken leftover, e.g. deleted files
+        try:
+            os.rename(built, final)
+        except OSError:
+            if not final.is_dir():
+                raise  # not a lost race: a real filesystem problem
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return final
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint() -> Path:
+    """Folder of the tiny random-weight Qwen3-VL checkpoint (real file layout, ~2.4 MB).
+
+    Shared by the whole session and by later sessions: treat it as read-only (copy it to
+    tmp_path before changing files).
+    """
+    return build_cached_checkpoint("tiny")
+
+
+@pytest.fixture
+def tiny_model(tiny_checkpoint: Path):
+    """A fresh `LoadedModel` of the tiny checkpoint in fp32 (~0.2 s), free to mutate."""
+    from vision.engine.loader import load_model
+
+    return load_model(str(tiny_checkpoint), progress=False)
