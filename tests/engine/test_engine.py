@@ -304,3 +304,37 @@ def test_sampling_params_are_validated(engine):
     request.sampling = SamplingParams(max_tokens=2, temperature=-1)
     with pytest.raises(InvalidRequest):
         engine.submit(request)
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "int8", "lm=int8,vision=bf16"])
+def test_engine_runs_each_weight_format_end_to_end(tiny_checkpoint, dtype):
+    engine = Engine(EngineConfig(model=str(tiny_checkpoint), dtype=dtype, threads=2)).load(timeout=120)
+    try:
+        status = engine.status()
+        lm, _, vision = dtype.partition(",")
+        assert status.formats["lm"] == lm.removeprefix("lm=")
+        assert status.formats["vision"] == (vision.removeprefix("vision=") or lm)
+        out = engine.generate(ask((picture(1), text("Describe it.")), 5), timeout=60)
+        assert out.error is None and len(out.token_ids) == 5
+    finally:
+        engine.shutdown()
+
+
+def test_auto_formats_are_measured_and_reported(tiny_checkpoint, tmp_path):
+    config = EngineConfig(
+        model=str(tiny_checkpoint), dtype="auto", threads=2, format_cache=tmp_path / "formats.json"
+    )
+    engine = Engine(config).load(timeout=120)
+    try:
+        status = engine.status()
+        assert status.formats["lm"] in ("fp32", "bf16", "int8")
+        assert status.formats["vision"] in ("fp32", "bf16", "int8")
+        measured = status.format_timings["decode_token_s"]
+        assert set(measured) == {"fp32", "bf16", "int8"}
+        # auto picks the fastest decode format it measured (or a more precise one within the margin)
+        from vision.engine.autotune import PRECISION_MARGIN
+
+        assert measured[status.formats["lm"]] <= min(measured.values()) * (1 + PRECISION_MARGIN)
+        assert (tmp_path / "formats.json").exists()
+    finally:
+        engine.shutdown()

@@ -29,17 +29,19 @@ def load_for_engine(config: EngineConfig, loaded=None):
     """
     if loaded is not None:
         return loaded, _formats_of(loaded.model), {}
-    from .autotune import choose_formats, resolve_formats
+    from .autotune import formats_for
     from .loader import load_model
     from .quant import quantize_qwen3vl
 
-    lm_format, vision_format = resolve_formats(config.dtype)
+    lm_format, vision_format, choice = formats_for(config.dtype, cache_path=config.format_cache)
     timings: dict = {}
-    if "auto" in (lm_format, vision_format):
-        choice = choose_formats(cache_path=config.format_cache)
-        timings = {"lm": choice.lm_timings, "vision": choice.vision_timings, "cached": choice.from_cache}
-        lm_format = choice.lm_format if lm_format == "auto" else lm_format
-        vision_format = choice.vision_format if vision_format == "auto" else vision_format
+    if choice is not None:
+        timings = {
+            "decode_token_s": choice.decode_token_s,
+            "vision_gemm_s": choice.vision_gemm_s,
+            "cpu": choice.cpu_key,
+            "from_cache": choice.from_cache,
+        }
     loaded = load_model(config.model, dtype=torch.float32, progress=os.isatty(2))
     report = quantize_qwen3vl(loaded.model, lm_format=lm_format, vision_format=vision_format)
     log.info("weights converted: %s", report)
