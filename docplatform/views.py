@@ -21,7 +21,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def readyz(request: HttpRequest) -> JsonResponse:
     """200 when the database, Redis and at least one worker with a ready engine are there."""
     readiness = readiness_check()
-    return JsonResponse(readiness.to_dict(), status=200 if readiness.ok else 503)
+    response = JsonResponse(readiness.to_dict(), status=200 if readiness.ok else 503)
+    # Probes poll every few seconds; a 503 here is a state report (the reason is in the body),
+    # not a server error for django.request to log at ERROR each time.
+    response._has_been_logged = True
+    return response
 
 
 def _wants_json(request: HttpRequest) -> bool:

@@ -1,0 +1,31 @@
+import pytest
+from django.contrib.auth.models import Group
+
+from accounts.roles import Role
+
+pytestmark = pytest.mark.django_db
+
+
+def test_role_groups_exist_with_inherited_permissions():
+    perms = {group.name: {p.codename for p in group.permissions.all()} for group in Group.objects.all()}
+    assert set(perms) >= {"member", "reviewer", "admin"}
+    assert perms["member"] < perms["reviewer"] < perms["admin"]
+    assert "access_review" in perms["reviewer"] and "access_review" not in perms["member"]
+
+
+@pytest.mark.parametrize(("role", "expected"), [(Role.MEMBER, 403), (Role.REVIEWER, 200), (Role.ADMIN, 200)])
+def test_reviewer_endpoint_by_role(api_client, user_factory, role, expected):
+    api_client.force_authenticate(user_factory(role))
+    assert api_client.get("/api/review/ping").status_code == expected
+
+
+def test_member_cannot_reach_the_admin(client, user_factory):
+    client.force_login(user_factory(Role.MEMBER))
+    response = client.get("/admin/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_admin_reaches_the_admin(client, user_factory):
+    client.force_login(user_factory(Role.ADMIN, is_superuser=True))
+    assert client.get("/admin/").status_code == 200

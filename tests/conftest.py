@@ -1,0 +1,142 @@
+"""Shared fixtures. Redis and the Celery worker are started by `scripts/test.sh`; tests that need
+them fail (never skip) when they are missing."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_DJANGO_FIXTURES = {
+    "db",
+    "transactional_db",
+    "client",
+    "api_client",
+    "live_server",
+    "admin_client",
+    "user_factory",
+}
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache(request: pytest.FixtureRequest) -> None:
+    """Throttle counters and lockouts live in the cache: start every Django test from zero."""
+    if request.node.get_closest_marker("django_db") is None and not _DJANGO_FIXTURES & set(
+        request.fixturenames
+    ):
+        return
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(
+            f"Redis at {settings.REDIS_URL} is not reachable ({exc}); run the suite with scripts/test.sh"
+        )
+    return settings.REDIS_URL
+
+
+@pytest.fixture
+def api_client():
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture
+def user_factory(db) -> Callable:
+    from accounts.roles import Role
+    from accounts.services import user_create
+
+    counter = iter(range(1_000_000))
+
+    def make(role: Role = Role.MEMBER, password: str = "correct horse battery", **kwargs):
+        return user_create(username=f"user{next(counter)}-{role}", password=password, role=role, **kwargs)
+
+    return make
+
+
+def redis_db_url(base_url: str, db: int) -> str:
+    """The same Redis server, another database number: isolates a test's heartbeats."""
+    return base_url.rsplit("/", 1)[0] + f"/{db}"
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess, for tests that watch workers come and go."""
+
+    def __init__(self, *, name: str, redis_url: str, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = REPO_ROOT / "data" / "test-run" / f"{name.split('@')[0]}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        full_env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "WORKER_HEARTBEAT_INTERVAL_SECONDS": "1",
+            "WORKER_HEARTBEAT_TTL_SECONDS": "3",
+            **(env or {}),
+        }
+        command = [sys.executable, "-m", "celery", "-A", "docplatform", "worker", "-P", "threads", "-c", "1"]
+        command += [
+            "-Q",
+            f"throwaway-{name.split('@')[0]}",
+            "-n",
+            name,
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "info",
+        ]
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=timeout)
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def worker_process(redis_url: str) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(*, name: str, redis_url: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(name=name, redis_url=redis_url, env=env)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop(signal.SIGKILL)
+
+
+def wait_for(
+    predicate: Callable[[], object], *, timeout: float, interval: float = 0.2, message: str = ""
+) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {message or predicate}")
+        time.sleep(interval)

@@ -1,0 +1,46 @@
+"""The web process never imports torch or transformers (DESIGN.md)."""
+
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO_ROOT
+
+SCRIPT = r"""
+import asyncio, json, sys
+
+from docplatform.asgi import application  # sets up Django
+import django.urls
+import docplatform.urls, vision.tasks, vision.worker, vision.health
+
+async def call(path):
+    sent = []
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "root_path": "", "headers": [(b"host", b"localhost")], "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 80)}
+    async def receive():
+        if messages:
+            return messages.pop()
+        await asyncio.Event().wait()  # the client stays connected
+    async def send(message):
+        sent.append(message)
+    await application(scope, receive, send)
+    return sent[0]["status"]
+
+statuses = [asyncio.run(call(path)) for path in ("/healthz", "/readyz", "/api/auth/me/", "/login/", "/api/schema/")]
+heavy = sorted(name for name in ("torch", "transformers", "vision.engine") if name in sys.modules)
+print(json.dumps({"statuses": statuses, "heavy": heavy}))
+"""
+
+
+def test_web_process_does_not_import_torch():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "docplatform.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    report = result.stdout.strip().splitlines()[-1]
+    assert '"heavy": []' in report, report
+    assert report.startswith('{"statuses": [200, '), report
