@@ -1,0 +1,153 @@
+"""Worker side: run a `GenerationSpec` on this worker's engine and relay it to its Redis stream.
+
+The one adapter between the platform's types and the engine's (STYLE.md): jobs, batches and
+/v1 chat all come through `spec_to_engine_request` and `generate_to_stream`. Imported only in
+worker processes (it imports the engine, hence torch).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+
+from vision import streams
+from vision.engine import (
+    ChatMessage,
+    EngineRequest,
+    FinishReason,
+    ImagePart,
+    InvalidRequest,
+    PixelBudget,
+    RequestOutput,
+    SamplingParams,
+    TextPart,
+    Timings,
+    Usage,
+)
+from vision.generation import GenerationSpec
+
+log = logging.getLogger(__name__)
+
+CANCEL_POLL_S = 0.25  # how often a running generation checks whether its reader gave up
+
+
+def _load_image(path: str) -> ImagePart:
+    root = Path(settings.MEDIA_ROOT).resolve()
+    full = (root / path).resolve()
+    if root not in full.parents:  # a spec is built by our own web code, but never trust paths
+        raise InvalidRequest("image path outside the media folder")
+    try:
+        return ImagePart.from_bytes(full.read_bytes())
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read stored image: {exc}") from exc
+
+
+def spec_to_engine_request(spec: GenerationSpec) -> EngineRequest:
+    messages = []
+    for message in spec.messages:
+        parts: list[TextPart | ImagePart] = []
+        for part in message.parts:
+            if part.image is not None:
+                parts.append(_load_image(part.image.path))
+            elif part.text is not None:
+                parts.append(TextPart(part.text))
+        messages.append(ChatMessage(role=message.role, content=tuple(parts)))
+    budget = PixelBudget.for_task(spec.task)
+    if spec.max_pixels:
+        budget = PixelBudget(min(budget.min_pixels, spec.max_pixels), spec.max_pixels)
+    return EngineRequest(
+        request_id=spec.request_id,
+        messages=messages,
+        sampling=SamplingParams(
+            max_tokens=spec.max_tokens,
+            temperature=spec.temperature,
+            top_p=spec.top_p,
+            seed=spec.seed,
+            stop=tuple(spec.stop),
+            min_tokens=spec.min_tokens,
+            ignore_eos=spec.ignore_eos,
+        ),
+        task=spec.task,
+        pixels=budget,
+        deadline=time.monotonic() + spec.deadline_s,
+        use_prefix_cache=spec.use_prefix_cache,
+    )
+
+
+def output_payload(output: RequestOutput) -> dict:
+    """The "final" stream event's data: what readers need to close a response."""
+    return {
+        "finish_reason": output.finish_reason.value,
+        "error": output.error,
+        "text": output.text,
+        "usage": {
+            "prompt_tokens": output.usage.prompt_tokens,
+            "completion_tokens": output.usage.completion_tokens,
+            "image_tokens": output.usage.image_tokens,
+            "cached_tokens": output.usage.cached_tokens,
+        },
+        "timings": {k: round(v, 4) for k, v in vars(output.timings).items()},
+    }
+
+
+def failed_output(request_id: str, message: str) -> RequestOutput:
+    return RequestOutput(request_id, "", [], FinishReason.ERROR, Usage(), Timings(), error=message)
+
+
+def generate_to_stream(
+    engine,
+    spec: GenerationSpec,
+    client,
+    *,
+    worker: str = "",
+    on_delta: Callable[[str, int], None] | None = None,
+) -> RequestOutput:
+    """Run `spec` on `engine`, append its events to the request's stream, return the output.
+
+    `client` is a sync Redis client. `on_delta(text, tokens_so_far)` lets a job record progress.
+    Bad input (unreadable image, prompt too long) ends the stream with an error event, not an
+    exception: the reader always gets a "final" event.
+    """
+    streams.publish(client, spec.request_id, "started", data={"worker": worker})
+    try:
+        handle = engine.submit(spec_to_engine_request(spec))
+    except InvalidRequest as exc:
+        output = failed_output(spec.request_id, str(exc))
+        streams.publish(client, spec.request_id, "final", data=output_payload(output))
+        return output
+    tokens = 0
+    last_poll = time.monotonic()
+    while not handle.finished:
+        try:
+            delta = handle.next_delta(timeout=CANCEL_POLL_S)
+        except queue.Empty:
+            delta = None
+        if delta is not None and not delta.finished:
+            tokens += len(delta.token_ids)
+            if delta.text:
+                streams.publish(client, spec.request_id, "delta", text=delta.text)
+            if on_delta is not None:
+                on_delta(delta.text, tokens)
+        if time.monotonic() - last_poll >= CANCEL_POLL_S:
+            last_poll = time.monotonic()
+            if streams.cancel_requested(client, spec.request_id):
+                handle.cancel()
+    output = handle.result()
+    if output.text and handle._final is not None and handle._final.text:
+        streams.publish(client, spec.request_id, "delta", text=handle._final.text)
+    streams.publish(client, spec.request_id, "final", data=output_payload(output))
+    log.info(
+        "generation %s finished: %s, %d+%d tokens (%d cached), %.2fs",
+        spec.request_id,
+        output.finish_reason.value,
+        output.usage.prompt_tokens,
+        output.usage.completion_tokens,
+        output.usage.cached_tokens,
+        output.timings.total_s,
+    )
+    return output

@@ -1,1 +1,0 @@
-"""Vision models (Document, Job, ...) arrive with the documents-and-jobs work."""

@@ -1,0 +1,85 @@
+"""Token streams between workers and the web side, over Redis Streams.
+
+A worker appends one entry per text delta to `docplatform:gen:<id>:events`, and a last entry of
+type "final" with usage, timings and finish reason. Streams, not pub/sub: a reader that connects
+late (or reconnects) still reads every entry from the start, and entries outlive a reader's blip.
+Each stream expires an hour after its last write. A reader that wants the generation stopped
+(client disconnected, job cancelled) sets `docplatform:gen:<id>:cancel`; the worker polls it.
+
+Used by the web process (async reads, redis.asyncio) and by workers (sync writes). No torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+STREAM_TTL_S = 3600
+STREAM_MAXLEN = 20_000  # entries; a 16k-token answer fits, a runaway cannot eat Redis
+
+
+def stream_key(request_id: str) -> str:
+    return f"docplatform:gen:{request_id}:events"
+
+
+def cancel_key(request_id: str) -> str:
+    return f"docplatform:gen:{request_id}:cancel"
+
+
+@dataclass
+class StreamEvent:
+    id: str  # Redis stream entry id, to resume reading after it
+    type: str  # "started" | "delta" | "final"
+    text: str = ""
+    data: dict = field(default_factory=dict)  # "started": {"worker"}; "final": output fields
+
+    @property
+    def final(self) -> bool:
+        return self.type == "final"
+
+
+def _decode(entry_id, fields: dict) -> StreamEvent:
+    def s(value) -> str:
+        return value.decode() if isinstance(value, bytes) else value
+
+    fields = {s(k): s(v) for k, v in fields.items()}
+    data = json.loads(fields["data"]) if fields.get("data") else {}
+    return StreamEvent(id=s(entry_id), type=fields["type"], text=fields.get("text", ""), data=data)
+
+
+def publish(client, request_id: str, type_: str, *, text: str = "", data: dict | None = None) -> None:
+    """Append an event (worker side, sync client)."""
+    key = stream_key(request_id)
+    fields = {"type": type_, "text": text}
+    if data is not None:
+        fields["data"] = json.dumps(data, ensure_ascii=False)
+    pipe = client.pipeline(transaction=False)
+    pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
+    pipe.expire(key, STREAM_TTL_S)
+    pipe.execute()
+
+
+def request_cancel(client, request_id: str) -> None:
+    client.set(cancel_key(request_id), "1", ex=STREAM_TTL_S)
+
+
+def cancel_requested(client, request_id: str) -> bool:
+    return bool(client.exists(cancel_key(request_id)))
+
+
+def read_all(client, request_id: str) -> list[StreamEvent]:
+    """Every event so far (sync; tests and job status pages)."""
+    return [_decode(i, f) for i, f in client.xrange(stream_key(request_id))]
+
+
+async def aread(aclient, request_id: str, after: str = "0-0", block_ms: int = 1000) -> list[StreamEvent]:
+    """Events after entry `after`, waiting up to `block_ms` for the first (web side, async client)."""
+    response = await aclient.xread({stream_key(request_id): after}, block=block_ms, count=256)
+    events = []
+    for _key, entries in response or []:
+        events.extend(_decode(i, f) for i, f in entries)
+    return events
+
+
+async def arequest_cancel(aclient, request_id: str) -> None:
+    await aclient.set(cancel_key(request_id), "1", ex=STREAM_TTL_S)
