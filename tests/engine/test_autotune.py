@@ -34,6 +34,13 @@ TINY = LayerDims(
 )
 
 
+@pytest.fixture(autouse=True)
+def _few_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    # TINY layers are a few KB: the LLC rule would ask for the cap of copies, i.e. hundreds of
+    # tiny ops per round, and each can stall on a busy 2-core CI box. Two copies suffice here.
+    monkeypatch.setattr(autotune, "_MAX_COPIES", 2)
+
+
 @pytest.mark.parametrize(
     ("setting", "expected"),
     [
@@ -81,12 +88,15 @@ def test_choose_formats_measures_then_uses_cache(tmp_path: Path) -> None:
         1 + autotune.PRECISION_MARGIN
     )
     assert first.cpu_key == cpu_description().key
+    assert set(first.int8_prefill_s) == {"packed", "bf16", "fp32"}
+    assert first.vision_gemm_s["int8"] == first.int8_prefill_s[first.int8_prefill]
     assert cache.exists() and len(json.loads(cache.read_text())) == 1
 
     second = choose_formats(TINY, cache_path=cache, budget_s=0.05)
     assert second.from_cache
     assert (second.lm_format, second.vision_format) == (first.lm_format, first.vision_format)
     assert second.decode_layer_s == first.decode_layer_s
+    assert second.int8_prefill_dtype == first.int8_prefill_dtype
 
 
 def test_choose_formats_survives_corrupt_cache(tmp_path: Path) -> None:

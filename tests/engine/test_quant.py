@@ -74,6 +74,22 @@ def test_int8_matches_its_own_dequantization() -> None:
     assert q.qweight.dtype == torch.int8 and q.scales.shape == (64,)
 
 
+@pytest.mark.parametrize("prefill_dtype", [torch.bfloat16, torch.float32])
+def test_int8_prefill_path_matches_packed(prefill_dtype: torch.dtype) -> None:
+    """Many-row calls may dequantize and run a dense GEMM; results must match the packed kernel."""
+    lin = _linear(512, 256)
+    packed = Int8Linear.from_linear(lin)
+    dense = Int8Linear.from_linear(lin, prefill_dtype)
+    x = torch.randn(Int8Linear.PREFILL_MIN_ROWS + 5, 512)
+    y = dense(x)
+    assert y.dtype == torch.float32
+    # Same int8 weights; only bf16 rounding of the dequantized weight/activations differs.
+    assert rel_err(y, packed(x)) < 5e-3
+    assert rel_err(y, lin(x)) < BOUNDS["int8"]
+    few = torch.randn(2, 512)  # below the threshold: the packed kernel, bit-identical
+    assert torch.equal(dense(few), packed(few))
+
+
 @pytest.mark.parametrize("group", [32, 64, 128])
 def test_int4_groupwise(group: int) -> None:
     lin = _linear(256, 64, bias=False)
@@ -228,11 +244,18 @@ def test_qwen3vl_tied_lm_head_is_untied_and_quantized() -> None:
         ("int8", "bf16", 2 * BOUNDS["int8"]),
     ],
 )
-def test_qwen3vl_next_token_logits_close_to_fp32(lm_format: str, vision_format: str, bound: float) -> None:
+@pytest.mark.parametrize("int8_prefill_dtype", [None, torch.bfloat16])
+def test_qwen3vl_next_token_logits_close_to_fp32(
+    lm_format: str, vision_format: str, bound: float, int8_prefill_dtype: torch.dtype | None
+) -> None:
     model = _tiny_qwen3vl()
-    ids = torch.randint(0, 500, (2, 12))  # text only: below the image/video special ids
+    # Text only (ids below the image/video special ids); 40 tokens so the int8 prefill path
+    # (>= 32 rows) runs when enabled.
+    ids = torch.randint(0, 500, (2, 20))
     ref = _next_token_logits(model, ids)
-    quantize_qwen3vl(model, lm_format=lm_format, vision_format=vision_format)
+    quantize_qwen3vl(
+        model, lm_format=lm_format, vision_format=vision_format, int8_prefill_dtype=int8_prefill_dtype
+    )
     got = _next_token_logits(model, ids)
     assert rel_err(got, ref) < bound
     assert torch.equal(got.argmax(-1), ref.argmax(-1))

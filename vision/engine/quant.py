@@ -54,34 +54,58 @@ def _flatten(x: torch.Tensor, in_features: int) -> torch.Tensor:
 
 
 class Int8Linear(nn.Module):
-    """Weight-only int8 linear: symmetric per-output-channel scales, bf16 activations inside."""
+    """Weight-only int8 linear: symmetric per-output-channel scales, bf16 activations inside.
 
-    def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> None:
+    Decode rows (few tokens) use the packed GEMV kernel. `_weight_int8pack_mm` is a GEMV per row,
+    linear in M (2048x6144 on this CPU: 1.4 ms at M=8, 21 ms at 128, 87 ms at 512), so with
+    `prefill_dtype` set, calls of at least PREFILL_MIN_ROWS rows dequantize the weight and run a
+    dense GEMM in that dtype instead (bf16 here: 5.2 ms at 32, 11 at 128, 33 at 512; crossover
+    ~32 rows). Which dtype, if any, is a per-CPU fact that `autotune` measures: bf16 GEMM is
+    emulated on AVX2-only CPUs, and fp32 dequant was slower than packed here (99 vs 87 ms).
+    """
+
+    PREFILL_MIN_ROWS = 32
+
+    def __init__(
+        self,
+        qweight: torch.Tensor,
+        scales: torch.Tensor,
+        bias: torch.Tensor | None,
+        prefill_dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.out_features, self.in_features = qweight.shape
         self.register_buffer("qweight", qweight)  # (N, K) int8
         self.register_buffer("scales", scales)  # (N,) bf16: the kernel wants them in the act dtype
         self.register_buffer("bias", bias)  # (N,) in the original float dtype, or None
+        self.prefill_dtype = prefill_dtype  # dense-GEMM dtype for >= PREFILL_MIN_ROWS rows, or None
 
     @classmethod
-    def from_linear(cls, lin: nn.Linear) -> Int8Linear:
+    def from_linear(cls, lin: nn.Linear, prefill_dtype: torch.dtype | None = None) -> Int8Linear:
         w = lin.weight.detach().float()
         # 127, not 128: symmetric range keeps -w and w exact mirror images.
         scales = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
         q = torch.round(w / scales[:, None]).clamp_(-127, 127).to(torch.int8)
         bias = None if lin.bias is None else lin.bias.detach().clone()
-        return cls(q.contiguous(), scales.to(_KERNEL_ACT_DTYPE), bias)
+        return cls(q.contiguous(), scales.to(_KERNEL_ACT_DTYPE), bias, prefill_dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x2 = _flatten(x, self.in_features).to(_KERNEL_ACT_DTYPE)  # (B*T, K)
-        y = torch.ops.aten._weight_int8pack_mm(x2, self.qweight, self.scales)  # (B*T, N)
+        x2 = _flatten(x, self.in_features)  # (B*T, K)
+        if self.prefill_dtype is not None and x2.shape[0] >= self.PREFILL_MIN_ROWS:
+            dt = self.prefill_dtype
+            w = self.qweight.to(dt) * self.scales.to(dt)[:, None]  # (N, K), freed after the call
+            y = F.linear(x2.to(dt), w)
+        else:
+            y = torch.ops.aten._weight_int8pack_mm(x2.to(_KERNEL_ACT_DTYPE), self.qweight, self.scales)
         y = y.to(x.dtype)
         if self.bias is not None:
             y = y + self.bias.to(x.dtype)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, int8 per-channel"
+        return (
+            f"in={self.in_features}, out={self.out_features}, int8 per-channel, prefill={self.prefill_dtype}"
+        )
 
 
 class Int4Linear(nn.Module):
@@ -242,13 +266,13 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def quantize_linear(lin: nn.Linear, fmt: str) -> nn.Module:
+def quantize_linear(lin: nn.Linear, fmt: str, *, int8_prefill_dtype: torch.dtype | None = None) -> nn.Module:
     """A replacement module for `lin` in `fmt` (int4 falls back to int8 for unsupported shapes)."""
     check_format(fmt)
-    if fmt == "int8":
-        return Int8Linear.from_linear(lin)
+    if fmt == "int8" or (fmt == "int4" and not Int4Linear.supports(lin)):
+        return Int8Linear.from_linear(lin, int8_prefill_dtype)
     if fmt == "int4":
-        return Int4Linear.from_linear(lin) if Int4Linear.supports(lin) else Int8Linear.from_linear(lin)
+        return Int4Linear.from_linear(lin)
     if fmt == "w8a8":
         return W8A8Linear.from_linear(lin)
     raise ValueError(f"quantize_linear handles int8/int4/w8a8, not {fmt!r}")
@@ -281,8 +305,12 @@ def quantize_module(
     fmt: str,
     *,
     skip: Callable[[str, nn.Linear], bool] | None = None,
+    int8_prefill_dtype: torch.dtype | None = None,
 ) -> QuantReport:
     """Convert every nn.Linear under `module` to `fmt` in place; `skip(name, linear)` exempts some.
+
+    `int8_prefill_dtype`: see Int8Linear (from `FormatChoice.int8_prefill_dtype`; None = packed
+    kernel for every call, correct and decode-optimal everywhere).
 
     - fp32: casts float params to fp32 (a no-op for a fp32 model).
     - bf16: casts every float param/buffer of `module` to bf16; skipped Linears stay fp32 and
@@ -321,7 +349,7 @@ def quantize_module(
         if full in skipped:
             report.add(_format_of(lin), before, before)
             continue
-        new = quantize_linear(lin, fmt)
+        new = quantize_linear(lin, fmt, int8_prefill_dtype=int8_prefill_dtype)
         setattr(parent, attr, new)
         report.add(_format_of(new), before, module_bytes(new))
     return report
@@ -334,7 +362,13 @@ def _untie_config(config: object) -> None:
 
 
 @torch.no_grad()
-def quantize_qwen3vl(model: nn.Module, lm_format: str, vision_format: str) -> QuantReport:
+def quantize_qwen3vl(
+    model: nn.Module,
+    lm_format: str,
+    vision_format: str,
+    *,
+    int8_prefill_dtype: torch.dtype | None = None,
+) -> QuantReport:
     """Apply `lm_format` to the language model + lm_head and `vision_format` to the vision tower.
 
     `model` is a Qwen3VLForConditionalGeneration: `model.model.language_model` (Qwen3VLTextModel),
@@ -354,8 +388,10 @@ def quantize_qwen3vl(model: nn.Module, lm_format: str, vision_format: str) -> Qu
     tied = embed is not None and lm_head.weight is embed.weight
     head_bytes_before = _tensor_bytes(lm_head.weight)
 
-    report = quantize_module(inner.visual, vision_format)
-    report = report.merge(quantize_module(inner.language_model, lm_format))
+    report = quantize_module(inner.visual, vision_format, int8_prefill_dtype=int8_prefill_dtype)
+    report = report.merge(
+        quantize_module(inner.language_model, lm_format, int8_prefill_dtype=int8_prefill_dtype)
+    )
     if lm_format in ("fp32", "bf16"):
         # The embedding was cast with the language model; a tied lm_head shares that tensor.
         if not tied:
@@ -372,7 +408,7 @@ def quantize_qwen3vl(model: nn.Module, lm_format: str, vision_format: str) -> Qu
         lm_head = src
         _untie_config(model.config)
         report.untied_lm_head = True
-    new = quantize_linear(lm_head, lm_format)
+    new = quantize_linear(lm_head, lm_format, int8_prefill_dtype=int8_prefill_dtype)
     model.lm_head = new
     report.add(_format_of(new), head_bytes_before, module_bytes(new))
     return report
