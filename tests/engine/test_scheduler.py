@@ -134,3 +134,24 @@ def test_batch_limit_and_admission_order(parts):
     finished = [e for e in events if e.finished]
     assert len(finished) == 6
     assert all(e.usage.completion_tokens == 3 for e in finished)
+
+
+def test_memory_limit_holds_back_admission(parts):
+    loaded, pre, runner = parts
+    scheduler = _scheduler(parts, interleave=True)
+    per_request = (
+        scheduler.pre.prepare(
+            ask((text("Request 0."),), 3).messages, PixelBudget.for_task("chat"), 4096
+        ).length
+        + 3
+    )
+    # Room for two requests' KV (prompt + max_tokens each), not three.
+    scheduler.max_running_bytes = int(2.5 * per_request * scheduler.bytes_per_token)
+    seqs = [_sequence(scheduler, ask((text(f"Request {i}."),), 3), []) for i in range(3)]
+    for seq in seqs:
+        scheduler.add_request(seq)
+    _step(scheduler)
+    assert len(scheduler.running) == 2 and len(scheduler.waiting) == 1
+    while scheduler.has_work:
+        _step(scheduler)
+    assert all(s.status == SeqStatus.FINISHED for s in seqs)

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         budget = PixelBudget(min(budget.min_pixels, args.max_pixels), args.max_pixels)
     engine = Engine(EngineConfig(model=args.model, dtype=args.dtype, threads=args.threads))
     try:
-        status = engine.load()
+        status = engine.load().status()
         print(f"[{status.model}: formats {status.formats}, {status.threads} threads]", file=sys.stderr)
         request = EngineRequest(
             request_id=uuid.uuid4().hex,

@@ -3,7 +3,7 @@ flags, the benchmarks their own). The engine itself never reads settings or the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
@@ -26,5 +26,8 @@ class EngineConfig:
     vision_blocks_per_step: int = 1
     interleave: bool = True  # False: admit new work whole (benchmark comparison only)
     arrival_wait_s: float = 0.005  # short wait for more arrivals before a step with room left
+    # KV of the sequences running at once (prompt + max_tokens each, reserved at admission); a
+    # request that would overflow it waits for a running one to finish. 28 layers x 8 KV heads x
+    # 128 x 2 (K, V) x 4 bytes = 229 KB per token in fp32 for the 2B model: 4 GiB is ~18k tokens.
+    max_running_kv_mb: int = 4096
     format_cache: Path | None = None  # where `auto` keeps its per-CPU verdict
-    extra: dict = field(default_factory=dict)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 
 from .config import EngineConfig
-from .errors import EngineNotReady, EngineOverloaded, InvalidRequest
+from .errors import EngineError, EngineNotReady, EngineOverloaded, InvalidRequest
 from .preprocess import Preprocessor
 from .runner import ModelRunner
 from .sampling import Sampler, TextStream
@@ -222,6 +222,12 @@ class Engine:
     def _main(self) -> None:
         try:
             self._load()
+        except EngineError as exc:  # a clear, expected failure (missing folder, bad setting)
+            log.error("engine failed to load %s: %s", self.config.model, exc)
+            self._error = str(exc)
+            self._state = "error"
+            self._ready.set()
+            return
         except Exception as exc:
             log.exception("engine failed to load %s", self.config.model)
             self._error = f"{type(exc).__name__}: {exc}"

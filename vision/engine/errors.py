@@ -5,6 +5,10 @@ class EngineError(Exception):
     """Base class of everything the engine raises on purpose."""
 
 
+class InvalidSetting(EngineError):
+    """An engine setting has a value the engine cannot use (e.g. an unknown weight format)."""
+
+
 class InvalidRequest(EngineError):
     """The request itself is malformed (unknown role, unreadable image, ...)."""
 

@@ -8,6 +8,7 @@ import os
 import torch
 
 from .config import EngineConfig
+from .errors import InvalidSetting
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,10 @@ def load_for_engine(config: EngineConfig, loaded=None):
     from .loader import load_model
     from .quant import quantize_qwen3vl
 
-    lm_format, vision_format, choice = formats_for(config.dtype, cache_path=config.format_cache)
+    try:
+        lm_format, vision_format, choice = formats_for(config.dtype, cache_path=config.format_cache)
+    except ValueError as exc:  # a bad VISION_DTYPE: say so plainly, no stack trace
+        raise InvalidSetting(str(exc)) from exc
     timings: dict = {}
     if choice is not None:
         timings = {

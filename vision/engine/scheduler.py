@@ -108,7 +108,7 @@ class Scheduler:
         self.prefix_cache = PrefixCache(config.kv_cache_mb * 2**20)
         self.vision_cache = VisionCache(config.vision_cache_mb * 2**20)
         self.bytes_per_token = runner.new_kv(1).bytes_per_token()
-        self.max_running_bytes = config.extra.get("max_running_kv_mb", 4096) * 2**20
+        self.max_running_bytes = config.max_running_kv_mb * 2**20
         self.steps = 0  # language-model passes so far (tests count these instead of timing)
 
     # -- public surface -------------------------------------------------------------------------
