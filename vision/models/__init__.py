@@ -1,2 +1,4 @@
 """Vision models, one module per subdomain: documents.py (Document), jobs.py (Job, Batch),
 conversations.py (Conversation, Message). Re-exported here for Django and for imports."""
+
+from vision.models.documents import Document, DocumentKind, DocumentPage  # noqa: E402,F401

@@ -1,0 +1,213 @@
+"""Every check an upload passes before it is stored. Each rejection names the rule it broke.
+
+Order (vision/services/documents.py): file name → byte size → virus scan → real type (libmagic over
+the bytes; the name and the client's content type are ignored) → decoding with the pixel limit
+read from the header before any pixel is decoded → PDF page limit. Rejections are
+`UploadRejected` subclasses: 413 too large, 415 unsupported type, 422 content that cannot be
+accepted (bomb, truncated, too many pages, infected), 400 a bad request (name, empty file);
+503 when the virus scanner is configured but unreachable.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import unicodedata
+from dataclasses import dataclass
+from http import HTTPStatus
+
+import magic
+import pypdfium2
+from django.conf import settings
+from PIL import Image
+
+from docplatform.errors import ApplicationError, ServiceUnavailable
+from vision.clamd import ClamdAddress, ClamdError, clamd_instream
+
+logger = logging.getLogger(__name__)
+
+MAX_FILENAME_CHARS = 255
+
+# pdfium is not thread-safe, and the web server runs sync views in threads.
+PDFIUM_LOCK = threading.Lock()
+
+
+class UploadRejected(ApplicationError):
+    """An upload broke a rule; `code` names the rule (e.g. `image_too_many_pixels`)."""
+
+    status_code = HTTPStatus.BAD_REQUEST
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        super().__init__(message, extra={"rule": rule})
+        self.code = rule
+
+
+class UploadTooLarge(UploadRejected):
+    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class UnsupportedUploadType(UploadRejected):
+    status_code = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+class UnprocessableUpload(UploadRejected):
+    status_code = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+class ScannerUnavailable(ServiceUnavailable):
+    code = "virus_scanner_unavailable"
+
+
+@dataclass(frozen=True)
+class UploadType:
+    mime: str  # canonical MIME type
+    kind: str  # DocumentKind value: "image" | "pdf"
+    extension: str  # for the stored file's name
+    pil_format: str | None  # what Pillow must also see in the bytes (None for PDF)
+
+
+_TYPES = {
+    "image/jpeg": UploadType("image/jpeg", "image", "jpg", "JPEG"),
+    "image/png": UploadType("image/png", "image", "png", "PNG"),
+    "image/webp": UploadType("image/webp", "image", "webp", "WEBP"),
+    "image/tiff": UploadType("image/tiff", "image", "tif", "TIFF"),
+    "image/bmp": UploadType("image/bmp", "image", "bmp", "BMP"),
+    "image/x-ms-bmp": UploadType("image/bmp", "image", "bmp", "BMP"),  # older libmagic's name
+    "application/pdf": UploadType("application/pdf", "pdf", "pdf", None),
+}
+ACCEPTED_TYPES = "JPEG, PNG, WebP, TIFF, BMP, PDF"
+
+
+def validate_filename(name: str) -> str:
+    """The client's file name, for display only. Anything that is not a plain name is refused:
+    browsers send bare names, so a separator or `..` means a crafted request."""
+    name = unicodedata.normalize("NFC", name or "").strip()
+    if not name:
+        return "upload"
+    if len(name) > MAX_FILENAME_CHARS:
+        raise UploadRejected(
+            f"File name is longer than {MAX_FILENAME_CHARS} characters.", rule="filename_invalid"
+        )
+    if "/" in name or "\\" in name or name in {".", ".."} or name.startswith(".."):
+        raise UploadRejected(
+            "File name must be a plain name without directories or '..'.", rule="filename_invalid"
+        )
+    if any(unicodedata.category(char) in {"Cc", "Cf"} for char in name):
+        raise UploadRejected("File name contains control characters.", rule="filename_invalid")
+    return name
+
+
+def validate_size(data: bytes) -> None:
+    if not data:
+        raise UploadRejected("The file is empty (0 bytes).", rule="file_empty")
+    limit = settings.UPLOAD_MAX_BYTES
+    if len(data) > limit:
+        raise UploadTooLarge(
+            f"The file is {len(data)} bytes; the limit is {limit} bytes.", rule="file_too_large"
+        )
+
+
+def validate_virus_free(data: bytes) -> None:
+    """Scan with clamd when CLAMD_SOCKET or CLAMD_HOST is set. Unreachable clamd → 503: nothing is
+    ever stored unscanned."""
+    if not (settings.CLAMD_SOCKET or settings.CLAMD_HOST):
+        return
+    address = ClamdAddress(
+        socket_path=settings.CLAMD_SOCKET, host=settings.CLAMD_HOST, port=settings.CLAMD_PORT
+    )
+    try:
+        result = clamd_instream(address, data, timeout=settings.CLAMD_TIMEOUT_SECONDS)
+    except ClamdError as exc:
+        logger.error("virus scan failed: %s", exc)
+        raise ScannerUnavailable(
+            "The virus scanner is unavailable; the upload was not stored. Try again later.", retry_after=30
+        ) from exc
+    if result.infected:
+        raise UnprocessableUpload(
+            f"The file was refused by the virus scanner: {result.signature}.", rule="virus_found"
+        )
+
+
+def detect_type(data: bytes) -> UploadType:
+    """The real type, from the bytes (libmagic)."""
+    mime = magic.from_buffer(data[: 64 * 1024], mime=True)
+    upload_type = _TYPES.get(mime)
+    if upload_type is None:
+        raise UnsupportedUploadType(
+            f"Files of type {mime} are not accepted; send one of {ACCEPTED_TYPES}.", rule="type_unsupported"
+        )
+    return upload_type
+
+
+def check_pixels(width: int, height: int, *, what: str) -> None:
+    limit = settings.UPLOAD_MAX_PIXELS
+    if width <= 0 or height <= 0:
+        raise UnprocessableUpload(f"The {what} has no pixels ({width}x{height}).", rule="image_corrupt")
+    if width * height > limit:
+        raise UnprocessableUpload(
+            f"The {what} is {width}x{height} = {width * height} pixels; the limit is {limit} pixels.",
+            rule="image_too_many_pixels",
+        )
+
+
+def check_page_count(pages: int) -> None:
+    limit = settings.UPLOAD_PDF_MAX_PAGES
+    if pages < 1:
+        raise UnprocessableUpload("The document has no pages.", rule="pdf_unreadable")
+    if pages > limit:
+        raise UnprocessableUpload(
+            f"The document has {pages} pages; the limit is {limit} pages.", rule="too_many_pages"
+        )
+
+
+def open_image_checked(data: bytes, upload_type: UploadType) -> Image.Image:
+    """Open an image and check its declared size BEFORE decoding, then decode the first frame so
+    a truncated or corrupt file fails here. Pillow's own bomb guard uses the same limit."""
+    # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; `check_pixels` refuses
+    # everything above it first, so the warning never passes silently.
+    Image.MAX_IMAGE_PIXELS = settings.UPLOAD_MAX_PIXELS
+    try:
+        image = Image.open(io.BytesIO(data), formats=[upload_type.pil_format])
+    except Image.DecompressionBombError as exc:
+        raise UnprocessableUpload(
+            f"The image is a decompression bomb: {exc}", rule="image_too_many_pixels"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UnsupportedUploadType(
+            f"The file looks like {upload_type.mime} but is not a readable {upload_type.pil_format} image.",
+            rule="type_mismatch",
+        ) from exc
+    check_pixels(*image.size, what="image")
+    decode_frame(image, what="image")
+    return image
+
+
+def decode_frame(image: Image.Image, *, what: str) -> None:
+    try:
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise UnprocessableUpload(
+            f"The {what} is a decompression bomb: {exc}", rule="image_too_many_pixels"
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise UnprocessableUpload(
+            f"The {what} is truncated or corrupt and cannot be decoded ({exc}).", rule="image_corrupt"
+        ) from exc
+
+
+def open_pdf_checked(data: bytes) -> pypdfium2.PdfDocument:
+    """Open a PDF (caller holds PDFIUM_LOCK) and check its page count. Forms and JavaScript are
+    never initialised, so a PDF's scripts do not run."""
+    try:
+        pdf = pypdfium2.PdfDocument(data)
+    except pypdfium2.PdfiumError as exc:
+        raise UnprocessableUpload(
+            f"The PDF cannot be opened (damaged or password-protected): {exc}.", rule="pdf_unreadable"
+        ) from exc
+    try:
+        check_page_count(len(pdf))
+    except UploadRejected:
+        pdf.close()
+        raise
+    return pdf
