@@ -2,3 +2,4 @@
 conversations.py (Conversation, Message). Re-exported here for Django and for imports."""
 
 from vision.models.documents import Document, DocumentKind, DocumentPage  # noqa: E402,F401
+from vision.models.conversations import Conversation, Message, MessageRole  # noqa: E402,F401
