@@ -98,6 +98,9 @@ def test_readyz_is_ok_once_the_worker_engine_is_ready(client, redis_url, session
 
     def ready():
         response = client.get("/readyz")
+        beat = next((w for w in response.json()["workers"] if w["hostname"] == session_worker_name), None)
+        if beat is not None and beat["engine"].get("state") == "error":
+            pytest.fail(f"the test worker's engine failed to load: {beat['engine'].get('error')}")
         return response if response.status_code == 200 else None
 
     response = wait_for(ready, timeout=180, interval=0.5, message="/readyz 200 (see TEST_WORKER_LOG)")
