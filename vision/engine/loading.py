@@ -30,7 +30,7 @@ def load_for_engine(config: EngineConfig, loaded=None):
     """
     if loaded is not None:
         return loaded, _formats_of(loaded.model), {}
-    from .autotune import formats_for
+    from .autotune import choose_formats, formats_for
     from .loader import load_model
     from .quant import quantize_qwen3vl
 
@@ -38,22 +38,33 @@ def load_for_engine(config: EngineConfig, loaded=None):
         lm_format, vision_format, choice = formats_for(config.dtype, cache_path=config.format_cache)
     except ValueError as exc:  # a bad VISION_DTYPE: say so plainly, no stack trace
         raise InvalidSetting(str(exc)) from exc
+    if choice is None and "int8" in (lm_format, vision_format):
+        # How int8 layers run prompt-sized matmuls (packed kernel vs dequantize + bf16/fp32 GEMM)
+        # is a per-CPU fact only the measurement knows; it is cached after the first time.
+        choice = choose_formats(cache_path=config.format_cache)
     timings: dict = {}
+    prefill_dtype = None
     if choice is not None:
+        prefill_dtype = choice.int8_prefill_dtype
         timings = {
             "decode_token_s": choice.decode_token_s,
             "vision_gemm_s": choice.vision_gemm_s,
+            "int8_prefill": choice.int8_prefill,
             "cpu": choice.cpu_key,
             "from_cache": choice.from_cache,
         }
     loaded = load_model(config.model, dtype=torch.float32, progress=os.isatty(2))
-    report = quantize_qwen3vl(loaded.model, lm_format=lm_format, vision_format=vision_format)
-    log.info("weights converted: %s", report)
+    report = quantize_qwen3vl(
+        loaded.model, lm_format=lm_format, vision_format=vision_format, int8_prefill_dtype=prefill_dtype
+    )
+    log.info("weights converted: %s", report.summary())
     return loaded, {"lm": lm_format, "vision": vision_format}, timings
 
 
 def _formats_of(model: torch.nn.Module) -> dict[str, str]:
-    names = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-    lm = model.model.language_model.embed_tokens.weight.dtype
-    vision = model.model.visual.patch_embed.proj.weight.dtype
-    return {"lm": names.get(lm, str(lm)), "vision": names.get(vision, str(vision))}
+    """What a pre-loaded model runs in: judged by its first decoder layer's projection."""
+    from .quant import format_of_module
+
+    lm = model.model.language_model.layers[0].mlp.up_proj
+    vision = model.model.visual.blocks[0].mlp.linear_fc1
+    return {"lm": format_of_module(lm), "vision": format_of_module(vision)}

@@ -289,7 +289,7 @@ def _linears(module: nn.Module) -> list[tuple[nn.Module, str, str, nn.Linear]]:
     return out
 
 
-def _format_of(m: nn.Module) -> str:
+def format_of_module(m: nn.Module) -> str:
     if isinstance(m, Int4Linear):
         return "int4"
     if isinstance(m, Int8Linear):
@@ -341,17 +341,17 @@ def quantize_module(
                     keep.bias = nn.Parameter(lin.bias.float(), requires_grad=False)
                 setattr(parent, attr, keep)
                 lin = keep
-            report.add(_format_of(lin), before[full], module_bytes(lin))
+            report.add(format_of_module(lin), before[full], module_bytes(lin))
         return report
 
     for parent, attr, full, lin in entries:
         before = module_bytes(lin)
         if full in skipped:
-            report.add(_format_of(lin), before, before)
+            report.add(format_of_module(lin), before, before)
             continue
         new = quantize_linear(lin, fmt, int8_prefill_dtype=int8_prefill_dtype)
         setattr(parent, attr, new)
-        report.add(_format_of(new), before, module_bytes(new))
+        report.add(format_of_module(new), before, module_bytes(new))
     return report
 
 
@@ -410,7 +410,7 @@ def quantize_qwen3vl(
         report.untied_lm_head = True
     new = quantize_linear(lm_head, lm_format, int8_prefill_dtype=int8_prefill_dtype)
     model.lm_head = new
-    report.add(_format_of(new), head_bytes_before, module_bytes(new))
+    report.add(format_of_module(new), head_bytes_before, module_bytes(new))
     return report
 
 
