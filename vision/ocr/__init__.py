@@ -1,3 +1,3 @@
-"""OCR and invoice extraction. Plain Python below this package except where noted: `engine`
-(RapidOCR on onnxruntime, loaded lazily), `invoice` (the layout extractor over OCR lines),
-`numbers` (amount and date normalisation) and `vlm` (prompt, tolerant JSON, cross-check)."""
+"""OCR and invoice extraction, plain Python (no Django): `engine` (RapidOCR on onnxruntime,
+loaded lazily), `layout` (geometry over OCR lines), `normalize` (amounts, dates, currencies),
+`invoice` (the layout extractor) and `vlm` (prompt, tolerant JSON, cross-check with the VLM)."""
