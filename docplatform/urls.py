@@ -11,6 +11,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/", include("accounts.urls")),
     path("api/review/ping", ReviewPingApi.as_view(), name="review-ping"),
+    path("api/", include("vision.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("", include("accounts.portal_urls")),
 ]

@@ -17,3 +17,35 @@ def ping(self) -> PingResult:
     from vision.worker import engine_status
 
     return PingResult(pong=True, hostname=self.request.hostname or "", engine=engine_status())
+
+
+class JobRunResult(TypedDict):
+    job_id: int
+    status: str | None  # the job's final status, or None: nothing to do (finished or taken)
+
+
+@shared_task(
+    bind=True,
+    name="vision.job_run",
+    ignore_result=True,
+    # The engine is still loading (or its queue is full): try again in a few seconds, for up to
+    # ~10 minutes, which covers loading the 2B model and choosing its number formats.
+    max_retries=120,
+    default_retry_delay=5,
+)
+def job_run_task(self, job_id: int) -> JobRunResult:
+    """Run one job by id (vision/services/jobs.py). Safe to deliver twice: the job row decides."""
+    from vision.services.jobs import EngineUnavailable, job_fail, job_run
+
+    try:
+        status = job_run(job_id=job_id, worker=self.request.hostname or "")
+    except EngineUnavailable as exc:
+        if exc.permanent or self.request.retries >= self.max_retries:
+            job_fail(
+                job_id=job_id,
+                error=f"No vision engine could run the job: {exc.reason}",
+                error_code="engine_unavailable",
+            )
+            return JobRunResult(job_id=job_id, status="failed")
+        raise self.retry(exc=exc) from None
+    return JobRunResult(job_id=job_id, status=status)

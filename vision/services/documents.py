@@ -112,12 +112,14 @@ def _pdf_pages(data: bytes) -> list[_PageImage]:
                 page = pdf[index]
                 try:
                     width_pt, height_pt = page.get_size()
-                    check_pixels(math.ceil(width_pt), math.ceil(height_pt), what=f"page {index + 1}")
+                    if width_pt < 1 or height_pt < 1:
+                        check_pixels(int(width_pt), int(height_pt), what=f"page {index + 1}")
                     scale = dpi_scale
                     if width_pt * height_pt * scale * scale > limit:  # huge page: lower the DPI
                         scale = math.sqrt(limit / (width_pt * height_pt)) * 0.99
                     bitmap = page.render(scale=scale)
                     try:
+                        check_pixels(bitmap.width, bitmap.height, what=f"page {index + 1}")
                         pages.append(_png_page(bitmap.to_pil()))
                     finally:
                         bitmap.close()

@@ -1,0 +1,2 @@
+"""DRF APIs under /api, one module per resource. Each API parses, calls one service or selector,
+and serializes."""

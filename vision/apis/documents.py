@@ -1,0 +1,62 @@
+"""Documents: upload (201 new, 200 when this user already uploaded the same bytes), list, detail."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from vision.apis.common import Pagination, uploaded_file
+from vision.selectors import document_get, document_list
+from vision.services.documents import document_upload
+
+
+class DocumentOutputSerializer(serializers.Serializer):
+    class PageSerializer(serializers.Serializer):
+        number = serializers.IntegerField()
+        width = serializers.IntegerField()
+        height = serializers.IntegerField()
+
+    id = serializers.IntegerField()
+    original_name = serializers.CharField()
+    content_type = serializers.CharField()
+    kind = serializers.CharField()
+    size = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    page_count = serializers.IntegerField()
+    pages = PageSerializer(many=True, source="pages.all")
+    created_at = serializers.DateTimeField()
+
+
+class DocumentListCreateApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField(allow_empty_file=True)
+
+    @extend_schema(responses=DocumentOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        paginator = Pagination()
+        page = paginator.paginate_queryset(document_list(user=request.user), request, view=self)
+        return paginator.get_paginated_response(DocumentOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=InputSerializer, responses={201: DocumentOutputSerializer, 200: DocumentOutputSerializer}
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = uploaded_file(serializer.validated_data["file"])
+        result = document_upload(user=request.user, data=upload.data, filename=upload.name)
+        return Response(
+            DocumentOutputSerializer(result.document).data,
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )
+
+
+class DocumentDetailApi(APIView):
+    @extend_schema(responses=DocumentOutputSerializer)
+    def get(self, request: Request, document_id: int) -> Response:
+        document = document_get(user=request.user, document_id=document_id)
+        return Response(DocumentOutputSerializer(document).data)
