@@ -1,0 +1,96 @@
+"""python -m bench <command> [flags]; see bench/README.md. Every command writes JSON + Markdown under
+bench/results/ (file name suffixed with the checkpoint name, or --tag) and prints the table."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import engine_benches, platform_bench, seed_table
+
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split(";")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "seed-table", help="the article's table: baseline vs our engine per dtype (+ decode floor)"
+    )
+    seed_table.add_arguments(p)
+
+    p = sub.add_parser("decode-floor", help="decode seconds/token per dtype vs weight bytes / bandwidth")
+    seed_table.add_arguments(p, seed_table=False)
+
+    for name, helptext in (
+        ("prefix-reuse", "turns 2 and 3 about one image: TTFT with the prefix cache vs recomputing"),
+        (
+            "hol",
+            "2 streams decoding while a full-size document arrives: longest token gap, interleave on/off",
+        ),
+        ("batching", "1/2/4/8 concurrent requests vs the same requests one at a time"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        engine_benches.add_arguments(p, name)
+
+    p = sub.add_parser(
+        "platform", help="concurrent requests through /v1/chat/completions + Celery + a worker"
+    )
+    platform_bench.add_arguments(p, "platform")
+    p = sub.add_parser("web-streams", help="64 concurrent streaming clients on one web process")
+    platform_bench.add_arguments(p, "web-streams")
+
+    p = sub.add_parser("all", help="every command above with its defaults (long: see README)")
+    p.add_argument("--checkpoint", default="2b")
+    p.add_argument("--quick", action="store_true", help="1 row per bench, few tokens: a smoke run")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    if args.command in ("seed-table", "decode-floor"):
+        from . import seed_table
+
+        seed_table.run(args, rows=[] if args.command == "decode-floor" else None)
+    elif args.command in ("prefix-reuse", "hol", "batching"):
+        from . import engine_benches
+
+        engine_benches.run(args)
+    elif args.command in ("platform", "web-streams"):
+        from . import platform_bench
+
+        return platform_bench.run(args)
+    elif args.command == "all":
+        return run_all(args)
+    return 0
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """Each bench in turn, in this process, one model in memory at a time."""
+    ckpt = ["--checkpoint", args.checkpoint]
+    quick = args.quick
+    commands = [
+        [
+            "seed-table",
+            *ckpt,
+            *(["--rows", "sketch", "--tokens", "4", "--dtypes", "fp32,auto"] if quick else []),
+        ],
+        ["prefix-reuse", *ckpt, *(["--tokens", "4"] if quick else [])],
+        ["hol", *ckpt, *(["--stream-tokens", "12", "--doc-pixels", "task"] if quick else [])],
+        ["batching", *ckpt, *(["--tokens", "4", "--concurrency", "1,2"] if quick else [])],
+        ["platform", "--checkpoint", "tiny"],
+        ["platform", *ckpt, *(["--tokens", "4", "--concurrency", "1,2"] if quick else [])],
+        ["web-streams"],
+    ]
+    status = 0
+    for command in commands:
+        print(f"\n[bench] === python -m bench {' '.join(command)}", flush=True)
+        status = max(status, main(command))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

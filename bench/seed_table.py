@@ -1,0 +1,503 @@
+"""The article's latency table, baseline vs our engine, plus decode speed vs the bandwidth floor.
+
+Memory rule: never two 2B models at once. Phase 1 loads one fp32 model and shares it between the
+baseline (transformers `generate`) and our engine at fp32, interleaving baseline / ours per row so
+drift cancels. Each further phase frees it and lets the engine load the checkpoint itself in one
+weight format (the production path: load fp32, convert), then runs the same rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from vision.engine import Engine, EngineConfig, ImagePart, PixelBudget
+
+from . import chart
+from .common import (
+    TARGETS,
+    PeakRss,
+    RunInfo,
+    free_memory,
+    git_commit,
+    machine_description,
+    machine_markdown,
+    md_table,
+    resolve_checkpoint,
+    run_markdown,
+    verdict,
+    write_results,
+)
+from .images import ROWS_BY_KEY, SEED_ROWS, SeedRow, render
+from .runs import (
+    Measurement,
+    baseline_generate,
+    engine_measure,
+    format_label,
+    image_request,
+    same_pixels_budget,
+    stream,
+    warm_up_baseline,
+    warm_up_engine,
+)
+
+DECODE_PROMPT = "Write a long, detailed story about a lighthouse keeper."
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, seed_table: bool = True) -> None:
+    parser.add_argument("--checkpoint", default="2b", help="tiny, 2b or a checkpoint folder (default 2b)")
+    parser.add_argument(
+        "--dtypes",
+        default="fp32,bf16,int8,auto",
+        help="our engine's weight formats, comma-separated (auto = what the engine picks; default all four)",
+    )
+    parser.add_argument("--threads", type=int, help="torch threads (default: physical cores)")
+    parser.add_argument("--decode-tokens", type=int, default=32, help="tokens for the decode-floor run")
+    parser.add_argument("--tag", help="results file suffix (default: checkpoint name)")
+    parser.add_argument("--out", type=Path, help="results folder (default bench/results)")
+    if seed_table:
+        parser.add_argument(
+            "--rows",
+            default=",".join(r.key for r in SEED_ROWS),
+            help="seed rows, comma-separated (default all)",
+        )
+        parser.add_argument("--repeats", type=int, default=1, help="runs per row and side (median kept)")
+        parser.add_argument(
+            "--tokens", type=int, help="override every row's output length (default: the article's per row)"
+        )
+        parser.add_argument(
+            "--modes",
+            default="same,defaults",
+            help="our pixel settings: same (baseline's pixels), defaults (task budget); comma-separated",
+        )
+        parser.add_argument("--no-baseline", action="store_true", help="skip the transformers baseline")
+        parser.add_argument("--no-decode-floor", action="store_true", help="skip the decode-floor runs")
+
+
+@dataclass
+class Phase:
+    """Everything measured with one set of weights in memory."""
+
+    dtype_setting: str  # what was asked: fp32 / bf16 / int8 / auto
+    formats: dict[str, str] = field(default_factory=dict)  # what the engine runs
+    load_s: float = 0.0
+    load_peak_rss_mib: float = 0.0
+    measurements: dict[str, list[Measurement]] = field(default_factory=dict)  # "<row>|<pixels>" -> runs
+    decode: dict = field(default_factory=dict)
+
+
+def _median(runs: list[Measurement]) -> Measurement:
+    """The run with the median end-to-end time (a real run, so its fields stay consistent)."""
+    ordered = sorted(runs, key=lambda m: m.e2e_s)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def layer_dims(path: Path):
+    """The checkpoint's own shapes (the floor of the tiny model is not the 2B model's)."""
+    import json
+
+    from vision.engine.autotune import LayerDims
+
+    text = json.loads((path / "config.json").read_text())["text_config"]
+    head_dim = text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
+    return LayerDims(
+        hidden=text["hidden_size"],
+        q_out=text["num_attention_heads"] * head_dim,
+        kv_out=text["num_key_value_heads"] * head_dim,
+        intermediate=text["intermediate_size"],
+        num_layers=text["num_hidden_layers"],
+        vocab=text["vocab_size"],
+    )
+
+
+def measure_decode(engine: Engine, tokens: int, bandwidth_gbs: float, lm_format: str, path: Path) -> dict:
+    """Our seconds per token for one text-only stream vs the floor (weight bytes / bandwidth)."""
+    from vision.engine.autotune import bandwidth_floor_s, weight_bytes_per_token
+
+    trace = stream(engine, image_request(None, DECODE_PROMPT, tokens))
+    generated = sum(trace.delta_tokens)
+    span = trace.t_end - trace.delta_times[0]
+    per_token = span / max(1, generated - trace.delta_tokens[0])
+    fmt = lm_format if lm_format in ("fp32", "bf16", "int8", "int4", "w8a8") else "fp32"
+    dims = layer_dims(path)
+    floor = bandwidth_floor_s(fmt, bandwidth_gbs, dims)
+    return {
+        "lm_format": fmt,
+        "tokens": generated,
+        "weight_bytes_per_token": int(weight_bytes_per_token(fmt, dims)),
+        "bandwidth_gbs": round(bandwidth_gbs, 2),
+        "floor_s_per_token": round(floor, 4),
+        "measured_s_per_token": round(per_token, 4),
+        "floor_fraction": round(floor / per_token, 3),  # 1.0 = at the floor; target >= 0.85
+    }
+
+
+def _open_engine(path: Path, dtype: str, threads: int | None, loaded=None) -> Engine:
+    # No caches: every timed request must recompute its image and prompt, as the baseline does.
+    config = EngineConfig(
+        model=str(path), dtype=dtype, threads=threads, vision_cache_mb=0, kv_cache_mb=0, max_batch_size=8
+    )
+    return Engine(config, loaded=loaded).load()
+
+
+def run(args: argparse.Namespace, *, rows: list[SeedRow] | None = None) -> dict:
+    from vision.engine.autotune import measure_memory_bandwidth
+    from vision.engine.loader import load_model
+    from vision.engine.loading import configure_threads
+
+    path = resolve_checkpoint(args.checkpoint)
+    tag = args.tag or args.checkpoint.rstrip("/").split("/")[-1]
+    rows = rows if rows is not None else [ROWS_BY_KEY[k] for k in _csv(getattr(args, "rows", ""))]
+    dtypes = _csv(args.dtypes)
+    modes = _csv(getattr(args, "modes", "same,defaults"))
+    repeats = max(1, getattr(args, "repeats", 1))
+    with_baseline = bool(rows) and not getattr(args, "no_baseline", False)
+    with_decode = not getattr(args, "no_decode_floor", False)
+    run_info = RunInfo(command="python -m bench " + " ".join(args.argv), git_commit=git_commit())
+    threads = configure_threads(args.threads)
+    bandwidth = [measure_memory_bandwidth()]
+    print(
+        f"[bench] memory read bandwidth {bandwidth[0]:.1f} GB/s, {threads} threads, load {run_info.loadavg_start}"
+    )
+    images = {row.key: render(row.key) for row in rows}
+    parts = {key: ImagePart.from_image(img) for key, img in images.items()}
+    baseline: dict[str, list[Measurement]] = {}
+    # The baseline's resized size per row, from the processor alone (checked against each baseline run).
+    baseline_hw = {key: processor_default_hw(path, img) for key, img in images.items()}
+    phases: list[Phase] = []
+
+    def run_rows(engine: Engine, phase: Phase, rep: int, row: SeedRow) -> None:
+        tokens = args.tokens or row.tokens
+        for mode in modes:
+            if mode == "same":
+                budget, label = same_pixels_budget(*baseline_hw[row.key]), "same as baseline"
+            else:
+                budget, label = PixelBudget.for_task(row.task), f"task budget ({row.task})"
+            request = image_request(parts[row.key], row.prompt, tokens, task=row.task, pixels=budget)
+            m = engine_measure(engine, request, dtype=format_label(phase.formats), pixels=label)
+            phase.measurements.setdefault(f"{row.key}|{mode}", []).append(m)
+            print(f"[bench]   ours {phase.dtype_setting:5s} {row.key:9s} {mode:8s} {_brief(m)}")
+
+    first_dtypes = [d for d in dtypes if d == "fp32"]
+    if with_baseline or first_dtypes:
+        # Phase 1: one fp32 model shared by the baseline and our fp32 engine.
+        phase = Phase("fp32")
+        with PeakRss() as rss:
+            t0 = time.perf_counter()
+            loaded = load_model(str(path), dtype=torch.float32, progress=False)
+            phase.load_s = round(time.perf_counter() - t0, 1)
+        phase.load_peak_rss_mib = rss.peak_mib
+        engine = _open_engine(path, "fp32", threads, loaded) if first_dtypes else None
+        if engine is not None:
+            phase.formats = engine.status().formats
+            warm_up_engine(engine)
+        if with_baseline:
+            warm_up_baseline(loaded)
+        for rep in range(repeats):
+            for row in rows:
+                if with_baseline:
+                    m, hw = baseline_generate(loaded, images[row.key], row.prompt, args.tokens or row.tokens)
+                    baseline.setdefault(row.key, []).append(m)
+                    if hw != baseline_hw[row.key]:
+                        raise RuntimeError(
+                            f"baseline resized {row.key} to {hw}, expected {baseline_hw[row.key]}"
+                        )
+                    print(f"[bench] rep {rep} baseline       {row.key:9s} {'default':8s} {_brief(m)}")
+                if engine is not None:
+                    run_rows(engine, phase, rep, row)
+        if engine is not None:
+            if with_decode:
+                phase.decode = measure_decode(
+                    engine, args.decode_tokens, bandwidth[0], phase.formats["lm"], path
+                )
+                print(f"[bench]   decode fp32: {phase.decode}")
+            engine.shutdown()
+            phases.append(phase)
+        del engine, loaded
+        free_memory()
+
+    for dtype in dtypes:
+        if dtype == "fp32":
+            continue
+        phase = Phase(dtype)
+        with PeakRss() as rss:
+            t0 = time.perf_counter()
+            engine = _open_engine(path, dtype, threads)
+            phase.load_s = round(time.perf_counter() - t0, 1)
+        phase.load_peak_rss_mib = rss.peak_mib
+        phase.formats = engine.status().formats
+        print(f"[bench] phase {dtype}: formats {phase.formats}, loaded in {phase.load_s} s")
+        warm_up_engine(engine)
+        for rep in range(repeats):
+            for row in rows:
+                run_rows(engine, phase, rep, row)
+        if with_decode:
+            phase.decode = measure_decode(engine, args.decode_tokens, bandwidth[0], phase.formats["lm"], path)
+            print(f"[bench]   decode {dtype}: {phase.decode}")
+        engine.shutdown()
+        phases.append(phase)
+        del engine
+        free_memory()
+
+    bandwidth.append(measure_memory_bandwidth())
+    run_info.finish()
+    run_info.machine = machine_description(max(bandwidth))
+    data = _assemble(rows, baseline, phases, run_info, bandwidth, args)
+    markdown = render_markdown(data)
+    out_dir = getattr(args, "out", None)
+    json_path, md_path = write_results("seed-table" if rows else "decode-floor", tag, data, markdown, out_dir)
+    if rows and with_baseline:
+        png = json_path.with_suffix(".png")
+        chart.seed_chart(data, png)
+        print(f"[bench] chart: {png}")
+    print(markdown)
+    print(f"[bench] wrote {json_path} and {md_path}")
+    return data
+
+
+def processor_default_hw(path: Path, image) -> tuple[int, int]:
+    """(height, width) the processor's DEFAULT pixel settings resize `image` to (what the baseline sees)."""
+    from vision.engine.loader import load_processor
+
+    processor = load_processor(path)
+    grid = processor.image_processor(images=[image], return_tensors="pt")["image_grid_thw"][0].tolist()
+    return int(grid[1]) * 16, int(grid[2]) * 16
+
+
+def _csv(text: str) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def _brief(m: Measurement) -> str:
+    return (
+        f"img {m.image_tokens:5d} tok, e2e {m.e2e_s:7.2f} s, ttft {m.ttft_s:7.2f} s, "
+        f"decode {m.decode_tok_s:6.2f} tok/s, rss {m.peak_rss_mib:.0f} MiB"
+    )
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+def _assemble(rows, baseline, phases: list[Phase], run_info: RunInfo, bandwidth: list[float], args) -> dict:
+    table = []
+    for row in rows:
+        base = _median(baseline[row.key]) if row.key in baseline else None
+        entry = {
+            "row": row.key,
+            "label": row.label,
+            "size": f"{row.width}x{row.height}",
+            "tokens": args.tokens or row.tokens if hasattr(args, "tokens") else row.tokens,
+            "article_s": row.article_s,
+            "task": row.task,
+            "baseline": base.to_dict() if base else None,
+            "baseline_runs": [m.e2e_s for m in baseline.get(row.key, [])],
+            "ours": {},
+        }
+        for phase in phases:
+            per_mode = {}
+            for mode in ("same", "defaults"):
+                runs = phase.measurements.get(f"{row.key}|{mode}")
+                if not runs:
+                    continue
+                m = _median(runs)
+                per_mode[mode] = {
+                    **m.to_dict(),
+                    "runs_e2e_s": [r.e2e_s for r in runs],
+                    "speedup_e2e": _ratio(base.e2e_s, m.e2e_s) if base else None,
+                    "speedup_ttft": _ratio(base.ttft_s, m.ttft_s) if base else None,
+                }
+            entry["ours"][phase.dtype_setting] = per_mode
+        table.append(entry)
+    headline = None
+    if "auto" in [p.dtype_setting for p in phases]:
+        ratios = [e["ours"]["auto"].get("defaults", {}).get("speedup_e2e") for e in table]
+        ratios = [r for r in ratios if r]
+        if ratios:
+            headline = round(statistics.geometric_mean(ratios), 2)
+    return {
+        "kind": "seed-table" if rows else "decode-floor",
+        "run": run_info.to_dict(),
+        "bandwidth_gbs_runs": [round(b, 2) for b in bandwidth],
+        "rows": table,
+        "phases": [
+            {
+                "dtype": p.dtype_setting,
+                "formats": p.formats,
+                "load_s": p.load_s,
+                "load_peak_rss_mib": p.load_peak_rss_mib,
+                "decode": p.decode,
+            }
+            for p in phases
+        ],
+        "targets": {
+            "end_to_end_speedup_geomean_auto_defaults": headline,
+            "end_to_end_target": TARGETS["end_to_end_speedup"],
+            "decode_floor_target": TARGETS["decode_floor_fraction"],
+        },
+    }
+
+
+def render_markdown(data: dict) -> str:
+    run, machine = data["run"], data["run"]["machine"]
+    out = [f"# {'Seed table' if data['rows'] else 'Decode vs the bandwidth floor'}", ""]
+    out += [machine_markdown(machine), "", _run_md(run), ""]
+    phases = {p["dtype"]: p for p in data["phases"]}
+    rows = data["rows"]
+    if rows and any(r["baseline"] for r in rows):
+        headline_dtype = "auto" if "auto" in phases else next(iter(phases), None)
+        fmt = format_label(phases[headline_dtype]["formats"]) if headline_dtype else "-"
+        out += [
+            f"## Baseline vs ours (engine default formats: `{headline_dtype}` = {fmt})",
+            "",
+            "Baseline = the article's recipe on this machine: transformers `generate`, fp32, the processor's "
+            "default pixels, one request at a time. *Same pixels* gives our engine the baseline's image "
+            "size (pure engine speed); *our defaults* uses our per-task pixel budget (what a user gets; "
+            "image tokens beside it). Ratios are baseline / ours (higher is better).",
+            "",
+        ]
+        body = []
+        for r in rows:
+            b = r["baseline"]
+            ours = r["ours"].get(headline_dtype, {}) if headline_dtype else {}
+            same, dflt = ours.get("same"), ours.get("defaults")
+            body.append(
+                [
+                    f"{r['label']} {r['size']}",
+                    r["tokens"],
+                    r["article_s"],
+                    b and b["e2e_s"],
+                    b and b["ttft_s"],
+                    b and b["image_tokens"],
+                    same and same["e2e_s"],
+                    same and f"**{same['speedup_e2e']}×**",
+                    dflt and dflt["e2e_s"],
+                    dflt and dflt["ttft_s"],
+                    dflt and f"{dflt['image_tokens']} (vs {b['image_tokens'] if b else '?'})",
+                    dflt and f"**{dflt['speedup_e2e']}×**",
+                ]
+            )
+        out.append(
+            md_table(
+                [
+                    "image",
+                    "out tok",
+                    "article s (12 cores)",
+                    "baseline s",
+                    "baseline TTFT s",
+                    "baseline img tok",
+                    "ours same px s",
+                    "same-pixels ratio",
+                    "ours defaults s",
+                    "ours TTFT s",
+                    "our img tok",
+                    "our-defaults ratio",
+                ],
+                body,
+            )
+        )
+        out.append("")
+    if rows:
+        out += ["## Every configuration", ""]
+        body = []
+        for r in rows:
+            b = r["baseline"]
+            if b:
+                body.append(
+                    [r["label"], "baseline (transformers)", "fp32", b["pixels"], b["image_tokens"], b["e2e_s"],
+                     b["ttft_s"], b["decode_tok_s"], None, None, b["peak_rss_mib"], None]
+                )  # fmt: skip
+            for dtype, per_mode in r["ours"].items():
+                for m in per_mode.values():
+                    body.append(
+                        [r["label"], f"ours ({dtype})", m["dtype"], m["pixels"], m["image_tokens"], m["e2e_s"],
+                         m["ttft_s"], m["decode_tok_s"], m["vision_s"], m["prefill_s"], m["peak_rss_mib"],
+                         m["speedup_e2e"] and f"{m['speedup_e2e']}×"]
+                    )  # fmt: skip
+        out.append(
+            md_table(
+                [
+                    "image",
+                    "side",
+                    "formats",
+                    "pixels",
+                    "img tok",
+                    "e2e s",
+                    "TTFT s",
+                    "decode tok/s",
+                    "vision s",
+                    "prefill s",
+                    "peak RSS MiB",
+                    "ratio e2e",
+                ],
+                body,
+            )  # fmt: skip
+        )
+        out.append("")
+        out.append(
+            "Peak RSS is the whole process: in the fp32 phase it holds the one fp32 model shared by the "
+            "baseline and our fp32 engine."
+        )
+        out.append("")
+    decode_rows = [
+        [p["dtype"], format_label(p["formats"]), p["decode"].get("weight_bytes_per_token", 0) / 1e9,
+         p["decode"].get("bandwidth_gbs"), p["decode"].get("floor_s_per_token"),
+         p["decode"].get("measured_s_per_token"), f"{p['decode'].get('floor_fraction', 0) * 100:.0f} %",
+         verdict(p["decode"].get("floor_fraction"), TARGETS["decode_floor_fraction"])]
+        for p in data["phases"] if p["decode"]
+    ]  # fmt: skip
+    if decode_rows:
+        out += [
+            "## Decode vs the physical floor",
+            "",
+            "Floor = weight bytes read per token (all decoder linears + lm_head in the LM's format) / the memory "
+            "read bandwidth measured in this run. *Of floor* = floor / measured (100 % = at the floor; "
+            f"target ≥ {TARGETS['decode_floor_fraction'] * 100:.0f} %). One text-only stream, batch 1.",
+            "",
+            md_table(
+                [
+                    "setting",
+                    "formats",
+                    "GB read / token",
+                    "GB/s",
+                    "floor s/tok",
+                    "measured s/tok",
+                    "of floor",
+                    "target",
+                ],
+                decode_rows,
+            ),  # fmt: skip
+            "",
+        ]
+    out += ["## Load", ""]
+    out.append(
+        md_table(
+            ["setting", "formats", "load s", "peak RSS while loading MiB"],
+            [
+                [p["dtype"], format_label(p["formats"]), p["load_s"], p["load_peak_rss_mib"]]
+                for p in data["phases"]
+            ],
+        )
+    )
+    out.append("")
+    head = data["targets"].get("end_to_end_speedup_geomean_auto_defaults")
+    if head is not None:
+        out += [
+            "## Targets",
+            "",
+            f"- End to end at our defaults (auto formats, task pixel budget), geometric mean over rows: "
+            f"**{head}×** vs target ≥ {TARGETS['end_to_end_speedup']}× → {verdict(head, TARGETS['end_to_end_speedup'])}.",
+        ]
+    return "\n".join(out)
+
+
+def _run_md(run: dict) -> str:
+    ri = RunInfo(command=run["command"])
+    for key in ("started", "loadavg_start", "loadavg_end", "duration_s", "git_commit"):
+        setattr(ri, key, run[key])
+    return run_markdown(ri)
