@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.apis import ReviewPingApi
 from docplatform import views
@@ -13,6 +13,9 @@ urlpatterns = [
     path("api/review/ping", ReviewPingApi.as_view(), name="review-ping"),
     path("api/", include("vision.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/conversations/", include("vision.conversations.urls")),
+    path("v1/", include("vision.openai.urls")),
     path("", include("accounts.portal_urls")),
 ]
 

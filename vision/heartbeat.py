@@ -26,6 +26,12 @@ class WorkerHeartbeat(TypedDict):
     engine: dict[str, Any]  # engine.status().to_dict(), or {"state": "off" | "loading" | "error", ...}
 
 
+def worker_queue_name(hostname: str) -> str:
+    """The queue only this worker consumes (next to the shared "vision" queue): follow-up turns of
+    a conversation are sent here so they land on the worker whose prefix cache holds it."""
+    return f"vision.w.{hostname}"
+
+
 def heartbeat_key(hostname: str) -> str:
     return f"{KEY_PREFIX}{hostname}"
 

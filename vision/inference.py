@@ -18,6 +18,7 @@ from django.conf import settings
 from vision import streams
 from vision.engine import (
     ChatMessage,
+    EngineError,
     EngineRequest,
     FinishReason,
     ImagePart,
@@ -34,6 +35,10 @@ from vision.generation import GenerationSpec
 log = logging.getLogger(__name__)
 
 CANCEL_POLL_S = 0.25  # how often a running generation checks whether its reader gave up
+# "final" events of failed generations may carry `error_kind`, so readers can tell the client's
+# fault (HTTP 400) from a worker that cannot serve right now (503); absent: an internal error.
+ERROR_INVALID_REQUEST = "invalid_request"
+ERROR_UNAVAILABLE = "unavailable"
 
 
 def _load_image(path: str) -> ImagePart:
@@ -118,7 +123,8 @@ def generate_to_stream(
         handle = engine.submit(spec_to_engine_request(spec))
     except InvalidRequest as exc:
         output = failed_output(spec.request_id, str(exc))
-        streams.publish(client, spec.request_id, "final", data=output_payload(output))
+        data = {**output_payload(output), "error_kind": ERROR_INVALID_REQUEST}
+        streams.publish(client, spec.request_id, "final", data=data)
         return output
     tokens = 0
     last_poll = time.monotonic()
@@ -151,3 +157,33 @@ def generate_to_stream(
         output.timings.total_s,
     )
     return output
+
+
+def generate_spec_json_to_stream(spec_json: str, *, worker: str) -> RequestOutput | None:
+    """What a generation task runs: `spec_json` on this worker's engine, events to its stream.
+
+    Returns None without generating when the stream already has a final event (the task was
+    redelivered after it finished) or the reader cancelled before the task started. A worker
+    whose engine is not ready ends the stream with an "unavailable" error instead of raising.
+    """
+    from vision.heartbeat import redis_client
+    from vision.worker import EngineNotReady, get_engine
+
+    spec = GenerationSpec.from_json(spec_json)
+    client = redis_client(settings.REDIS_URL, timeout=10.0)
+    try:
+        if any(event.final for event in streams.read_all(client, spec.request_id)):
+            return None
+        if streams.cancel_requested(client, spec.request_id):
+            output = RequestOutput(spec.request_id, "", [], FinishReason.CANCELLED, Usage(), Timings())
+            streams.publish(client, spec.request_id, "final", data=output_payload(output))
+            return output
+        try:
+            return generate_to_stream(get_engine(), spec, client, worker=worker)
+        except (EngineNotReady, EngineError) as exc:
+            output = failed_output(spec.request_id, str(exc))
+            data = {**output_payload(output), "error_kind": ERROR_UNAVAILABLE, "worker": worker}
+            streams.publish(client, spec.request_id, "final", data=data)
+            return output
+    finally:
+        client.close()

@@ -19,6 +19,27 @@ def ping(self) -> PingResult:
     return PingResult(pong=True, hostname=self.request.hostname or "", engine=engine_status())
 
 
+class ChatGenerateResult(TypedDict):
+    request_id: str
+    finish_reason: str  # "skipped": already finished (redelivery) before this run
+    worker: str
+
+
+@shared_task(bind=True, name="vision.chat_generate", ignore_result=True)
+def chat_generate(self, spec_json: str) -> ChatGenerateResult:
+    """One /v1 chat generation: the spec (text, stored-image paths, parameters) in, tokens out
+    through the request's Redis Stream, which the web side reads."""
+    from vision.inference import generate_spec_json_to_stream
+
+    worker = self.request.hostname or ""
+    output = generate_spec_json_to_stream(spec_json, worker=worker)
+    return ChatGenerateResult(
+        request_id=self.request.id or "",
+        finish_reason=output.finish_reason.value if output is not None else "skipped",
+        worker=worker,
+    )
+
+
 class JobRunResult(TypedDict):
     job_id: int
     status: str | None  # the job's final status, or None: nothing to do (finished or taken)

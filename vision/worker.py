@@ -1,6 +1,7 @@
 """Worker-side glue: one engine per worker process, and the heartbeat `/readyz` reads.
 
 Lifecycle (wired in `VisionConfig.ready()` through `connect_signals()`):
+- `celeryd_after_setup`: also consume the worker's own queue `vision.w.<hostname>`.
 - `worker_ready`: start loading the engine in a background thread (the worker starts consuming
   at once; tasks that need the engine see `EngineNotReady` until it is loaded) and start the
   heartbeat thread.
@@ -23,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 from celery import signals
 from django.conf import settings
 
-from vision.heartbeat import WorkerHeartbeat, heartbeat_delete, heartbeat_write, redis_client
+from vision.heartbeat import (
+    WorkerHeartbeat,
+    heartbeat_delete,
+    heartbeat_write,
+    redis_client,
+    worker_queue_name,
+)
 
 if TYPE_CHECKING:
     from vision.engine import Engine
@@ -175,6 +182,12 @@ def _pool_name(consumer: Any) -> str:
     return {"celery.concurrency.thread": "threads", "celery.concurrency.solo": "solo"}.get(module, module)
 
 
+def on_after_setup(sender: str, instance: Any, **_: Any) -> None:
+    """Add this worker's own queue (sticky routing) to the ones `-Q` chose, before it consumes, so
+    every way of starting a worker (scripts, compose, tests) gets it and the heartbeat lists it."""
+    instance.app.amqp.queues.select_add(worker_queue_name(sender))
+
+
 def on_worker_ready(sender: Any, **_: Any) -> None:
     global _heartbeat
     consumer = sender
@@ -216,6 +229,7 @@ def on_worker_shutdown(**_: Any) -> None:
 
 
 def connect_signals() -> None:
+    signals.celeryd_after_setup.connect(on_after_setup, weak=False, dispatch_uid="docplatform-worker-queue")
     signals.worker_ready.connect(on_worker_ready, weak=False, dispatch_uid="docplatform-worker-ready")
     signals.worker_shutdown.connect(
         on_worker_shutdown, weak=False, dispatch_uid="docplatform-worker-shutdown"

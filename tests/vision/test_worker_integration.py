@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from tests.conftest import redis_db_url, wait_for
-from vision.heartbeat import heartbeats_read
+from vision.heartbeat import heartbeats_read, worker_queue_name
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ def test_ping_round_trip_through_the_worker(redis_url, session_worker_name):
 
 def test_session_worker_heartbeat(redis_url, session_worker_name):
     beats = wait_for(lambda: _heartbeats(redis_url).get(session_worker_name), timeout=30, message="heartbeat")
-    assert beats["queues"] == ["vision"]
+    assert beats["queues"] == sorted(["vision", worker_queue_name(session_worker_name)])
     assert beats["pool"] == "threads"
     assert beats["pid"] > 0 and beats["ts"] >= beats["started_at"]
     assert "state" in beats["engine"]

@@ -12,7 +12,9 @@ from django.db import models
 
 
 class Conversation(models.Model):
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
     # sha256 of the client's conversation id, or of the opening messages (vision/chat/routing.py);
     # the same key in a later request is the same conversation.
     key = models.CharField(max_length=64)

@@ -1,0 +1,300 @@
+"""A chat completion from request to answer: prepare → (answer cache) → submit → relay → finish.
+
+The /v1 views (and the portal chat) call these; they hold no HTTP. The web side never runs the
+model: `chat_submit` enqueues the Celery task `vision.chat_generate` with the spec (text and
+stored-image paths), and `chat_relay` reads the request's Redis Stream asynchronously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from docplatform.errors import ApplicationError
+from vision import streams
+from vision.chat import admission, answer_cache, routing
+from vision.chat.images import StoredImage, image_store
+from vision.chat.json_output import json_instruction
+from vision.chat.types import ChatRequest
+from vision.generation import GenerationSpec, SpecImage, SpecMessage, SpecPart
+from vision.services.conversations import TurnAnswer, TurnMessage
+
+logger = logging.getLogger(__name__)
+
+# Slack over the engine's own deadline before the web side gives up waiting for "final".
+_WAIT_SLACK_S = 30
+
+
+class GenerationFailed(ApplicationError):
+    status_code = 500
+    code = "generation_failed"
+
+
+class GenerationTimeout(ApplicationError):
+    status_code = 504
+    code = "generation_timeout"
+
+
+@dataclass
+class PreparedChat:
+    request: ChatRequest
+    spec: GenerationSpec
+    user_id: int
+    conversation_key: str
+    conversation_pk: int | None  # the stored Conversation, None if not kept
+    cache_key: str | None  # None: not deterministic, never cached
+    created: int  # unix time, OpenAI's `created`
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str  # OpenAI's: "stop" | "length"
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cache: str  # "hit" | "miss" | "bypass" | "off": the answer cache's part in this answer
+    worker: str = ""
+
+
+def _turn_messages(request: ChatRequest, images: dict[str, StoredImage]) -> list[TurnMessage]:
+    return [
+        TurnMessage(
+            role=m.role,
+            text="\n".join(p.text for p in m.parts if p.text),
+            document_ids=tuple(images[p.image_url].document_id for p in m.parts if p.image_url is not None),
+        )
+        for m in request.messages
+    ]
+
+
+def _spec(request: ChatRequest, images: dict[str, StoredImage]) -> GenerationSpec:
+    messages = [
+        SpecMessage(
+            role=m.role,
+            parts=[
+                SpecPart(image=SpecImage(path=images[p.image_url].path, sha256=images[p.image_url].sha256))
+                if p.image_url is not None
+                else SpecPart(text=p.text or "")
+                for p in m.parts
+            ],
+        )
+        for m in request.messages
+    ]
+    if request.response_format.wants_json:
+        instruction = SpecPart(text=json_instruction(request.response_format))
+        if messages[0].role == "system":
+            messages[0].parts.append(instruction)
+        else:
+            messages.insert(0, SpecMessage(role="system", parts=[instruction]))
+    return GenerationSpec(
+        request_id=f"chatcmpl-{uuid.uuid4().hex}",
+        messages=messages,
+        task="chat",
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        seed=request.seed,
+        stop=list(request.stop),
+        min_tokens=request.min_tokens,
+        ignore_eos=request.ignore_eos,
+        deadline_s=float(settings.OPENAI_REQUEST_TIMEOUT_SECONDS),
+    )
+
+
+def _store_images(user, request: ChatRequest) -> dict[str, StoredImage]:
+    stored: dict[str, StoredImage] = {}
+    for message in request.messages:
+        for part in message.parts:
+            if part.image_url is not None and part.image_url not in stored:
+                stored[part.image_url] = image_store(user=user, url=part.image_url)
+    return stored
+
+
+def _record_request(user, key: str, model: str, turns: list[TurnMessage]) -> int:
+    from vision.services.conversations import conversation_record_request
+
+    return conversation_record_request(user=user, key=key, model=model, messages=turns).pk
+
+
+async def chat_prepare(*, user, request: ChatRequest, keep_conversation: bool = True) -> PreparedChat:
+    """Store the images (as the user's Documents), build the spec and keys, record the turn."""
+    images = await sync_to_async(_store_images)(user, request)
+    spec = _spec(request, images)
+    key = routing.conversation_key(user_id=user.pk, spec=spec, explicit_id=request.conversation_id)
+    conversation_pk = None
+    if keep_conversation:
+        conversation_pk = await sync_to_async(_record_request)(
+            user, key, request.model, _turn_messages(request, images)
+        )
+    cache_key = None
+    if settings.ANSWER_CACHE_ENABLED and request.deterministic:
+        cache_key = answer_cache.answer_cache_key(
+            spec=spec,
+            model=settings.VISION_MODEL,
+            response_format={"type": request.response_format.type, "schema": request.response_format.schema},
+            user_id=user.pk,
+        )
+    return PreparedChat(
+        request=request,
+        spec=spec,
+        user_id=user.pk,
+        conversation_key=key,
+        conversation_pk=conversation_pk,
+        cache_key=cache_key,
+        created=int(time.time()),
+    )
+
+
+async def chat_cached(client, prepared: PreparedChat) -> Completion | None:
+    """The answer from the answer cache, or None (not cacheable, or a miss)."""
+    if prepared.cache_key is None:
+        return None
+    hit = await answer_cache.answer_cache_get(client, prepared.cache_key)
+    if hit is None:
+        return None
+    return Completion(
+        text=hit.text,
+        finish_reason=hit.finish_reason,
+        prompt_tokens=hit.prompt_tokens,
+        completion_tokens=hit.completion_tokens,
+        cached_tokens=hit.prompt_tokens,  # the whole prompt was served from cache
+        cache="hit",
+    )
+
+
+async def chat_submit(client, prepared: PreparedChat) -> str:
+    """Admission (429/503), route (sticky or shared queue), enqueue. → the queue used."""
+    from vision.tasks import chat_generate
+
+    workers = await admission.admission_check(client)
+    queue, sticky = await routing.route_pick(client, prepared.conversation_key, workers)
+    await admission.pending_add(client, prepared.spec.request_id)
+    try:
+        await asyncio.to_thread(
+            chat_generate.apply_async,
+            args=[prepared.spec.to_json()],
+            task_id=prepared.spec.request_id,
+            queue=queue,
+            routing_key=queue,
+            # A message left in a dead worker's own queue must not run long after its reader left.
+            expires=settings.OPENAI_REQUEST_TIMEOUT_SECONDS,
+        )
+    except Exception:
+        await admission.pending_remove(client, prepared.spec.request_id)
+        raise
+    logger.info(
+        "chat %s enqueued on %s (sticky=%s, images=%d)",
+        prepared.spec.request_id,
+        queue,
+        bool(sticky),
+        prepared.spec.image_count,
+    )
+    return queue
+
+
+async def chat_relay(client, prepared: PreparedChat) -> AsyncIterator[streams.StreamEvent]:
+    """Every event of the generation up to and including "final"; GenerationTimeout if none."""
+    deadline = time.monotonic() + settings.OPENAI_REQUEST_TIMEOUT_SECONDS + _WAIT_SLACK_S
+    after = "0-0"
+    while True:
+        if time.monotonic() > deadline:
+            await chat_cancel(client, prepared)
+            raise GenerationTimeout(
+                f"No answer within {settings.OPENAI_REQUEST_TIMEOUT_SECONDS} s; the generation was cancelled."
+            )
+        for event in await streams.aread(client, prepared.spec.request_id, after=after):
+            after = event.id
+            yield event
+            if event.final:
+                return
+
+
+async def chat_cancel(client, prepared: PreparedChat) -> None:
+    """The reader gave up (client disconnected, timeout): stop the generation, free its slot."""
+    await streams.arequest_cancel(client, prepared.spec.request_id)
+    await admission.pending_remove(client, prepared.spec.request_id)
+    logger.info("chat %s cancelled by its reader", prepared.spec.request_id)
+
+
+def _finish_reason(final: dict) -> str:
+    reason = final.get("finish_reason")
+    if reason in ("stop", "length"):
+        return reason
+    message = final.get("error") or f"generation ended with {reason}"
+    kind = final.get("error_kind")
+    if kind == "invalid_request":
+        raise ApplicationError(message)
+    if kind == "unavailable":
+        from docplatform.errors import ServiceUnavailable
+
+        raise ServiceUnavailable(f"The inference worker cannot serve right now: {message}", retry_after=10)
+    if reason == "timeout":
+        raise GenerationTimeout(f"The generation ran past its deadline: {message}")
+    raise GenerationFailed(f"The generation failed: {message}")
+
+
+async def chat_finish(
+    client, prepared: PreparedChat, final: streams.StreamEvent, *, worker: str, text: str
+) -> Completion:
+    """After "final": free the slot, remember the worker, cache and keep the answer.
+
+    Raises an ApplicationError when the generation did not end in stop/length."""
+    await admission.pending_remove(client, prepared.spec.request_id)
+    data = final.data
+    usage = data.get("usage", {})
+    finish_reason = _finish_reason(data)
+    completion = Completion(
+        text=text,
+        finish_reason=finish_reason,
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", 0)),
+        cached_tokens=int(usage.get("cached_tokens", 0)),
+        cache="miss" if prepared.cache_key else "off",
+        worker=worker,
+    )
+    await routing.route_remember(client, prepared.conversation_key, worker)
+    if prepared.cache_key is not None:
+        await answer_cache.answer_cache_put(
+            client,
+            prepared.cache_key,
+            answer_cache.CachedAnswer(
+                text=text,
+                finish_reason=finish_reason,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                created=prepared.created,
+            ),
+        )
+    return completion
+
+
+async def chat_keep_answer(prepared: PreparedChat, completion: Completion) -> None:
+    """Append the answer to the stored conversation (no-op when the chat is not kept)."""
+    if prepared.conversation_pk is None:
+        return
+    from vision.models import Conversation
+    from vision.services.conversations import conversation_record_answer
+
+    def record() -> None:
+        conversation = Conversation.objects.filter(pk=prepared.conversation_pk).first()
+        if conversation is not None:
+            conversation_record_answer(
+                conversation=conversation,
+                answer=TurnAnswer(
+                    text=completion.text,
+                    finish_reason=completion.finish_reason,
+                    prompt_tokens=completion.prompt_tokens,
+                    completion_tokens=completion.completion_tokens,
+                    cached_tokens=completion.cached_tokens,
+                ),
+            )
+
+    await sync_to_async(record)()

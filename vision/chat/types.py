@@ -1,0 +1,57 @@
+"""The meaning of a chat-completion request, parsed and bounded, free of HTTP and of the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class InputPart:
+    text: str | None = None
+    image_url: str | None = None  # as sent: data: or http(s) URL; resolved to a Document later
+
+
+@dataclass(frozen=True)
+class InputMessage:
+    role: str  # one of ROLES ("developer" is folded into "system")
+    parts: tuple[InputPart, ...]
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    type: str = "text"  # text | json_object | json_schema
+    schema: dict | None = None  # json_schema only: the JSON Schema the answer must satisfy
+    name: str = ""
+
+    @property
+    def wants_json(self) -> bool:
+        return self.type in ("json_object", "json_schema")
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str  # the id the client asked for (VISION_MODEL or its alias)
+    messages: tuple[InputMessage, ...]
+    max_tokens: int
+    temperature: float = 1.0  # OpenAI's default: sampling, so only seeded requests are cacheable
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    include_usage: bool = False  # stream_options.include_usage: a last chunk with usage
+    response_format: ResponseFormat = field(default_factory=ResponseFormat)
+    conversation_id: str | None = None  # explicit id: header, metadata.conversation_id or `user`
+    # vLLM-style extensions (benchmarks, load tests): force exact output lengths on random weights.
+    min_tokens: int = 0
+    ignore_eos: bool = False
+
+    @property
+    def deterministic(self) -> bool:
+        """Greedy, or sampling with a seed: the same input gives the same answer (answer cache)."""
+        return self.temperature <= 0.0 or self.seed is not None
+
+    @property
+    def image_count(self) -> int:
+        return sum(p.image_url is not None for m in self.messages for p in m.parts)

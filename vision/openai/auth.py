@@ -1,0 +1,55 @@
+"""Authentication and throttling for the async /v1 views, through the project's DRF classes.
+
+DRF's APIView is sync, so the views are plain Django async views; this runs the configured
+authenticators (API key, JWT, session with its CSRF check) and throttles in one sync call (DB and
+cache access) and maps their refusals to OpenAI errors: 401, and 429 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import math
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest
+from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+
+from vision.openai.errors import OpenAIError
+
+_MISSING = (
+    "You didn't provide an API key. Send it as 'Authorization: Bearer dp_...' "
+    "(a personal API key) or a JWT access token."
+)
+
+
+def _authenticate(request: HttpRequest):
+    drf_request = Request(
+        request, authenticators=[cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+    )
+    try:
+        user = drf_request.user
+    except exceptions.AuthenticationFailed as exc:
+        raise OpenAIError(401, str(exc.detail), code="invalid_api_key") from None
+    except exceptions.PermissionDenied as exc:  # session auth without a valid CSRF token
+        raise OpenAIError(403, str(exc.detail), code="csrf_failed") from None
+    if user is None or not user.is_authenticated:
+        raise OpenAIError(401, _MISSING, code="missing_api_key")
+    if not user.is_active:
+        raise OpenAIError(401, "This account is disabled.", code="account_disabled")
+    for throttle_class in api_settings.DEFAULT_THROTTLE_CLASSES:
+        throttle = throttle_class()
+        if not throttle.allow_request(drf_request, None):
+            wait = throttle.wait()
+            raise OpenAIError(
+                429,
+                "Rate limit reached for requests. Slow down and retry after the time in Retry-After.",
+                code="rate_limit_exceeded",
+                retry_after=max(math.ceil(wait or 1), 1),
+            )
+    return user
+
+
+async def authenticate(request: HttpRequest):
+    """→ the authenticated user, or OpenAIError (401/403/429)."""
+    return await sync_to_async(_authenticate)(request)

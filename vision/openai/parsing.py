@@ -1,0 +1,300 @@
+"""Parse and bound a `POST /v1/chat/completions` body the way OpenAI validates it.
+
+Bytes in, `ChatRequest` out, or an `OpenAIError` naming the offending `param`. Pure: no I/O, no
+Django models, so the hostile-input cases (issue 9) are cheap to test one by one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from django.conf import settings
+
+from vision.chat.types import ChatRequest, InputMessage, InputPart, ResponseFormat
+from vision.openai.errors import OpenAIError, invalid
+
+MAX_STOP_SEQUENCES = 4  # OpenAI's limit
+MAX_STOP_LENGTH = 256
+MAX_JSON_DEPTH = 32  # a chat body nests ~6 deep; deeper is an attack on the parser, not a request
+MAX_CONVERSATION_ID_LENGTH = 256
+_ROLE_ALIASES = {"developer": "system"}
+_ROLES = {"system", "user", "assistant"}
+
+
+def model_ids() -> tuple[str, ...]:
+    return tuple(dict.fromkeys((settings.VISION_MODEL, settings.OPENAI_MODEL_ALIAS)))
+
+
+def decode_body(raw: bytes) -> dict[str, Any]:
+    """Bytes → the top-level JSON object. Invalid UTF-8, invalid JSON, too deep: 400."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise invalid(
+            f"The request body is not valid UTF-8 (byte {exc.start}).", code="invalid_encoding"
+        ) from None
+    _check_depth(text)
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise invalid(
+            f"We could not parse the JSON body of your request: {exc}", code="invalid_json"
+        ) from None
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def _check_depth(text: str) -> None:
+    # Counts brackets outside strings in one pass, before json.loads recurses into them.
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise invalid(
+                    f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels.", code="invalid_json"
+                )
+        elif char in "]}":
+            depth -= 1
+
+
+def parse_chat_request(body: dict[str, Any], *, conversation_header: str | None = None) -> ChatRequest:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise invalid("You must provide a model parameter.", param="model", code="missing_required_parameter")
+    if model not in model_ids():
+        raise OpenAIError(
+            404,
+            f"The model `{model[:200]}` does not exist. Available: {', '.join(model_ids())}.",
+            param="model",
+            code="model_not_found",
+        )
+    n = body.get("n", 1)
+    if n is not None and (not _is_int(n) or n != 1):
+        raise invalid("Only n=1 is supported.", param="n")
+    messages = _messages(body.get("messages"))
+    images = sum(p.image_url is not None for m in messages for p in m.parts)
+    if images > settings.OPENAI_MAX_IMAGES:
+        raise invalid(
+            f"Too many images: {images}, at most {settings.OPENAI_MAX_IMAGES} per request.",
+            param="messages",
+            code="too_many_images",
+        )
+    stream = _bool(body, "stream", False)
+    stream_options = body.get("stream_options")
+    include_usage = False
+    if stream_options is not None:
+        if not isinstance(stream_options, dict):
+            raise invalid("stream_options must be an object.", param="stream_options")
+        if not stream:
+            raise invalid("stream_options is only allowed when stream is true.", param="stream_options")
+        include_usage = _bool(stream_options, "include_usage", False, prefix="stream_options.")
+    max_tokens = _max_tokens(body)
+    min_tokens = body.get("min_tokens", 0)
+    if min_tokens is None:
+        min_tokens = 0
+    if not _is_int(min_tokens) or not 0 <= min_tokens <= max_tokens:
+        raise invalid(
+            f"min_tokens must be an integer between 0 and max_tokens ({max_tokens}).", param="min_tokens"
+        )
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
+        top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True),
+        seed=_seed(body.get("seed")),
+        stop=_stop(body.get("stop")),
+        stream=stream,
+        include_usage=include_usage,
+        response_format=_response_format(body.get("response_format")),
+        conversation_id=_conversation_id(body, conversation_header),
+        min_tokens=min_tokens,
+        ignore_eos=_bool(body, "ignore_eos", False),
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _bool(body: dict, name: str, default: bool, *, prefix: str = "") -> bool:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise invalid(f"{prefix}{name} must be a boolean.", param=prefix + name)
+    return value
+
+
+def _number(
+    body: dict, name: str, default: float, low: float, high: float, *, low_open: bool = False
+) -> float:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise invalid(f"{name} must be a number.", param=name)
+    if value > high or value < low or (low_open and value <= low):
+        bracket = "(" if low_open else "["
+        raise invalid(f"{name} must be in {bracket}{low:g}, {high:g}], got {value}.", param=name)
+    return float(value)
+
+
+def _max_tokens(body: dict) -> int:
+    name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    value = body.get(name)
+    if value is None:
+        return min(settings.OPENAI_DEFAULT_MAX_TOKENS, settings.OPENAI_MAX_TOKENS_LIMIT)
+    if not _is_int(value):
+        raise invalid(f"{name} must be an integer.", param=name)
+    if not 1 <= value <= settings.OPENAI_MAX_TOKENS_LIMIT:
+        raise invalid(
+            f"{name} must be between 1 and {settings.OPENAI_MAX_TOKENS_LIMIT}, got {value}.", param=name
+        )
+    return value
+
+
+def _seed(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not _is_int(value) or not -(2**63) <= value < 2**64:
+        raise invalid("seed must be a 64-bit integer.", param="seed")
+    return value
+
+
+def _stop(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+        raise invalid("stop must be a string or a list of strings.", param="stop")
+    if len(items) > MAX_STOP_SEQUENCES:
+        raise invalid(f"stop takes at most {MAX_STOP_SEQUENCES} sequences.", param="stop")
+    if any(not s or len(s) > MAX_STOP_LENGTH for s in items):
+        raise invalid(f"Each stop sequence must be 1 to {MAX_STOP_LENGTH} characters.", param="stop")
+    return tuple(items)
+
+
+def _response_format(value: Any) -> ResponseFormat:
+    if value is None:
+        return ResponseFormat()
+    if not isinstance(value, dict) or value.get("type") not in ("text", "json_object", "json_schema"):
+        raise invalid(
+            "response_format.type must be one of 'text', 'json_object', 'json_schema'.",
+            param="response_format",
+        )
+    if value["type"] != "json_schema":
+        return ResponseFormat(type=value["type"])
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise invalid("response_format.json_schema needs a name.", param="response_format.json_schema.name")
+    schema = spec.get("schema", {})
+    if not isinstance(schema, dict):
+        raise invalid(
+            "response_format.json_schema.schema must be an object.",
+            param="response_format.json_schema.schema",
+        )
+    from jsonschema import SchemaError, validators
+
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        raise invalid(
+            f"Invalid JSON schema: {exc.message}", param="response_format.json_schema.schema"
+        ) from None
+    return ResponseFormat(type="json_schema", schema=schema, name=spec["name"][:64])
+
+
+def _conversation_id(body: dict, header: str | None) -> str | None:
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise invalid("metadata must be an object.", param="metadata")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise invalid("user must be a string.", param="user")
+    candidates = (header, (metadata or {}).get("conversation_id"), user)
+    for value in candidates:
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:MAX_CONVERSATION_ID_LENGTH]
+    return None
+
+
+def _messages(value: Any) -> tuple[InputMessage, ...]:
+    if not isinstance(value, list) or not value:
+        raise invalid("messages must be a non-empty array.", param="messages")
+    if len(value) > settings.OPENAI_MAX_MESSAGES:
+        raise invalid(f"At most {settings.OPENAI_MAX_MESSAGES} messages per request.", param="messages")
+    images = 0
+    parsed = []
+    for index, message in enumerate(value):
+        param = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise invalid(f"{param} must be an object.", param=param)
+        role = _ROLE_ALIASES.get(message.get("role"), message.get("role"))
+        if role not in _ROLES:
+            raise invalid(
+                f"{param}.role must be one of 'system', 'developer', 'user', 'assistant'.",
+                param=f"{param}.role",
+            )
+        parts = _content(message.get("content"), role, f"{param}.content")
+        images += sum(p.image_url is not None for p in parts)
+        if images > settings.OPENAI_MAX_IMAGES:  # stop early: a body may carry thousands
+            raise invalid(
+                f"Too many images: more than {settings.OPENAI_MAX_IMAGES} per request.",
+                param="messages",
+                code="too_many_images",
+            )
+        parsed.append(InputMessage(role=role, parts=parts))
+    if parsed[-1].role == "assistant":
+        raise invalid(
+            "The last message must not be from the assistant.", param=f"messages[{len(parsed) - 1}]"
+        )
+    return tuple(parsed)
+
+
+def _content(value: Any, role: str, param: str) -> tuple[InputPart, ...]:
+    if isinstance(value, str):
+        return (InputPart(text=value),)
+    if value is None and role == "assistant":
+        return (InputPart(text=""),)
+    if not isinstance(value, list):
+        raise invalid(f"{param} must be a string or an array of content parts.", param=param)
+    parts = []
+    for index, part in enumerate(value):
+        part_param = f"{param}[{index}]"
+        if not isinstance(part, dict):
+            raise invalid(f"{part_param} must be an object.", param=part_param)
+        kind = part.get("type")
+        if kind == "text":
+            if not isinstance(part.get("text"), str):
+                raise invalid(f"{part_param}.text must be a string.", param=f"{part_param}.text")
+            parts.append(InputPart(text=part["text"]))
+        elif kind == "image_url":
+            if role != "user":
+                raise invalid(f"Images are only allowed in user messages ({part_param}).", param=part_param)
+            parts.append(InputPart(image_url=_image_url(part.get("image_url"), f"{part_param}.image_url")))
+        else:
+            raise invalid(f"{part_param}.type must be 'text' or 'image_url'.", param=f"{part_param}.type")
+    return tuple(parts)
+
+
+def _image_url(value: Any, param: str) -> str:
+    # OpenAI's form is {"url": ...}; many clients (and the article) send the URL as a bare string.
+    url = value.get("url") if isinstance(value, dict) else value
+    if not isinstance(url, str) or not url:
+        raise invalid(f"{param} must be a URL string or an object with a 'url'.", param=param)
+    return url
