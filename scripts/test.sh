@@ -9,12 +9,14 @@ cd "$REPO_ROOT"
 # shellcheck source=scripts/lib/setup.sh
 source scripts/lib/setup.sh
 
-ensure_system_packages redis-server libmagic1 chromium
+ensure_system_packages redis-server libmagic1 chromium clamav-daemon fonts-dejavu-core fonts-wqy-zenhei  # fonts: rendered OCR test pages
 ensure_venv
 
 export DJANGO_ENV=test
 export DATA_DIR="$REPO_ROOT/data"
 RUN_DIR="$DATA_DIR/test-run"
+# Test uploads stay in the run folder, not next to the development server's.
+export MEDIA_ROOT="$RUN_DIR/media"
 rm -rf "$RUN_DIR"
 mkdir -p "$RUN_DIR/redis"
 # A fresh test database file, shared by pytest and the worker (see settings: DJANGO_ENV=test).

@@ -1,0 +1,245 @@
+"""The VLM layer of invoice extraction: prompt the page plus its OCR text, parse the model's JSON
+however it is wrapped, normalise it, and cross-check it against the layout extractor.
+
+Fields on which the two layers disagree are flagged for review; a field only the VLM found is
+taken at low confidence and located on the page through the OCR line where its value appears;
+an answer with no JSON in it flags `vlm_unparseable` and keeps the layout result. No Django, no
+torch: running the model is the caller's business (a worker's `generate_to_stream`, or
+`run_on_engine` for a local engine).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from PIL import Image
+
+from vision.ocr.engine import OcrResult
+from vision.ocr.invoice import (
+    AMOUNT_FIELDS,
+    DATE_FIELDS,
+    SCALAR_FIELDS,
+    Field,
+    Flag,
+    InvoiceExtraction,
+    Item,
+)
+from vision.ocr.layout import span_box
+from vision.ocr.normalize import money, normalize_currency, parse_amount, parse_date, unify
+
+MAX_OCR_CHARS = 4_000  # of OCR text in the prompt; an invoice page is ~1,000
+VLM_ONLY_CONFIDENCE = 0.5  # a value the layout extractor did not find: a reviewer should look
+
+PROMPT = """You read invoices. The image is an invoice page; below is the text an OCR engine read \
+from it, row by row. Answer with one JSON object and nothing else, with these keys: \
+invoice_number, invoice_date (YYYY-MM-DD), due_date (YYYY-MM-DD), seller, seller_tax_id, buyer, \
+buyer_tax_id, currency (ISO 4217 code), items (a list of objects with description, quantity, \
+unit_price, amount), subtotal, tax, total. Amounts as plain numbers. Use null for a value that is \
+not on the page.
+
+OCR text:
+{ocr_text}"""
+
+
+def invoice_prompt(ocr: OcrResult) -> str:
+    return PROMPT.format(ocr_text=ocr.text[:MAX_OCR_CHARS])
+
+
+def parse_json_answer(text: str) -> dict[str, Any] | None:
+    """The first JSON object in a model's answer, tolerating what small models do: code fences,
+    prose around it, trailing commas, single quotes, Python literals (None/True). None if none."""
+    if not text:
+        return None
+    text = re.sub(r"```(?:json|JSON)?", "", text)
+    start = text.find("{")
+    while start >= 0:
+        depth, in_string, quote = 0, False, ""
+        for end in range(start, len(text)):
+            char = text[end]
+            if in_string:
+                if char == "\\":
+                    continue
+                if char == quote and text[end - 1] != "\\":
+                    in_string = False
+            elif char in "\"'":
+                in_string, quote = True, char
+            elif char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+                if depth == 0:
+                    parsed = _loads(text[start : end + 1])
+                    if parsed is not None:
+                        return parsed
+                    break
+        start = text.find("{", start + 1)
+    return None
+
+
+def _loads(candidate: str) -> dict[str, Any] | None:
+    cleaned = re.sub(r",\s*([}\]])", r"\1", candidate)
+    try:
+        value = json.loads(cleaned)
+    except ValueError:
+        pythonish = re.sub(
+            r"\bnull\b", "None", re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", cleaned))
+        )
+        try:
+            value = ast.literal_eval(pythonish)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
+    return value if isinstance(value, dict) else None
+
+
+@dataclass
+class VlmInvoice:
+    fields: dict[str, Any]  # normalised: str, date, Decimal or None per SCALAR_FIELDS key
+    items: list[Item]
+
+
+def normalize_answer(data: dict[str, Any]) -> VlmInvoice:
+    """The model's JSON in the layout extractor's types: ISO dates, Decimal amounts, ISO currency."""
+    lowered = {str(k).strip().lower().replace(" ", "_"): v for k, v in data.items()}
+    fields: dict[str, Any] = {}
+    for name in SCALAR_FIELDS:
+        value = lowered.get(name)
+        if isinstance(value, (dict, list)):
+            value = None
+        if name in DATE_FIELDS:
+            fields[name] = parse_date(str(value)) if value not in (None, "") else None
+        elif name in AMOUNT_FIELDS:
+            fields[name] = money(parse_amount(value)) if value not in (None, "") else None
+        elif name == "currency":
+            fields[name] = normalize_currency(value)
+        else:
+            text = str(value).strip() if value is not None else ""
+            fields[name] = text or None
+    items = []
+    for raw in lowered.get("items") or []:
+        if not isinstance(raw, dict):
+            continue
+        quantity = parse_amount(raw.get("quantity"))
+        items.append(
+            Item(
+                description=str(raw.get("description") or "").strip(),
+                quantity=quantity,
+                unit_price=money(parse_amount(raw.get("unit_price"))),
+                amount=money(parse_amount(raw.get("amount"))),
+                box=None,
+                confidence=VLM_ONLY_CONFIDENCE,
+            )
+        )
+    return VlmInvoice(fields, items)
+
+
+def _same(name: str, a: Any, b: Any) -> bool:
+    if isinstance(a, (Decimal, date)) or isinstance(b, (Decimal, date)):
+        return a == b
+    fold = lambda v: re.sub(r"[\s\W_]+", "", unify(str(v))).lower()  # noqa: E731
+    return fold(a) == fold(b)
+
+
+def _locate(ocr: OcrResult, name: str, value: Any) -> tuple[tuple[float, float, float, float], float] | None:
+    """Box and OCR confidence of the line where `value` appears on the page, if it does."""
+    if isinstance(value, Decimal):
+        needles = [
+            f"{value:,.2f}",
+            f"{value:.2f}",
+            f"{value:,.2f}".replace(",", "_").replace(".", ",").replace("_", "."),
+        ]
+    elif isinstance(value, date):
+        needles = [
+            value.isoformat(),
+            f"{value.year}年{value.month:02d}月{value.day:02d}日",
+            f"{value.day:02d}/{value.month:02d}/{value.year}",
+        ]
+    else:
+        needles = [str(value)]
+    for line in ocr.lines:
+        text = unify(line.text)
+        for needle in needles:
+            at = text.find(needle)
+            if at >= 0:
+                return span_box(line, at, at + len(needle)), line.confidence
+    return None
+
+
+def cross_check(layout: InvoiceExtraction, ocr: OcrResult, answer_text: str | None) -> InvoiceExtraction:
+    """Merge the VLM's answer into the layout result, in place, and return it.
+
+    - no JSON in the answer: flag `vlm_unparseable`, keep the layout result as it is;
+    - both found a field and disagree: keep the layout value (it is tied to a box), flag
+      `vlm_disagrees` with both values;
+    - only the VLM found a field: take it at low confidence, boxed where the OCR saw the value
+      (no box if the value is nowhere on the page), flag `vlm_only`.
+    """
+    parsed = parse_json_answer(answer_text or "")
+    if parsed is None:
+        layout.flags.append(
+            Flag("*", "vlm_unparseable", "the model's answer held no JSON object; layout result kept")
+        )
+        return layout
+    vlm = normalize_answer(parsed)
+    for name in SCALAR_FIELDS:
+        theirs = vlm.fields.get(name)
+        if theirs is None:
+            continue
+        ours = layout.fields.get(name)
+        if ours is None:
+            located = _locate(ocr, name, theirs)
+            box, confidence = located if located else (None, 1.0)
+            layout.fields[name] = Field(theirs, box, VLM_ONLY_CONFIDENCE * confidence, "vlm")
+            where = "on the page" if located else "nowhere in the OCR text"
+            layout.flags.append(Flag(name, "vlm_only", f"only the model found {name} (value {where})"))
+        elif not _same(name, ours.value, theirs):
+            ours.confidence = min(ours.confidence, 0.6)
+            layout.flags.append(
+                Flag(name, "vlm_disagrees", f"layout read {_show(ours.value)}, the model {_show(theirs)}")
+            )
+    if vlm.items and layout.items and len(vlm.items) != len(layout.items):
+        layout.flags.append(
+            Flag(
+                "items",
+                "vlm_disagrees",
+                f"layout found {len(layout.items)} items, the model {len(vlm.items)}",
+            )
+        )
+    elif vlm.items and layout.items:
+        for n, (ours_item, theirs_item) in enumerate(zip(layout.items, vlm.items, strict=True)):
+            if theirs_item.amount is not None and ours_item.amount != theirs_item.amount:
+                layout.flags.append(Flag(f"items[{n}]", "vlm_disagrees", f"amount: layout {ours_item.amount}, model {theirs_item.amount}"))  # fmt: skip
+    return layout
+
+
+def _show(value: Any) -> str:
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def run_on_engine(
+    engine: Any, image: Image.Image, ocr: OcrResult, *, max_tokens: int = 512, timeout: float = 600.0
+) -> str:
+    """Ask a local `vision.engine.Engine` (already started) and return its answer text.
+
+    For the command line and tests; workers go through `generate_to_stream` so the answer
+    streams and can be cancelled.
+    """
+    from vision.engine import ChatMessage, EngineRequest, ImagePart, SamplingParams, TextPart
+
+    request = EngineRequest(
+        request_id=f"invoice-{uuid.uuid4().hex[:12]}",
+        messages=[ChatMessage("user", (ImagePart.from_image(image), TextPart(invoice_prompt(ocr))))],
+        sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0),
+        task="invoice",
+        use_prefix_cache=False,
+    )
+    output = engine.generate(request, timeout=timeout)
+    if output.error:
+        raise RuntimeError(f"the model could not answer: {output.error}")
+    return output.text
