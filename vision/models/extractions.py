@@ -1,0 +1,87 @@
+"""Extractions: the structured reading of a document (invoice fields) that a reviewer checks.
+
+An Extraction holds what the pipeline found (values, where on the page, how sure, which
+arithmetic checks passed, why it was flagged) and the review's outcome. Every change after
+creation is an ExtractionEvent, so the reviewer UI can show who changed what and when.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class ExtractionStatus(models.TextChoices):
+    AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class Extraction(models.Model):
+    document = models.ForeignKey("vision.Document", on_delete=models.CASCADE, related_name="extractions")
+    # The job that produced it; one extraction per job, so a redelivered job updates, never doubles.
+    job = models.OneToOneField(
+        "vision.Job", on_delete=models.SET_NULL, null=True, blank=True, related_name="extraction"
+    )
+    kind = models.CharField(max_length=20, default="invoice")
+    page = models.PositiveIntegerField(default=1)  # the document page read (1-based)
+    page_width = models.PositiveIntegerField(default=0)  # pixels the boxes refer to
+    page_height = models.PositiveIntegerField(default=0)
+    # Field name → JSON value (ISO dates, amounts as decimal strings); "items" is a list.
+    fields = models.JSONField(default=dict)
+    boxes = models.JSONField(default=dict)  # field name → [x0, y0, x1, y1] on the page, or null
+    confidence = models.JSONField(default=dict)  # field name → 0..1
+    checks = models.JSONField(default=list)  # [{name, ok, expected, found, fields}]
+    flags = models.JSONField(default=list)  # [{field, code, reason}]: why a reviewer should look
+    used_vlm = models.BooleanField(default=False)  # whether the VLM cross-check ran
+
+    status = models.CharField(
+        max_length=20, choices=ExtractionStatus.choices, default=ExtractionStatus.AWAITING_REVIEW
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    comment = models.TextField(blank=True)  # the reviewer's, with an approval or a rejection
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"], name="extraction_status_created")]
+
+    def __str__(self) -> str:
+        return f"Extraction {self.pk} ({self.kind}, {self.status})"
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.flags)
+
+
+class ExtractionEventAction(models.TextChoices):
+    CREATED = "created", "Created"
+    REEXTRACTED = "reextracted", "Re-extracted"  # the job ran again (redelivery) and replaced it
+    FIELD_UPDATED = "field_updated", "Field updated"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class ExtractionEvent(models.Model):
+    """One entry of an extraction's audit trail."""
+
+    extraction = models.ForeignKey(Extraction, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(  # null: the pipeline
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    action = models.CharField(max_length=20, choices=ExtractionEventAction.choices)
+    field = models.CharField(max_length=50, blank=True)  # for field_updated
+    old_value = models.JSONField(null=True, blank=True)
+    new_value = models.JSONField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} on extraction {self.extraction_id}"
