@@ -319,18 +319,32 @@ def _probe(
     return False, "probe failed", False
 
 
+def _thread_names(pid: int) -> dict[str, int]:
+    names: dict[str, int] = {}
+    for comm in Path(f"/proc/{pid}/task").glob("*/comm"):
+        try:
+            name = comm.read_text().strip()
+        except OSError:
+            continue
+        names[name] = names.get(name, 0) + 1
+    return dict(sorted(names.items(), key=lambda kv: -kv[1]))
+
+
 class ThreadSampler:
     """Max thread count of a process while a block runs."""
 
     def __init__(self, pid: int | None):
         self.pid, self.max, self.start_count = pid, 0, 0
+        self.names_at_max: dict[str, int] = {}  # thread names (/proc/<pid>/task/*/comm) when it peaked
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.max = max(self.max, thread_count(self.pid))
+                count = thread_count(self.pid)
+                if count > self.max:
+                    self.max, self.names_at_max = count, _thread_names(self.pid)
             except OSError:
                 return
             self._stop.wait(0.05)
@@ -365,7 +379,12 @@ def run(args: argparse.Namespace) -> int:
             stack, key = start_stack(args, max(levels))
             base_url, web_pid = stack.base_url, stack.web_pid
         ok, why, force = _probe(base_url, key, args, size)
-        result: dict = {"endpoint": CHAT_PATH, "available": ok, "reason": why, "length_forced": force}
+        result: dict = {
+            "endpoint": CHAT_PATH,
+            "available": ok,
+            "reason": why,
+            "length_extensions_accepted": force,
+        }
         if ok:
             if web:
                 result |= _web_streams(base_url, key, args, size, web_pid, force)
@@ -405,12 +424,12 @@ def _platform(base_url: str, key: str, args, size, levels: list[int], tag: str, 
         results, wall = asyncio.run(_burst(base_url, key, [body], 1800))
         seq_results += results
         seq_wall += wall
-    sequential = _stats(seq_results, seq_wall)
+    sequential = _stats(seq_results, seq_wall, args.tokens)
     print(f"[bench]   platform one-at-a-time x{top}: {sequential}")
     out = {}
     for n in levels:
         results, wall = asyncio.run(_burst(base_url, key, bodies(n), 1800))
-        stats = _stats(results, wall)
+        stats = _stats(results, wall, args.tokens)
         stats["throughput_ratio"] = (
             round(stats["tokens_per_s"] / sequential["tokens_per_s"], 2)
             if sequential["tokens_per_s"]
@@ -418,7 +437,7 @@ def _platform(base_url: str, key: str, args, size, levels: list[int], tag: str, 
         )
         out[n] = stats
         print(f"[bench]   platform concurrent {n}: {stats}")
-    direct = _direct_engine(tag)
+    direct = _direct_engine(getattr(args, "out", None) or RESULTS_DIR, tag)
     rows = [["one at a time", top, sequential["ok"], sequential["tokens_per_s"], sequential["mean_latency_s"],
              sequential["mean_ttft_s"], "1×", _direct(direct, "seq")]]  # fmt: skip
     for n, s in out.items():
@@ -428,8 +447,10 @@ def _platform(base_url: str, key: str, args, size, levels: list[int], tag: str, 
         [
             f"Private stack: uvicorn + Redis + one Celery worker (threads pool) with `{args.checkpoint}` at "
             f"`{args.dtype}`. Each request: a distinct {args.image_size} chart image as a data URL, "
-            f"max_tokens {args.tokens}, streaming. Length forced via min_tokens/ignore_eos: "
-            f"{'accepted' if force else 'not supported by the API, so answers may stop early'}.",
+            f"max_tokens {args.tokens}, streaming, min_tokens/ignore_eos sent "
+            f"({'not rejected' if force else 'rejected, so left out'}; the answers that came back at full length: "
+            f"{sequential['full_length'] + sum(s['full_length'] for s in out.values())}/"
+            f"{sequential['ok'] + sum(s['ok'] for s in out.values())}).",
             "",
             md_table(
                 [
@@ -454,8 +475,8 @@ def _platform(base_url: str, key: str, args, size, levels: list[int], tag: str, 
     return {"tokens": args.tokens, "sequential": sequential, "concurrent": out, "markdown": markdown}
 
 
-def _direct_engine(tag: str) -> dict | None:
-    path = RESULTS_DIR / f"batching-{tag}.json"
+def _direct_engine(folder: Path, tag: str) -> dict | None:
+    path = folder / f"batching-{tag}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -470,12 +491,13 @@ def _direct(direct: dict | None, level) -> float | None:
     return direct["concurrent"].get(str(level), {}).get("tokens_per_s")
 
 
-def _stats(results: list[ClientResult], wall: float) -> dict:
+def _stats(results: list[ClientResult], wall: float, tokens_asked: int) -> dict:
     good = [r for r in results if r.ok]
     tokens = sum(r.completion_tokens for r in good)
     return {
         "requests": len(results),
         "ok": len(good),
+        "full_length": sum(r.completion_tokens == tokens_asked for r in good),
         "errors": [f"{r.status} {r.error}"[:200] for r in results if not r.ok][:5],
         "wall_s": round(wall, 3),
         "tokens": tokens,
@@ -491,8 +513,12 @@ def _web_streams(base_url: str, key: str, args, size, web_pid: int | None, force
     bodies = [_body(args.model, _data_url(20_000 + i, size), args.tokens, force) for i in range(n)]
     with ThreadSampler(web_pid) as threads:
         results, wall = asyncio.run(_burst(base_url, key, bodies, 1800))
-    stats = _stats(results, wall)
-    stats |= {"threads_before": threads.start_count or None, "threads_max": threads.max or None}
+    stats = _stats(results, wall, args.tokens)
+    stats |= {
+        "threads_before": threads.start_count or None,
+        "threads_max": threads.max or None,
+        "thread_names_at_max": threads.names_at_max,
+    }
     all_ok = stats["ok"] == n
     markdown = "\n".join(
         [
@@ -524,8 +550,10 @@ def _web_streams(base_url: str, key: str, args, size, web_pid: int | None, force
                 ],
             ),  # fmt: skip
             "",
-            f"All complete without errors: **{'yes' if all_ok else 'NO'}**."
-            + (f" First errors: {stats['errors']}" if not all_ok else ""),
+            f"All complete without errors: **{'yes' if all_ok else 'NO'}**; answers at full length: "
+            f"{stats['full_length']}/{n}."
+            + (f" First errors: {stats['errors']}" if not all_ok else "")
+            + f" Web-process threads by name at the peak: {threads.names_at_max or 'not sampled (no pid)'}.",
         ]
     )
     return {"clients": n, "stats": stats, "all_ok": all_ok, "markdown": markdown}
