@@ -33,6 +33,7 @@ from vision.heartbeat import heartbeat_key, redis_client
 from vision.models import FINISHED_STATUSES, Batch, Document, Job, JobStatus, JobTask
 from vision.selectors import document_get
 from vision.services.documents import document_upload
+from vision.services.extractions import job_run_invoice, job_run_ocr
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,9 @@ def job_options_validate(*, task: str, options: dict[str, Any]) -> tuple[dict[st
         if not all(isinstance(p, int) and p >= 1 for p in pages):
             raise ValidationFailed("'pages' must be a list of page numbers starting at 1.")
         clean["pages"] = sorted(set(pages))
-    max_tokens = options.get("max_tokens") or settings.JOB_DEFAULT_MAX_TOKENS
+    max_tokens = options.get("max_tokens")
+    if max_tokens is None:
+        max_tokens = settings.JOB_DEFAULT_MAX_TOKENS
     if not isinstance(max_tokens, int) or not 1 <= max_tokens <= settings.JOB_MAX_TOKENS_LIMIT:
         raise ValidationFailed(f"'max_tokens' must be an integer from 1 to {settings.JOB_MAX_TOKENS_LIMIT}.")
     return clean, max_tokens
@@ -423,13 +426,13 @@ def _run_generation(context: JobRunContext) -> JobOutcome:
     return outcome
 
 
-# Issue 6 replaces the ocr and invoice entries with the OCR engine and the invoice extractor.
+# ocr and invoice run the OCR engine and the invoice extractor (vision/services/extractions.py).
 JOB_RUNNERS: dict[JobTask, Callable[[JobRunContext], JobOutcome]] = {
     JobTask.CAPTION: _run_generation,
     JobTask.VQA: _run_generation,
     JobTask.CHAT: _run_generation,
-    JobTask.OCR: _run_generation,
-    JobTask.INVOICE: _run_generation,
+    JobTask.OCR: job_run_ocr,
+    JobTask.INVOICE: job_run_invoice,
 }
 
 
