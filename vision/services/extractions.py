@@ -1,0 +1,281 @@
+"""Extractions: created from an invoice reading (by the `invoice` job runner or the command line),
+then corrected, approved or rejected by a reviewer (issue 7's UI calls these services).
+
+Also the `ocr` and `invoice` job runners, registered in `vision.services.jobs.JOB_RUNNERS`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from docplatform.errors import Conflict, PermissionDenied, ValidationFailed
+from vision.models import (
+    Document,
+    Extraction,
+    ExtractionEvent,
+    ExtractionEventAction,
+    ExtractionStatus,
+    Job,
+)
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from vision.ocr.pipeline import InvoiceReading
+    from vision.services.jobs import JobOutcome, JobRunContext
+
+logger = logging.getLogger(__name__)
+
+REVIEW_PERMISSION = "accounts.access_review"
+_META_KEYS = ("checks", "flags", "confidence", "box", "page", "used_vlm")
+
+
+def extraction_create_from_invoice(
+    *, document: Document, reading: InvoiceReading, job: Job | None = None, page: int = 1
+) -> Extraction:
+    """Store an invoice reading as an Extraction awaiting review. Idempotent on `job`: a job that
+    runs again (redelivery) replaces its extraction's content instead of adding a second one."""
+    data = reading.to_dict()
+    values = {
+        "kind": "invoice",
+        "page": page,
+        "page_width": reading.ocr.width,
+        "page_height": reading.ocr.height,
+        "fields": {k: v for k, v in data.items() if k not in _META_KEYS},
+        "boxes": data["box"],
+        "confidence": data["confidence"],
+        "checks": data["checks"],
+        "flags": data["flags"],
+        "used_vlm": reading.used_vlm,
+        "status": ExtractionStatus.AWAITING_REVIEW,
+        "reviewer": None,
+        "reviewed_at": None,
+    }
+    with transaction.atomic():
+        existing = Extraction.objects.select_for_update().filter(job=job).first() if job else None
+        if existing is not None:
+            for key, value in values.items():
+                setattr(existing, key, value)
+            existing.save()
+            ExtractionEvent.objects.create(extraction=existing, action=ExtractionEventAction.REEXTRACTED)
+            return existing
+        extraction = Extraction.objects.create(document=document, job=job, **values)
+        ExtractionEvent.objects.create(extraction=extraction, action=ExtractionEventAction.CREATED)
+    logger.info(
+        "extraction %s created for document %s: %d flags", extraction.pk, document.pk, len(values["flags"])
+    )
+    return extraction
+
+
+def _check_reviewer(user) -> None:
+    if not user.has_perm(REVIEW_PERMISSION):
+        raise PermissionDenied("Only reviewers can review extractions.")
+
+
+def _locked(extraction: Extraction) -> Extraction:
+    locked = Extraction.objects.select_for_update().get(pk=extraction.pk)
+    if locked.status != ExtractionStatus.AWAITING_REVIEW:
+        raise Conflict(f"The extraction is already {locked.status}.")
+    return locked
+
+
+def _normalised(name: str, value: Any) -> Any:
+    from vision.ocr.invoice import AMOUNT_FIELDS, DATE_FIELDS, SCALAR_FIELDS, json_value
+    from vision.ocr.normalize import money, normalize_currency, parse_amount, parse_date
+
+    if name == "items":
+        if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+            raise ValidationFailed("'items' must be a list of objects.")
+        return [
+            {
+                "description": str(x.get("description") or ""),
+                **{k: json_value(money(parse_amount(x.get(k))) if k != "quantity" else parse_amount(x.get(k))) for k in ("quantity", "unit_price", "amount")},
+            }
+            for x in value
+        ]  # fmt: skip
+    if name not in SCALAR_FIELDS:
+        raise ValidationFailed(f"Unknown field {name!r}.")
+    if value in (None, ""):
+        return None
+    if name in DATE_FIELDS:
+        parsed = parse_date(str(value))
+        if parsed is None:
+            raise ValidationFailed(f"'{value}' is not a date.")
+        return parsed.isoformat()
+    if name in AMOUNT_FIELDS:
+        amount = parse_amount(value)
+        if amount is None:
+            raise ValidationFailed(f"'{value}' is not an amount.")
+        return json_value(money(amount))
+    if name == "currency":
+        code = normalize_currency(str(value))
+        if code is None:
+            raise ValidationFailed(f"'{value}' is not a currency code.")
+        return code
+    return str(value).strip()
+
+
+def _recheck(fields: dict[str, Any]) -> list[dict[str, Any]]:
+    from decimal import Decimal
+
+    from vision.ocr.invoice import Item, arithmetic_checks
+    from vision.ocr.normalize import parse_amount
+
+    def dec(value: Any) -> Decimal | None:
+        return parse_amount(value) if value is not None else None
+
+    items = [Item("", dec(x.get("quantity")), dec(x.get("unit_price")), dec(x.get("amount")), None, 1.0) for x in fields.get("items") or []]  # fmt: skip
+    checks = arithmetic_checks(items=items, subtotal=dec(fields.get("subtotal")), tax=dec(fields.get("tax")), total=dec(fields.get("total")))  # fmt: skip
+    return [
+        {"name": c.name, "ok": c.ok, "expected": c.expected, "found": c.found, "fields": list(c.fields)}
+        for c in checks
+    ]
+
+
+def extraction_update_field(*, extraction: Extraction, field: str, value: Any, user) -> Extraction:
+    """A reviewer's correction: the value is normalised like the pipeline's, the checks rerun,
+    the field's confidence becomes 1 and its flags are resolved; the change is an event."""
+    _check_reviewer(user)
+    new_value = _normalised(field, value)
+    with transaction.atomic():
+        locked = _locked(extraction)
+        old_value = locked.fields.get(field)
+        locked.fields[field] = new_value
+        locked.confidence[field] = 1.0
+        locked.checks = _recheck(locked.fields)
+        failed = {c["name"] for c in locked.checks if not c["ok"]}
+        locked.flags = [
+            f for f in locked.flags
+            if f["field"] != field and not (f["code"] == "check_failed" and f["reason"].split(":")[0] not in failed)
+        ]  # fmt: skip
+        locked.save(update_fields=["fields", "confidence", "checks", "flags", "updated_at"])
+        ExtractionEvent.objects.create(
+            extraction=locked, actor=user, action=ExtractionEventAction.FIELD_UPDATED,
+            field=field, old_value=old_value, new_value=new_value,
+        )  # fmt: skip
+    return locked
+
+
+def _review(
+    extraction: Extraction, user, status: ExtractionStatus, action: ExtractionEventAction, comment: str
+) -> Extraction:
+    _check_reviewer(user)
+    with transaction.atomic():
+        locked = _locked(extraction)
+        locked.status, locked.reviewer, locked.comment = status, user, comment
+        locked.reviewed_at = timezone.now()
+        locked.save(update_fields=["status", "reviewer", "comment", "reviewed_at", "updated_at"])
+        ExtractionEvent.objects.create(extraction=locked, actor=user, action=action, comment=comment)
+    return locked
+
+
+def extraction_approve(*, extraction: Extraction, user, comment: str = "") -> Extraction:
+    return _review(
+        extraction, user, ExtractionStatus.APPROVED, ExtractionEventAction.APPROVED, comment.strip()
+    )
+
+
+def extraction_reject(*, extraction: Extraction, user, comment: str) -> Extraction:
+    """Rejecting needs a reason: the uploader and later reviewers must see why."""
+    if not comment.strip():
+        raise ValidationFailed("Say why the extraction is rejected.")
+    return _review(
+        extraction, user, ExtractionStatus.REJECTED, ExtractionEventAction.REJECTED, comment.strip()
+    )
+
+
+# --- job runners (worker side) ------------------------------------------------------------------
+
+
+def _page_images(job: Job) -> list[tuple[int, str, str, Image.Image]]:
+    """(number, path, sha256, image) of the job's pages: `pages` option, or all."""
+    from PIL import Image
+
+    pages = job.document.pages.order_by("number")
+    wanted = (job.options or {}).get("pages")
+    if wanted:
+        pages = pages.filter(number__in=wanted)
+    root = Path(settings.MEDIA_ROOT)
+    out = []
+    for page in pages:
+        with Image.open(root / page.file) as image:
+            out.append((page.number, page.file, page.sha256, image.convert("RGB")))
+    return out
+
+
+def job_run_ocr(context: JobRunContext) -> JobOutcome:
+    """`ocr` job: every page through the OCR engine; result has the lines with boxes."""
+    from vision.models import JobStatus
+    from vision.ocr.engine import ocr_image
+    from vision.services.jobs import JobOutcome
+
+    pages = []
+    for number, _, _, image in _page_images(context.job):
+        pages.append({"page": number, **ocr_image(image).to_dict()})
+    text = "\n\n".join(p["text"] for p in pages)
+    timings = {"total_s": round(sum(p["elapsed_s"] for p in pages), 3)}
+    return JobOutcome(
+        status=JobStatus.SUCCEEDED, text=text, result={"pages": pages}, finish_reason="stop", timings=timings
+    )
+
+
+def job_run_invoice(context: JobRunContext) -> JobOutcome:
+    """`invoice` job: the first selected page through OCR, the layout extractor and the VLM
+    cross-check (streamed like any generation, so progress and cancel work); the result is an
+    Extraction awaiting review."""
+    from vision.engine import EngineOverloaded, FinishReason
+    from vision.generation import GenerationSpec, SpecImage, SpecMessage, SpecPart
+    from vision.inference import generate_to_stream
+    from vision.models import JobStatus
+    from vision.ocr.pipeline import ModelFailed, read_invoice
+    from vision.ocr.vlm import invoice_prompt
+    from vision.services.jobs import EngineUnavailable, JobOutcome
+
+    job = context.job
+    number, path, sha256, image = _page_images(job)[0]
+    cancelled = False
+
+    def ask_model(_image, ocr) -> str:
+        nonlocal cancelled
+        spec = GenerationSpec(
+            request_id=job.request_id,
+            messages=[
+                SpecMessage(
+                    "user", [SpecPart(image=SpecImage(path, sha256)), SpecPart(text=invoice_prompt(ocr))]
+                )
+            ],
+            task="invoice",
+            max_tokens=job.max_tokens,
+            deadline_s=float(settings.VISION_JOB_TIME_LIMIT),
+            use_prefix_cache=False,
+        )
+        try:
+            output = generate_to_stream(
+                context.engine, spec, context.redis, worker=context.worker, on_delta=context.on_progress
+            )
+        except EngineOverloaded as exc:
+            raise EngineUnavailable(str(exc)) from exc
+        if output.finish_reason == FinishReason.CANCELLED:
+            cancelled = True
+            return ""
+        if output.finish_reason in (FinishReason.ERROR, FinishReason.TIMEOUT):
+            raise ModelFailed(output.error or output.finish_reason.value)
+        return output.text
+
+    reading = read_invoice(image, ask_model=ask_model)
+    if cancelled:
+        return JobOutcome(status=JobStatus.CANCELLED, error="Cancelled.", error_code="cancelled")
+    extraction = extraction_create_from_invoice(document=job.document, reading=reading, job=job, page=number)
+    result = {"extraction_id": extraction.pk, **reading.to_dict()}
+    return JobOutcome(
+        status=JobStatus.SUCCEEDED,
+        result=result,
+        finish_reason="stop",
+        timings={"ocr_s": round(reading.ocr.elapsed_s, 3)},
+    )
