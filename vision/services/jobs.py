@@ -34,7 +34,6 @@ from vision.models import FINISHED_STATUSES, Batch, Document, Job, JobStatus, Jo
 from vision.selectors import document_get
 from vision.services.documents import document_upload
 from vision.services.extractions import job_run_invoice, job_run_ocr
-from vision.services.extractions import job_run_invoice, job_run_ocr
 
 logger = logging.getLogger(__name__)
 
