@@ -216,6 +216,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "vision.openai.schema.openai_paths",  # the async /v1 views, which spectacular cannot see
+    ],
 }
 
 # --- security --------------------------------------------------------------------------------
