@@ -62,7 +62,12 @@ def spec_to_engine_request(spec: GenerationSpec) -> EngineRequest:
             elif part.text is not None:
                 parts.append(TextPart(part.text))
         messages.append(ChatMessage(role=message.role, content=tuple(parts)))
-    budget = PixelBudget.for_task(spec.task)
+    budget = PixelBudget.for_task(
+        spec.task,
+        min_pixels=settings.VISION_MIN_PIXELS,
+        chat_max=settings.VISION_MAX_PIXELS_CHAT,
+        document_max=settings.VISION_MAX_PIXELS_DOCUMENT,
+    )
     if spec.max_pixels:
         budget = PixelBudget(min(budget.min_pixels, spec.max_pixels), spec.max_pixels)
     return EngineRequest(

@@ -14,19 +14,16 @@ from dataclasses import asdict, dataclass, field
 from PIL import Image
 
 # Pixel budgets per task. One merged image token covers 32x32 pixels (patch 16, merge 2), so
-# max_pixels / 1024 is the most image tokens a request can cost. A chat photo rarely needs more than
-# ~400 tokens to be described; a document page needs enough resolution for 8-10 pt text to stay
-# legible (~1,000 tokens for an A4 page is about 110 dpi), while a native 150 dpi A4 scan would be
-# ~2,100 tokens and ~100 s of vision tower in fp32 on two AVX2 cores.
+# max_pixels / 1024 is the most image tokens a request can cost. A chat photo is described well
+# from ~640 tokens; a document page needs 8-10 pt text to stay legible, ~1,000 tokens for an A4
+# page (about 120 dpi), while a native 150 dpi A4 scan would be ~2,100 tokens and ~100 s of vision
+# tower in fp32 on two AVX2 cores. The worker passes the VISION_*_PIXELS settings; these are the
+# engine's own defaults for plain-Python callers (CLI, benchmarks).
 TOKEN_PIXELS = 32 * 32
 DEFAULT_MIN_PIXELS = 64 * TOKEN_PIXELS
-TASK_MAX_PIXELS = {
-    "chat": 400 * TOKEN_PIXELS,
-    "caption": 400 * TOKEN_PIXELS,
-    "vqa": 640 * TOKEN_PIXELS,
-    "ocr": 1024 * TOKEN_PIXELS,
-    "invoice": 1024 * TOKEN_PIXELS,
-}
+CHAT_MAX_PIXELS = 640 * TOKEN_PIXELS
+DOCUMENT_MAX_PIXELS = 1000 * TOKEN_PIXELS
+DOCUMENT_TASKS = frozenset({"ocr", "invoice"})
 
 
 class FinishReason(enum.StrEnum):
@@ -95,8 +92,17 @@ class PixelBudget:
     max_pixels: int
 
     @classmethod
-    def for_task(cls, task: str) -> PixelBudget:
-        return cls(DEFAULT_MIN_PIXELS, TASK_MAX_PIXELS.get(task, TASK_MAX_PIXELS["chat"]))
+    def for_task(
+        cls,
+        task: str,
+        *,
+        min_pixels: int = DEFAULT_MIN_PIXELS,
+        chat_max: int = CHAT_MAX_PIXELS,
+        document_max: int = DOCUMENT_MAX_PIXELS,
+    ) -> PixelBudget:
+        """Pages (ocr, invoice) get the document budget; photos, charts and chat the chat one."""
+        max_pixels = document_max if task in DOCUMENT_TASKS else chat_max
+        return cls(min(min_pixels, max_pixels), max_pixels)
 
 
 @dataclass
