@@ -114,7 +114,9 @@ class Engine:
         self._tokenizer = None
         self._pending_cancels: set[str] = set()
         self._lock = threading.Lock()
-        self._waiting = 0
+        # Requests accepted by submit(). Waiting = this minus the scheduler's left_waiting: two
+        # monotonic counters, each written by one side, so no update is lost between threads.
+        self._submitted = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -155,7 +157,7 @@ class Engine:
             error=self._error,
             threads=self._threads,
             running=len(sched.running) if sched else 0,
-            waiting=self._waiting,
+            waiting=self._waiting_count(),
             load_s=round(self._load_s, 2),
             prefix_cache=sched.prefix_cache.stats() if sched else {},
         )
@@ -175,15 +177,16 @@ class Engine:
         if params.temperature < 0 or not 0 < params.top_p <= 1:
             raise InvalidRequest("temperature must be >= 0 and top_p in (0, 1]")
         with self._lock:
-            if self._waiting >= self.config.max_waiting:
-                raise EngineOverloaded(f"{self._waiting} requests are already waiting")
-            self._waiting += 1
+            waiting = self._waiting_count()
+            if waiting >= self.config.max_waiting:
+                raise EngineOverloaded(f"{waiting} requests are already waiting")
+            self._submitted += 1
         try:
             budget = request.pixels or PixelBudget.for_task(request.task)
             prompt = self._pre.prepare(request.messages, budget, self.config.max_prompt_tokens)
         except BaseException:
             with self._lock:
-                self._waiting -= 1
+                self._submitted -= 1
             raise
         handle = RequestHandle(self, request.request_id)
         seq = Sequence(
@@ -213,6 +216,10 @@ class Engine:
             raise EngineNotReady("engine is not loaded")
         width, height = image.image.size
         return self._pre.image_tokens(width, height, budget)
+
+    def _waiting_count(self) -> int:
+        left = self._scheduler.left_waiting if self._scheduler else 0
+        return self._submitted - left
 
     @property
     def steps(self) -> int:
@@ -292,8 +299,6 @@ class Engine:
                 self._wake.clear()
                 continue
             out = sched.schedule()
-            with self._lock:
-                self._waiting = len(sched.waiting) + self._inbox.qsize()
             if out.empty:
                 continue
             self._step(out)

@@ -110,6 +110,7 @@ class Scheduler:
         self.bytes_per_token = runner.new_kv(1).bytes_per_token()
         self.max_running_bytes = config.max_running_kv_mb * 2**20
         self.steps = 0  # language-model passes so far (tests count these instead of timing)
+        self.left_waiting = 0  # sequences that left the waiting queue (admitted or finished)
 
     # -- public surface -------------------------------------------------------------------------
     def add_request(self, seq: Sequence) -> None:
@@ -226,6 +227,7 @@ class Scheduler:
             if self.running and self._running_bytes() + need > self.max_running_bytes:
                 break  # memory limit: wait for a running sequence to finish
             self.waiting.popleft()
+            self.left_waiting += 1
             try:
                 self._start(seq)
             except Exception as exc:
@@ -361,6 +363,7 @@ class Scheduler:
             self.running.remove(seq)
         elif seq in self.waiting:
             self.waiting.remove(seq)
+            self.left_waiting += 1
         tail = last_text + (seq.text.push(None) if reason != FinishReason.ERROR else "")
         now = time.monotonic()
         t = seq.timings
