@@ -57,7 +57,12 @@ def test_every_extracted_field_has_a_box_on_the_page_where_the_value_is(invoice_
             tx0, ty0, tx1, ty1 = (v * page.scale for v in truth)
             # Same row as the drawn value (OCR boxes are taller than the glyphs), and most of the
             # narrower of the two boxes overlapping horizontally.
-            assert ty0 - (ty1 - ty0) <= (y0 + y1) / 2 <= ty1 + (ty1 - ty0), (page.name, name, found.box, truth)
+            assert ty0 - (ty1 - ty0) <= (y0 + y1) / 2 <= ty1 + (ty1 - ty0), (
+                page.name,
+                name,
+                found.box,
+                truth,
+            )
             overlap = min(x1, tx1) - max(x0, tx0)
             assert overlap >= 0.6 * min(x1 - x0, tx1 - tx0), (page.name, name, found.box, truth)
         for item in result.items:

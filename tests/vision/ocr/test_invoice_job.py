@@ -1,0 +1,47 @@
+"""An invoice uploaded through /api/jobs becomes an Extraction awaiting review; an ocr job's
+result has lines with boxes. Through the real worker and the tiny checkpoint (scripts/test.sh):
+the random model's answer is garbage, so the extraction carries the layout result and says the
+model's answer was unusable."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from tests.vision.jobs_helpers import wait_finished
+from tests.vision.ocr.invoices import encode, make_invoice
+from vision.models import Extraction, ExtractionStatus
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+
+def _upload(seed: int) -> tuple[SimpleUploadedFile, object]:
+    image, truth = make_invoice(seed, "en")
+    image = image.resize((image.width // 2, image.height // 2))
+    return SimpleUploadedFile("invoice.png", encode(image, "PNG"), content_type="image/png"), truth
+
+
+def test_invoice_job_creates_an_extraction_awaiting_review(api_client, user_factory, redis_url) -> None:
+    api_client.force_authenticate(user_factory())
+    upload, truth = _upload(61)
+    response = api_client.post(
+        "/api/jobs", {"task": "invoice", "file": upload, "max_tokens": 16}, format="multipart"
+    )
+    assert response.status_code == 202, response.content
+    done = wait_finished(api_client, response.json()["status_url"], timeout=240)
+    assert done["status"] == "succeeded", done
+    extraction = Extraction.objects.get(job_id=done["id"])
+    assert done["result"]["data"]["extraction_id"] == extraction.pk
+    assert extraction.status == ExtractionStatus.AWAITING_REVIEW and extraction.used_vlm
+    assert extraction.fields["invoice_number"] == truth.invoice_number
+    assert extraction.fields["total"] == str(truth.total)
+    assert extraction.boxes["total"]
+    assert any(f["code"].startswith("vlm_") for f in extraction.flags)  # garbage from random weights
+
+
+def test_ocr_job_result_has_lines_with_boxes(api_client, user_factory, redis_url) -> None:
+    api_client.force_authenticate(user_factory())
+    upload, truth = _upload(62)
+    response = api_client.post("/api/jobs", {"task": "ocr", "file": upload}, format="multipart")
+    assert response.status_code == 202, response.content
+    done = wait_finished(api_client, response.json()["status_url"], timeout=240)
+    assert done["status"] == "succeeded", done
+    assert truth.invoice_number in done["result"]["text"]

@@ -1,0 +1,85 @@
+"""Extraction services: created awaiting review from an invoice reading, corrected with the
+checks rerun, approved or rejected by reviewers only, every change in the audit trail."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts.roles import Role
+from docplatform.errors import Conflict, PermissionDenied, ValidationFailed
+from tests.vision.ocr.test_invoice import _page
+from vision.models import Document, ExtractionStatus
+from vision.ocr.invoice import extract_invoice
+from vision.ocr.pipeline import InvoiceReading
+from vision.services.extractions import (
+    extraction_approve,
+    extraction_create_from_invoice,
+    extraction_reject,
+    extraction_update_field,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def extraction(user_factory):
+    owner = user_factory()
+    document = Document.objects.create(
+        owner=owner, original_name="inv.png", content_type="image/png", kind="image",
+        size=1, sha256="0" * 64, file="uploads/x.png", page_count=1,
+    )  # fmt: skip
+    ocr = _page(
+        [("Acme Supplies Ltd", 60, 400)],
+        [("Invoice No: INV-7", 640, 1000)],
+        [("Subtotal:", 640, 800), ("1,000.00", 900, 1040)],
+        [("VAT (20%):", 640, 800), ("200.00", 900, 1040)],
+        [("Total:", 640, 800), ("$1,210.00", 880, 1040)],  # altered: should be 1,200.00
+    )
+    return extraction_create_from_invoice(
+        document=document, reading=InvoiceReading(extract_invoice(ocr), ocr, False)
+    )
+
+
+def test_created_awaiting_review_with_reasons(extraction) -> None:
+    assert extraction.status == ExtractionStatus.AWAITING_REVIEW
+    assert extraction.fields["total"] == "1210.00" and extraction.boxes["total"]
+    assert {(f["field"], f["code"]) for f in extraction.flags} >= {
+        ("total", "check_failed"),
+        ("invoice_date", "missing"),
+    }
+    assert [e.action for e in extraction.events.all()] == ["created"]
+
+
+def test_reviewer_corrects_a_field_and_the_checks_rerun(extraction, user_factory) -> None:
+    reviewer = user_factory(Role.REVIEWER)
+    updated = extraction_update_field(extraction=extraction, field="total", value="1.200,00", user=reviewer)
+    assert updated.fields["total"] == "1200.00" and updated.confidence["total"] == 1.0
+    assert all(c["ok"] for c in updated.checks)
+    assert not any(f["code"] == "check_failed" for f in updated.flags)
+    event = updated.events.last()
+    assert (event.action, event.field, event.old_value, event.new_value, event.actor) == (
+        "field_updated", "total", "1210.00", "1200.00", reviewer,
+    )  # fmt: skip
+    with pytest.raises(ValidationFailed):
+        extraction_update_field(
+            extraction=extraction, field="invoice_date", value="not a date", user=reviewer
+        )
+    with pytest.raises(ValidationFailed):
+        extraction_update_field(extraction=extraction, field="owner", value="x", user=reviewer)
+
+
+def test_only_reviewers_review_and_only_once(extraction, user_factory) -> None:
+    with pytest.raises(PermissionDenied):
+        extraction_approve(extraction=extraction, user=user_factory(Role.MEMBER))
+    reviewer = user_factory(Role.REVIEWER)
+    with pytest.raises(ValidationFailed):
+        extraction_reject(extraction=extraction, user=reviewer, comment="  ")
+    approved = extraction_approve(extraction=extraction, user=reviewer, comment="ok")
+    assert (
+        approved.status == ExtractionStatus.APPROVED
+        and approved.reviewer == reviewer
+        and approved.reviewed_at
+    )
+    with pytest.raises(Conflict):
+        extraction_reject(extraction=approved, user=reviewer, comment="changed my mind")
+    assert [e.action for e in approved.events.all()] == ["created", "approved"]

@@ -1,0 +1,116 @@
+"""`manage.py extract FILE [FILE...] --task ocr|invoice [--no-vlm] [--json]`
+
+Runs the pipeline the `ocr` and `invoice` jobs run (vision.ocr.pipeline) on local files, without
+a web server, a worker or a database. With the VLM cross-check (invoice, without `--no-vlm`) the
+engine is loaded in this process from VISION_MODEL: the simplest path that cannot get stuck on a
+queue, at the cost of the model's load time per command (a worker would keep it warm, but then
+the command needs Redis and a running worker). `--no-vlm` needs neither torch nor a model.
+
+Prints one JSON object per file (indented; one line each with `--json`, for scripts). A file that
+cannot be read gives {"file", "error"} and the others still run; the exit code is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from PIL import Image, UnidentifiedImageError
+
+
+class FileRejected(Exception):
+    pass
+
+
+def load_page(path: Path) -> Image.Image:
+    """The first page of an image or PDF file, as RGB; FileRejected with a readable reason."""
+    if not path.is_file():
+        raise FileRejected("no such file")
+    head = path.open("rb").read(5)
+    if head == b"%PDF-":
+        import pypdfium2
+
+        try:
+            pdf = pypdfium2.PdfDocument(str(path))
+            return pdf[0].render(scale=150 / 72).to_pil().convert("RGB")
+        except (pypdfium2.PdfiumError, IndexError) as exc:
+            raise FileRejected(f"not a readable PDF ({exc})") from exc
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except Image.DecompressionBombError as exc:
+        raise FileRejected(f"image too large: {exc}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise FileRejected(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+
+
+class Command(BaseCommand):
+    help = "OCR or extract invoice fields from local image/PDF files and print JSON per file."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("files", nargs="+", type=Path)
+        parser.add_argument("--task", choices=["ocr", "invoice"], default="invoice")
+        parser.add_argument("--no-vlm", action="store_true", help="layout extractor only: no model")
+        parser.add_argument("--json", action="store_true", help="one compact JSON object per line")
+        parser.add_argument("--max-tokens", type=int, default=512, help="VLM answer length")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from vision.ocr.engine import ocr_image
+        from vision.ocr.pipeline import read_invoice
+
+        ask_model, engine = None, None
+        if options["task"] == "invoice" and not options["no_vlm"]:
+            engine = self._engine()
+            ask_model = self._asker(engine, options["max_tokens"])
+        failed = 0
+        try:
+            for path in options["files"]:
+                out: dict[str, Any] = {"file": str(path)}
+                try:
+                    image = load_page(path)
+                    if options["task"] == "ocr":
+                        out |= ocr_image(image).to_dict()
+                    else:
+                        out |= read_invoice(image, ask_model=ask_model).to_dict()
+                except FileRejected as exc:
+                    failed += 1
+                    out["error"] = f"{path}: {exc}"
+                    self.stderr.write(f"error: {path}: {exc}")
+                self.stdout.write(json.dumps(out, ensure_ascii=False, indent=None if options["json"] else 2))
+        finally:
+            if engine is not None:
+                engine.shutdown()
+        if failed:
+            sys.exit(1)
+
+    def _engine(self):
+        from vision.engine import Engine, EngineConfig, EngineNotReady
+
+        config = EngineConfig(
+            model=settings.VISION_MODEL, dtype=settings.VISION_DTYPE, threads=settings.VISION_THREADS
+        )
+        self.stderr.write(f"loading {settings.VISION_MODEL} for the VLM cross-check (--no-vlm skips it)")
+        try:
+            return Engine(config).load(timeout=1800)
+        except EngineNotReady as exc:
+            raise CommandError(
+                f"the model could not be loaded: {exc}. Use --no-vlm to extract without it."
+            ) from exc
+
+    @staticmethod
+    def _asker(engine, max_tokens: int):
+        from vision.ocr.pipeline import ModelFailed
+        from vision.ocr.vlm import run_on_engine
+
+        def ask(image: Image.Image, ocr) -> str:
+            try:
+                return run_on_engine(engine, image, ocr, max_tokens=max_tokens)
+            except RuntimeError as exc:
+                raise ModelFailed(str(exc)) from exc
+
+        return ask
