@@ -9,6 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from tests.conftest import wait_for
 from tests.vision import files
 from tests.vision.jobs_helpers import wait_finished, wait_status
 from vision.models import Job, JobStatus
@@ -100,6 +101,14 @@ def test_cancel_a_running_job(api_client, user_factory, redis_url):
         "/api/jobs", {"task": "chat", "message": "Tell me a long story.", "max_tokens": 4000}, format="json"
     ).json()
     wait_status(api_client, job["status_url"], {"running", "succeeded"})
+    # Progress shows while it runs: the worker writes the tokens generated so far to the row.
+    running = wait_for(
+        lambda: (body := api_client.get(job["status_url"]).json())["progress"]["tokens"] > 0 and body,
+        timeout=60,
+        message="progress while running",
+    )
+    assert running["status"] == "running" and running["result"] is None
+    assert 0 <= running["progress"]["fraction"] < 1 and running["progress"]["max_tokens"] == 4000
 
     response = api_client.post(f"/api/jobs/{job['id']}/cancel")
 

@@ -3,7 +3,7 @@
 import csv
 import io
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import renderers, serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -73,6 +73,7 @@ class BatchOutputSerializer(serializers.Serializer):
 class BatchListCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
+    @extend_schema_serializer(component_name="BatchSubmitInput")
     class InputSerializer(serializers.Serializer):
         task = serializers.ChoiceField(choices=JobTask.values)
         files = serializers.ListField(child=serializers.FileField(allow_empty_file=True), allow_empty=False)
@@ -104,6 +105,7 @@ class BatchListCreateApi(APIView):
 
 
 class BatchDetailApi(APIView):
+    @extend_schema_serializer(component_name="BatchDetail")
     class OutputSerializer(BatchOutputSerializer):
         jobs = serializers.SerializerMethodField()
 

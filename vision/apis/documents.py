@@ -1,6 +1,6 @@
 """Documents: upload (201 new, 200 when this user already uploaded the same bytes), list, detail."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -13,6 +13,7 @@ from vision.services.documents import document_upload
 
 
 class DocumentOutputSerializer(serializers.Serializer):
+    @extend_schema_serializer(component_name="DocumentPage")
     class PageSerializer(serializers.Serializer):
         number = serializers.IntegerField()
         width = serializers.IntegerField()
@@ -32,6 +33,7 @@ class DocumentOutputSerializer(serializers.Serializer):
 class DocumentListCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
+    @extend_schema_serializer(component_name="DocumentUploadInput")
     class InputSerializer(serializers.Serializer):
         file = serializers.FileField(allow_empty_file=True)
 

@@ -1,6 +1,6 @@
 """Jobs: submit (202 + status URL), list, status with queue position and progress, cancel."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -78,6 +78,7 @@ class JobOutputSerializer(serializers.Serializer):
 
 
 class JobListCreateApi(APIView):
+    @extend_schema_serializer(component_name="JobSubmitInput")
     class InputSerializer(serializers.Serializer):
         task = serializers.ChoiceField(choices=JobTask.values)
         file = serializers.FileField(required=False, allow_empty_file=True)
@@ -89,6 +90,7 @@ class JobListCreateApi(APIView):
             child=serializers.IntegerField(min_value=1), required=False, max_length=100
         )
 
+    @extend_schema_serializer(component_name="JobListFilter")
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=JobStatus.values, required=False)
 

@@ -448,6 +448,9 @@ def jobs_recover_stuck(*, restarted_worker: str | None = None) -> int:
     candidates = Job.objects.filter(status=JobStatus.RUNNING)
     recovered = 0
     for job in candidates.only("pk", "attempts", "worker", "started_at"):
+        with _running_lock:
+            if job.pk in _running_here:  # this process is running it: alive, whatever Redis says
+                continue
         leftover = restarted_worker is not None and job.worker == restarted_worker
         if not leftover and (
             (job.started_at is not None and job.started_at > cutoff) or worker_alive(job.worker)
