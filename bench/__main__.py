@@ -71,20 +71,38 @@ def main(argv: list[str] | None = None) -> int:
 def run_all(args: argparse.Namespace) -> int:
     """Each bench in turn, in this process, one model in memory at a time."""
     ckpt = ["--checkpoint", args.checkpoint]
-    quick = args.quick
-    commands = [
-        [
-            "seed-table",
-            *ckpt,
-            *(["--rows", "sketch", "--tokens", "4", "--dtypes", "fp32,auto"] if quick else []),
-        ],
-        ["prefix-reuse", *ckpt, *(["--tokens", "4"] if quick else [])],
-        ["hol", *ckpt, *(["--stream-tokens", "12", "--doc-pixels", "task"] if quick else [])],
-        ["batching", *ckpt, *(["--tokens", "4", "--concurrency", "1,2"] if quick else [])],
-        ["platform", "--checkpoint", "tiny"],
-        ["platform", *ckpt, *(["--tokens", "4", "--concurrency", "1,2"] if quick else [])],
-        ["web-streams"],
-    ]
+    tag = args.checkpoint.rstrip("/").split("/")[-1]
+    if args.quick:
+        commands = [
+            ["seed-table", *ckpt, "--rows", "sketch", "--tokens", "4", "--dtypes", "fp32,auto"],
+            ["prefix-reuse", *ckpt, "--tokens", "4"],
+            ["hol", *ckpt, "--stream-tokens", "12", "--doc-pixels", "task"],
+            ["batching", *ckpt, "--tokens", "4", "--concurrency", "1,2"],
+            ["platform", "--checkpoint", "tiny", "--concurrency", "1,2"],
+            ["web-streams", "--clients", "8"],
+        ]
+    else:
+        commands = [
+            # Headline: every row, the baseline vs our defaults (auto) at both pixel settings.
+            ["seed-table", *ckpt, "--dtypes", "auto"],
+            ["prefix-reuse", *ckpt],
+            ["hol", *ckpt],
+            ["batching", *ckpt],
+            ["platform", "--checkpoint", "tiny"],
+            ["web-streams"],
+            ["platform", *ckpt],
+            # Every dtype on the two smallest rows (the full 5 rows x 4 dtypes takes hours on 2 cores).
+            [
+                "seed-table",
+                *ckpt,
+                "--rows",
+                "chart,sketch",
+                "--dtypes",
+                "fp32,bf16,int8",
+                "--tag",
+                f"{tag}-dtypes",
+            ],
+        ]
     status = 0
     for command in commands:
         print(f"\n[bench] === python -m bench {' '.join(command)}", flush=True)
