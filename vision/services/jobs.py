@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -274,7 +275,10 @@ def _job_claim(*, job_id: int, worker: str) -> Job | None:
         job.status = JobStatus.RUNNING
         job.attempts += 1
         job.worker = worker
-        job.request_id = f"job-{job.pk}-{job.attempts}"
+        # Unique per attempt, never reused: a database that hands out an old id again (SQLite after
+        # deleting the newest rows, a restored backup) must not meet that id's stale stream or
+        # cancel key in Redis.
+        job.request_id = f"job-{job.pk}-{job.attempts}-{uuid.uuid4().hex[:12]}"
         job.progress_tokens = 0
         job.started_at = timezone.now()
         job.save(

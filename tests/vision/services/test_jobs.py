@@ -35,7 +35,11 @@ def test_first_claim_runs_and_counts_an_attempt(user_factory, redis_url):
     job = _job(user_factory())
     claimed = _job_claim(job_id=job.pk, worker="w1@host")
     assert claimed.status == JobStatus.RUNNING and claimed.attempts == 1 and claimed.worker == "w1@host"
-    assert claimed.request_id == f"job-{job.pk}-1"
+    assert claimed.request_id.startswith(f"job-{job.pk}-1-")
+    again = _job_claim(
+        job_id=Job.objects.create(owner=job.owner, task="chat", max_tokens=4).pk, worker="w1@host"
+    )
+    assert again.request_id != claimed.request_id
 
 
 @pytest.mark.parametrize("status", [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED])
