@@ -1,9 +1,8 @@
-"""Portal pages: login (with the failed-login lockout), logout, home."""
+"""Portal pages: login (with the failed-login lockout) and logout. The other pages are in
+vision/portal/."""
 
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import HttpRequest, HttpResponse
-from django.views.generic import TemplateView
 
 from accounts.lockout import (
     client_ip,
@@ -47,7 +46,3 @@ class PortalLoginView(auth_views.LoginView):
 
 class PortalLogoutView(auth_views.LogoutView):
     """POST only (Django's LogoutView refuses GET), so a link cannot log anyone out."""
-
-
-class PortalHomeView(LoginRequiredMixin, TemplateView):
-    template_name = "accounts/home.html"

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/conversations/", include("vision.conversations.urls")),
     path("v1/", include("vision.openai.urls")),
     path("", include("accounts.portal_urls")),
+    path("", include("vision.portal.urls")),
 ]
 
 handler404 = "docplatform.views.page_not_found"

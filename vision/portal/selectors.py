@@ -1,0 +1,128 @@
+"""Reads only the portal shows: the platform's state for the dashboard, and the review queue."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import Count, QuerySet
+
+from docplatform.errors import NotFound
+from vision.heartbeat import heartbeats_read, redis_client
+from vision.models import Extraction, ExtractionEvent, ExtractionStatus, Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+# The dashboard must render even when Redis is down: short timeouts, and the error shown instead.
+_REDIS_TIMEOUT_S = 0.5
+SHARED_QUEUE = "vision"
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    hostname: str
+    state: str  # engine state: loading | ready | error | off | stopped
+    model: str
+    formats: dict[str, str]  # {"lm": "int8", "vision": "fp32"} as the worker measured and chose
+    threads: int
+    running: int
+    waiting: int
+    error: str
+
+
+@dataclass(frozen=True)
+class PlatformState:
+    workers: list[WorkerState] = field(default_factory=list)
+    queued_jobs: int = 0  # Job rows waiting for a worker (all users)
+    running_jobs: int = 0
+    broker_depth: int | None = None  # messages in the shared Celery queue; None: Redis unreachable
+    redis_error: str = ""
+
+    @property
+    def ready_workers(self) -> int:
+        return sum(1 for worker in self.workers if worker.state == "ready")
+
+    @property
+    def engine_waiting(self) -> int:
+        return sum(worker.waiting for worker in self.workers)
+
+
+def platform_state() -> PlatformState:
+    """Workers online with their model and chosen number formats, and the depth of the queues."""
+    counts = {
+        row["status"]: row["n"]
+        for row in Job.objects.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+        .values("status")
+        .annotate(n=Count("pk"))
+    }
+    client = redis_client(settings.REDIS_URL, timeout=_REDIS_TIMEOUT_S)
+    try:
+        beats = heartbeats_read(client)
+        depth = client.llen(SHARED_QUEUE)
+        error = ""
+    except Exception as exc:  # any Redis failure: show the portal with the reason, never a 500
+        logger.warning("dashboard: Redis unavailable: %s", exc)
+        beats, depth, error = [], None, type(exc).__name__
+    finally:
+        client.close()
+    workers = [
+        WorkerState(
+            hostname=beat.get("hostname", "?"),
+            state=str(beat.get("engine", {}).get("state", "?")),
+            model=str(beat.get("engine", {}).get("model", "")),
+            formats=dict(beat.get("engine", {}).get("formats") or {}),
+            threads=int(beat.get("engine", {}).get("threads") or 0),
+            running=int(beat.get("engine", {}).get("running") or 0),
+            waiting=int(beat.get("engine", {}).get("waiting") or 0),
+            error=str(beat.get("engine", {}).get("error") or ""),
+        )
+        for beat in beats
+    ]
+    return PlatformState(
+        workers=workers,
+        queued_jobs=counts.get(JobStatus.QUEUED, 0),
+        running_jobs=counts.get(JobStatus.RUNNING, 0),
+        broker_depth=depth,
+        redis_error=error,
+    )
+
+
+# --- the review queue ------------------------------------------------------------------------
+
+
+def review_queue(*, status: str = ExtractionStatus.AWAITING_REVIEW) -> QuerySet[Extraction]:
+    """Extractions of every user in one review state, oldest first (the queue's order)."""
+    order = "created_at" if status == ExtractionStatus.AWAITING_REVIEW else "-reviewed_at"
+    return (
+        Extraction.objects.filter(status=status)
+        .select_related("document", "document__owner", "reviewer")
+        .order_by(order, "pk")
+    )
+
+
+def review_extraction_get(*, extraction_id: int) -> Extraction:
+    """Any user's extraction: reviewers see them all (the view checks the permission)."""
+    extraction = (
+        Extraction.objects.select_related("document", "document__owner", "reviewer", "job")
+        .filter(pk=extraction_id)
+        .first()
+    )
+    if extraction is None:
+        raise NotFound(f"Extraction {extraction_id} not found.")
+    return extraction
+
+
+def review_events(*, extraction: Extraction) -> QuerySet[ExtractionEvent]:
+    return extraction.events.select_related("actor").order_by("created_at", "pk")
+
+
+def review_next_id(*, after: Extraction) -> int | None:
+    """The next extraction awaiting review after this one, for "approve and open the next"."""
+    return (
+        review_queue()
+        .exclude(pk=after.pk)
+        .filter(created_at__gte=after.created_at)
+        .values_list("pk", flat=True)
+        .first()
+    )

@@ -1,0 +1,29 @@
+"""Batches: the list with progress bars, and one batch with per-file status and exports."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from docplatform.errors import NotFound
+from vision.selectors import batch_counts, batch_get, batch_jobs, batch_list
+
+
+@login_required
+def batches(request: HttpRequest) -> HttpResponse:
+    page = Paginator(batch_list(user=request.user), 20).get_page(request.GET.get("page"))
+    rows = [(batch, batch_counts(batch=batch)) for batch in page.object_list]
+    return render(request, "portal/batches.html", {"page": page, "rows": rows})
+
+
+@login_required
+def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
+    try:
+        batch = batch_get(user=request.user, batch_id=batch_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    return render(
+        request,
+        "portal/batch.html",
+        {"batch": batch, "counts": batch_counts(batch=batch), "jobs": batch_jobs(batch=batch)},
+    )

@@ -1,0 +1,111 @@
+"""Chat: attach an image (📷), ask, and watch the answer stream in.
+
+The page speaks the OpenAI chat completions protocol (`stream: true`) to `chat_stream` below,
+which runs the same chat services and SSE relay as `/v1/chat/completions`. Like any OpenAI client
+the page resends the conversation each turn; the platform finds the stored Conversation by its
+opening messages (vision/chat/routing.py). A portal chat therefore opens with a system message
+carrying a random chat id: two chats that start with the same question stay two conversations,
+and the history the page reloads from the database resends the same opening.
+"""
+
+import logging
+import secrets
+
+import redis
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_POST
+from kombu.exceptions import OperationalError as BrokerError
+
+from docplatform.errors import ApplicationError, NotFound
+from vision.chat.completion import chat_cached, chat_prepare, chat_submit
+from vision.chat.connections import async_redis
+from vision.conversations.selectors import conversation_get, conversation_list, conversation_messages
+from vision.openai.errors import OpenAIError, error_response
+from vision.openai.parsing import decode_body, parse_chat_request
+
+# The bounded body read and the SSE relay of /v1 (OpenAI chunks, error events, cancel on
+# disconnect) are private to the /v1 views module; imported rather than copied so both endpoints
+# read and stream the same way.
+from vision.openai.views import _read_body as read_body_bounded
+from vision.openai.views import _stream as sse_stream
+
+logger = logging.getLogger(__name__)
+
+CONVERSATION_HEADER = "X-DocPlatform-Conversation"
+
+SIDEBAR_LENGTH = 50
+SYSTEM_PROMPT = (
+    "You are the DocPlatform assistant. Answer questions about the user's images and documents "
+    "clearly and concisely. (portal chat {chat_id})"
+)
+
+
+@login_required
+def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
+    conversation, history = None, []
+    if conversation_id is not None:
+        try:
+            conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        except NotFound as exc:
+            raise Http404(exc.message) from None
+        history = [
+            {"role": m.role, "text": m.text, "images": [image.pk for image in m.images.all()]}
+            for m in conversation_messages(conversation=conversation)
+        ]
+    if not history:
+        # A new chat. One started elsewhere (an SDK client) keeps its own opening: resent as is.
+        opening = SYSTEM_PROMPT.format(chat_id=secrets.token_hex(8))
+        history = [{"role": "system", "text": opening, "images": []}]
+    return render(
+        request,
+        "portal/chat.html",
+        {
+            "conversation": conversation,
+            "conversations": conversation_list(user=request.user)[:SIDEBAR_LENGTH],
+            "history": history,
+            "model": settings.OPENAI_MODEL_ALIAS,
+            "max_image_bytes": settings.OPENAI_MAX_IMAGE_BYTES,
+        },
+    )
+
+
+@require_POST
+async def chat_stream(request: HttpRequest) -> HttpResponse:
+    """The chat page's endpoint: the body and the SSE answer of `POST /v1/chat/completions`
+    (`stream: true`), for the logged-in session user with Django's CSRF check.
+
+    /v1 itself cannot serve the page: its session authentication runs DRF's CSRF check on a DRF
+    request without parsers, which fails on a JSON body (UnsupportedMediaType, answered as 500).
+    The answer is produced by the same vision.chat services and the same SSE relay as /v1. The
+    stored conversation's id comes back in a header, so the page can link to it."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return error_response(OpenAIError(401, "Log in first.", code="not_authenticated"))
+    try:
+        body = decode_body(read_body_bounded(request))
+        chat_request = parse_chat_request(body)
+        client = async_redis()
+        prepared = await chat_prepare(user=user, request=chat_request)
+        cached = await chat_cached(client, prepared)
+        if cached is None:
+            await chat_submit(client, prepared)
+    except (OpenAIError, ApplicationError) as exc:
+        return error_response(exc)
+    except (redis.RedisError, BrokerError, OSError) as exc:
+        logger.warning("portal chat: queue unavailable: %s", exc)
+        return error_response(
+            OpenAIError(
+                503,
+                "The request queue is unavailable; retry shortly.",
+                code="queue_unavailable",
+                retry_after=5,
+            )
+        )
+    response = StreamingHttpResponse(sse_stream(client, prepared, cached), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    response[CONVERSATION_HEADER] = str(prepared.conversation_pk or "")
+    return response

@@ -1,0 +1,75 @@
+"""Upload (one file → a job, many → a batch), the job list and the job page."""
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from docplatform.errors import NotFound
+from vision.models import JobStatus, JobTask
+from vision.portal.overlays import invoice_fields, result_overlays
+from vision.selectors import job_get, job_list, job_queue_position
+
+# The tasks the upload page offers (chat has its own page).
+UPLOAD_TASKS = [JobTask.OCR, JobTask.INVOICE, JobTask.CAPTION, JobTask.VQA]
+
+
+@login_required
+def upload(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "portal/upload.html",
+        {
+            "tasks": UPLOAD_TASKS,
+            "max_bytes": settings.UPLOAD_MAX_BYTES,
+            "max_files": settings.BATCH_MAX_FILES,
+        },
+    )
+
+
+@login_required
+def jobs(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status") or None
+    if status not in JobStatus.values:
+        status = None
+    page = Paginator(job_list(user=request.user, status=status), 25).get_page(request.GET.get("page"))
+    return render(
+        request, "portal/jobs.html", {"page": page, "jobs": page.object_list, "status": status or ""}
+    )
+
+
+@login_required
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    try:
+        job = job_get(user=request.user, job_id=job_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    pages = list(job.document.pages.all()) if job.document else []
+    wanted = (job.options or {}).get("pages")
+    if wanted:
+        pages = [page for page in pages if page.number in wanted]
+    timings = dict(job.timings or {})
+    if job.started_at:
+        timings["wait_s"] = (job.started_at - job.created_at).total_seconds()
+    if job.started_at and job.finished_at:
+        timings["run_s"] = (job.finished_at - job.started_at).total_seconds()
+    return render(
+        request,
+        "portal/job.html",
+        {
+            "job": job,
+            "pages": pages,
+            "overlays": result_overlays(job.result),
+            "fields": invoice_fields(job.result),
+            "timings": sorted(timings.items()),
+            "queue_position": job_queue_position(job=job),
+            "progress_percent": _percent(job),
+        },
+    )
+
+
+def _percent(job) -> int:
+    if job.status == JobStatus.SUCCEEDED:
+        return 100
+    return min(99, round(100 * job.progress_tokens / job.max_tokens)) if job.max_tokens else 0

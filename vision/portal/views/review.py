@@ -1,0 +1,136 @@
+"""The reviewer queue (reviewers and admins only): extractions awaiting review, and one
+extraction with its page image, each field's box, editable values, approve or reject with a
+comment, and the audit trail. Every change goes through the extraction services."""
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+
+from accounts.roles import REVIEW_PERMISSION
+from docplatform.errors import ApplicationError, NotFound
+from vision.models import Extraction, ExtractionStatus
+from vision.portal.selectors import review_events, review_extraction_get, review_next_id, review_queue
+from vision.portal.views.documents import document_file_response
+from vision.services.extractions import extraction_approve, extraction_reject, extraction_update_field
+
+
+def reviewer_required(view):
+    # Logged-out visitors go to the login page; a logged-in member gets the 403 page.
+    return login_required(permission_required(REVIEW_PERMISSION, raise_exception=True)(view))
+
+
+def _extraction(extraction_id: int) -> Extraction:
+    try:
+        return review_extraction_get(extraction_id=extraction_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+
+
+@reviewer_required
+def queue(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status") or ExtractionStatus.AWAITING_REVIEW
+    if status not in ExtractionStatus.values:
+        status = ExtractionStatus.AWAITING_REVIEW
+    page = Paginator(review_queue(status=status), 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "portal/review_queue.html",
+        {"page": page, "extractions": page.object_list, "status": status, "statuses": ExtractionStatus},
+    )
+
+
+def _display(value: Any) -> str:
+    """A field value as the reviewer edits it: "" for none, the JSON string as is."""
+    return "" if value is None else str(value)
+
+
+@reviewer_required
+def detail(request: HttpRequest, extraction_id: int) -> HttpResponse:
+    extraction = _extraction(extraction_id)
+    error = ""
+    if request.method == "POST":
+        try:
+            done = _apply(request, extraction)
+        except ApplicationError as exc:
+            error = exc.message
+            extraction.refresh_from_db()
+        else:
+            if done is not None:
+                return done
+            return redirect("portal-review-detail", extraction_id=extraction.pk)
+    fields = [
+        {
+            "name": name,
+            # After a refused save the reviewer's input stays in the box, next to the error.
+            "value": request.POST.get(f"field-{name}", _display(value)) if error else _display(value),
+            "confidence": extraction.confidence.get(name),
+            "box": extraction.boxes.get(name),
+            "flags": [flag for flag in extraction.flags if flag.get("field") == name],
+        }
+        for name, value in extraction.fields.items()
+        if name != "items"
+    ]
+    overlays = [
+        {"page": 1, "kind": "field", "label": name, "box": box}
+        for name, box in extraction.boxes.items()
+        if isinstance(box, list) and len(box) == 4
+    ]
+    return render(
+        request,
+        "portal/review_detail.html",
+        {
+            "extraction": extraction,
+            "fields": fields,
+            "items": extraction.fields.get("items") or [],
+            "overlays": overlays,
+            "events": review_events(extraction=extraction),
+            "editable": extraction.status == ExtractionStatus.AWAITING_REVIEW,
+            "error": error,
+            "comment": request.POST.get("comment", ""),
+        },
+        status=400 if error else 200,
+    )
+
+
+def _apply(request: HttpRequest, extraction: Extraction) -> HttpResponse | None:
+    """Save the changed fields, then approve or reject if asked; all or nothing."""
+    action = request.POST.get("action", "save")
+    comment = request.POST.get("comment", "")
+    with transaction.atomic():
+        changed = 0
+        for name, current in extraction.fields.items():
+            key = f"field-{name}"
+            if name == "items" or key not in request.POST:
+                continue
+            posted = request.POST[key].strip()
+            if posted != _display(current).strip():
+                extraction = extraction_update_field(
+                    extraction=extraction, field=name, value=posted, user=request.user
+                )
+                changed += 1
+        if action == "approve":
+            extraction = extraction_approve(extraction=extraction, user=request.user, comment=comment)
+        elif action == "reject":
+            extraction = extraction_reject(extraction=extraction, user=request.user, comment=comment)
+    if action in ("approve", "reject"):
+        note = _("Extraction %(id)s approved.") if action == "approve" else _("Extraction %(id)s rejected.")
+        messages.success(request, note % {"id": extraction.pk})
+        following = review_next_id(after=extraction)
+        if following is not None and request.POST.get("next") == "1":
+            return redirect("portal-review-detail", extraction_id=following)
+        return redirect("portal-review")
+    if changed:
+        messages.success(request, _("%(n)s field(s) saved.") % {"n": changed})
+    return None
+
+
+@reviewer_required
+def page_image(request: HttpRequest, extraction_id: int) -> FileResponse:
+    extraction = _extraction(extraction_id)
+    return document_file_response(document=extraction.document, page=extraction.page)
