@@ -13,7 +13,8 @@ ensure_system_packages redis-server libmagic1 chromium clamav-daemon fonts-dejav
 ensure_venv
 
 export DJANGO_ENV=test
-export DATA_DIR="$REPO_ROOT/data"
+# Overridable, so several runs in one checkout can each keep their own test database and logs.
+export DATA_DIR="${DATA_DIR:-$REPO_ROOT/data}"
 RUN_DIR="$DATA_DIR/test-run"
 # Test uploads stay in the run folder, not next to the development server's.
 export MEDIA_ROOT="$RUN_DIR/media"
