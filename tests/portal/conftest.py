@@ -40,7 +40,21 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="session")
-def browser():
+def serialized_db_contents(django_db_setup, django_db_blocker) -> dict[str, str]:
+    """What the test database held after its migrations (role groups, permissions), as
+    `serialized_rollback` restores it, read before Playwright starts (see `portal_user`)."""
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        return {
+            alias: connections[alias]._test_serialized_contents
+            for alias in connections
+            if getattr(connections[alias], "_test_serialized_contents", None)
+        }
+
+
+@pytest.fixture(scope="session")
+def browser(serialized_db_contents):
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -82,10 +96,25 @@ def new_page(browser, live_api) -> Iterator[Callable]:  # noqa: F811
 
 
 @pytest.fixture
-def portal_user(transactional_db, django_db_serialized_rollback) -> Callable:
-    """→ make(role) -> user, committed so the live server sees it; password PASSWORD."""
+def portal_user(transactional_db, django_db_serialized_rollback, serialized_db_contents) -> Callable:
+    """→ make(role) -> user, committed so the live server sees it; password PASSWORD.
+
+    Playwright's sync API runs its event loop in a greenlet with its own context, so once it has
+    started, Django's (context-local) connection here is a new object without the serialized
+    contents that `serialized_rollback` restores after the previous test's flush. They are put
+    back on it, and restored now if this test started from an empty database."""
+    from django.contrib.auth.models import Group
+    from django.db import connections
+
     from accounts.roles import Role
     from accounts.services import user_create
+
+    for alias, contents in serialized_db_contents.items():
+        connection = connections[alias]
+        if not getattr(connection, "_test_serialized_contents", None):
+            connection._test_serialized_contents = contents
+    if not Group.objects.exists():
+        connections["default"].creation.deserialize_db_from_string(serialized_db_contents["default"])
 
     def make(role: Role = Role.MEMBER, name: str = "user"):
         return user_create(username=f"{name}-{time.monotonic_ns()}", password=PASSWORD, role=role)
@@ -98,11 +127,7 @@ def login(page, user, password: str = PASSWORD) -> None:
     page.fill("#id_username", user.username)
     page.fill("#id_password", password)
     page.click("main button[type=submit]")
-    try:
-        page.wait_for_url(re.compile(r"^https?://[^/]+/$"))
-    except Exception:
-        print("LOGIN FAILED AT", page.url, page.content()[:3000])
-        raise
+    page.wait_for_url(re.compile(r"^https?://[^/]+/$"))
 
 
 def screenshot(page, name: str, *, full_page: bool = True) -> None:

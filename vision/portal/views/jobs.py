@@ -5,11 +5,26 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy as _
 
 from docplatform.errors import NotFound
 from vision.models import JobStatus, JobTask
 from vision.portal.overlays import invoice_fields, result_overlays
 from vision.selectors import job_get, job_list, job_queue_position
+
+# The engine's Timings (vision/engine/types.py), the OCR runner's and the wall-clock ones, in the
+# order a job goes through them.
+TIMING_LABELS = {
+    "wait_s": _("Waited for a worker"),
+    "queue_s": _("Queued in the engine"),
+    "ocr_s": _("OCR"),
+    "vision_s": _("Vision tower"),
+    "prefill_s": _("Prefill"),
+    "first_token_s": _("First token"),
+    "decode_s": _("Decode"),
+    "total_s": _("Engine total"),
+    "run_s": _("Run time"),
+}
 
 # The tasks the upload page offers (chat has its own page).
 UPLOAD_TASKS = [JobTask.OCR, JobTask.INVOICE, JobTask.CAPTION, JobTask.VQA]
@@ -62,11 +77,20 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
             "pages": pages,
             "overlays": result_overlays(job.result),
             "fields": invoice_fields(job.result),
-            "timings": sorted(timings.items()),
+            "timings": [
+                (TIMING_LABELS.get(name, name), seconds)
+                for name, seconds in sorted(timings.items(), key=lambda kv: _timing_order(kv[0]))
+                if isinstance(seconds, int | float)
+            ],
             "queue_position": job_queue_position(job=job),
             "progress_percent": _percent(job),
         },
     )
+
+
+def _timing_order(name: str) -> int:
+    order = list(TIMING_LABELS)
+    return order.index(name) if name in order else len(order)
 
 
 def _percent(job) -> int:
