@@ -1,8 +1,20 @@
 """Django admin for the vision app. Read-mostly: jobs and documents change through services."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from vision.models import Batch, Document, DocumentPage, Job
+from accounts.roles import REVIEW_PERMISSION
+from docplatform.errors import ApplicationError
+from vision.models import (
+    Batch,
+    Conversation,
+    Document,
+    DocumentPage,
+    Extraction,
+    ExtractionEvent,
+    Job,
+    Message,
+)
+from vision.services.extractions import extraction_approve, extraction_reject
 
 
 class DocumentPageInline(admin.TabularInline):
@@ -47,3 +59,98 @@ class BatchAdmin(admin.ModelAdmin):
     list_filter = ["task", "created_at"]
     search_fields = ["id", "owner__username"]
     readonly_fields = ["owner", "task", "options", "created_at"]
+
+
+# --- conversations and extractions (portal issue 7) ------------------------------------------
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    can_delete = False
+    fields = ["position", "role", "text", "finish_reason", "prompt_tokens", "completion_tokens", "created_at"]
+    readonly_fields = fields
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ["id", "title", "owner", "model", "created_at", "updated_at"]
+    list_filter = ["model", "created_at"]
+    search_fields = ["title", "owner__username", "messages__text"]
+    readonly_fields = ["owner", "key", "model", "created_at", "updated_at"]
+    inlines = [MessageInline]
+    list_select_related = ["owner"]
+
+
+class ExtractionEventInline(admin.TabularInline):
+    model = ExtractionEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "actor", "action", "field", "old_value", "new_value", "comment"]
+    readonly_fields = fields
+
+
+def _review_action(modeladmin, request, queryset, *, service, verb: str, comment: str) -> None:
+    done = 0
+    for extraction in queryset:
+        try:
+            service(extraction=extraction, user=request.user, comment=comment)
+        except ApplicationError as exc:
+            modeladmin.message_user(request, f"Extraction {extraction.pk}: {exc.message}", messages.ERROR)
+        else:
+            done += 1
+    if done:
+        modeladmin.message_user(request, f"{done} extraction(s) {verb}.", messages.SUCCESS)
+
+
+@admin.action(description="Approve the selected extractions", permissions=["review"])
+def approve_extractions(modeladmin, request, queryset) -> None:
+    _review_action(modeladmin, request, queryset, service=extraction_approve, verb="approved", comment="")
+
+
+@admin.action(description="Reject the selected extractions", permissions=["review"])
+def reject_extractions(modeladmin, request, queryset) -> None:
+    _review_action(
+        modeladmin,
+        request,
+        queryset,
+        service=extraction_reject,
+        verb="rejected",
+        comment=f"Rejected in the admin by {request.user.get_username()}.",
+    )
+
+
+@admin.register(Extraction)
+class ExtractionAdmin(admin.ModelAdmin):
+    """Corrections belong in the portal's review page (services keep the audit trail); here the
+    list, filters and bulk approve/reject."""
+
+    list_display = ["id", "document", "kind", "status", "flag_count", "reviewer", "created_at", "reviewed_at"]
+    list_filter = ["status", "kind", "used_vlm", "created_at", "reviewed_at"]
+    search_fields = [
+        "id",
+        "document__original_name",
+        "document__owner__username",
+        "reviewer__username",
+        "comment",
+    ]
+    readonly_fields = [field.name for field in Extraction._meta.fields]
+    inlines = [ExtractionEventInline]
+    actions = [approve_extractions, reject_extractions]
+    list_select_related = ["document", "reviewer"]
+
+    @admin.display(description="flags")
+    def flag_count(self, extraction: Extraction) -> int:
+        return len(extraction.flags)
+
+    def has_review_permission(self, request) -> bool:
+        return request.user.has_perm(REVIEW_PERMISSION)
+
+
+@admin.register(ExtractionEvent)
+class ExtractionEventAdmin(admin.ModelAdmin):
+    list_display = ["id", "extraction", "action", "field", "actor", "created_at"]
+    list_filter = ["action", "created_at"]
+    search_fields = ["extraction__id", "field", "actor__username", "comment"]
+    readonly_fields = [field.name for field in ExtractionEvent._meta.fields]
+    list_select_related = ["extraction", "actor"]
