@@ -10,7 +10,10 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 # Invoice result keys that are not fields.
-_NON_FIELDS = {"items", "checks", "flags", "confidence", "box", "lines", "pages", "text", "width", "height"}
+_NON_FIELDS = {
+    "items", "checks", "flags", "confidence", "box", "lines", "pages", "page", "text", "width", "height",
+    "extraction_id", "used_vlm", "elapsed_s",
+}  # fmt: skip
 
 
 class Overlay(TypedDict):
@@ -47,20 +50,20 @@ def result_overlays(result: Any) -> list[Overlay]:
     for number, page in enumerate(pages, start=1):
         if not isinstance(page, dict):
             continue
-        page_no = int(page.get("page") or page.get("number") or number)
+        page_no = page["page"] if isinstance(page.get("page"), int) else number
         for line in page.get("lines") or []:
             if isinstance(line, dict) and (box := _box(line.get("bbox") or line.get("box"))):
                 overlays.append(Overlay(page=page_no, kind="line", label=str(line.get("text", "")), box=box))
+    # An invoice reading covers one page; its "page" is that page's size, not a number.
+    invoice_page = result["page"] if isinstance(result.get("page"), int) else 1
     if isinstance(result.get("box"), dict):
         for name, value in result["box"].items():
             if box := _box(value):
-                overlays.append(
-                    Overlay(page=int(result.get("page") or 1), kind="field", label=str(name), box=box)
-                )
+                overlays.append(Overlay(page=invoice_page, kind="field", label=str(name), box=box))
     for index, item in enumerate(result.get("items") or [], start=1):
         if isinstance(item, dict) and (box := _box(item.get("box"))):
             label = str(item.get("description") or f"item {index}")
-            overlays.append(Overlay(page=int(result.get("page") or 1), kind="item", label=label, box=box))
+            overlays.append(Overlay(page=invoice_page, kind="item", label=label, box=box))
     return overlays
 
 
