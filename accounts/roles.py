@@ -15,3 +15,45 @@ ROLE_ORDER = [Role.MEMBER, Role.REVIEWER, Role.ADMIN]
 
 # The permission that opens reviewer-only endpoints.
 REVIEW_PERMISSION = "accounts.access_review"
+
+# What each role may do (accounts' permission codenames). The data migration 0002_roles froze the
+# first version of this; `ensure_role_groups` keeps the groups in line with it.
+MEMBER_PERMISSIONS = ["add_apikey", "view_apikey", "delete_apikey"]
+REVIEWER_PERMISSIONS = [*MEMBER_PERMISSIONS, "access_review"]
+ADMIN_PERMISSIONS = [
+    *REVIEWER_PERMISSIONS,
+    "manage_users",
+    "add_user",
+    "change_user",
+    "view_user",
+    "change_apikey",
+]
+ROLE_PERMISSIONS = {
+    Role.MEMBER: MEMBER_PERMISSIONS,
+    Role.REVIEWER: REVIEWER_PERMISSIONS,
+    Role.ADMIN: ADMIN_PERMISSIONS,
+}
+
+
+def ensure_role_groups(sender=None, apps=None, using: str = "default", **kwargs) -> None:
+    """post_migrate handler: make sure the role groups exist with their permissions.
+
+    Django emits post_migrate after `migrate` and also after the database flush between
+    transactional tests, which empties every table, groups included; without this, whichever
+    test ran after such a flush would find no role groups.
+    """
+    if apps is None:
+        from django.apps import apps as global_apps
+
+        apps = global_apps
+    try:
+        Group = apps.get_model("auth", "Group")
+        Permission = apps.get_model("auth", "Permission")
+    except LookupError:  # auth not migrated yet
+        return
+    for role, codenames in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.using(using).get_or_create(name=role.value)
+        perms = Permission.objects.using(using).filter(
+            content_type__app_label="accounts", codename__in=codenames
+        )
+        group.permissions.add(*perms)

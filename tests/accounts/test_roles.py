@@ -29,3 +29,15 @@ def test_member_cannot_reach_the_admin(client, user_factory):
 def test_admin_reaches_the_admin(client, user_factory):
     client.force_login(user_factory(Role.ADMIN, is_superuser=True))
     assert client.get("/admin/").status_code == 200
+
+
+def test_role_groups_come_back_after_a_database_flush(transactional_db):
+    """GIVEN the flush that transactional tests (and `manage.py flush`) do WHEN it empties every
+    table THEN post_migrate recreates the role groups with their permissions."""
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+
+    call_command("flush", interactive=False, verbosity=0)
+    reviewer = Group.objects.get(name="reviewer")
+    assert reviewer.permissions.filter(codename="access_review").exists()
+    assert set(Group.objects.values_list("name", flat=True)) >= {"member", "reviewer", "admin"}
