@@ -296,16 +296,34 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = VISION_JOB_TIME_LIMIT
 CELERY_TASK_SOFT_TIME_LIMIT = max(VISION_JOB_TIME_LIMIT - 60, 5)
 # Redis redelivers an unacked message after visibility_timeout. With late acks a message stays
-# unacked while its task runs, so this must exceed the longest task (time limit, 30 min) or a
-# running job is handed to a second worker. 2x the limit leaves room for queueing inside the
-# worker.
-_VISIBILITY_TIMEOUT = 2 * VISION_JOB_TIME_LIMIT
+# unacked while its task runs, so it must exceed every task's own deadline (a job's
+# VISION_JOB_TIME_LIMIT, a chat's OPENAI_REQUEST_TIMEOUT_SECONDS; checked at the end of this file)
+# or a slow job is delivered twice (harmless: the job row / chat claim decides, but wasted). It is
+# also how long a message held by a killed worker waits before it comes back, so keep it short:
+# deadline + 5 min (35 min by default). Jobs do not wait for it: the stuck-job watchdog requeues
+# them after JOB_STUCK_GRACE_SECONDS. Tests set it to seconds through the env.
+CELERY_VISIBILITY_TIMEOUT_SECONDS = env_int(
+    "CELERY_VISIBILITY_TIMEOUT_SECONDS", VISION_JOB_TIME_LIMIT + 300, minimum=10
+)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": _VISIBILITY_TIMEOUT,
-    "socket_connect_timeout": 5,
-    "socket_timeout": 30,
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
+    # How often a consumer sweeps for messages past the visibility timeout: every
+    # interval * throttle seconds (kombu's default 10 * 10 = 100 s), at most a tenth of the timeout.
+    "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT_SECONDS // 10)),
+    "unacked_restore_throttle": max(1, min(10, CELERY_VISIBILITY_TIMEOUT_SECONDS // 100)),
+    # A dead or frozen Redis turns into a quick error (the API answers 503), never a hung request.
+    "socket_connect_timeout": 3,
+    "socket_timeout": 10,
 }
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": _VISIBILITY_TIMEOUT}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS}
+# Publishing retries a lost connection a little, then fails (web: 503 queue_unavailable) instead
+# of blocking the request; kombu's default would wait up to ~1 s per retry with no socket bound.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # On a lost broker connection, cancel running late-ack tasks: they will be redelivered, and
 # finishing them would run them twice.
@@ -392,3 +410,15 @@ ANSWER_CACHE_SHARED = env_bool("ANSWER_CACHE_SHARED", False)
 # messages already wait in that worker's own queue.
 STICKY_MAX_QUEUE_DEPTH = env_int("STICKY_MAX_QUEUE_DEPTH", 4, minimum=0)
 STICKY_TTL_SECONDS = env_int("STICKY_TTL_SECONDS", 3600, minimum=1)
+# A request sent to a worker's own queue that has not started after this long, while that worker's
+# heartbeat is gone, is sent again to the shared queue (a killed worker's queue has no consumer).
+STICKY_START_TIMEOUT_SECONDS = env_int("STICKY_START_TIMEOUT_SECONDS", 15, minimum=1)
+
+# --- cross-checks ----------------------------------------------------------------------------
+
+if max(VISION_JOB_TIME_LIMIT, OPENAI_REQUEST_TIMEOUT_SECONDS) >= CELERY_VISIBILITY_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT_SECONDS ({CELERY_VISIBILITY_TIMEOUT_SECONDS}) must exceed "
+        f"VISION_JOB_TIME_LIMIT ({VISION_JOB_TIME_LIMIT}) and OPENAI_REQUEST_TIMEOUT_SECONDS "
+        f"({OPENAI_REQUEST_TIMEOUT_SECONDS}), or running tasks are delivered twice"
+    )
