@@ -7,6 +7,8 @@ elsewhere DRF's `{"detail": ...}` shape. No client ever receives a stack trace o
 import logging
 from typing import Any
 
+import redis
+from kombu.exceptions import OperationalError as BrokerError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -54,6 +56,19 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         )
         if isinstance(exc, RetryLater):
             response["Retry-After"] = str(exc.retry_after)
+        return response
+
+    if isinstance(exc, (redis.RedisError, BrokerError)):
+        # Redis (broker, cache, throttle counters) is down or frozen: a clear, retryable 503 instead
+        # of a 500. The client timeouts in settings keep this quick.
+        logger.warning("%s: Redis unavailable: %s", path, exc)
+        response = Response(
+            error_payload(
+                path, 503, "The queue service is unavailable; retry shortly.", "queue_unavailable"
+            ),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = "5"
         return response
 
     response = exception_handler(exc, context)
