@@ -7,7 +7,9 @@ worker processes (it imports the engine, hence torch).
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import queue
 import time
 from collections.abc import Callable
@@ -164,6 +166,27 @@ def generate_to_stream(
     return output
 
 
+def _claim(client, request_id: str, worker: str) -> bool:
+    """May this process generate `request_id`? A request can arrive twice: re-sent to the shared
+    queue when the worker owning its sticky queue died (vision/chat/completion.py), or restored by
+    the broker after a worker was lost. Two runs would interleave their tokens in one stream, so
+    the first claims it; a later delivery runs only when the claimant's process is gone (its
+    heartbeat expired, or the worker restarted under the same name with another pid)."""
+    from vision.heartbeat import heartbeat_key
+
+    me = f"{worker}|{os.getpid()}"
+    key = streams.claim_key(request_id)
+    if client.set(key, me, nx=True, ex=streams.STREAM_TTL_S):
+        return True
+    holder = (client.get(key) or b"").decode()
+    name, _, pid = holder.partition("|")
+    raw = client.get(heartbeat_key(name)) if name else None
+    if raw is not None and str(json.loads(raw).get("pid")) == pid:
+        return False
+    previous = client.set(key, me, ex=streams.STREAM_TTL_S, get=True)
+    return (previous or b"").decode() == holder  # else another taker was quicker
+
+
 def generate_spec_json_to_stream(spec_json: str, *, worker: str) -> RequestOutput | None:
     """What a generation task runs: `spec_json` on this worker's engine, events to its stream.
 
@@ -178,6 +201,9 @@ def generate_spec_json_to_stream(spec_json: str, *, worker: str) -> RequestOutpu
     client = redis_client(settings.REDIS_URL, timeout=10.0)
     try:
         if any(event.final for event in streams.read_all(client, spec.request_id)):
+            return None
+        if not _claim(client, spec.request_id, worker):
+            log.info("generation %s: already running on a live worker, delivery ignored", spec.request_id)
             return None
         if streams.cancel_requested(client, spec.request_id):
             output = RequestOutput(spec.request_id, "", [], FinishReason.CANCELLED, Usage(), Timings())

@@ -26,6 +26,11 @@ def cancel_key(request_id: str) -> str:
     return f"docplatform:gen:{request_id}:cancel"
 
 
+def claim_key(request_id: str) -> str:
+    """`<worker hostname>|<pid>` of the process generating the request (vision/inference.py)."""
+    return f"docplatform:gen:{request_id}:claim"
+
+
 @dataclass
 class StreamEvent:
     id: str  # Redis stream entry id, to resume reading after it

@@ -17,19 +17,22 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from docplatform.errors import ApplicationError
+from docplatform.errors import ApplicationError, ServiceUnavailable
 from vision import streams
 from vision.chat import admission, answer_cache, routing
 from vision.chat.images import StoredImage, image_store
 from vision.chat.json_output import json_instruction
 from vision.chat.types import ChatRequest
 from vision.generation import GenerationSpec, SpecImage, SpecMessage, SpecPart
+from vision.heartbeat import heartbeat_key
 from vision.services.conversations import TurnAnswer, TurnMessage
 
 logger = logging.getLogger(__name__)
 
 # Slack over the engine's own deadline before the web side gives up waiting for "final".
 _WAIT_SLACK_S = 30
+# While no event arrives, how often the reader checks that its worker is still alive (one EXISTS).
+_LIVENESS_CHECK_S = 2.0
 
 
 class GenerationFailed(ApplicationError):
@@ -42,6 +45,10 @@ class GenerationTimeout(ApplicationError):
     code = "generation_timeout"
 
 
+class WorkerLost(ServiceUnavailable):
+    code = "worker_lost"
+
+
 @dataclass
 class PreparedChat:
     request: ChatRequest
@@ -51,6 +58,9 @@ class PreparedChat:
     conversation_pk: int | None  # the stored Conversation, None if not kept
     cache_key: str | None  # None: not deterministic, never cached
     created: int  # unix time, OpenAI's `created`
+    queue: str = ""  # where chat_submit sent it: the shared queue or a worker's own (sticky)
+    sticky_worker: str | None = None  # the worker owning `queue` when sticky
+    submitted_at: float = 0.0  # time.monotonic() of the (last) enqueue
 
 
 @dataclass
@@ -172,24 +182,15 @@ async def chat_cached(client, prepared: PreparedChat) -> Completion | None:
 
 async def chat_submit(client, prepared: PreparedChat) -> str:
     """Admission (429/503), route (sticky or shared queue), enqueue. → the queue used."""
-    from vision.tasks import chat_generate
-
     workers = await admission.admission_check(client)
     queue, sticky = await routing.route_pick(client, prepared.conversation_key, workers)
     await admission.pending_add(client, prepared.spec.request_id)
     try:
-        await asyncio.to_thread(
-            chat_generate.apply_async,
-            args=[prepared.spec.to_json()],
-            task_id=prepared.spec.request_id,
-            queue=queue,
-            routing_key=queue,
-            # A message left in a dead worker's own queue must not run long after its reader left.
-            expires=settings.OPENAI_REQUEST_TIMEOUT_SECONDS,
-        )
+        await _enqueue(prepared, queue)
     except Exception:
         await admission.pending_remove(client, prepared.spec.request_id)
         raise
+    prepared.sticky_worker = sticky
     logger.info(
         "chat %s enqueued on %s (sticky=%s, images=%d)",
         prepared.spec.request_id,
@@ -200,21 +201,87 @@ async def chat_submit(client, prepared: PreparedChat) -> str:
     return queue
 
 
+async def _enqueue(prepared: PreparedChat, queue: str) -> None:
+    from vision.tasks import chat_generate
+
+    await asyncio.to_thread(
+        chat_generate.apply_async,
+        args=[prepared.spec.to_json()],
+        # A second send (re-dispatch) needs its own Celery id; the worker-side claim on the
+        # request id keeps the generation single (vision/inference.py).
+        task_id=prepared.spec.request_id if not prepared.queue else f"{prepared.spec.request_id}-{queue}",
+        queue=queue,
+        routing_key=queue,
+        # A message left in a dead worker's own queue must not run long after its reader left.
+        expires=settings.OPENAI_REQUEST_TIMEOUT_SECONDS,
+    )
+    prepared.queue = queue
+    prepared.submitted_at = time.monotonic()
+
+
+async def _worker_alive(client, hostname: str) -> bool:
+    return bool(hostname) and bool(await client.exists(heartbeat_key(hostname)))
+
+
+async def _check_progress(client, prepared: PreparedChat, started_by: str) -> None:
+    """Called while no event arrives. A generation whose worker died is noticed here instead of
+    after the request timeout:
+    - started, and its worker's heartbeat is gone: 503 worker_lost (its deltas may already be
+      out, so it is not silently restarted), and the request is cancelled so a redelivery of the
+      message skips it;
+    - not started, sent to a worker's own queue (sticky) whose worker is gone, for longer than
+      STICKY_START_TIMEOUT_SECONDS: nobody consumes that queue, so send it again to the shared
+      queue (once)."""
+    if started_by:
+        if not await _worker_alive(client, started_by):
+            await chat_cancel(client, prepared)
+            raise WorkerLost(
+                f"The worker running this request ({started_by}) stopped before it finished; retry.",
+                retry_after=admission.RETRY_AFTER_NO_WORKER_S,
+            )
+        return
+    waited = time.monotonic() - prepared.submitted_at
+    if (
+        prepared.queue != routing.SHARED_QUEUE
+        and waited > settings.STICKY_START_TIMEOUT_SECONDS
+        and not await _worker_alive(client, prepared.sticky_worker or "")
+    ):
+        logger.warning(
+            "chat %s: not started after %.0f s on %s, whose worker is gone; sent to %s",
+            prepared.spec.request_id,
+            waited,
+            prepared.queue,
+            routing.SHARED_QUEUE,
+        )
+        await _enqueue(prepared, routing.SHARED_QUEUE)
+
+
 async def chat_relay(client, prepared: PreparedChat) -> AsyncIterator[streams.StreamEvent]:
-    """Every event of the generation up to and including "final"; GenerationTimeout if none."""
+    """Every event of the generation up to and including "final"; GenerationTimeout if none,
+    WorkerLost when the worker that started it died."""
     deadline = time.monotonic() + settings.OPENAI_REQUEST_TIMEOUT_SECONDS + _WAIT_SLACK_S
     after = "0-0"
+    started_by = ""
+    last_event = time.monotonic()
     while True:
         if time.monotonic() > deadline:
             await chat_cancel(client, prepared)
             raise GenerationTimeout(
                 f"No answer within {settings.OPENAI_REQUEST_TIMEOUT_SECONDS} s; the generation was cancelled."
             )
-        for event in await streams.aread(client, prepared.spec.request_id, after=after):
+        events = await streams.aread(client, prepared.spec.request_id, after=after)
+        for event in events:
             after = event.id
+            if event.type == "started":
+                started_by = event.data.get("worker", "")
             yield event
             if event.final:
                 return
+        if events:
+            last_event = time.monotonic()
+        elif time.monotonic() - last_event >= _LIVENESS_CHECK_S:
+            last_event = time.monotonic()
+            await _check_progress(client, prepared, started_by)
 
 
 async def chat_cancel(client, prepared: PreparedChat) -> None:
@@ -233,8 +300,6 @@ def _finish_reason(final: dict) -> str:
     if kind == "invalid_request":
         raise ApplicationError(message)
     if kind == "unavailable":
-        from docplatform.errors import ServiceUnavailable
-
         raise ServiceUnavailable(f"The inference worker cannot serve right now: {message}", retry_after=10)
     if reason == "timeout":
         raise GenerationTimeout(f"The generation ran past its deadline: {message}")
