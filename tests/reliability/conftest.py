@@ -27,8 +27,8 @@ def stack_redis() -> Iterator[RedisServer]:
 def start_worker(stack_redis: RedisServer) -> Iterator[Callable[..., Worker]]:
     started: list[Worker] = []
 
-    def start(env: dict[str, str] | None = None, name: str | None = None) -> Worker:
-        worker = Worker(redis_url=stack_redis.url(), env=env, name=name).start()
+    def start(env: dict[str, str] | None = None, name: str | None = None, concurrency: int = 2) -> Worker:
+        worker = Worker(redis_url=stack_redis.url(), env=env, name=name, concurrency=concurrency).start()
         started.append(worker)
         return worker
 

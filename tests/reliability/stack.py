@@ -138,7 +138,15 @@ class Worker:
     """`celery -A docplatform worker -P threads -Q vision` on the stack's Redis, with the tiny
     checkpoint (VISION_MODEL from scripts/test.sh) and the test hooks."""
 
-    def __init__(self, *, redis_url: str, env: dict[str, str] | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        redis_url: str,
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+        concurrency: int = 2,
+    ) -> None:
+        self.concurrency = concurrency
         self.name = name or f"rel-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         self.redis_url = redis_url
         self.env = {**os.environ, **FAST_ENV, "REDIS_URL": redis_url, **(env or {})}
@@ -147,7 +155,16 @@ class Worker:
 
     def start(self) -> Worker:
         command = [sys.executable, "-m", "celery", "-A", "docplatform", "worker", "-P", "threads"]
-        command += ["-c", "2", "-Q", "vision", "-n", self.name, "--include", "tests.reliability.worker_hooks"]
+        command += [
+            "-c",
+            str(self.concurrency),
+            "-Q",
+            "vision",
+            "-n",
+            self.name,
+            "--include",
+            "tests.reliability.worker_hooks",
+        ]
         command += ["--without-gossip", "--without-mingle", "-l", "info"]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
