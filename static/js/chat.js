@@ -173,6 +173,7 @@
     controller = new AbortController();
     send.textContent = i18n.stop;
     let received = "";
+    let conversationId = null; // set once the server has stored this turn's question
     try {
       const messages = [];
       for (const message of history.concat([turn])) messages.push(await toOpenAI(message));
@@ -192,6 +193,7 @@
         }
         throw new Error(message);
       }
+      conversationId = response.headers.get("X-DocPlatform-Conversation");
       await readEvents(response, (payload) => {
         if (payload.error) throw new Error(payload.error.message);
         const choice = payload.choices && payload.choices[0];
@@ -203,13 +205,19 @@
         }
       });
       history.push(turn, { role: "assistant", text: received, images: [] });
-      rememberConversation(response.headers.get("X-DocPlatform-Conversation"), text);
+      rememberConversation(conversationId, text);
     } catch (error) {
+      if (conversationId) {
+        // Stopped or broken off after the server stored the question: keep the page's history in
+        // step with the stored one (the next turn resends both), with what arrived of the answer.
+        history.push(turn, { role: "assistant", text: received, images: [] });
+        rememberConversation(conversationId, text);
+      }
       if (error.name !== "AbortError") {
         showError(i18n.failed + ": " + error.message);
         if (!received) answer.node.remove();
       }
-      if (!received) prompt.value = text;
+      if (!conversationId) prompt.value = text;
     } finally {
       answer.node.classList.remove("streaming");
       controller = null;

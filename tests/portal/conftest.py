@@ -7,7 +7,6 @@ Screenshots of the main pages go to test-artifacts/screenshots/.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -17,10 +16,6 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.vision.openai.conftest import LiveServer, live_api, ready_worker  # noqa: F401  (shared fixtures)
-
-# Playwright's sync API runs an event loop in this thread; the test's own ORM calls (creating
-# users, reading rows) are plain sync code that Django would otherwise refuse next to it.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps dialling Google services, which here
@@ -53,16 +48,27 @@ def serialized_db_contents(django_db_setup, django_db_blocker) -> dict[str, str]
         }
 
 
-@pytest.fixture(scope="session")
-def browser(serialized_db_contents):
+@pytest.fixture(scope="module")
+def browser(serialized_db_contents, monkeypatch_module):
+    """Module-scoped: Playwright's sync API keeps an event loop running in this thread while it
+    lives, which later tests calling asyncio.run() must not meet."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)")
+    # With that loop running, Django refuses the tests' own (sync) ORM calls unless told that
+    # this thread's sync code is fine.
+    monkeypatch_module.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
 
 
 @pytest.fixture

@@ -38,10 +38,10 @@ def test_login_dashboard_and_api_keys(new_page, portal_user, ready_worker) -> No
     expect(page).to_have_url(re.compile(r"/login/\?next=/$"))
     login(page, user)
     workers = page.locator("#workers tbody")
-    expect(workers).to_contain_text(ready_worker["hostname"])
-    expect(workers).to_contain_text("ready")
+    row = workers.locator("tr", has_text=ready_worker["hostname"])
+    expect(row.locator("[data-state=ready]")).to_be_visible()
     for part, fmt in ready_worker["engine"]["formats"].items():
-        expect(workers).to_contain_text(fmt)
+        expect(row).to_contain_text(fmt)
         assert part in ("lm", "vision")
     screenshot(page, "dashboard")
 
@@ -152,6 +152,7 @@ def test_chat_streams_the_answer_and_keeps_the_history(new_page, portal_user, re
         files=[{"name": "photo.png", "mimeType": "image/png", "buffer": image_bytes(color="blue")}],
     )
     expect(page.locator("#attachment")).to_be_visible()
+    expect(page.locator("#attachment-name")).to_have_text("photo.png")
     # Record every length the answer bubble takes while it streams.
     page.evaluate(
         """() => {
@@ -165,6 +166,7 @@ def test_chat_streams_the_answer_and_keeps_the_history(new_page, portal_user, re
     page.fill("#prompt", "What colour is this picture?")
     page.click("#send")
     expect(page.locator(".msg-user .msgimg")).to_be_visible()
+    expect(page.locator("#attachment")).to_be_hidden()
     expect(page.locator(".msg-assistant.streaming")).to_have_count(0, timeout=JOB_TIMEOUT_MS)
     expect(page).to_have_url(re.compile(r"/chat/\d+/$"))
     lengths = page.evaluate("window.__lengths")
