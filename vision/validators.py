@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
 import unicodedata
 from dataclasses import dataclass
@@ -138,6 +139,33 @@ def detect_type(data: bytes) -> UploadType:
             f"Files of type {mime} are not accepted; send one of {ACCEPTED_TYPES}.", rule="type_unsupported"
         )
     return upload_type
+
+
+# Markup or script inside an upload: an HTML/SVG/JS payload glued to (or hidden in) an image or PDF,
+# a polyglot that a browser or another tool could run if the file ever left through a permissive
+# path. Such byte sequences do not occur by chance in compressed image data (>= 7 fixed bytes), so
+# refusing them costs no real document.
+_ACTIVE_MARKUP = re.compile(
+    rb"(?i)<\s*(script|html|svg|iframe|object|embed)[\s>/]|<!doctype\s+html|<\?php|javascript:"
+)
+# PDF actions that run code or programs. pdfium never runs them here (forms and JavaScript are not
+# initialised), but a stored PDF may be downloaded and opened elsewhere. Embedded files stay allowed:
+# ZUGFeRD / Factur-X invoices carry their XML that way.
+_PDF_ACTIVE = re.compile(rb"/(JavaScript|JS|Launch)[\s/(<\[]")
+
+
+def validate_no_active_content(data: bytes, upload_type: UploadType) -> None:
+    """Refuse polyglots and PDFs with scripts: 422 `active_content`."""
+    match = _ACTIVE_MARKUP.search(data)
+    if match is None and upload_type.kind == "pdf":
+        match = _PDF_ACTIVE.search(data)
+    if match is not None:
+        found = match.group(0)[:20].decode("latin-1").strip()
+        raise UnprocessableUpload(
+            f"The {upload_type.extension.upper()} file carries active content ({found!r}: markup, "
+            "scripts or actions); documents with scripts are not accepted.",
+            rule="active_content",
+        )
 
 
 def check_pixels(width: int, height: int, *, what: str) -> None:

@@ -27,6 +27,7 @@ from vision.validators import (
     open_image_checked,
     open_pdf_checked,
     validate_filename,
+    validate_no_active_content,
     validate_size,
     validate_virus_free,
 )
@@ -63,6 +64,7 @@ def document_upload(*, user, data: bytes, filename: str) -> DocumentUploadResult
     validate_size(data)
     validate_virus_free(data)
     upload_type = detect_type(data)
+    validate_no_active_content(data, upload_type)
     sha256 = hashlib.sha256(data).hexdigest()
 
     existing = Document.objects.filter(owner=user, sha256=sha256).first()
