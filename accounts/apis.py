@@ -75,7 +75,7 @@ class MeApi(APIView):
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         username = serializers.CharField()
-        email = serializers.EmailField()
+        email = serializers.CharField()  # may be blank: not format "email" in the schema
         roles = serializers.ListField(child=serializers.CharField())
         is_staff = serializers.BooleanField()
 
