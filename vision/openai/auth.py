@@ -12,6 +12,7 @@ import math
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 from rest_framework import exceptions
+from rest_framework.parsers import BaseParser, DataAndFiles
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
@@ -23,9 +24,26 @@ _MISSING = (
 )
 
 
+class _BodyUntouched(BaseParser):
+    """Lets session auth run its CSRF check without parsing the body.
+
+    The check reads `request.POST`; on a DRF Request with no parsers that raises
+    UnsupportedMediaType for a JSON body (a 500 for portal users), and a real parser would consume
+    the stream the view reads afterwards. This one claims every media type and reads nothing, so
+    the CSRF token must come in the X-CSRFToken header, as the portal's scripts send it.
+    """
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> DataAndFiles:
+        return DataAndFiles({}, {})
+
+
 def _authenticate(request: HttpRequest):
     drf_request = Request(
-        request, authenticators=[cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+        request,
+        parsers=[_BodyUntouched()],
+        authenticators=[cls() for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES],
     )
     try:
         user = drf_request.user

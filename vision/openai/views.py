@@ -103,7 +103,7 @@ async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
     return JsonResponse(responses.model_payload(model_id))
 
 
-def _read_body(request: HttpRequest) -> bytes:
+def read_body_bounded(request: HttpRequest) -> bytes:
     limit = settings.OPENAI_MAX_BODY_BYTES
     too_big = OpenAIError(413, f"The request body is larger than {limit} bytes.", code="request_too_large")
     length = request.META.get("CONTENT_LENGTH") or ""
@@ -118,7 +118,7 @@ def _read_body(request: HttpRequest) -> bytes:
 @openai_view("POST")
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     user = await authenticate(request)
-    body = decode_body(_read_body(request))
+    body = decode_body(read_body_bounded(request))
     chat_request = parse_chat_request(body, conversation_header=request.headers.get("X-Conversation-Id"))
     bypass = "no-cache" in request.headers.get("Cache-Control", "").lower()
     client = async_redis()
@@ -134,7 +134,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     headers = {CACHE_HEADER: cache_state, REQUEST_ID_HEADER: prepared.spec.request_id, QUEUE_HEADER: queue}
 
     if chat_request.stream:
-        response = StreamingHttpResponse(_stream(client, prepared, cached), content_type="text/event-stream")
+        response = StreamingHttpResponse(
+            sse_stream(client, prepared, cached), content_type="text/event-stream"
+        )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # proxies must pass chunks on as they come
         for name, value in headers.items():
@@ -170,7 +172,7 @@ async def _wait(client, prepared: PreparedChat) -> Completion:
     return await chat_finish(client, prepared, final, worker=worker, text=final.data.get("text", ""))
 
 
-async def _stream(client, prepared: PreparedChat, cached: Completion | None) -> AsyncIterator[bytes]:
+async def sse_stream(client, prepared: PreparedChat, cached: Completion | None) -> AsyncIterator[bytes]:
     request = prepared.request
     buffer_answer = request.response_format.wants_json  # checked whole before any of it is sent
     include_usage = request.include_usage

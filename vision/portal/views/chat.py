@@ -29,8 +29,7 @@ from vision.openai.parsing import decode_body, parse_chat_request
 # The bounded body read and the SSE relay of /v1 (OpenAI chunks, error events, cancel on
 # disconnect) are private to the /v1 views module; imported rather than copied so both endpoints
 # read and stream the same way.
-from vision.openai.views import _read_body as read_body_bounded
-from vision.openai.views import _stream as sse_stream
+from vision.openai.views import read_body_bounded, sse_stream
 
 logger = logging.getLogger(__name__)
 
