@@ -9,5 +9,5 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from accounts.roles import ensure_role_groups
 
-        # After auth's and accounts' own post_migrate handlers (permissions exist by then).
-        post_migrate.connect(ensure_role_groups, sender=self, dispatch_uid="accounts.ensure_role_groups")
+        # For every app, after auth's handler created that app's permissions (auth is ready first).
+        post_migrate.connect(ensure_role_groups, dispatch_uid="accounts.ensure_role_groups")

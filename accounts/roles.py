@@ -16,17 +16,24 @@ ROLE_ORDER = [Role.MEMBER, Role.REVIEWER, Role.ADMIN]
 # The permission that opens reviewer-only endpoints.
 REVIEW_PERMISSION = "accounts.access_review"
 
-# What each role may do (accounts' permission codenames). The data migration 0002_roles froze the
-# first version of this; `ensure_role_groups` keeps the groups in line with it.
-MEMBER_PERMISSIONS = ["add_apikey", "view_apikey", "delete_apikey"]
-REVIEWER_PERMISSIONS = [*MEMBER_PERMISSIONS, "access_review"]
+# What each role may do. The data migration 0002_roles froze the first version of the accounts
+# part; `ensure_role_groups` keeps the groups in line with this, including apps migrated later.
+MEMBER_PERMISSIONS = ["accounts.add_apikey", "accounts.view_apikey", "accounts.delete_apikey"]
+REVIEWER_PERMISSIONS = [
+    *MEMBER_PERMISSIONS,
+    "accounts.access_review",
+    "vision.view_extraction",
+    "vision.change_extraction",
+    "vision.view_extractionevent",
+]
 ADMIN_PERMISSIONS = [
     *REVIEWER_PERMISSIONS,
-    "manage_users",
-    "add_user",
-    "change_user",
-    "view_user",
-    "change_apikey",
+    "accounts.manage_users",
+    "accounts.add_user",
+    "accounts.change_user",
+    "accounts.view_user",
+    "accounts.change_apikey",
+    "vision.*",  # every model of the vision app, in the Django admin
 ]
 ROLE_PERMISSIONS = {
     Role.MEMBER: MEMBER_PERMISSIONS,
@@ -38,9 +45,10 @@ ROLE_PERMISSIONS = {
 def ensure_role_groups(sender=None, apps=None, using: str = "default", **kwargs) -> None:
     """post_migrate handler: make sure the role groups exist with their permissions.
 
-    Django emits post_migrate after `migrate` and also after the database flush between
-    transactional tests, which empties every table, groups included; without this, whichever
-    test ran after such a flush would find no role groups.
+    Django emits post_migrate for every app after `migrate`, and also after the database flush
+    between transactional tests, which empties every table, groups included; without this,
+    whichever test ran after such a flush would find no role groups. Idempotent: it runs once per
+    app and adds whatever permissions exist by then.
     """
     if apps is None:
         from django.apps import apps as global_apps
@@ -51,9 +59,15 @@ def ensure_role_groups(sender=None, apps=None, using: str = "default", **kwargs)
         Permission = apps.get_model("auth", "Permission")
     except LookupError:  # auth not migrated yet
         return
-    for role, codenames in ROLE_PERMISSIONS.items():
+    from django.db.models import Q
+
+    for role, names in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.using(using).get_or_create(name=role.value)
-        perms = Permission.objects.using(using).filter(
-            content_type__app_label="accounts", codename__in=codenames
-        )
-        group.permissions.add(*perms)
+        wanted = Q(pk__in=[])
+        for name in names:
+            app_label, codename = name.split(".")
+            if codename == "*":
+                wanted |= Q(content_type__app_label=app_label)
+            else:
+                wanted |= Q(content_type__app_label=app_label, codename=codename)
+        group.permissions.add(*Permission.objects.using(using).filter(wanted))

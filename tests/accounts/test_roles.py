@@ -41,3 +41,17 @@ def test_role_groups_come_back_after_a_database_flush(transactional_db):
     reviewer = Group.objects.get(name="reviewer")
     assert reviewer.permissions.filter(codename="access_review").exists()
     assert set(Group.objects.values_list("name", flat=True)) >= {"member", "reviewer", "admin"}
+
+
+def test_admin_role_can_manage_vision_models_in_the_admin(db, django_user_model):
+    from django.contrib.auth.models import Group
+
+    admin = django_user_model.objects.create_user(username="ops", password="x", is_staff=True)
+    admin.groups.add(Group.objects.get(name="admin"))
+    reviewer = django_user_model.objects.create_user(username="rev", password="x")
+    reviewer.groups.add(Group.objects.get(name="reviewer"))
+    member = django_user_model.objects.create_user(username="mem", password="x")
+    member.groups.add(Group.objects.get(name="member"))
+    assert admin.has_perm("vision.change_job") and admin.has_perm("vision.view_document")
+    assert reviewer.has_perm("vision.change_extraction") and not reviewer.has_perm("vision.change_job")
+    assert not member.has_perm("vision.view_extraction")
