@@ -71,6 +71,7 @@ class BatchOutputSerializer(serializers.Serializer):
 
 
 class BatchListCreateApi(APIView):
+    pagination_class = Pagination  # also tells the schema the list is paginated
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema_serializer(component_name="BatchSubmitInput")
@@ -83,7 +84,7 @@ class BatchListCreateApi(APIView):
 
     @extend_schema(responses=BatchOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(batch_list(user=request.user), request, view=self)
         return paginator.get_paginated_response(
             BatchOutputSerializer(page, many=True, context={"request": request}).data

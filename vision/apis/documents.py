@@ -31,6 +31,7 @@ class DocumentOutputSerializer(serializers.Serializer):
 
 
 class DocumentListCreateApi(APIView):
+    pagination_class = Pagination  # also tells the schema the list is paginated
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema_serializer(component_name="DocumentUploadInput")
@@ -39,7 +40,7 @@ class DocumentListCreateApi(APIView):
 
     @extend_schema(responses=DocumentOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(document_list(user=request.user), request, view=self)
         return paginator.get_paginated_response(DocumentOutputSerializer(page, many=True).data)
 

@@ -78,6 +78,8 @@ class JobOutputSerializer(serializers.Serializer):
 
 
 class JobListCreateApi(APIView):
+    pagination_class = Pagination  # also tells the schema the list is paginated
+
     @extend_schema_serializer(component_name="JobSubmitInput")
     class InputSerializer(serializers.Serializer):
         task = serializers.ChoiceField(choices=JobTask.values)
@@ -98,7 +100,7 @@ class JobListCreateApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(
             job_list(user=request.user, **filters.validated_data), request, view=self
         )

@@ -49,14 +49,17 @@ class ConversationDetailSerializer(ConversationOutputSerializer):
         return MessageOutputSerializer(conversation_messages(conversation=conversation), many=True).data
 
 
+class ConversationPagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 200
+
+
 class ConversationListApi(APIView):
-    class Pagination(LimitOffsetPagination):
-        default_limit = 50
-        max_limit = 200
+    pagination_class = ConversationPagination  # also tells the schema the list is paginated
 
     @extend_schema(responses=ConversationOutputSerializer(many=True), operation_id="conversations_list")
     def get(self, request: Request) -> Response:
-        paginator = self.Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(conversation_list(user=request.user), request, view=self)
         return paginator.get_paginated_response(ConversationOutputSerializer(page, many=True).data)
 
