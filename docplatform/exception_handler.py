@@ -63,9 +63,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         # of a 500. The client timeouts in settings keep this quick.
         logger.warning("%s: Redis unavailable: %s", path, exc)
         response = Response(
-            error_payload(
-                path, 503, "The queue service is unavailable; retry shortly.", "queue_unavailable"
-            ),
+            error_payload(path, 503, "The queue service is unavailable; retry shortly.", "queue_unavailable"),
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
         response["Retry-After"] = "5"
