@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("web-streams", help="64 concurrent streaming clients on one web process")
     platform_bench.add_arguments(p, "web-streams")
 
+    p = sub.add_parser("render", help="rewrite a seed-table/decode-floor Markdown (and chart) from its JSON")
+    p.add_argument("json", type=Path)
+
     p = sub.add_parser("all", help="every command above with its defaults (long: see README)")
     p.add_argument("--checkpoint", default="2b")
     p.add_argument("--quick", action="store_true", help="1 row per bench, few tokens: a smoke run")
@@ -63,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import platform_bench
 
         return platform_bench.run(args)
+    elif args.command == "render":
+        from . import seed_table
+
+        seed_table.rerender(args.json)
     elif args.command == "all":
         return run_all(args)
     return 0
