@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("all", help="every command above with its defaults (long: see README)")
     p.add_argument("--checkpoint", default="2b")
     p.add_argument("--quick", action="store_true", help="1 row per bench, few tokens: a smoke run")
+    p.add_argument("--out", help="results folder for every command (default bench/results)")
     return parser
 
 
@@ -68,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return platform_bench.run(args)
     elif args.command == "render":
-        from . import seed_table
+        from . import seed_report
 
-        seed_table.rerender(args.json)
+        seed_report.rerender(args.json)
     elif args.command == "all":
         return run_all(args)
     return 0
@@ -91,26 +92,21 @@ def run_all(args: argparse.Namespace) -> int:
         ]
     else:
         commands = [
-            # Headline: every row, the baseline vs our defaults (auto) at both pixel settings.
+            # Every row, the baseline vs our defaults (auto) at both pixel settings.
             ["seed-table", *ckpt, "--dtypes", "auto"],
             ["prefix-reuse", *ckpt],
-            ["hol", *ckpt],
-            ["batching", *ckpt],
-            ["platform", "--checkpoint", "tiny"],
+            ["hol", *ckpt, "--stream-tokens", "48"],
+            ["batching", *ckpt, "--tokens", "16"],
+            ["batching", *ckpt, "--tokens", "32", "--image-size", "none", "--tag", f"{tag}-text"],
+            ["batching", "--checkpoint", "tiny", "--tokens", "16"],
+            ["platform", "--checkpoint", "tiny", "--tokens", "16"],
             ["web-streams"],
-            ["platform", *ckpt],
-            # Every dtype on the two smallest rows (the full 5 rows x 4 dtypes takes hours on 2 cores).
-            [
-                "seed-table",
-                *ckpt,
-                "--rows",
-                "chart,sketch",
-                "--dtypes",
-                "fp32,bf16,int8",
-                "--tag",
-                f"{tag}-dtypes",
-            ],
+            ["platform", *ckpt, "--tokens", "16"],
+            # Every dtype on the sketch row (5 rows x 4 dtypes takes hours on 2 cores).
+            ["seed-table", *ckpt, "--rows", "sketch", "--dtypes", "fp32,bf16,int8", "--tag", f"{tag}-dtypes"],
         ]
+    if args.out:
+        commands = [[*command, "--out", args.out] for command in commands]
     status = 0
     for command in commands:
         print(f"\n[bench] === python -m bench {' '.join(command)}", flush=True)

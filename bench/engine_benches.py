@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> dict:
         "peak_rss_mib": rss.peak_mib,
         **result,
     }
-    md = [f"# {TITLES[args.command]}", "", machine_markdown(run_info.machine), "", _run_md(run_info), ""]
+    md = [f"# {TITLES[args.command]}", "", machine_markdown(run_info.machine), "", run_markdown(run_info), ""]
     md.append(f"Weights: `{args.dtype}` → {format_label(formats)}; peak RSS {rss.peak_mib:.0f} MiB.")
     md += ["", result.pop("markdown")]
     data.pop("markdown", None)
@@ -112,10 +112,6 @@ TITLES = {
     "hol": "Head-of-line blocking: a full-size document arrives while 2 streams decode",
     "batching": "Batching: concurrent requests vs one at a time",
 }
-
-
-def _run_md(run_info: RunInfo) -> str:
-    return run_markdown(run_info)
 
 
 # -- prefix reuse ------------------------------------------------------------------------------------
