@@ -155,3 +155,20 @@ def test_memory_limit_holds_back_admission(parts):
     while scheduler.has_work:
         _step(scheduler)
     assert all(s.status == SeqStatus.FINISHED for s in seqs)
+
+
+def test_a_prompt_goes_in_bigger_pieces_when_nobody_is_decoding(parts):
+    scheduler = _scheduler(parts, interleave=True)
+    scheduler.config.solo_prefill_chunk = 4 * CHUNK
+    seq = _sequence(scheduler, ask((text("Long prompt. " * 30),), 2), [])
+    assert seq.prompt.length > 4 * CHUNK
+    scheduler.add_request(seq)
+    out = _step(scheduler)
+    assert out.segments[0].segment.input_ids.shape[0] == 4 * CHUNK  # alone: the solo chunk
+    streams = _start_two_streams(scheduler)  # now two streams decode
+    assert all(s.status == SeqStatus.DECODING for s in streams)
+    late = _sequence(scheduler, ask((text("Another long prompt. " * 30),), 2), [])
+    scheduler.add_request(late)
+    out = _step(scheduler)
+    prefill = [s for s in out.segments if s.phase == SeqStatus.PREFILLING]
+    assert sum(s.segment.input_ids.shape[0] for s in prefill) <= CHUNK  # streams running: small chunks

@@ -58,7 +58,23 @@ def load_for_engine(config: EngineConfig, loaded=None):
         loaded.model, lm_format=lm_format, vision_format=vision_format, int8_prefill_dtype=prefill_dtype
     )
     log.info("weights converted: %s", report.summary())
+    _release_freed_memory()
     return loaded, {"lm": lm_format, "vision": vision_format}, timings
+
+
+def _release_freed_memory() -> None:
+    """Give the fp32 weights freed by conversion back to the OS.
+
+    Loading reads fp32 (~8.5 GB for the 2B model); after int8/bf16 conversion glibc keeps the
+    freed pages, so the process sat at ~7 GB where 3.7-4.6 GB is live (measured by the benchmarks).
+    """
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _formats_of(model: torch.nn.Module) -> dict[str, str]:

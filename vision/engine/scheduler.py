@@ -134,10 +134,15 @@ class Scheduler:
                 if job is not None:
                     out.vision = (seq, job)
                     break
-        budget = self.config.prefill_chunk if self.config.interleave else 1 << 30
         for seq in self.running:
             if seq.status == SeqStatus.DECODING:
                 out.segments.append(ScheduledSegment(seq, self._decode_segment(seq), SeqStatus.DECODING))
+        if not self.config.interleave:
+            budget = 1 << 30
+        elif out.segments:  # streams are decoding: keep their token gaps short
+            budget = self.config.prefill_chunk
+        else:
+            budget = max(self.config.prefill_chunk, self.config.solo_prefill_chunk)
         for seq in self.running:
             if seq.status != SeqStatus.PREFILLING or budget <= 0:
                 continue
