@@ -135,6 +135,7 @@ def generate_to_stream(
         return output
     tokens = 0
     last_poll = time.monotonic()
+    had_reader = False  # jobs have no reader; a /v1 stream's web side holds a lease while it reads
     while not handle.finished:
         try:
             delta = handle.next_delta(timeout=CANCEL_POLL_S)
@@ -148,7 +149,9 @@ def generate_to_stream(
                 on_delta(delta.text, tokens)
         if time.monotonic() - last_poll >= CANCEL_POLL_S:
             last_poll = time.monotonic()
-            if streams.cancel_requested(client, spec.request_id):
+            cancelled, reading = streams.reader_status(client, spec.request_id)
+            had_reader = had_reader or reading
+            if cancelled or (had_reader and not reading):  # asked to stop, or the reader vanished
                 handle.cancel()
     output = handle.result()
     if output.text and handle._final is not None and handle._final.text:

@@ -15,6 +15,12 @@ import json
 from dataclasses import dataclass, field
 
 STREAM_TTL_S = 3600
+# A web-side reader holds a lease while it relays a generation; a worker whose generation had a
+# reader and lost it stops generating. This catches disconnects that never run the reader's own
+# cleanup (an abandoned async generator is only finalized at garbage collection, or the web process
+# died), at the cost of one SET per second per stream. Long enough that a slow client's send
+# backpressure does not look like a disconnect.
+READER_LEASE_S = 10
 STREAM_MAXLEN = 20_000  # entries; a 16k-token answer fits, a runaway cannot eat Redis
 
 
@@ -24,6 +30,10 @@ def stream_key(request_id: str) -> str:
 
 def cancel_key(request_id: str) -> str:
     return f"docplatform:gen:{request_id}:cancel"
+
+
+def reader_key(request_id: str) -> str:
+    return f"docplatform:gen:{request_id}:reader"
 
 
 def claim_key(request_id: str) -> str:
@@ -84,6 +94,19 @@ async def aread(aclient, request_id: str, after: str = "0-0", block_ms: int = 10
     for _key, entries in response or []:
         events.extend(_decode(i, f) for i, f in entries)
     return events
+
+
+def reader_status(client, request_id: str) -> tuple[bool, bool]:
+    """(cancel requested, a reader's lease is live): one round trip, for the worker's poll."""
+    pipe = client.pipeline(transaction=False)
+    pipe.exists(cancel_key(request_id))
+    pipe.exists(reader_key(request_id))
+    cancelled, reading = pipe.execute()
+    return bool(cancelled), bool(reading)
+
+
+async def atouch_reader(aclient, request_id: str) -> None:
+    await aclient.set(reader_key(request_id), "1", ex=READER_LEASE_S)
 
 
 async def arequest_cancel(aclient, request_id: str) -> None:

@@ -263,7 +263,11 @@ async def chat_relay(client, prepared: PreparedChat) -> AsyncIterator[streams.St
     after = "0-0"
     started_by = ""
     last_event = time.monotonic()
+    last_touch = 0.0
     while True:
+        if time.monotonic() - last_touch >= 1.0:  # the lease that tells the worker we still read
+            last_touch = time.monotonic()
+            await streams.atouch_reader(client, prepared.spec.request_id)
         if time.monotonic() > deadline:
             await chat_cancel(client, prepared)
             raise GenerationTimeout(

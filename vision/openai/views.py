@@ -134,9 +134,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     headers = {CACHE_HEADER: cache_state, REQUEST_ID_HEADER: prepared.spec.request_id, QUEUE_HEADER: queue}
 
     if chat_request.stream:
-        response = StreamingHttpResponse(
-            sse_stream(client, prepared, cached), content_type="text/event-stream"
-        )
+        response = SSEResponse(sse_stream(client, prepared, cached))
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # proxies must pass chunks on as they come
         for name, value in headers.items():
@@ -170,6 +168,26 @@ async def _wait(client, prepared: PreparedChat) -> Completion:
         await asyncio.shield(chat_cancel(client, prepared))
         raise
     return await chat_finish(client, prepared, final, worker=worker, text=final.data.get("text", ""))
+
+
+class SSEResponse(StreamingHttpResponse):
+    """A text/event-stream response that closes its source when the client goes away.
+
+    On a disconnect Django cancels the response task and closes the iterator it holds, but that
+    is a wrapper: the source generator is left suspended and its cleanup (cancelling the
+    generation) would only run at garbage collection. Closing it here runs it at once.
+    """
+
+    def __init__(self, source: AsyncIterator[bytes]):
+        super().__init__(source, content_type="text/event-stream")
+        self._source = source
+
+    async def __aiter__(self):
+        try:
+            async for part in super().__aiter__():
+                yield part
+        finally:
+            await self._source.aclose()
 
 
 async def sse_stream(client, prepared: PreparedChat, cached: Completion | None) -> AsyncIterator[bytes]:

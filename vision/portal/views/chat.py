@@ -14,7 +14,7 @@ import secrets
 import redis
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 from kombu.exceptions import OperationalError as BrokerError
@@ -29,7 +29,7 @@ from vision.openai.parsing import decode_body, parse_chat_request
 # The bounded body read and the SSE relay of /v1 (OpenAI chunks, error events, cancel on
 # disconnect) are private to the /v1 views module; imported rather than copied so both endpoints
 # read and stream the same way.
-from vision.openai.views import read_body_bounded, sse_stream
+from vision.openai.views import SSEResponse, read_body_bounded, sse_stream
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ async def chat_stream(request: HttpRequest) -> HttpResponse:
                 retry_after=5,
             )
         )
-    response = StreamingHttpResponse(sse_stream(client, prepared, cached), content_type="text/event-stream")
+    response = SSEResponse(sse_stream(client, prepared, cached))
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     response[CONVERSATION_HEADER] = str(prepared.conversation_pk or "")
