@@ -7,7 +7,6 @@ worker processes (it imports the engine, hence torch).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -33,6 +32,7 @@ from vision.engine import (
     Usage,
 )
 from vision.generation import GenerationSpec
+from vision.heartbeat import heartbeat_get, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -175,16 +175,14 @@ def _claim(client, request_id: str, worker: str) -> bool:
     the broker after a worker was lost. Two runs would interleave their tokens in one stream, so
     the first claims it; a later delivery runs only when the claimant's process is gone (its
     heartbeat expired, or the worker restarted under the same name with another pid)."""
-    from vision.heartbeat import heartbeat_key
-
     me = f"{worker}|{os.getpid()}"
     key = streams.claim_key(request_id)
     if client.set(key, me, nx=True, ex=streams.STREAM_TTL_S):
         return True
     holder = (client.get(key) or b"").decode()
     name, _, pid = holder.partition("|")
-    raw = client.get(heartbeat_key(name)) if name else None
-    if raw is not None and str(json.loads(raw).get("pid")) == pid:
+    beat = heartbeat_get(client, name)
+    if beat is not None and str(beat.get("pid")) == pid:
         return False
     previous = client.set(key, me, ex=streams.STREAM_TTL_S, get=True)
     return (previous or b"").decode() == holder  # else another taker was quicker
@@ -197,7 +195,6 @@ def generate_spec_json_to_stream(spec_json: str, *, worker: str) -> RequestOutpu
     redelivered after it finished) or the reader cancelled before the task started. A worker
     whose engine is not ready ends the stream with an "unavailable" error instead of raising.
     """
-    from vision.heartbeat import redis_client
     from vision.worker import EngineNotReady, get_engine
 
     spec = GenerationSpec.from_json(spec_json)

@@ -27,6 +27,7 @@ from docplatform.settings.env import (
 )
 from docplatform.settings.hardware import physical_cores
 from docplatform.settings.vision import parse_vision_dtype
+from vision.heartbeat import SHARED_QUEUE
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = env_path("DATA_DIR", BASE_DIR / "data")
@@ -289,7 +290,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_RESULT_EXPIRES = timedelta(days=1)
-CELERY_TASK_DEFAULT_QUEUE = "vision"
+CELERY_TASK_DEFAULT_QUEUE = SHARED_QUEUE  # the queue every vision worker consumes
 CELERY_TASK_TRACK_STARTED = True
 # Ack after the task finished, and put the message back when the worker process dies mid-task:
 # a job is never lost to a crash. Tasks are idempotent on their row because of this.

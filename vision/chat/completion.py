@@ -24,7 +24,7 @@ from vision.chat.images import StoredImage, image_store
 from vision.chat.json_output import json_instruction
 from vision.chat.types import ChatRequest
 from vision.generation import GenerationSpec, SpecImage, SpecMessage, SpecPart
-from vision.heartbeat import heartbeat_key
+from vision.heartbeat import aworker_alive
 from vision.services.conversations import TurnAnswer, TurnMessage
 
 logger = logging.getLogger(__name__)
@@ -219,10 +219,6 @@ async def _enqueue(prepared: PreparedChat, queue: str) -> None:
     prepared.submitted_at = time.monotonic()
 
 
-async def _worker_alive(client, hostname: str) -> bool:
-    return bool(hostname) and bool(await client.exists(heartbeat_key(hostname)))
-
-
 async def _check_progress(client, prepared: PreparedChat, started_by: str) -> None:
     """Called while no event arrives. A generation whose worker died is noticed here instead of
     after the request timeout:
@@ -233,7 +229,7 @@ async def _check_progress(client, prepared: PreparedChat, started_by: str) -> No
       STICKY_START_TIMEOUT_SECONDS: nobody consumes that queue, so send it again to the shared
       queue (once)."""
     if started_by:
-        if not await _worker_alive(client, started_by):
+        if not await aworker_alive(client, started_by):
             await chat_cancel(client, prepared)
             raise WorkerLost(
                 f"The worker running this request ({started_by}) stopped before it finished; retry.",
@@ -244,7 +240,7 @@ async def _check_progress(client, prepared: PreparedChat, started_by: str) -> No
     if (
         prepared.queue != routing.SHARED_QUEUE
         and waited > settings.STICKY_START_TIMEOUT_SECONDS
-        and not await _worker_alive(client, prepared.sticky_worker or "")
+        and not await aworker_alive(client, prepared.sticky_worker or "")
     ):
         logger.warning(
             "chat %s: not started after %.0f s on %s, whose worker is gone; sent to %s",

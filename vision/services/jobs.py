@@ -30,7 +30,8 @@ from django.utils import timezone
 from docplatform.errors import Conflict, ServiceUnavailable, ValidationFailed
 from vision import streams
 from vision.generation import GenerationSpec, SpecMessage, SpecPart
-from vision.heartbeat import heartbeat_key, redis_client
+from vision.heartbeat import redis_client
+from vision.heartbeat import worker_alive as heartbeat_worker_alive
 from vision.models import FINISHED_STATUSES, Batch, Document, Job, JobStatus, JobTask
 from vision.selectors import document_get
 from vision.services.documents import document_upload
@@ -219,7 +220,7 @@ def _redis():
 
 
 def worker_alive(hostname: str) -> bool:
-    return bool(hostname) and bool(_redis().exists(heartbeat_key(hostname)))
+    return heartbeat_worker_alive(_redis(), hostname)
 
 
 def job_run(*, job_id: int, worker: str) -> JobStatus | None:
