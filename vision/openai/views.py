@@ -31,8 +31,8 @@ from vision.chat.completion import (
     chat_relay,
     chat_submit,
 )
-from vision.chat.connections import async_redis
 from vision.chat.json_output import json_answer_check
+from vision.connections import async_redis
 from vision.openai import responses
 from vision.openai.auth import authenticate
 from vision.openai.errors import OpenAIError, error_response

@@ -21,7 +21,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from docplatform.errors import ApplicationError, NotFound
 from vision.chat.completion import chat_cached, chat_prepare, chat_submit
-from vision.chat.connections import async_redis
+from vision.connections import async_redis
 from vision.conversations.selectors import conversation_get, conversation_list, conversation_messages
 from vision.openai.errors import OpenAIError, error_response
 from vision.openai.parsing import decode_body, parse_chat_request
