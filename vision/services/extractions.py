@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.roles import REVIEW_PERMISSION
 from docplatform.errors import Conflict, PermissionDenied, ValidationFailed
 from vision.models import (
     Document,
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-REVIEW_PERMISSION = "accounts.access_review"
 _META_KEYS = ("checks", "flags", "confidence", "box", "page", "used_vlm")
 
 
