@@ -1,6 +1,6 @@
 """A chat completion from request to answer: prepare → (answer cache) → submit → relay → finish.
 
-The /v1 views (and the portal chat) call these; they hold no HTTP. The web side never runs the
+`vision.chat.service` runs these steps for the /v1 view and the portal chat; they hold no HTTP. The web side never runs the
 model: `chat_submit` enqueues the Celery task `vision.chat_generate` with the spec (text and
 stored-image paths), and `chat_relay` reads the request's Redis Stream asynchronously.
 """

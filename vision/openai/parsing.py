@@ -1,7 +1,8 @@
 """Parse and bound a `POST /v1/chat/completions` body the way OpenAI validates it.
 
-Bytes in, `ChatRequest` out, or an `OpenAIError` naming the offending `param`. Pure: no I/O, no
-Django models, so the hostile-input cases (issue 9) are cheap to test one by one.
+Bytes in, `ChatRequest` out, or an `OpenAIError` naming the offending `param`. Pure apart from
+`read_body_bounded` (the one read of the request body): no other I/O, no Django models, so the
+hostile-input cases are cheap to test one by one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest
 
 from vision.chat.types import ChatRequest, InputMessage, InputPart, ResponseFormat
 from vision.openai.errors import OpenAIError, invalid
@@ -25,6 +27,19 @@ _ROLES = {"system", "user", "assistant"}
 
 def model_ids() -> tuple[str, ...]:
     return tuple(dict.fromkeys((settings.VISION_MODEL, settings.OPENAI_MODEL_ALIAS)))
+
+
+def read_body_bounded(request: HttpRequest) -> bytes:
+    """The request body, or 413 when it is larger than OPENAI_MAX_BODY_BYTES (read no further)."""
+    limit = settings.OPENAI_MAX_BODY_BYTES
+    too_big = OpenAIError(413, f"The request body is larger than {limit} bytes.", code="request_too_large")
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if length.isdigit() and int(length) > limit:
+        raise too_big
+    data = request.read(limit + 1)
+    if len(data) > limit:
+        raise too_big
+    return data
 
 
 def decode_body(raw: bytes) -> dict[str, Any]:
