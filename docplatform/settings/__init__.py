@@ -28,6 +28,7 @@ from docplatform.settings.env import (
 from docplatform.settings.hardware import physical_cores
 from docplatform.settings.vision import parse_vision_dtype
 from vision.heartbeat import SHARED_QUEUE
+from vision.params import CHAT_MAX_PIXELS, DEFAULT_MIN_PIXELS, DOCUMENT_MAX_PIXELS
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = env_path("DATA_DIR", BASE_DIR / "data")
@@ -355,9 +356,9 @@ VISION_KV_CACHE_MB = env_int("VISION_KV_CACHE_MB", 2048, minimum=0)
 # 2x2 merge of 16-pixel patches). Chat photos: 640 tokens' worth (~650k px). Documents: ~1.0 M px
 # (~1000 image tokens), enough to read 10-pt text on an A4 page at ~120 dpi while keeping the
 # vision tower near 45 s on two cores instead of ~100 s at full scan size.
-VISION_MIN_PIXELS = env_int("VISION_MIN_PIXELS", 64 * 32 * 32, minimum=1)
-VISION_MAX_PIXELS_CHAT = env_int("VISION_MAX_PIXELS_CHAT", 640 * 32 * 32, minimum=1)
-VISION_MAX_PIXELS_DOCUMENT = env_int("VISION_MAX_PIXELS_DOCUMENT", 1000 * 32 * 32, minimum=1)
+VISION_MIN_PIXELS = env_int("VISION_MIN_PIXELS", DEFAULT_MIN_PIXELS, minimum=1)
+VISION_MAX_PIXELS_CHAT = env_int("VISION_MAX_PIXELS_CHAT", CHAT_MAX_PIXELS, minimum=1)
+VISION_MAX_PIXELS_DOCUMENT = env_int("VISION_MAX_PIXELS_DOCUMENT", DOCUMENT_MAX_PIXELS, minimum=1)
 
 # --- uploads and jobs (vision/validators.py, vision/services/) ---------------------------------
 

@@ -1,7 +1,7 @@
 """A chat completion from request to answer: prepare → (answer cache) → submit → relay → finish.
 
-`vision.chat.service` runs these steps for the /v1 view and the portal chat; they hold no HTTP. The web side never runs the
-model: `chat_submit` enqueues the Celery task `vision.chat_generate` with the spec (text and
+`vision.chat.service` runs these steps for the /v1 view and the portal chat; they hold no HTTP.
+The web side never runs the model: `chat_submit` enqueues the Celery task `vision.chat_generate` with the spec (text and
 stored-image paths), and `chat_relay` reads the request's Redis Stream asynchronously.
 """
 
@@ -108,13 +108,7 @@ def _spec(request: ChatRequest, images: dict[str, StoredImage]) -> GenerationSpe
         request_id=f"chatcmpl-{uuid.uuid4().hex}",
         messages=messages,
         task="chat",
-        max_tokens=request.max_tokens,
-        temperature=request.temperature,
-        top_p=request.top_p,
-        seed=request.seed,
-        stop=list(request.stop),
-        min_tokens=request.min_tokens,
-        ignore_eos=request.ignore_eos,
+        sampling=request.sampling,
         deadline_s=float(settings.OPENAI_REQUEST_TIMEOUT_SECONDS),
     )
 

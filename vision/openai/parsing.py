@@ -16,6 +16,7 @@ from django.http import HttpRequest
 
 from vision.chat.types import ChatRequest, InputMessage, InputPart, ResponseFormat
 from vision.openai.errors import OpenAIError, invalid
+from vision.params import SamplingParams
 
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit
 MAX_STOP_LENGTH = 256
@@ -128,17 +129,19 @@ def parse_chat_request(body: dict[str, Any], *, conversation_header: str | None 
     return ChatRequest(
         model=model,
         messages=messages,
-        max_tokens=max_tokens,
-        temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
-        top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True),
-        seed=_seed(body.get("seed")),
-        stop=_stop(body.get("stop")),
+        sampling=SamplingParams(
+            max_tokens=max_tokens,
+            temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
+            top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True),
+            seed=_seed(body.get("seed")),
+            stop=_stop(body.get("stop")),
+            min_tokens=min_tokens,
+            ignore_eos=_bool(body, "ignore_eos", False),
+        ),
         stream=stream,
         include_usage=include_usage,
         response_format=_response_format(body.get("response_format")),
         conversation_id=_conversation_id(body, conversation_header),
-        min_tokens=min_tokens,
-        ignore_eos=_bool(body, "ignore_eos", False),
     )
 
 

@@ -6,6 +6,7 @@ from django.conf import settings
 
 from vision.generation import GenerationSpec, SpecMessage, SpecPart
 from vision.models import Job, JobStatus, JobTask
+from vision.params import SamplingParams
 from vision.runners.types import EngineUnavailable, JobOutcome, JobRunContext
 
 # The instruction of a caption job; vqa and chat jobs carry the user's text instead.
@@ -30,7 +31,7 @@ def job_spec(job: Job, messages: list[SpecMessage]) -> GenerationSpec:
         request_id=job.request_id,
         messages=messages,
         task=job.task,
-        max_tokens=job.max_tokens,
+        sampling=SamplingParams(max_tokens=job.max_tokens),
         deadline_s=float(settings.VISION_JOB_TIME_LIMIT),
         # A job is one-off: keeping its KV would only evict chats' reusable prefixes.
         use_prefix_cache=False,
