@@ -1,6 +1,6 @@
 """Worker side: run a `GenerationSpec` on this worker's engine and relay it to its Redis stream.
 
-The one adapter between the platform's types and the engine's (STYLE.md): jobs, batches and
+The one adapter between the platform's types and the engine's (docs/architecture.md): jobs, batches and
 /v1 chat all come through `spec_to_engine_request` and `generate_to_stream`. Imported only in
 worker processes (it imports the engine, hence torch).
 """
@@ -145,8 +145,9 @@ def generate_to_stream(
             if cancelled or (had_reader and not reading):  # asked to stop, or the reader vanished
                 handle.cancel()
     output = handle.result()
-    if output.text and handle._final is not None and handle._final.text:
-        streams.publish(client, spec.request_id, "delta", text=handle._final.text)
+    final = handle.final_delta
+    if output.text and final is not None and final.text:
+        streams.publish(client, spec.request_id, "delta", text=final.text)
     streams.publish(client, spec.request_id, "final", data=output_payload(output))
     log.info(
         "generation %s finished: %s, %d+%d tokens (%d cached), %.2fs",
