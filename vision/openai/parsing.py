@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
-from vision.chat.types import ChatRequest, InputMessage, InputPart, ResponseFormat
+from vision.chat.types import ROLES, ChatRequest, InputMessage, InputPart, ResponseFormat
 from vision.openai.errors import OpenAIError, invalid
 from vision.params import SamplingParams
 
@@ -23,7 +23,6 @@ MAX_STOP_LENGTH = 256
 MAX_JSON_DEPTH = 32  # a chat body nests ~6 deep; deeper is an attack on the parser, not a request
 MAX_CONVERSATION_ID_LENGTH = 256
 _ROLE_ALIASES = {"developer": "system"}
-_ROLES = {"system", "user", "assistant"}
 
 
 def model_ids() -> tuple[str, ...]:
@@ -101,14 +100,7 @@ def parse_chat_request(body: dict[str, Any], *, conversation_header: str | None 
     n = body.get("n", 1)
     if n is not None and (not _is_int(n) or n != 1):
         raise invalid("Only n=1 is supported.", param="n")
-    messages = _messages(body.get("messages"))
-    images = sum(p.image_url is not None for m in messages for p in m.parts)
-    if images > settings.OPENAI_MAX_IMAGES:
-        raise invalid(
-            f"Too many images: {images}, at most {settings.OPENAI_MAX_IMAGES} per request.",
-            param="messages",
-            code="too_many_images",
-        )
+    messages = _messages(body.get("messages"))  # also bounds the images (OPENAI_MAX_IMAGES)
     stream = _bool(body, "stream", False)
     stream_options = body.get("stream_options")
     include_usage = False
@@ -263,7 +255,7 @@ def _messages(value: Any) -> tuple[InputMessage, ...]:
         if not isinstance(message, dict):
             raise invalid(f"{param} must be an object.", param=param)
         role = _ROLE_ALIASES.get(message.get("role"), message.get("role"))
-        if role not in _ROLES:
+        if role not in ROLES:
             raise invalid(
                 f"{param}.role must be one of 'system', 'developer', 'user', 'assistant'.",
                 param=f"{param}.role",
