@@ -300,9 +300,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Reserve one message per thread only: a long job must not sit prefetched behind another while a
 # different worker is idle.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Hard limit kills the task; the soft limit 60 s earlier lets it record a readable failure.
-CELERY_TASK_TIME_LIMIT = VISION_JOB_TIME_LIMIT
-CELERY_TASK_SOFT_TIME_LIMIT = max(VISION_JOB_TIME_LIMIT - 60, 5)
+# No CELERY_TASK_TIME_LIMIT / SOFT_TIME_LIMIT: the threads pool (the only one a vision worker
+# runs) ignores them. Each job's and chat's deadline is enforced by the engine itself
+# (VISION_JOB_TIME_LIMIT, OPENAI_REQUEST_TIMEOUT_SECONDS).
 # Redis redelivers an unacked message after visibility_timeout. With late acks a message stays
 # unacked while its task runs, so it must exceed every task's own deadline (a job's
 # VISION_JOB_TIME_LIMIT, a chat's OPENAI_REQUEST_TIMEOUT_SECONDS; checked at the end of this file)
