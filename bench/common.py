@@ -36,7 +36,9 @@ def resolve_checkpoint(name: str) -> Path:
     """`tiny`, `2b` or a folder."""
     path = CHECKPOINTS.get(name, Path(name))
     if not path.is_dir():
-        hint = f"python -m vision.engine.checkpoint --size {name} {path}" if name in CHECKPOINTS else ""
+        hint = (
+            f"python -m vision.engine.testing.checkpoint --size {name} {path}" if name in CHECKPOINTS else ""
+        )
         raise SystemExit(f"checkpoint folder {path} does not exist. {hint}".strip())
     return path
 

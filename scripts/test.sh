@@ -26,14 +26,13 @@ rm -f "$DATA_DIR"/test-db.sqlite3*
 # The tiny random-weight checkpoint the engine tests and the test worker load. Rebuilt when the
 # writer changes.
 CHECKPOINT="$DATA_DIR/checkpoints/tiny"
-if [ -f vision/engine/checkpoint.py ]; then
-    want=$(sha256sum vision/engine/checkpoint.py | cut -d' ' -f1)
-    if [ "$(cat "$CHECKPOINT/.writer.sha256" 2>/dev/null)" != "$want" ]; then
-        log "building the tiny test checkpoint"
-        rm -rf "$CHECKPOINT"
-        python -m vision.engine.checkpoint --size tiny "$CHECKPOINT"
-        echo "$want" > "$CHECKPOINT/.writer.sha256"
-    fi
+WRITER=(vision/engine/testing/checkpoint.py vision/engine/testing/corpus.py)
+want=$(cat "${WRITER[@]}" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$CHECKPOINT/.writer.sha256" 2>/dev/null)" != "$want" ]; then
+    log "building the tiny test checkpoint"
+    rm -rf "$CHECKPOINT"
+    python -m vision.engine.testing.checkpoint --size tiny "$CHECKPOINT"
+    echo "$want" > "$CHECKPOINT/.writer.sha256"
 fi
 export VISION_MODEL="$CHECKPOINT"
 python manage.py collectstatic --noinput -v 0

@@ -61,7 +61,7 @@ class BatchAdmin(admin.ModelAdmin):
     readonly_fields = ["owner", "task", "options", "created_at"]
 
 
-# --- conversations and extractions (portal issue 7) ------------------------------------------
+# --- conversations and extractions (the review queue) ---------------------------------------
 
 
 class MessageInline(admin.TabularInline):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from vision.params import SamplingParams
+
 
 @dataclass
 class SpecImage:
@@ -35,13 +37,7 @@ class GenerationSpec:
     request_id: str
     messages: list[SpecMessage]
     task: str = "chat"  # picks the default pixel budget
-    max_tokens: int = 512
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    min_tokens: int = 0
-    ignore_eos: bool = False
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=512))
     max_pixels: int | None = None  # override of the task's pixel budget
     deadline_s: float = 600.0  # the engine stops the request this long after the worker takes it
     use_prefix_cache: bool = True
@@ -62,7 +58,9 @@ class GenerationSpec:
             )
             for m in data.pop("messages")
         ]
-        return cls(messages=messages, **data)
+        sampling = data.pop("sampling")
+        sampling = SamplingParams(**{**sampling, "stop": tuple(sampling["stop"])})
+        return cls(messages=messages, sampling=sampling, **data)
 
     @property
     def image_count(self) -> int:

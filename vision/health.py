@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from django.conf import settings
 from django.db import connection
 
-from vision.heartbeat import WorkerHeartbeat, heartbeats_read, redis_client
+from vision.heartbeat import WorkerHeartbeat, engine_ready, heartbeats_read, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class Readiness:
 
     @property
     def ready_workers(self) -> int:
-        return sum(1 for beat in self.workers if beat.get("engine", {}).get("state") == "ready")
+        return sum(1 for beat in self.workers if engine_ready(beat))
 
     @property
     def ok(self) -> bool:

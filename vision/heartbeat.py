@@ -1,4 +1,6 @@
-"""Worker heartbeats in Redis: the worker writes them, `/readyz` reads them.
+"""Worker heartbeats in Redis: the worker writes them; `/readyz`, `/v1` admission, the dashboard,
+job recovery and the generation claim read them. This module is the only one that knows the key
+and the JSON, so every reader asks it.
 
 Each worker process keeps the key `docplatform:worker:<hostname>` alive (TTL a few intervals)
 with a JSON `WorkerHeartbeat`. A key that expired means the worker is gone. No torch here: the
@@ -10,6 +12,7 @@ import logging
 from typing import Any, TypedDict
 
 import redis
+import redis.asyncio as aredis
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +27,10 @@ class WorkerHeartbeat(TypedDict):
     started_at: float  # unix time the worker became ready
     ts: float  # unix time of this beat
     engine: dict[str, Any]  # engine.status().to_dict(), or {"state": "off" | "loading" | "error", ...}
+
+
+# The queue every vision worker consumes (Celery's default queue, set from this in settings).
+SHARED_QUEUE = "vision"
 
 
 def worker_queue_name(hostname: str) -> str:
@@ -49,17 +56,53 @@ def heartbeat_delete(client: redis.Redis, hostname: str) -> None:
     client.delete(heartbeat_key(hostname))
 
 
+def heartbeat_parse(raw: bytes | str | None, *, key: object = "?") -> WorkerHeartbeat | None:
+    """The heartbeat stored under `key`, or None when absent or unparsable (logged)."""
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        logger.warning("ignoring malformed heartbeat under %s", key)
+        return None
+
+
+def engine_state(beat: WorkerHeartbeat) -> str:
+    """The worker's engine state: loading | ready | error | off | starting ("?" if unknown)."""
+    return str(beat.get("engine", {}).get("state", "?"))
+
+
+def engine_ready(beat: WorkerHeartbeat) -> bool:
+    return engine_state(beat) == "ready"
+
+
+def _parsed(keys: list, raws: list) -> list[WorkerHeartbeat]:
+    beats = (heartbeat_parse(raw, key=key) for key, raw in zip(keys, raws, strict=True))
+    return [beat for beat in beats if beat is not None]  # None: expired between SCAN and MGET
+
+
 def heartbeats_read(client: redis.Redis) -> list[WorkerHeartbeat]:
     """All live heartbeats, sorted by hostname. Unparsable values are logged and skipped."""
     keys = sorted(client.scan_iter(match=f"{KEY_PREFIX}*", count=100))
-    if not keys:
-        return []
-    beats: list[WorkerHeartbeat] = []
-    for key, raw in zip(keys, client.mget(keys), strict=True):
-        if raw is None:  # expired between SCAN and MGET
-            continue
-        try:
-            beats.append(json.loads(raw))
-        except ValueError:
-            logger.warning("ignoring malformed heartbeat under %s", key)
-    return beats
+    return _parsed(keys, client.mget(keys)) if keys else []
+
+
+async def aheartbeats_read(client: aredis.Redis) -> list[WorkerHeartbeat]:
+    """`heartbeats_read` over a redis.asyncio client (the async /v1 views)."""
+    keys = sorted([key async for key in client.scan_iter(match=f"{KEY_PREFIX}*", count=100)])
+    return _parsed(keys, await client.mget(keys)) if keys else []
+
+
+def heartbeat_get(client: redis.Redis, hostname: str) -> WorkerHeartbeat | None:
+    """One worker's live heartbeat, or None when it is gone."""
+    return heartbeat_parse(client.get(heartbeat_key(hostname)), key=hostname) if hostname else None
+
+
+def worker_alive(client: redis.Redis, hostname: str) -> bool:
+    """Is the worker `hostname` alive, i.e. its heartbeat key has not expired? False for ""."""
+    return bool(hostname) and bool(client.exists(heartbeat_key(hostname)))
+
+
+async def aworker_alive(client: aredis.Redis, hostname: str) -> bool:
+    """`worker_alive` over a redis.asyncio client."""
+    return bool(hostname) and bool(await client.exists(heartbeat_key(hostname)))

@@ -1,13 +1,12 @@
 """Worker side: run a `GenerationSpec` on this worker's engine and relay it to its Redis stream.
 
-The one adapter between the platform's types and the engine's (STYLE.md): jobs, batches and
+The one adapter between the platform's types and the engine's (docs/architecture.md): jobs, batches and
 /v1 chat all come through `spec_to_engine_request` and `generate_to_stream`. Imported only in
 worker processes (it imports the engine, hence torch).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -27,12 +26,12 @@ from vision.engine import (
     InvalidRequest,
     PixelBudget,
     RequestOutput,
-    SamplingParams,
     TextPart,
     Timings,
     Usage,
 )
 from vision.generation import GenerationSpec
+from vision.heartbeat import heartbeat_get, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +74,7 @@ def spec_to_engine_request(spec: GenerationSpec) -> EngineRequest:
     return EngineRequest(
         request_id=spec.request_id,
         messages=messages,
-        sampling=SamplingParams(
-            max_tokens=spec.max_tokens,
-            temperature=spec.temperature,
-            top_p=spec.top_p,
-            seed=spec.seed,
-            stop=tuple(spec.stop),
-            min_tokens=spec.min_tokens,
-            ignore_eos=spec.ignore_eos,
-        ),
+        sampling=spec.sampling,
         task=spec.task,
         pixels=budget,
         deadline=time.monotonic() + spec.deadline_s,
@@ -154,8 +145,9 @@ def generate_to_stream(
             if cancelled or (had_reader and not reading):  # asked to stop, or the reader vanished
                 handle.cancel()
     output = handle.result()
-    if output.text and handle._final is not None and handle._final.text:
-        streams.publish(client, spec.request_id, "delta", text=handle._final.text)
+    final = handle.final_delta
+    if output.text and final is not None and final.text:
+        streams.publish(client, spec.request_id, "delta", text=final.text)
     streams.publish(client, spec.request_id, "final", data=output_payload(output))
     log.info(
         "generation %s finished: %s, %d+%d tokens (%d cached), %.2fs",
@@ -175,16 +167,14 @@ def _claim(client, request_id: str, worker: str) -> bool:
     the broker after a worker was lost. Two runs would interleave their tokens in one stream, so
     the first claims it; a later delivery runs only when the claimant's process is gone (its
     heartbeat expired, or the worker restarted under the same name with another pid)."""
-    from vision.heartbeat import heartbeat_key
-
     me = f"{worker}|{os.getpid()}"
     key = streams.claim_key(request_id)
     if client.set(key, me, nx=True, ex=streams.STREAM_TTL_S):
         return True
     holder = (client.get(key) or b"").decode()
     name, _, pid = holder.partition("|")
-    raw = client.get(heartbeat_key(name)) if name else None
-    if raw is not None and str(json.loads(raw).get("pid")) == pid:
+    beat = heartbeat_get(client, name)
+    if beat is not None and str(beat.get("pid")) == pid:
         return False
     previous = client.set(key, me, ex=streams.STREAM_TTL_S, get=True)
     return (previous or b"").decode() == holder  # else another taker was quicker
@@ -197,7 +187,6 @@ def generate_spec_json_to_stream(spec_json: str, *, worker: str) -> RequestOutpu
     redelivered after it finished) or the reader cancelled before the task started. A worker
     whose engine is not ready ends the stream with an "unavailable" error instead of raising.
     """
-    from vision.heartbeat import redis_client
     from vision.worker import EngineNotReady, get_engine
 
     spec = GenerationSpec.from_json(spec_json)

@@ -1,4 +1,5 @@
-"""Celery tasks of the vision app. Thin: take ids, call a service, return a small TypedDict."""
+"""Celery tasks of the vision app. Thin: take ids, call a runner (vision.runners) or the
+generation adapter (vision.inference), return a small TypedDict."""
 
 from typing import Any, TypedDict
 
@@ -55,8 +56,9 @@ class JobRunResult(TypedDict):
     default_retry_delay=5,
 )
 def job_run_task(self, job_id: int) -> JobRunResult:
-    """Run one job by id (vision/services/jobs.py). Safe to deliver twice: the job row decides."""
-    from vision.services.jobs import EngineUnavailable, job_fail, job_run
+    """Run one job by id (vision.runners.loop). Safe to deliver twice: the job row decides."""
+    from vision.runners.loop import job_fail, job_run
+    from vision.runners.types import EngineUnavailable
 
     try:
         status = job_run(job_id=job_id, worker=self.request.hostname or "")

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Pools in which one process runs all tasks, so a single engine serves them. Under prefork each
-# child would need its own model copy, which DESIGN.md rules out.
+# child would need its own model copy, which docs/architecture.md rules out.
 _SINGLE_PROCESS_POOLS = ("threads", "solo")
 
 

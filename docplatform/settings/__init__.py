@@ -27,6 +27,8 @@ from docplatform.settings.env import (
 )
 from docplatform.settings.hardware import physical_cores
 from docplatform.settings.vision import parse_vision_dtype
+from vision.heartbeat import SHARED_QUEUE
+from vision.params import CHAT_MAX_PIXELS, DEFAULT_MIN_PIXELS, DOCUMENT_MAX_PIXELS
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = env_path("DATA_DIR", BASE_DIR / "data")
@@ -289,7 +291,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_RESULT_EXPIRES = timedelta(days=1)
-CELERY_TASK_DEFAULT_QUEUE = "vision"
+CELERY_TASK_DEFAULT_QUEUE = SHARED_QUEUE  # the queue every vision worker consumes
 CELERY_TASK_TRACK_STARTED = True
 # Ack after the task finished, and put the message back when the worker process dies mid-task:
 # a job is never lost to a crash. Tasks are idempotent on their row because of this.
@@ -298,9 +300,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Reserve one message per thread only: a long job must not sit prefetched behind another while a
 # different worker is idle.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Hard limit kills the task; the soft limit 60 s earlier lets it record a readable failure.
-CELERY_TASK_TIME_LIMIT = VISION_JOB_TIME_LIMIT
-CELERY_TASK_SOFT_TIME_LIMIT = max(VISION_JOB_TIME_LIMIT - 60, 5)
+# No CELERY_TASK_TIME_LIMIT / SOFT_TIME_LIMIT: the threads pool (the only one a vision worker
+# runs) ignores them. Each job's and chat's deadline is enforced by the engine itself
+# (VISION_JOB_TIME_LIMIT, OPENAI_REQUEST_TIMEOUT_SECONDS).
 # Redis redelivers an unacked message after visibility_timeout. With late acks a message stays
 # unacked while its task runs, so it must exceed every task's own deadline (a job's
 # VISION_JOB_TIME_LIMIT, a chat's OPENAI_REQUEST_TIMEOUT_SECONDS; checked at the end of this file)
@@ -354,9 +356,9 @@ VISION_KV_CACHE_MB = env_int("VISION_KV_CACHE_MB", 2048, minimum=0)
 # 2x2 merge of 16-pixel patches). Chat photos: 640 tokens' worth (~650k px). Documents: ~1.0 M px
 # (~1000 image tokens), enough to read 10-pt text on an A4 page at ~120 dpi while keeping the
 # vision tower near 45 s on two cores instead of ~100 s at full scan size.
-VISION_MIN_PIXELS = env_int("VISION_MIN_PIXELS", 64 * 32 * 32, minimum=1)
-VISION_MAX_PIXELS_CHAT = env_int("VISION_MAX_PIXELS_CHAT", 640 * 32 * 32, minimum=1)
-VISION_MAX_PIXELS_DOCUMENT = env_int("VISION_MAX_PIXELS_DOCUMENT", 1000 * 32 * 32, minimum=1)
+VISION_MIN_PIXELS = env_int("VISION_MIN_PIXELS", DEFAULT_MIN_PIXELS, minimum=1)
+VISION_MAX_PIXELS_CHAT = env_int("VISION_MAX_PIXELS_CHAT", CHAT_MAX_PIXELS, minimum=1)
+VISION_MAX_PIXELS_DOCUMENT = env_int("VISION_MAX_PIXELS_DOCUMENT", DOCUMENT_MAX_PIXELS, minimum=1)
 
 # --- uploads and jobs (vision/validators.py, vision/services/) ---------------------------------
 

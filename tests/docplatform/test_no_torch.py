@@ -1,4 +1,4 @@
-"""The web process never imports torch or transformers (DESIGN.md)."""
+"""The web process never imports torch or transformers (docs/architecture.md)."""
 
 import os
 import subprocess

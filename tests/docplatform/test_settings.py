@@ -91,5 +91,9 @@ def test_celery_reliability_settings(settings):
     assert app.conf.task_reject_on_worker_lost is True
     assert app.conf.worker_prefetch_multiplier == 1
     assert app.conf.accept_content == ["json"]
-    assert app.conf.broker_transport_options["visibility_timeout"] > app.conf.task_time_limit
-    assert app.conf.task_soft_time_limit < app.conf.task_time_limit
+    # Every task's deadline is the engine's (Celery's time limits do nothing in the threads pool),
+    # and Redis must not redeliver a message whose task is still within it.
+    assert app.conf.task_time_limit is None and app.conf.task_soft_time_limit is None
+    assert app.conf.broker_transport_options["visibility_timeout"] > max(
+        settings.VISION_JOB_TIME_LIMIT, settings.OPENAI_REQUEST_TIMEOUT_SECONDS
+    )

@@ -22,10 +22,10 @@ CACHE_ROOT = REPO_ROOT / ".cache" / "checkpoints"
 def _writer_key() -> str:
     import transformers
 
-    from vision.engine import _tokenizer_corpus, checkpoint
+    from vision.engine.testing import checkpoint, corpus
 
     digest = hashlib.sha256()
-    for module in (checkpoint, _tokenizer_corpus):
+    for module in (checkpoint, corpus):
         digest.update(Path(module.__file__).read_bytes())
     digest.update(transformers.__version__.encode())
     return f"v{checkpoint.WRITER_VERSION}-{digest.hexdigest()[:12]}"
@@ -37,8 +37,8 @@ def build_cached_checkpoint(size: str = "tiny", seed: int = 0) -> Path:
     Safe when several pytest processes race: each writes into its own temporary folder and the
     first rename wins; the others discard their copy.
     """
-    from vision.engine.checkpoint import write_checkpoint
     from vision.engine.loader import missing_files
+    from vision.engine.testing.checkpoint import write_checkpoint
 
     final = CACHE_ROOT / f"{size}-seed{seed}-{_writer_key()}"
     if final.is_dir() and not missing_files(final):

@@ -19,7 +19,8 @@ from transformers import (
     Qwen3VLForConditionalGeneration,
 )
 
-from vision.engine.checkpoint import (
+from vision.engine.loader import load_processor
+from vision.engine.testing.checkpoint import (
     QWEN_ADDED_TOKENS,
     _parameter_shapes,
     model_config,
@@ -27,7 +28,6 @@ from vision.engine.checkpoint import (
     train_tokenizer,
     write_checkpoint,
 )
-from vision.engine.loader import load_processor
 
 EXPECTED_FILES = {
     "config.json",

@@ -21,7 +21,7 @@ import time
 
 from tests.reliability.stack import POISON_EXIT_CODE, POISON_QUESTION
 from vision import inference
-from vision.services import jobs
+from vision.runners import loop, types
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def _hold(seconds: float) -> None:
 
 
 def _wrap(runner):
-    def run(context: jobs.JobRunContext) -> jobs.JobOutcome:
+    def run(context: types.JobRunContext) -> types.JobOutcome:
         if (context.job.options or {}).get("question") == POISON_QUESTION:
             logger.error("job %s: poison job, the worker exits now", context.job.pk)
             os._exit(POISON_EXIT_CODE)
@@ -51,9 +51,9 @@ def _wrap(runner):
     return run
 
 
-for _task, _runner in list(jobs.JOB_RUNNERS.items()):
+for _task, _runner in list(loop.JOB_RUNNERS.items()):
     if not getattr(_runner, "reliability_wrapped", False):
-        jobs.JOB_RUNNERS[_task] = _wrap(_runner)
+        loop.JOB_RUNNERS[_task] = _wrap(_runner)
 
 
 _spec_to_engine_request = inference.spec_to_engine_request

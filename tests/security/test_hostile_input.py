@@ -1,4 +1,4 @@
-"""Hostile uploads and API bodies (issue 9's list): each is a clear 4xx naming the rule (an OpenAI
+"""Hostile uploads and API bodies: each is a clear 4xx naming the rule (an OpenAI
 error object on /v1), stores nothing (rows and files counted before and after) and leaves the
 service healthy. In-process (Django test client) so the suite runs in seconds; the live-server
 versions of the /v1 cases are in tests/vision/openai/test_api_chat_errors.py and the SSRF fetcher

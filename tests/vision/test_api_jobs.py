@@ -133,7 +133,7 @@ def test_cancel_a_queued_job_means_it_never_runs(api_client, user_factory):
     response = api_client.post(f"/api/jobs/{job.pk}/cancel")
 
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
-    from vision.services.jobs import _job_claim
+    from vision.runners.loop import _job_claim
 
     assert _job_claim(job_id=job.pk, worker="test@host") is None  # a late delivery does nothing
 

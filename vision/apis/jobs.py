@@ -9,8 +9,9 @@ from rest_framework.views import APIView
 
 from vision.apis.common import Pagination, uploaded_file
 from vision.models import Job, JobStatus, JobTask
+from vision.runners.recovery import job_recover_if_stuck
 from vision.selectors import job_get, job_list, job_queue_position
-from vision.services.jobs import job_cancel, job_recover_if_stuck, job_submit
+from vision.services.jobs import job_cancel, job_submit
 
 
 class JobOutputSerializer(serializers.Serializer):

@@ -9,35 +9,21 @@ Members older than the request timeout are dropped (a web process that died mid-
 
 from __future__ import annotations
 
-import json
 import time
 
 from django.conf import settings
 
 from docplatform.errors import RetryLater, ServiceUnavailable
-from vision.heartbeat import KEY_PREFIX
+from vision.heartbeat import WorkerHeartbeat, aheartbeats_read, engine_ready
 
 PENDING_KEY = "docplatform:gen:pending"
 RETRY_AFTER_FULL_S = 5
 RETRY_AFTER_NO_WORKER_S = 10
 
 
-async def ready_workers(client) -> dict[str, dict]:
+async def ready_workers(client) -> dict[str, WorkerHeartbeat]:
     """Live heartbeats whose engine is ready, by hostname."""
-    keys = [key async for key in client.scan_iter(match=f"{KEY_PREFIX}*", count=100)]
-    if not keys:
-        return {}
-    ready = {}
-    for raw in await client.mget(keys):
-        if raw is None:
-            continue
-        try:
-            beat = json.loads(raw)
-        except ValueError:
-            continue
-        if beat.get("engine", {}).get("state") == "ready":
-            ready[beat["hostname"]] = beat
-    return ready
+    return {beat["hostname"]: beat for beat in await aheartbeats_read(client) if engine_ready(beat)}
 
 
 async def pending_count(client) -> int:
@@ -47,7 +33,7 @@ async def pending_count(client) -> int:
     return await client.zcard(PENDING_KEY)
 
 
-async def admission_check(client) -> dict[str, dict]:
+async def admission_check(client) -> dict[str, WorkerHeartbeat]:
     """Raise RetryLater/ServiceUnavailable unless a generation may be enqueued; → ready workers."""
     workers = await ready_workers(client)
     if not workers:

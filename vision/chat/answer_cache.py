@@ -42,13 +42,8 @@ def answer_cache_key(*, spec: GenerationSpec, model: str, response_format: dict,
             }
             for m in spec.messages
         ],
-        "max_tokens": spec.max_tokens,
-        "temperature": spec.temperature,
-        "top_p": spec.top_p,
-        "seed": spec.seed if spec.temperature > 0 else None,  # greedy ignores the seed
-        "stop": spec.stop,
-        "min_tokens": spec.min_tokens,
-        "ignore_eos": spec.ignore_eos,
+        **asdict(spec.sampling),
+        "seed": None if spec.sampling.greedy else spec.sampling.seed,  # greedy ignores the seed
         "response_format": response_format,
         "pixels": [spec.task, spec.max_pixels],
     }

@@ -1,7 +1,7 @@
 """A chat completion from request to answer: prepare → (answer cache) → submit → relay → finish.
 
-The /v1 views (and the portal chat) call these; they hold no HTTP. The web side never runs the
-model: `chat_submit` enqueues the Celery task `vision.chat_generate` with the spec (text and
+`vision.chat.service` runs these steps for the /v1 view and the portal chat; they hold no HTTP.
+The web side never runs the model: `chat_submit` enqueues the Celery task `vision.chat_generate` with the spec (text and
 stored-image paths), and `chat_relay` reads the request's Redis Stream asynchronously.
 """
 
@@ -24,7 +24,7 @@ from vision.chat.images import StoredImage, image_store
 from vision.chat.json_output import json_instruction
 from vision.chat.types import ChatRequest
 from vision.generation import GenerationSpec, SpecImage, SpecMessage, SpecPart
-from vision.heartbeat import heartbeat_key
+from vision.heartbeat import aworker_alive
 from vision.services.conversations import TurnAnswer, TurnMessage
 
 logger = logging.getLogger(__name__)
@@ -108,13 +108,7 @@ def _spec(request: ChatRequest, images: dict[str, StoredImage]) -> GenerationSpe
         request_id=f"chatcmpl-{uuid.uuid4().hex}",
         messages=messages,
         task="chat",
-        max_tokens=request.max_tokens,
-        temperature=request.temperature,
-        top_p=request.top_p,
-        seed=request.seed,
-        stop=list(request.stop),
-        min_tokens=request.min_tokens,
-        ignore_eos=request.ignore_eos,
+        sampling=request.sampling,
         deadline_s=float(settings.OPENAI_REQUEST_TIMEOUT_SECONDS),
     )
 
@@ -219,10 +213,6 @@ async def _enqueue(prepared: PreparedChat, queue: str) -> None:
     prepared.submitted_at = time.monotonic()
 
 
-async def _worker_alive(client, hostname: str) -> bool:
-    return bool(hostname) and bool(await client.exists(heartbeat_key(hostname)))
-
-
 async def _check_progress(client, prepared: PreparedChat, started_by: str) -> None:
     """Called while no event arrives. A generation whose worker died is noticed here instead of
     after the request timeout:
@@ -233,7 +223,7 @@ async def _check_progress(client, prepared: PreparedChat, started_by: str) -> No
       STICKY_START_TIMEOUT_SECONDS: nobody consumes that queue, so send it again to the shared
       queue (once)."""
     if started_by:
-        if not await _worker_alive(client, started_by):
+        if not await aworker_alive(client, started_by):
             await chat_cancel(client, prepared)
             raise WorkerLost(
                 f"The worker running this request ({started_by}) stopped before it finished; retry.",
@@ -244,7 +234,7 @@ async def _check_progress(client, prepared: PreparedChat, started_by: str) -> No
     if (
         prepared.queue != routing.SHARED_QUEUE
         and waited > settings.STICKY_START_TIMEOUT_SECONDS
-        and not await _worker_alive(client, prepared.sticky_worker or "")
+        and not await aworker_alive(client, prepared.sticky_worker or "")
     ):
         logger.warning(
             "chat %s: not started after %.0f s on %s, whose worker is gone; sent to %s",

@@ -1,6 +1,6 @@
 """Fetch an image by http(s) URL without becoming an SSRF proxy.
 
-Rules (DESIGN.md "Errors and limits"):
+Rules (docs/architecture.md, "Errors and limits"):
 - only http and https, no credentials in the URL;
 - resolve the host ourselves and refuse unless EVERY address is public: no private, loopback,
   link-local (169.254.169.254 and other cloud metadata), shared, multicast, reserved or

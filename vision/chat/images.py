@@ -35,7 +35,8 @@ class StoredImage:
 
 
 def image_bytes(url: str) -> tuple[bytes, str]:
-    """The bytes behind an image_url and a file name for them. Refuses what DESIGN.md refuses."""
+    """The bytes behind an image_url and a file name for them. Refuses what docs/architecture.md
+    ("Errors and limits") refuses."""
     max_bytes = settings.OPENAI_MAX_IMAGE_BYTES
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme == "data":

@@ -19,9 +19,8 @@ import json
 from django.conf import settings
 
 from vision.generation import GenerationSpec
-from vision.heartbeat import worker_queue_name
+from vision.heartbeat import SHARED_QUEUE, worker_queue_name
 
-SHARED_QUEUE = "vision"
 _KEY_PREFIX = "docplatform:conv:"
 
 

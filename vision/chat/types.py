@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vision.params import SamplingParams
+
 ROLES = ("system", "user", "assistant")
 
 
@@ -34,23 +36,19 @@ class ResponseFormat:
 class ChatRequest:
     model: str  # the id the client asked for (VISION_MODEL or its alias)
     messages: tuple[InputMessage, ...]
-    max_tokens: int
-    temperature: float = 1.0  # OpenAI's default: sampling, so only seeded requests are cacheable
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
+    # OpenAI's default temperature is 1 (sampling), so only seeded or greedy requests are cached.
+    # min_tokens and ignore_eos are vLLM-style extensions (benchmarks, load tests): they force
+    # exact output lengths on random weights.
+    sampling: SamplingParams
     stream: bool = False
     include_usage: bool = False  # stream_options.include_usage: a last chunk with usage
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
     conversation_id: str | None = None  # explicit id: header, metadata.conversation_id or `user`
-    # vLLM-style extensions (benchmarks, load tests): force exact output lengths on random weights.
-    min_tokens: int = 0
-    ignore_eos: bool = False
 
     @property
     def deterministic(self) -> bool:
         """Greedy, or sampling with a seed: the same input gives the same answer (answer cache)."""
-        return self.temperature <= 0.0 or self.seed is not None
+        return self.sampling.deterministic
 
     @property
     def image_count(self) -> int:

@@ -1,8 +1,8 @@
 """What CPU we run on, as far as number-format choices care.
 
-The fastest weight format differs between the CPUs this project runs on (see DESIGN.md, "Engine
-defaults"), so `autotune` caches its verdict per `CpuInfo.key`: same model name, same relevant ISA
-flags and same torch build give the same kernels and the same answer.
+The fastest weight format differs between the CPUs this project runs on (see docs/architecture.md,
+"Engine defaults on CPU"), so `autotune` caches its verdict per `CpuInfo.key`: same model name,
+same relevant ISA flags and same torch build give the same kernels and the same answer.
 """
 
 from __future__ import annotations

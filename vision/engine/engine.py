@@ -6,7 +6,7 @@
     for delta in handle: print(delta.text, end="")
     engine.shutdown()
 
-One process holds one model (DESIGN.md): the Celery worker creates one Engine and its threads-pool
+One process holds one model (docs/architecture.md): the Celery worker creates one Engine and its threads-pool
 tasks share it, so concurrent requests batch together instead of each holding a model copy.
 """
 
@@ -71,6 +71,13 @@ class RequestHandle:
     @property
     def finished(self) -> bool:
         return self._final is not None
+
+    @property
+    def final_delta(self) -> StreamDelta | None:
+        """The finishing event once it arrived: its text is the answer's last piece (the last
+        token's, and any text held back while it could still start a stop string), its usage and
+        timings the request's."""
+        return self._final
 
     def cancel(self) -> None:
         self._engine.cancel(self.request_id)

@@ -13,17 +13,16 @@ from dataclasses import asdict, dataclass, field
 
 from PIL import Image
 
-# Pixel budgets per task. One merged image token covers 32x32 pixels (patch 16, merge 2), so
-# max_pixels / 1024 is the most image tokens a request can cost. A chat photo is described well
-# from ~640 tokens; a document page needs 8-10 pt text to stay legible, ~1,000 tokens for an A4
-# page (about 120 dpi), while a native 150 dpi A4 scan would be ~2,100 tokens and ~100 s of vision
-# tower in fp32 on two AVX2 cores. The worker passes the VISION_*_PIXELS settings; these are the
-# engine's own defaults for plain-Python callers (CLI, benchmarks).
-TOKEN_PIXELS = 32 * 32
-DEFAULT_MIN_PIXELS = 64 * TOKEN_PIXELS
-CHAT_MAX_PIXELS = 640 * TOKEN_PIXELS
-DOCUMENT_MAX_PIXELS = 1000 * TOKEN_PIXELS
-DOCUMENT_TASKS = frozenset({"ocr", "invoice"})
+# The sampling fields and the pixel budgets are shared with the web side, which must not import
+# the engine: they are defined in vision/params.py (plain Python) and are the engine's types too.
+from vision.params import (  # noqa: F401  (re-exported)
+    CHAT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    DOCUMENT_MAX_PIXELS,
+    DOCUMENT_TASKS,
+    TOKEN_PIXELS,
+    SamplingParams,
+)
 
 
 class FinishReason(enum.StrEnum):
@@ -69,21 +68,6 @@ class ChatMessage:
     @classmethod
     def text(cls, role: str, text: str) -> ChatMessage:
         return cls(role=role, content=(TextPart(text),))
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    max_tokens: int = 256
-    temperature: float = 0.0  # 0 means greedy
-    top_p: float = 1.0
-    seed: int | None = None  # with temperature > 0, makes sampling repeatable
-    stop: tuple[str, ...] = ()
-    min_tokens: int = 0  # end-of-turn is suppressed until this many tokens are out
-    ignore_eos: bool = False  # benchmarks force exact output lengths with random weights
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature <= 0.0
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Jobs (one model run over one document) and batches (many jobs submitted together).
 
 A Job row is the truth about its run: the Celery message only carries its id, and a task that is
-delivered twice (late acks, a lost worker) claims the row first (vision/services/jobs.py), so the
+delivered twice (late acks, a lost worker) claims the row first (vision/runners/loop.py), so the
 row, not the message, decides whether work happens.
 """
 

@@ -7,7 +7,9 @@ turns either into `{"error": {"message", "type", "param", "code"}}` with the rig
 
 from __future__ import annotations
 
+import redis
 from django.http import JsonResponse
+from kombu.exceptions import OperationalError as BrokerError
 
 from docplatform.errors import ApplicationError, RetryLater
 from docplatform.exception_handler import error_payload
@@ -47,6 +49,16 @@ class OpenAIError(Exception):
 
 def invalid(message: str, *, param: str | None = None, code: str | None = "invalid_value") -> OpenAIError:
     return OpenAIError(400, message, param=param, code=code)
+
+
+# Redis or the Celery broker cannot be reached: the request is answered 503 queue_unavailable.
+QUEUE_ERRORS = (redis.RedisError, BrokerError, OSError)
+
+
+def queue_unavailable() -> OpenAIError:
+    return OpenAIError(
+        503, "The request queue is unavailable; retry shortly.", code="queue_unavailable", retry_after=5
+    )
 
 
 def error_response(exc: OpenAIError | ApplicationError) -> JsonResponse:

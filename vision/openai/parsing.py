@@ -1,7 +1,8 @@
 """Parse and bound a `POST /v1/chat/completions` body the way OpenAI validates it.
 
-Bytes in, `ChatRequest` out, or an `OpenAIError` naming the offending `param`. Pure: no I/O, no
-Django models, so the hostile-input cases (issue 9) are cheap to test one by one.
+Bytes in, `ChatRequest` out, or an `OpenAIError` naming the offending `param`. Pure apart from
+`read_body_bounded` (the one read of the request body): no other I/O, no Django models, so the
+hostile-input cases are cheap to test one by one.
 """
 
 from __future__ import annotations
@@ -11,20 +12,34 @@ import math
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest
 
-from vision.chat.types import ChatRequest, InputMessage, InputPart, ResponseFormat
+from vision.chat.types import ROLES, ChatRequest, InputMessage, InputPart, ResponseFormat
 from vision.openai.errors import OpenAIError, invalid
+from vision.params import SamplingParams
 
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit
 MAX_STOP_LENGTH = 256
 MAX_JSON_DEPTH = 32  # a chat body nests ~6 deep; deeper is an attack on the parser, not a request
 MAX_CONVERSATION_ID_LENGTH = 256
 _ROLE_ALIASES = {"developer": "system"}
-_ROLES = {"system", "user", "assistant"}
 
 
 def model_ids() -> tuple[str, ...]:
     return tuple(dict.fromkeys((settings.VISION_MODEL, settings.OPENAI_MODEL_ALIAS)))
+
+
+def read_body_bounded(request: HttpRequest) -> bytes:
+    """The request body, or 413 when it is larger than OPENAI_MAX_BODY_BYTES (read no further)."""
+    limit = settings.OPENAI_MAX_BODY_BYTES
+    too_big = OpenAIError(413, f"The request body is larger than {limit} bytes.", code="request_too_large")
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if length.isdigit() and int(length) > limit:
+        raise too_big
+    data = request.read(limit + 1)
+    if len(data) > limit:
+        raise too_big
+    return data
 
 
 def decode_body(raw: bytes) -> dict[str, Any]:
@@ -85,14 +100,7 @@ def parse_chat_request(body: dict[str, Any], *, conversation_header: str | None 
     n = body.get("n", 1)
     if n is not None and (not _is_int(n) or n != 1):
         raise invalid("Only n=1 is supported.", param="n")
-    messages = _messages(body.get("messages"))
-    images = sum(p.image_url is not None for m in messages for p in m.parts)
-    if images > settings.OPENAI_MAX_IMAGES:
-        raise invalid(
-            f"Too many images: {images}, at most {settings.OPENAI_MAX_IMAGES} per request.",
-            param="messages",
-            code="too_many_images",
-        )
+    messages = _messages(body.get("messages"))  # also bounds the images (OPENAI_MAX_IMAGES)
     stream = _bool(body, "stream", False)
     stream_options = body.get("stream_options")
     include_usage = False
@@ -113,17 +121,19 @@ def parse_chat_request(body: dict[str, Any], *, conversation_header: str | None 
     return ChatRequest(
         model=model,
         messages=messages,
-        max_tokens=max_tokens,
-        temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
-        top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True),
-        seed=_seed(body.get("seed")),
-        stop=_stop(body.get("stop")),
+        sampling=SamplingParams(
+            max_tokens=max_tokens,
+            temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
+            top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True),
+            seed=_seed(body.get("seed")),
+            stop=_stop(body.get("stop")),
+            min_tokens=min_tokens,
+            ignore_eos=_bool(body, "ignore_eos", False),
+        ),
         stream=stream,
         include_usage=include_usage,
         response_format=_response_format(body.get("response_format")),
         conversation_id=_conversation_id(body, conversation_header),
-        min_tokens=min_tokens,
-        ignore_eos=_bool(body, "ignore_eos", False),
     )
 
 
@@ -245,7 +255,7 @@ def _messages(value: Any) -> tuple[InputMessage, ...]:
         if not isinstance(message, dict):
             raise invalid(f"{param} must be an object.", param=param)
         role = _ROLE_ALIASES.get(message.get("role"), message.get("role"))
-        if role not in _ROLES:
+        if role not in ROLES:
             raise invalid(
                 f"{param}.role must be one of 'system', 'developer', 'user', 'assistant'.",
                 param=f"{param}.role",

@@ -9,14 +9,13 @@ from django.conf import settings
 from django.db.models import Count, QuerySet
 
 from docplatform.errors import NotFound
-from vision.heartbeat import heartbeats_read, redis_client
+from vision.heartbeat import SHARED_QUEUE, WorkerHeartbeat, engine_state, heartbeats_read, redis_client
 from vision.models import Extraction, ExtractionEvent, ExtractionStatus, Job, JobStatus
 
 logger = logging.getLogger(__name__)
 
 # The dashboard must render even when Redis is down: short timeouts, and the error shown instead.
 _REDIS_TIMEOUT_S = 0.5
-SHARED_QUEUE = "vision"
 
 
 @dataclass(frozen=True)
@@ -48,6 +47,20 @@ class PlatformState:
         return sum(worker.waiting for worker in self.workers)
 
 
+def _worker_state(beat: WorkerHeartbeat) -> WorkerState:
+    engine = beat.get("engine", {})  # EngineStatus.to_dict(), or the worker's state before it
+    return WorkerState(
+        hostname=beat.get("hostname", "?"),
+        state=engine_state(beat),
+        model=str(engine.get("model", "")),
+        formats=dict(engine.get("formats") or {}),
+        threads=int(engine.get("threads") or 0),
+        running=int(engine.get("running") or 0),
+        waiting=int(engine.get("waiting") or 0),
+        error=str(engine.get("error") or ""),
+    )
+
+
 def platform_state() -> PlatformState:
     """Workers online with their model and chosen number formats, and the depth of the queues."""
     counts = {
@@ -66,19 +79,7 @@ def platform_state() -> PlatformState:
         beats, depth, error = [], None, type(exc).__name__
     finally:
         client.close()
-    workers = [
-        WorkerState(
-            hostname=beat.get("hostname", "?"),
-            state=str(beat.get("engine", {}).get("state", "?")),
-            model=str(beat.get("engine", {}).get("model", "")),
-            formats=dict(beat.get("engine", {}).get("formats") or {}),
-            threads=int(beat.get("engine", {}).get("threads") or 0),
-            running=int(beat.get("engine", {}).get("running") or 0),
-            waiting=int(beat.get("engine", {}).get("waiting") or 0),
-            error=str(beat.get("engine", {}).get("error") or ""),
-        )
-        for beat in beats
-    ]
+    workers = [_worker_state(beat) for beat in beats]
     return PlatformState(
         workers=workers,
         queued_jobs=counts.get(JobStatus.QUEUED, 0),

@@ -1,19 +1,17 @@
-"""Extractions: created from an invoice reading (by the `invoice` job runner or the command line),
-then corrected, approved or rejected by a reviewer (issue 7's UI calls these services).
-
-Also the `ocr` and `invoice` job runners, registered in `vision.services.jobs.JOB_RUNNERS`.
+"""Extractions: created from an invoice reading (by the `invoice` job runner,
+vision.runners.invoice, or the command line), then corrected, approved or rejected by a reviewer
+(the portal's review pages and the admin call these services).
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.roles import REVIEW_PERMISSION
 from docplatform.errors import Conflict, PermissionDenied, ValidationFailed
 from vision.models import (
     Document,
@@ -25,14 +23,10 @@ from vision.models import (
 )
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from vision.ocr.pipeline import InvoiceReading
-    from vision.services.jobs import JobOutcome, JobRunContext
 
 logger = logging.getLogger(__name__)
 
-REVIEW_PERMISSION = "accounts.access_review"
 _META_KEYS = ("checks", "flags", "confidence", "box", "page", "used_vlm")
 
 
@@ -187,95 +181,4 @@ def extraction_reject(*, extraction: Extraction, user, comment: str) -> Extracti
         raise ValidationFailed("Say why the extraction is rejected.")
     return _review(
         extraction, user, ExtractionStatus.REJECTED, ExtractionEventAction.REJECTED, comment.strip()
-    )
-
-
-# --- job runners (worker side) ------------------------------------------------------------------
-
-
-def _page_images(job: Job) -> list[tuple[int, str, str, Image.Image]]:
-    """(number, path, sha256, image) of the job's pages: `pages` option, or all."""
-    from PIL import Image
-
-    pages = job.document.pages.order_by("number")
-    wanted = (job.options or {}).get("pages")
-    if wanted:
-        pages = pages.filter(number__in=wanted)
-    root = Path(settings.MEDIA_ROOT)
-    out = []
-    for page in pages:
-        with Image.open(root / page.file) as image:
-            out.append((page.number, page.file, page.sha256, image.convert("RGB")))
-    return out
-
-
-def job_run_ocr(context: JobRunContext) -> JobOutcome:
-    """`ocr` job: every page through the OCR engine; result has the lines with boxes."""
-    from vision.models import JobStatus
-    from vision.ocr.engine import ocr_image
-    from vision.services.jobs import JobOutcome
-
-    pages = []
-    for number, _, _, image in _page_images(context.job):
-        pages.append({"page": number, **ocr_image(image).to_dict()})
-    text = "\n\n".join(p["text"] for p in pages)
-    timings = {"total_s": round(sum(p["elapsed_s"] for p in pages), 3)}
-    return JobOutcome(
-        status=JobStatus.SUCCEEDED, text=text, result={"pages": pages}, finish_reason="stop", timings=timings
-    )
-
-
-def job_run_invoice(context: JobRunContext) -> JobOutcome:
-    """`invoice` job: the first selected page through OCR, the layout extractor and the VLM
-    cross-check (streamed like any generation, so progress and cancel work); the result is an
-    Extraction awaiting review."""
-    from vision.engine import EngineOverloaded, FinishReason
-    from vision.generation import GenerationSpec, SpecImage, SpecMessage, SpecPart
-    from vision.inference import generate_to_stream
-    from vision.models import JobStatus
-    from vision.ocr.pipeline import ModelFailed, read_invoice
-    from vision.ocr.vlm import invoice_prompt
-    from vision.services.jobs import EngineUnavailable, JobOutcome
-
-    job = context.job
-    number, path, sha256, image = _page_images(job)[0]
-    cancelled = False
-
-    def ask_model(_image, ocr) -> str:
-        nonlocal cancelled
-        spec = GenerationSpec(
-            request_id=job.request_id,
-            messages=[
-                SpecMessage(
-                    "user", [SpecPart(image=SpecImage(path, sha256)), SpecPart(text=invoice_prompt(ocr))]
-                )
-            ],
-            task="invoice",
-            max_tokens=job.max_tokens,
-            deadline_s=float(settings.VISION_JOB_TIME_LIMIT),
-            use_prefix_cache=False,
-        )
-        try:
-            output = generate_to_stream(
-                context.engine, spec, context.redis, worker=context.worker, on_delta=context.on_progress
-            )
-        except EngineOverloaded as exc:
-            raise EngineUnavailable(str(exc)) from exc
-        if output.finish_reason == FinishReason.CANCELLED:
-            cancelled = True
-            return ""
-        if output.finish_reason in (FinishReason.ERROR, FinishReason.TIMEOUT):
-            raise ModelFailed(output.error or output.finish_reason.value)
-        return output.text
-
-    reading = read_invoice(image, ask_model=ask_model)
-    if cancelled:
-        return JobOutcome(status=JobStatus.CANCELLED, error="Cancelled.", error_code="cancelled")
-    extraction = extraction_create_from_invoice(document=job.document, reading=reading, job=job, page=number)
-    result = {"extraction_id": extraction.pk, **reading.to_dict()}
-    return JobOutcome(
-        status=JobStatus.SUCCEEDED,
-        result=result,
-        finish_reason="stop",
-        timings={"ocr_s": round(reading.ocr.elapsed_s, 3)},
     )

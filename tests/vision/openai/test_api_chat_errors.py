@@ -1,5 +1,5 @@
-"""Every failure on /v1 is an OpenAI error object, against the live server (hostile inputs of
-issue 9: bad parameters, bad URLs, oversized and malformed bodies, too many images, no auth)."""
+"""Every failure on /v1 is an OpenAI error object, against the live server (hostile inputs:
+bad parameters, bad URLs, oversized and malformed bodies, too many images, no auth)."""
 
 from __future__ import annotations
 

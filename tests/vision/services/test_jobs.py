@@ -8,7 +8,9 @@ from django.utils import timezone
 
 from vision.heartbeat import heartbeat_delete, heartbeat_write
 from vision.models import Job, JobStatus
-from vision.services.jobs import JobOutcome, _job_claim, _job_finish, job_cancel, job_options_validate
+from vision.runners.loop import _job_claim, _job_finish
+from vision.runners.types import JobOutcome
+from vision.services.jobs import job_cancel, job_options_validate
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,8 @@
 """Chat: attach an image (📷), ask, and watch the answer stream in.
 
 The page speaks the OpenAI chat completions protocol (`stream: true`) to `chat_stream` below,
-which runs the same chat services and SSE relay as `/v1/chat/completions`. Like any OpenAI client
+which runs the same chat service call (`vision.chat.service.chat_stream`) and SSE relay
+(`vision.openai.sse`) as `/v1/chat/completions`. Like any OpenAI client
 the page resends the conversation each turn; the platform finds the stored Conversation by its
 opening messages (vision/chat/routing.py). A portal chat therefore opens with a system message
 carrying a random chat id: two chats that start with the same question stay two conversations,
@@ -11,25 +12,18 @@ and the history the page reloads from the database resends the same opening.
 import logging
 import secrets
 
-import redis
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
-from kombu.exceptions import OperationalError as BrokerError
 
 from docplatform.errors import ApplicationError, NotFound
-from vision.chat.completion import chat_cached, chat_prepare, chat_submit
-from vision.chat.connections import async_redis
+from vision.chat import service
 from vision.conversations.selectors import conversation_get, conversation_list, conversation_messages
-from vision.openai.errors import OpenAIError, error_response
-from vision.openai.parsing import decode_body, parse_chat_request
-
-# The bounded body read and the SSE relay of /v1 (OpenAI chunks, error events, cancel on
-# disconnect) are private to the /v1 views module; imported rather than copied so both endpoints
-# read and stream the same way.
-from vision.openai.views import SSEResponse, read_body_bounded, sse_stream
+from vision.openai.errors import QUEUE_ERRORS, OpenAIError, error_response, queue_unavailable
+from vision.openai.parsing import decode_body, parse_chat_request, read_body_bounded
+from vision.openai.sse import chat_sse_response
 
 logger = logging.getLogger(__name__)
 
@@ -78,33 +72,19 @@ async def chat_stream(request: HttpRequest) -> HttpResponse:
 
     /v1 itself cannot serve the page: its session authentication runs DRF's CSRF check on a DRF
     request without parsers, which fails on a JSON body (UnsupportedMediaType, answered as 500).
-    The answer is produced by the same vision.chat services and the same SSE relay as /v1. The
+    The answer is produced by the same chat service call and the same SSE relay as /v1. The
     stored conversation's id comes back in a header, so the page can link to it."""
     user = await request.auser()
     if not user.is_authenticated:
         return error_response(OpenAIError(401, "Log in first.", code="not_authenticated"))
     try:
         body = decode_body(read_body_bounded(request))
-        chat_request = parse_chat_request(body)
-        client = async_redis()
-        prepared = await chat_prepare(user=user, request=chat_request)
-        cached = await chat_cached(client, prepared)
-        if cached is None:
-            await chat_submit(client, prepared)
+        stream = await service.chat_stream(user=user, request=parse_chat_request(body))
     except (OpenAIError, ApplicationError) as exc:
         return error_response(exc)
-    except (redis.RedisError, BrokerError, OSError) as exc:
+    except QUEUE_ERRORS as exc:
         logger.warning("portal chat: queue unavailable: %s", exc)
-        return error_response(
-            OpenAIError(
-                503,
-                "The request queue is unavailable; retry shortly.",
-                code="queue_unavailable",
-                retry_after=5,
-            )
-        )
-    response = SSEResponse(sse_stream(client, prepared, cached))
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    response[CONVERSATION_HEADER] = str(prepared.conversation_pk or "")
+        return error_response(queue_unavailable())
+    response = chat_sse_response(stream)
+    response[CONVERSATION_HEADER] = str(stream.prepared.conversation_pk or "")
     return response

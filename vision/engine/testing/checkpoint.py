@@ -5,10 +5,10 @@ by this module: the file layout of `Qwen/Qwen3-VL-2B-Instruct` (config.json in t
 format, safetensors weights, Qwen2 byte-level BPE tokenizer with Qwen's special tokens, the
 Qwen3-VL ChatML chat template, image and video preprocessor configs), random weights inside.
 
-    python -m vision.engine.checkpoint --size tiny OUT_DIR      # a few MB, about a second
-    python -m vision.engine.checkpoint --size 2b OUT_DIR        # real 2B dimensions, ~4.3 GB bf16
+    python -m vision.engine.testing.checkpoint --size tiny OUT_DIR      # a few MB, about a second
+    python -m vision.engine.testing.checkpoint --size 2b OUT_DIR        # real 2B dimensions, ~4.3 GB bf16
 
-The tokenizer is trained at write time on `_tokenizer_corpus` (English, Simplified Chinese,
+The tokenizer is trained at write time on `vision.engine.testing.corpus` (English, Simplified Chinese,
 numbers, JSON), so its ids differ from the real Qwen tokenizer's; config.json carries the ids
 this tokenizer really has. Output is byte-for-byte reproducible for a given size, seed and dtype.
 """
@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
 from tokenizers.models import BPE
 
-from vision.engine._tokenizer_corpus import corpus
+from vision.engine.testing.corpus import corpus
 
 # Part of the fixture cache key: bump it whenever the files this module writes change.
 WRITER_VERSION = "1"
@@ -630,7 +630,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m vision.engine.checkpoint",
+        prog="python -m vision.engine.testing.checkpoint",
         description="Write a random-weight Qwen3-VL checkpoint (real file layout, random weights).",
     )
     parser.add_argument("out_dir", type=Path)

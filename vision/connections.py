@@ -1,7 +1,11 @@
-"""One `redis.asyncio` client per event loop (and Redis URL) for the web side.
+"""The process's Redis clients for platform work (streams, cancel keys, heartbeats, queues).
 
-redis.asyncio connections belong to the loop that opened them; uvicorn runs one loop, tests may run
-several, so clients are kept per loop instead of per process.
+`async_redis()`: one `redis.asyncio` client per event loop (and Redis URL) for the async web
+views. redis.asyncio connections belong to the loop that opened them; uvicorn runs one loop, tests
+may run several, so clients are kept per loop instead of per process.
+
+`sync_redis()`: one sync client per process, shared by its threads (job runners in a worker,
+`job_cancel` in the web process).
 """
 
 from __future__ import annotations
@@ -9,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import weakref
 
+import redis
 import redis.asyncio as aredis
 from django.conf import settings
+
+from vision.heartbeat import redis_client
 
 # XREAD blocks up to 1 s (vision.streams.aread); the socket timeout must outlast it.
 SOCKET_TIMEOUT_S = 5.0
@@ -31,3 +38,13 @@ def async_redis() -> aredis.Redis:
         )
         per_loop[settings.REDIS_URL] = client
     return client
+
+
+_sync_client: redis.Redis | None = None
+
+
+def sync_redis() -> redis.Redis:
+    global _sync_client
+    if _sync_client is None:
+        _sync_client = redis_client(settings.REDIS_URL, timeout=5.0)
+    return _sync_client

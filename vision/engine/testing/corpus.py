@@ -4,7 +4,7 @@ Small on purpose (a few KB): it only has to give the tokenizer realistic merges 
 kinds of text the platform sees (English prose, Simplified Chinese, numbers, dates,
 amounts, JSON and markup), so prompts tokenize into word-like pieces instead of single
 bytes. Any text still round-trips, because the tokenizer falls back to its 256 byte tokens.
-Changing this text changes every token id: bump `checkpoint.WRITER_VERSION` when you do.
+Changing this text changes every token id: bump `vision.engine.testing.checkpoint.WRITER_VERSION` when you do.
 """
 
 ENGLISH = """\

@@ -1,5 +1,5 @@
 """The stuck-job watchdog: a thread in every worker process that requeues or fails jobs whose
-worker died (vision/services/jobs.py: `jobs_recover_stuck`).
+worker died (`vision.runners.recovery.jobs_recover_stuck`).
 
 On start it first recovers this worker's own leftovers (jobs still "running" under its hostname
 from before a crash or kill), then checks every JOB_STUCK_GRACE_SECONDS / 2. Several workers
@@ -26,7 +26,7 @@ class _Watchdog(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        from vision.services.jobs import jobs_recover_stuck
+        from vision.runners.recovery import jobs_recover_stuck
 
         restarted: str | None = self.hostname
         while not self._stop_event.is_set():

@@ -1,0 +1,41 @@
+"""The web → worker contract: a GenerationSpec survives its JSON trip, sampling included."""
+
+from vision.generation import GenerationSpec, SpecImage, SpecMessage, SpecPart
+from vision.params import SamplingParams
+
+
+def test_spec_round_trips_through_json():
+    spec = GenerationSpec(
+        request_id="chatcmpl-1",
+        messages=[
+            SpecMessage("system", [SpecPart(text="Be brief.")]),
+            SpecMessage(
+                "user", [SpecPart(image=SpecImage("uploads/a/b.png", "ab" * 32)), SpecPart(text="?")]
+            ),
+        ],
+        task="vqa",
+        sampling=SamplingParams(
+            max_tokens=7,
+            temperature=0.5,
+            top_p=0.9,
+            seed=3,
+            stop=("END", "\n\n"),
+            min_tokens=2,
+            ignore_eos=True,
+        ),
+        max_pixels=4096,
+        deadline_s=12.5,
+        use_prefix_cache=False,
+    )
+
+    again = GenerationSpec.from_json(spec.to_json())
+
+    assert again == spec
+    assert isinstance(again.sampling.stop, tuple)  # hashable, as the engine's SamplingParams wants
+
+
+def test_the_engine_takes_the_same_sampling_class():
+    # One definition of the sampling fields: the engine's SamplingParams is vision.params' class.
+    from vision.engine import SamplingParams as EngineSamplingParams
+
+    assert EngineSamplingParams is SamplingParams

@@ -1,0 +1,47 @@
+"""What a job runner gets and returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vision.models import Job, JobStatus
+
+
+class EngineUnavailable(Exception):
+    """This worker's engine cannot take work now (still loading, off, or overloaded); the task
+    retries later. `permanent` marks a failed load: the job fails at once with `reason`."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+@dataclass
+class JobOutcome:
+    """What a runner returns; `job_run` stores it if the claim still holds."""
+
+    status: JobStatus
+    text: str = ""
+    result: Any = None  # JSON-able structured result, or None
+    finish_reason: str = ""
+    error: str = ""
+    error_code: str = ""
+    usage: dict[str, int] = field(default_factory=dict)  # prompt/completion/image/cached tokens
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class JobRunContext:
+    """What a runner gets: the claimed job and the worker's means to run it."""
+
+    job: Job
+    engine: Any  # vision.engine.Engine (worker only; never imported by web code)
+    redis: Any  # sync redis client for the token stream
+    worker: str
+    on_progress: Callable[[str, int], None]
+
+
+Runner = Callable[[JobRunContext], JobOutcome]
