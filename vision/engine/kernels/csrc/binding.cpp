@@ -84,26 +84,48 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed, const 
   return y;
 }
 
-// Rows [n0, n1) of the dequantized weight (w - 128) * wscale as `dtype`: one chunk of the dense
-// path's weight, so a many-row call never holds a full float copy.
+// Rows [n0, n1) of the dequantized weight (w - 128) * wscale as fp32 or bf16: one chunk of the
+// dense path's weight, so a many-row call never holds a full float copy. Reads each panel once,
+// in order, and writes 16 output rows side by side.
+template <typename T>
+void dequant_panels(const uint8_t* w, const float* ws, int64_t k, int64_t kp, int64_t n0, int64_t n1, T* o) {
+  at::parallel_for(n0 / vk::kPanel, (n1 + vk::kPanel - 1) / vk::kPanel, 1, [&](int64_t pb, int64_t pe) {
+    for (int64_t p = pb; p < pe; ++p) {
+      const uint8_t* panel = w + p * kp * vk::kPanel;
+      const int64_t cols = std::min<int64_t>(vk::kPanel, n1 - p * vk::kPanel);
+      for (int64_t j = 0; j < cols; ++j) {
+        const int64_t col = p * vk::kPanel + j;
+        const float s = ws[col];
+        T* orow = o + (col - n0) * k;
+        const int64_t full = k / 4;  // whole k-groups, then the tail of a k that is not a multiple of 4
+        for (int64_t g = 0; g < full; ++g) {
+          const uint8_t* src = panel + g * vk::kGroupBytes + j * 4;
+          for (int t = 0; t < 4; ++t)
+            orow[g * 4 + t] = static_cast<T>(static_cast<float>(static_cast<int32_t>(src[t]) - 128) * s);
+        }
+        for (int64_t kk = full * 4; kk < k; ++kk) {
+          const uint8_t v = panel[(kk / 4) * vk::kGroupBytes + j * 4 + kk % 4];
+          orow[kk] = static_cast<T>(static_cast<float>(static_cast<int32_t>(v) - 128) * s);
+        }
+      }
+    }
+  });
+}
+
 torch::Tensor dequant(const torch::Tensor& packed, const torch::Tensor& wscale, int64_t k, int64_t n0, int64_t n1,
                       torch::ScalarType dtype) {
   const int64_t kp = round_up(k, vk::kBlock);
   TORCH_CHECK(n0 % vk::kPanel == 0 && n1 > n0 && packed.size(1) == kp * vk::kPanel);
-  auto out = torch::empty({n1 - n0, k}, torch::TensorOptions().dtype(torch::kFloat));
+  TORCH_CHECK(dtype == torch::kFloat || dtype == torch::kBFloat16, "dequant to fp32 or bf16");
+  auto out = torch::empty({n1 - n0, k}, torch::TensorOptions().dtype(dtype));
   const uint8_t* w = packed.data_ptr<uint8_t>();
   const float* ws = wscale.data_ptr<float>();
-  float* o = out.data_ptr<float>();
-  at::parallel_for(n0, n1, 16, [&](int64_t b, int64_t e) {
-    for (int64_t col = b; col < e; ++col) {
-      const uint8_t* panel = w + (col / vk::kPanel) * kp * vk::kPanel + (col % vk::kPanel) * 4;
-      const float s = ws[col];
-      float* orow = o + (col - n0) * k;
-      for (int64_t kk = 0; kk < k; ++kk)
-        orow[kk] = static_cast<float>(static_cast<int32_t>(panel[(kk / 4) * vk::kGroupBytes + kk % 4]) - 128) * s;
-    }
-  });
-  return dtype == torch::kFloat ? out : out.to(dtype);
+  if (dtype == torch::kFloat) {
+    dequant_panels(w, ws, k, kp, n0, n1, out.data_ptr<float>());
+  } else {
+    dequant_panels(w, ws, k, kp, n0, n1, out.data_ptr<at::BFloat16>());
+  }
+  return out;
 }
 
 }  // namespace

@@ -44,7 +44,7 @@ void tile(const vk::Args& a, int64_t m0, int64_t p0) {
       typename V::W w[NV];
       for (int n = 0; n < NR; ++n) {
         const uint8_t* src = wb + n * pstride + g * vk::kGroupBytes;
-        __builtin_prefetch(src + kPrefetchBytes, 0, 0);
+        __builtin_prefetch(src + kPrefetchBytes, 0, 3);
         for (int h = 0; h < H; ++h) w[n * H + h] = V::prep(src + h * kVecBytes);
       }
       for (int r = 0; r < MR; ++r) {
