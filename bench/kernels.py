@@ -84,6 +84,7 @@ def bench_shape(
     import torch.nn.functional as F
 
     from vision.engine import kernels
+    from vision.engine.autotune import measure_memory_bandwidth
     from vision.engine.quant import Int8Linear, W8A8Linear
 
     best_isa = kernels.active_isa()
@@ -140,7 +141,10 @@ def bench_shape(
             for _ in range(rounds):
                 for key, (fn, copies) in variants.items():
                     best[key] = min(best[key], _timed(fn, copies))
+                if not many:  # the bandwidth in the same rounds, so both see the same neighbours
+                    bandwidth = max(bandwidth, measure_memory_bandwidth(reps=1))
             row = {"shape": name, "n": n, "k": k, "m": m, "isa": best_isa, "loadavg": loadavg()[0]}
+            row["bandwidth_gbs"] = round(bandwidth, 2)
             row |= {f"{key}_ms": round(v * 1e3, 4) for key, v in best.items()}
             gbs = n * k / best["ours"] / 1e9
             row["ours_weight_gbs"] = round(gbs, 2)
@@ -224,7 +228,7 @@ def render(data: dict) -> str:
         )
         rows.append(
             [r["shape"], f"{r['n']}×{r['k']}", r["m"], r["ours_ms"], r["ours_weight_gbs"], f"{r['ours_bandwidth_pct']} %",
-             r["gflops"], lower or None, r.get("int8pack_ms"), r.get("w8a8_ms"), r["bf16_ms"], r["fp32_ms"], r.get("ours-dense_ms"),
+             r["gflops"], r.get("bandwidth_gbs"), lower or None, r.get("int8pack_ms"), r.get("w8a8_ms"), r["bf16_ms"], r["fp32_ms"], r.get("ours-dense_ms"),
              r.get("dequant+bf16_ms"), r.get("vs_int8pack") and f"{r['vs_int8pack']}×", f"{r['vs_bf16']}×",
              f"{r['vs_fp32']}×", r["loadavg"]]
         )  # fmt: skip
@@ -244,7 +248,8 @@ def render(data: dict) -> str:
             run_markdown(info),
             "",
             "Milliseconds per call (min over interleaved rounds, weights from DRAM at M ≤ 32). "
-            "GB/s = int8 weight bytes / time; % = of the measured read bandwidth. "
+            "GB/s = int8 weight bytes / time; % = of the read bandwidth (`bw`, a sum over 512 MiB, best of the start "
+            "and the row's own rounds). "
             "`vs X` = X's time / ours (above 1: ours is faster).",
             "",
             md_table(

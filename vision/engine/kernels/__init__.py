@@ -163,6 +163,15 @@ def active_isa() -> str:
     return _state["isa"]  # type: ignore[return-value]
 
 
+def identity() -> str:
+    """Which int8 implementation runs, for caches of timings: the path and the sources' hash.
+
+    A verdict `autotune` measured on torch's op (or an older kernel) must not be reused for ours.
+    """
+    isa = active_isa()
+    return isa if isa == TORCH_OP else f"{isa}-{build_directory().name.rsplit('-', 1)[-1]}"
+
+
 @contextmanager
 def use_isa(name: str) -> Iterator[None]:
     """Run int8 layers on path `name` inside the block (tests and benchmarks compare paths).
@@ -190,10 +199,13 @@ def pack_int8(qweight: torch.Tensor) -> torch.Tensor:
     """
     n, k = qweight.shape
     np_, kp = -(-n // PANEL) * PANEL, -(-k // BLOCK) * BLOCK
-    w = torch.zeros(np_, kp, dtype=torch.int8)
-    w[:n, :k] = qweight
-    w = w.view(np_ // PANEL, PANEL, kp // 4, 4).permute(0, 2, 1, 3).contiguous()
-    return (w.view(torch.uint8) ^ 128).view(np_ // PANEL, kp * PANEL)
+    w = qweight
+    if (np_, kp) != (n, k):  # pad (a copy) only when needed: the lm_head alone is 311 MB
+        w = torch.zeros(np_, kp, dtype=torch.int8)
+        w[:n, :k] = qweight
+    packed = w.view(np_ // PANEL, PANEL, kp // 4, 4).permute(0, 2, 1, 3).contiguous().view(torch.uint8)
+    packed ^= 128  # in place: the one copy is the permuted layout
+    return packed.view(np_ // PANEL, kp * PANEL)
 
 
 def unpack_int8(packed: torch.Tensor, n: int, k: int) -> torch.Tensor:
