@@ -21,6 +21,11 @@ and the AVX2-only EPYC shows the same fp32-activation cliff (10x). So every quan
 its input to bf16 for the matmul and casts the result back: callers keep fp32 in / fp32 out (the
 cast of one activation row is noise next to reading the weights: 0.78 vs 0.64 ms above).
 `torch.ao.quantization` is deprecated in torch 2.13 and is not used.
+
+int8 now runs on the engine's own kernels (`vision.engine.kernels`: int8 activations per block
+of 32, VNNI / AVX2 integer dot products, one weight pass for up to 8 rows, a blocked GEMM for
+prompt-sized calls) wherever they build; the torch op above remains the fallback. Measured
+figures: `python -m bench kernels`, bench/results/kernels-*.md.
 """
 
 from __future__ import annotations
