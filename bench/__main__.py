@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import engine_benches, platform_bench, seed_table
+    from . import engine_benches, kernels, platform_bench, seed_table
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split(";")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("web-streams", help="64 concurrent streaming clients on one web process")
     platform_bench.add_arguments(p, "web-streams")
 
+    p = sub.add_parser("kernels", help="one int8 linear: engine kernels vs torch's op and dense GEMMs")
+    kernels.add_arguments(p)
+    p = sub.add_parser("kernel-decode", help="whole-model int8 decode at batch 1 and 8 per kernel path")
+    kernels.add_decode_arguments(p)
+
     p = sub.add_parser("render", help="rewrite a seed-table/decode-floor Markdown (and chart) from its JSON")
     p.add_argument("json", type=Path)
 
@@ -68,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         from . import platform_bench
 
         return platform_bench.run(args)
+    elif args.command == "kernels":
+        from . import kernels
+
+        kernels.run(args)
+    elif args.command == "kernel-decode":
+        from . import kernels
+
+        kernels.decode_run(args)
     elif args.command == "render":
         from . import seed_report
 

@@ -17,7 +17,7 @@ WORKER_CONCURRENCY=${WORKER_CONCURRENCY:-4}
 DATA_DIR=${DATA_DIR:-$REPO_ROOT/data}
 export DATA_DIR
 
-ensure_system_packages redis-server libmagic1
+ensure_system_packages redis-server libmagic1 g++ ninja-build  # g++, ninja: the engine kernels (vision/engine/kernels)
 ensure_venv
 mkdir -p "$DATA_DIR/redis" "$DATA_DIR/logs"
 

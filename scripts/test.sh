@@ -9,7 +9,7 @@ cd "$REPO_ROOT"
 # shellcheck source=scripts/lib/setup.sh
 source scripts/lib/setup.sh
 
-ensure_system_packages redis-server libmagic1 chromium clamav-daemon fonts-dejavu-core fonts-wqy-zenhei  # fonts: rendered OCR test pages
+ensure_system_packages redis-server libmagic1 g++ ninja-build chromium clamav-daemon fonts-dejavu-core fonts-wqy-zenhei  # fonts: rendered OCR test pages
 ensure_venv
 
 export DJANGO_ENV=test

@@ -241,7 +241,10 @@ def _pick(timings: dict[str, float]) -> str:
 def _cache_entry_key(cpu_key: str, threads: int, dims: LayerDims, candidates: Iterable[str]) -> str:
     d = asdict(dims)
     dims_sig = ",".join(f"{k}={d[k]}" for k in sorted(d))
-    return f"{cpu_key}|threads={threads}|{dims_sig}|{'+'.join(candidates)}"
+    from vision.engine import kernels
+
+    # int8 timings belong to the int8 implementation that ran them (engine kernels or torch's op)
+    return f"{cpu_key}|threads={threads}|{dims_sig}|{'+'.join(candidates)}|int8={kernels.identity()}"
 
 
 def _load_cache(path: Path) -> dict[str, dict]:

@@ -21,6 +21,11 @@ and the AVX2-only EPYC shows the same fp32-activation cliff (10x). So every quan
 its input to bf16 for the matmul and casts the result back: callers keep fp32 in / fp32 out (the
 cast of one activation row is noise next to reading the weights: 0.78 vs 0.64 ms above).
 `torch.ao.quantization` is deprecated in torch 2.13 and is not used.
+
+int8 now runs on the engine's own kernels (`vision.engine.kernels`: int8 activations per block
+of 32, VNNI / AVX2 integer dot products, one weight pass for up to 8 rows, a blocked GEMM for
+prompt-sized calls) wherever they build; the torch op above remains the fallback. Measured
+figures: `python -m bench kernels`, bench/results/kernels-*.md.
 """
 
 from __future__ import annotations
@@ -53,18 +58,36 @@ def _flatten(x: torch.Tensor, in_features: int) -> torch.Tensor:
     return x.reshape(-1, in_features)
 
 
-class Int8Linear(nn.Module):
-    """Weight-only int8 linear: symmetric per-output-channel scales, bf16 activations inside.
+def quantize_per_channel(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per output channel: (q (N, K) int8, scales (N,) fp32), w ~ q * scales."""
+    w = w.detach().float()
+    # 127, not 128: symmetric range keeps -w and w exact mirror images.
+    scales = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+    q = torch.round(w / scales[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q.contiguous(), scales
 
-    Decode rows (few tokens) use the packed GEMV kernel. `_weight_int8pack_mm` is a GEMV per row,
-    linear in M (2048x6144 on this CPU: 1.4 ms at M=8, 21 ms at 128, 87 ms at 512), so with
-    `prefill_dtype` set, calls of at least PREFILL_MIN_ROWS rows dequantize the weight and run a
-    dense GEMM in that dtype instead (bf16 here: 5.2 ms at 32, 11 at 128, 33 at 512; crossover
-    ~32 rows). Which dtype, if any, is a per-CPU fact that `autotune` measures: bf16 GEMM is
-    emulated on AVX2-only CPUs, and fp32 dequant was slower than packed here (99 vs 87 ms).
+
+class Int8Linear(nn.Module):
+    """Weight-only int8 linear: symmetric per-output-channel scales, any float activations.
+
+    Two implementations, chosen once per process (`vision.engine.kernels.active_isa()`):
+    - our kernel (`vision/engine/kernels/`): weights repacked at construction into 16-column
+      panels; each call quantizes its activation rows to int8 per block of 32 and runs integer
+      dot products (AVX-512 VNNI, AVX-VNNI or AVX2 by cpuid). One pass over the weights serves
+      up to 8 rows, and many-row calls (prefill, vision) are a blocked GEMM over the same bytes,
+      so no call builds a float copy of the weight. Activation rounding adds a relative error of
+      ~0.005 (tests/engine/test_kernels.py) to the weights' ~0.008.
+    - torch's `_weight_int8pack_mm` (bf16 activations, a GEMV per row) where the kernels cannot
+      be built: the weight is kept as (N, K) int8.
+
+    `prefill_dtype` (from `autotune`, a per-CPU fact): calls of at least PREFILL_MIN_ROWS rows
+    dequantize the weight in chunks of CHUNK_COLUMNS output columns and run a dense GEMM in that
+    dtype (bf16 where it is native: AMX's bf16 GEMM outruns any int8 VNNI GEMM). A chunk is
+    4 MB at K=2048 in bf16, never a whole copy of the weight.
     """
 
     PREFILL_MIN_ROWS = 32
+    CHUNK_COLUMNS = 1024
 
     def __init__(
         self,
@@ -74,38 +97,102 @@ class Int8Linear(nn.Module):
         prefill_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        from . import kernels
+
         self.out_features, self.in_features = qweight.shape
-        self.register_buffer("qweight", qweight)  # (N, K) int8
-        self.register_buffer("scales", scales)  # (N,) bf16: the kernel wants them in the act dtype
-        self.register_buffer("bias", bias)  # (N,) in the original float dtype, or None
         self.prefill_dtype = prefill_dtype  # dense-GEMM dtype for >= PREFILL_MIN_ROWS rows, or None
+        self.packed_layout = kernels.active_isa() != kernels.TORCH_OP
+        if self.packed_layout:
+            self.register_buffer("packed", kernels.pack_int8(qweight))  # (N/16, Kp*16) uint8
+            self.register_buffer("wscale", kernels.pad_to_panels(scales, self.out_features))  # (Np,) fp32
+            self.register_buffer(
+                "bias_padded", None if bias is None else kernels.pad_to_panels(bias, self.out_features)
+            )
+        else:
+            self.register_buffer("qweight_nk", qweight)  # (N, K) int8
+            # the torch op wants its scales in the activation dtype (bf16)
+            self.register_buffer("scales_act", scales.to(_KERNEL_ACT_DTYPE))
+        self.register_buffer("bias", bias)  # (N,) in the original float dtype, or None
 
     @classmethod
     def from_linear(cls, lin: nn.Linear, prefill_dtype: torch.dtype | None = None) -> Int8Linear:
-        w = lin.weight.detach().float()
-        # 127, not 128: symmetric range keeps -w and w exact mirror images.
-        scales = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
-        q = torch.round(w / scales[:, None]).clamp_(-127, 127).to(torch.int8)
+        q, scales = quantize_per_channel(lin.weight)
         bias = None if lin.bias is None else lin.bias.detach().clone()
-        return cls(q.contiguous(), scales.to(_KERNEL_ACT_DTYPE), bias, prefill_dtype)
+        return cls(q, scales, bias, prefill_dtype)
+
+    @property
+    def qweight(self) -> torch.Tensor:
+        """(N, K) int8, whatever the storage layout (a copy when packed)."""
+        from . import kernels
+
+        if self.packed_layout:
+            return kernels.unpack_int8(self.packed, self.out_features, self.in_features)
+        return self.qweight_nk
+
+    @property
+    def scales(self) -> torch.Tensor:
+        """(N,) per-channel scales (fp32 when packed, bf16 for the torch op)."""
+        return self.wscale[: self.out_features] if self.packed_layout else self.scales_act
+
+    def _dequant_chunk(self, n0: int, n1: int, dtype: torch.dtype) -> torch.Tensor:
+        if self.packed_layout:
+            from . import kernels
+
+            return kernels.module().dequant(self.packed, self.wscale, self.in_features, n0, n1, dtype)
+        return self.qweight_nk[n0:n1].to(dtype) * self.scales_act[n0:n1].to(dtype)[:, None]
+
+    def _dense(self, x2: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """x2 @ W.T in `dtype`, dequantizing CHUNK_COLUMNS output columns at a time."""
+        xd = x2.to(dtype)
+        out = torch.empty(x2.shape[0], self.out_features, dtype=dtype)
+        for n0 in range(0, self.out_features, self.CHUNK_COLUMNS):
+            n1 = min(n0 + self.CHUNK_COLUMNS, self.out_features)
+            out[:, n0:n1] = F.linear(xd, self._dequant_chunk(n0, n1, dtype))
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from . import kernels
+
         x2 = _flatten(x, self.in_features)  # (B*T, K)
         if self.prefill_dtype is not None and x2.shape[0] >= self.PREFILL_MIN_ROWS:
-            dt = self.prefill_dtype
-            w = self.qweight.to(dt) * self.scales.to(dt)[:, None]  # (N, K), freed after the call
-            y = F.linear(x2.to(dt), w)
+            y = self._dense(x2, self.prefill_dtype).to(x.dtype)
+            if self.bias is not None:
+                y = y + self.bias.to(x.dtype)
+        elif self.packed_layout:
+            isa = kernels.active_isa()
+            if isa == kernels.TORCH_OP:
+                raise RuntimeError(
+                    "this Int8Linear was packed for the engine kernels; build it again for torch's op"
+                )
+            bias = self.bias_padded if self.bias_padded is not None else _NO_BIAS
+            y = (
+                kernels.module()
+                .linear(
+                    x2.float().contiguous(),
+                    self.packed,
+                    self.wscale,
+                    bias,
+                    self.out_features,
+                    kernels.isa_index(isa),
+                )
+                .to(x.dtype)
+            )
         else:
-            y = torch.ops.aten._weight_int8pack_mm(x2.to(_KERNEL_ACT_DTYPE), self.qweight, self.scales)
-        y = y.to(x.dtype)
-        if self.bias is not None:
-            y = y + self.bias.to(x.dtype)
+            y = torch.ops.aten._weight_int8pack_mm(x2.to(_KERNEL_ACT_DTYPE), self.qweight_nk, self.scales_act)
+            y = y.to(x.dtype)
+            if self.bias is not None:
+                y = y + self.bias.to(x.dtype)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
+        kernel = "packed panels" if self.packed_layout else "torch int8pack"
         return (
-            f"in={self.in_features}, out={self.out_features}, int8 per-channel, prefill={self.prefill_dtype}"
+            f"in={self.in_features}, out={self.out_features}, int8 per-channel, {kernel}, "
+            f"prefill={self.prefill_dtype}"
         )
+
+
+_NO_BIAS = torch.empty(0)
 
 
 class Int4Linear(nn.Module):
@@ -174,8 +261,8 @@ class W8A8Linear(nn.Module):
 
     @classmethod
     def from_linear(cls, lin: nn.Linear) -> W8A8Linear:
-        base = Int8Linear.from_linear(lin)
-        return cls(base.qweight, base.scales.float(), base.bias)
+        q, scales = quantize_per_channel(lin.weight)
+        return cls(q, scales, None if lin.bias is None else lin.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = _flatten(x, self.in_features).float()  # (T, K)

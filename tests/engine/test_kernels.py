@@ -1,0 +1,261 @@
+"""The engine's int8 kernels: every ISA path this CPU runs, on every linear shape of the 2B model
+and odd tails, against a float reference; CPU detection; the fallback when nothing can be built.
+
+Two references:
+- exact: the kernels' own arithmetic in float64 (activations rounded to int8 per block of 32 the
+  same way, integer dot products, per-block scales). The kernels sum in fp32, so they differ from
+  it by fp32 rounding only: relative 1e-5 is ~100x what fp32 sums over 64-192 blocks give.
+- float: the unquantized fp32 linear, within test_quant's int8 bound (weights + activations).
+Every vector path must also equal the scalar path bit for bit: same integer dots, same fp32 order.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vision.engine import kernels
+from vision.engine.quant import Int8Linear, quantize_per_channel
+
+from .test_quant import BOUNDS, rel_err
+
+REPO = Path(__file__).resolve().parents[2]
+EXACT = 1e-5
+
+# (out, in) of every linear of Qwen3-VL-2B, including the fused projections the runtime makes.
+SHAPES_2B = {
+    "q/o": (2048, 2048),
+    "k/v": (1024, 2048),
+    "gate/up": (6144, 2048),
+    "down": (2048, 6144),
+    "qkv fused": (4096, 2048),
+    "gate+up fused": (12288, 2048),
+    "vision qkv": (3072, 1024),
+    "vision proj": (1024, 1024),
+    "vision fc1": (4096, 1024),
+    "vision fc2": (1024, 4096),
+    "merger fc1": (4096, 4096),
+    "merger fc2": (2048, 4096),
+}
+# N and K off the 16-column panel and the 32-wide block, and below them.
+ODD_SHAPES = {
+    "1x1": (1, 1),
+    "17x33": (17, 33),
+    "100x70": (100, 70),
+    "37x1000": (37, 1000),
+    "129x2047": (129, 2047),
+}
+# decode (1, odd, full tile of 8), a remainder tile, and a many-row call with a row remainder
+ROWS = (1, 3, 8, 11, 37)
+
+_FLAGS = set()
+for _line in Path("/proc/cpuinfo").read_text().splitlines():
+    if _line.startswith("flags"):
+        _FLAGS = set(_line.split(":", 1)[1].split())
+        break
+# What each path needs, by /proc/cpuinfo's names.
+NEEDS = {
+    "ref": set(),
+    "avx2": {"avx2", "fma"},
+    "avxvnni": {"avx2", "fma", "avx_vnni"},
+    "avx512vnni": {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"},
+}
+RUNNABLE = [isa for isa in kernels.ISAS if NEEDS[isa] <= _FLAGS]
+
+
+def reference(
+    x: torch.Tensor, q: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """The kernels' arithmetic in float64: x rounded to int8 per block of 32 (fp32 scale math)."""
+    m, k = x.shape
+    kp = -(-k // kernels.BLOCK) * kernels.BLOCK
+    xb = F.pad(x.float(), (0, kp - k)).view(m, -1, kernels.BLOCK)
+    amax = xb.abs().amax(-1, keepdim=True)
+    # fp32 127 / amax, divided as the C++ does (`127.0 / tensor` would multiply by a reciprocal)
+    inv = torch.where(amax > 0, torch.full_like(amax, 127.0) / amax, torch.zeros_like(amax))
+    xq = torch.round(xb * inv).clamp_(-127, 127).double()
+    wq = F.pad(q, (0, kp - k)).view(q.shape[0], -1, kernels.BLOCK).double()
+    dots = torch.einsum("mbk,nbk->mnb", xq, wq)  # exact integers
+    y = (dots * (amax / 127.0).double().view(m, 1, -1)).sum(-1) * scales.double()
+    return y if bias is None else y + bias.double()
+
+
+def _case(n: int, k: int, rows: int, bias: bool = True) -> tuple[nn.Linear, torch.Tensor]:
+    torch.manual_seed(n * 7919 + k * 31 + rows)
+    lin = nn.Linear(k, n, bias=bias)
+    nn.init.normal_(lin.weight, std=0.02)
+    return lin, torch.randn(rows, k)
+
+
+def _check_columns(n: int) -> torch.Tensor:
+    """Output columns the float64 reference checks: all for small N, else a sample + the tail."""
+    if n <= 2048:
+        return torch.arange(n)
+    picked = torch.randperm(n, generator=torch.Generator().manual_seed(n))[:512]
+    return torch.cat([picked, torch.arange(n - 17, n)]).unique()
+
+
+@pytest.fixture(scope="module")
+def built() -> object:
+    mod = kernels.module()
+    assert mod is not None, "the kernels did not build on the test machine (g++ and ninja are required here)"
+    return mod
+
+
+def test_cpu_detection_agrees_with_proc_cpuinfo(built) -> None:
+    assert [isa for isa in kernels.ISAS if built.cpu_supports(kernels.isa_index(isa))] == RUNNABLE
+    assert kernels.supported_isas() == RUNNABLE
+    assert kernels.active_isa() == RUNNABLE[-1]  # the best path unless told otherwise
+
+
+@pytest.mark.parametrize("isa", kernels.ISAS)
+def test_paths_this_cpu_cannot_run_are_refused(built, isa: str) -> None:
+    if isa in RUNNABLE:
+        with kernels.use_isa(isa):
+            assert kernels.active_isa() == isa
+    else:
+        with pytest.raises(ValueError, match="cannot run here"), kernels.use_isa(isa):
+            pass
+
+
+def _run_paths(lin: nn.Linear, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    layer = Int8Linear.from_linear(lin)
+    assert layer.packed_layout
+    outs = {}
+    for isa in RUNNABLE:
+        with kernels.use_isa(isa):
+            outs[isa] = layer(x)
+    return outs
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize(
+    "shape", list(SHAPES_2B.values()) + list(ODD_SHAPES.values()), ids=[*SHAPES_2B, *ODD_SHAPES]
+)
+def test_every_path_on_every_shape(built, shape: tuple[int, int], rows: int) -> None:
+    n, k = shape
+    lin, x = _case(n, k, rows)
+    outs = _run_paths(lin, x)
+    q, scales = quantize_per_channel(lin.weight)
+    cols = _check_columns(n)
+    exact = reference(x, q[cols], scales[cols], lin.bias.detach()[cols])
+    for isa, y in outs.items():
+        assert y.shape == (rows, n) and y.dtype == torch.float32
+        assert torch.equal(y, outs["ref"]), f"{isa} differs from the scalar path"
+    assert rel_err(outs["ref"][:, cols], exact) < EXACT
+    if k >= 256:  # the statistical bound needs enough terms per output
+        with torch.no_grad():
+            assert rel_err(outs["ref"], lin(x)) < BOUNDS["int8"]
+
+
+def test_lm_head_full_size(built) -> None:
+    """151936 x 2048: the largest weight (311 MB), split across threads, tail-free N."""
+    n, k = 151936, 2048
+    torch.manual_seed(1)
+    q = torch.randint(-127, 128, (n, k), dtype=torch.int8)
+    scales = torch.rand(n) * 1e-3 + 1e-4
+    layer = Int8Linear(q, scales, None)
+    cols = _check_columns(n)
+    for rows in (1, 8):
+        x = torch.randn(rows, k)
+        outs = {}
+        for isa in RUNNABLE[-2:]:  # the best path and the one below it
+            with kernels.use_isa(isa):
+                outs[isa] = layer(x)
+        first, *others = outs.values()
+        assert all(torch.equal(first, y) for y in others)
+        assert rel_err(first[:, cols], reference(x, q[cols], scales[cols], None)) < EXACT
+
+
+def test_bf16_activations_in_and_out(built) -> None:
+    lin, x = _case(300, 512, 5)
+    layer = Int8Linear.from_linear(lin)
+    y = layer(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    # The kernel sees the bf16 values exactly; only the bf16 output rounding (2^-9) is added.
+    assert rel_err(y, layer(x.bfloat16().float())) < 4e-3
+
+
+def test_outlier_channel_spoils_only_its_block(built) -> None:
+    """Per-block activation scales: a 100x outlier (as real LLMs have) coarsens its own 32 values,
+    not the whole row. With one scale per row the error here would be ~100x the usual ~0.005."""
+    lin, x = _case(512, 2048, 4, bias=False)
+    x[:, 5] *= 100.0
+    layer = Int8Linear.from_linear(lin)
+    with torch.no_grad():
+        ref = x @ (layer.qweight.float() * layer.scales.float()[:, None]).T
+    assert rel_err(layer(x), ref) < 0.02
+
+
+@pytest.mark.parametrize("prefill_dtype", [torch.bfloat16, torch.float32])
+def test_dense_prefill_runs_in_chunks(
+    built, prefill_dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dense many-row path dequantizes CHUNK_COLUMNS columns at a time, never the whole weight."""
+    lin, x = _case(1000, 256, 40)
+    layer = Int8Linear.from_linear(lin, prefill_dtype)
+    monkeypatch.setattr(Int8Linear, "CHUNK_COLUMNS", 96)  # 11 chunks, the last one partial
+    sizes: list[int] = []
+    real = layer._dequant_chunk
+
+    def spy(n0: int, n1: int, dtype: torch.dtype) -> torch.Tensor:
+        sizes.append(n1 - n0)
+        return real(n0, n1, dtype)
+
+    monkeypatch.setattr(layer, "_dequant_chunk", spy)
+    y = layer(x)
+    assert sizes == [96] * 10 + [40]
+    deq = layer.qweight.float() * layer.scales.float()[:, None]
+    tol = 5e-3 if prefill_dtype == torch.bfloat16 else 1e-5
+    assert rel_err(y, x @ deq.T + lin.bias.detach()) < tol
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=600, check=False
+    )
+
+
+_LAYER_SCRIPT = """
+import logging, torch
+from torch import nn
+logging.basicConfig(level=logging.WARNING)
+from vision.engine import kernels
+from vision.engine.quant import Int8Linear
+torch.manual_seed(0)
+lin = nn.Linear(256, 64); nn.init.normal_(lin.weight, std=0.02)
+layers = [Int8Linear.from_linear(lin) for _ in range(2)]
+x = torch.randn(3, 256)
+y = layers[0](x); layers[1](x)
+err = ((y - lin(x)).norm() / lin(x).norm()).item()
+print(kernels.active_isa(), layers[0].packed_layout, round(err, 5))
+"""
+
+
+def test_fallback_to_torch_op_when_the_build_fails(tmp_path: Path) -> None:
+    """No compiler (a fresh build folder and a compiler that does not exist): one warning, and
+    the layer runs torch's op with its usual accuracy."""
+    result = _python(_LAYER_SCRIPT, XDG_CACHE_HOME=str(tmp_path), CXX=str(tmp_path / "no-such-c++"))
+    assert result.returncode == 0, result.stderr
+    isa, packed, err = result.stdout.split()
+    assert (isa, packed) == ("torch", "False")
+    assert float(err) < BOUNDS["int8"]
+    warnings = [line for line in result.stderr.splitlines() if "engine kernels unavailable" in line]
+    assert len(warnings) == 1, result.stderr
+
+
+@pytest.mark.parametrize("isa", ["torch", *RUNNABLE])
+def test_isa_forced_from_the_environment(built, isa: str) -> None:
+    result = _python(_LAYER_SCRIPT, **{kernels.ISA_ENV: isa})
+    assert result.returncode == 0, result.stderr
+    got, packed, err = result.stdout.split()
+    assert (got, packed) == (isa, str(isa != "torch"))
+    assert float(err) < BOUNDS["int8"]

@@ -1,0 +1,223 @@
+"""The engine's own CPU kernels: an int8 weight-only linear that reads weights at memory speed.
+
+Why our own: torch's `_weight_int8pack_mm` turns every weight into fp32 and multiplies in fp32
+tiles (no VNNI, no AMX): ~12-19 GB/s of weights at M=1 where DRAM gives ~30, 2.3x the M=1 cost
+at M=8, and a GEMV per row for prefill. Inductor's weight-only int8 templates and the oneDNN paths
+torch exposes were measured too (bench `kernels`, README); none met the targets. So, as llama.cpp
+does (Q8_0 activations, `ggml-cpu/repack.cpp`):
+
+- weights are repacked once at load into panels of 16 output columns x 4 consecutive k (the
+  operand of one `vpdpbusd`), stored +128 as unsigned bytes;
+- each call quantizes the activation rows to int8 once, one fp32 scale per block of 32 along K
+  (the per-channel weight scale factors out), and keeps -128 * sum(block) to cancel the +128;
+- integer dot products per block (AVX-512 VNNI `_mm512_dpbusd_epi32`, AVX-VNNI
+  `_mm256_dpbusd_avx_epi32`, plain AVX2 `vpmaddubsw` with llama.cpp's sign trick, scalar C++),
+  converted and scaled to fp32 per block; one tile serves up to 8 rows, so a decode step of 8
+  sequences reads every weight once; parallel over column panels with torch's threads.
+
+Every vector path gives bit-identical results (the integer dots are exact, the fp32 sums run in
+the same order), equal to the scalar path. All ISA files are built into one library with
+per-function target pragmas and the path is chosen at run time from cpuid; `VISION_KERNEL_ISA`
+(`ref`, `avx2`, `avxvnni`, `avx512vnni`, `torch`) forces a lower one (tests, benchmarks,
+diagnosis; like ONEDNN_MAX_CPU_ISA it is a kernel knob, not an engine setting).
+
+Build: `torch.utils.cpp_extension.load` compiles the sources on first use (g++ and ninja; about a
+minute on two cores) into `$XDG_CACHE_HOME/docplatform/kernels/<torch>-<source hash>/` (default
+`~/.cache`), reused by later processes. Without a compiler, or when the build fails, the engine
+logs one warning and its int8 layers use torch's `_weight_int8pack_mm` as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+log = logging.getLogger(__name__)
+
+# Index = the C++ enum in csrc/binding.cpp. Best last.
+ISAS: tuple[str, ...] = ("ref", "avx2", "avxvnni", "avx512vnni")
+TORCH_OP = "torch"  # not ours: torch's packed op, what runs when the build is unavailable
+ISA_ENV = "VISION_KERNEL_ISA"
+BLOCK = 32  # activation quantization block along K (csrc/vk.h kBlock)
+PANEL = 16  # output columns per packed panel (csrc/vk.h kPanel)
+
+_SRC = Path(__file__).with_name("csrc")
+_SOURCES = ("binding.cpp", "isa_avx512vnni.cpp", "isa_avxvnni.cpp", "isa_avx2.cpp", "isa_ref.cpp")
+_HEADERS = ("vk.h", "tile_impl.h", "quant_impl.h")
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}  # "module": ModuleType | None once tried, "isa": chosen name
+_forced: list[str] = []  # use_isa() stack
+
+
+def build_directory() -> Path:
+    """Where the compiled library lives: per torch version and per source content."""
+    digest = hashlib.sha256()
+    for name in _SOURCES + _HEADERS:
+        digest.update((_SRC / name).read_bytes())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+    version = torch.__version__.replace("+", "_")
+    python = f"py{sys.version_info.major}{sys.version_info.minor}"
+    return cache / "docplatform" / "kernels" / f"torch-{version}-{python}-{digest.hexdigest()[:12]}"
+
+
+def _import_built(name: str, folder: Path) -> ModuleType | None:
+    """The library a previous process built for these sources, without asking ninja.
+
+    cpp_extension rebuilds whenever the compiler command line differs (another venv path, another
+    environment), and two such processes would rebuild in turn; the folder name already pins the
+    sources, torch and Python, so an existing library is the right one.
+    """
+    so = folder / f"{name}.so"
+    if not so.exists():
+        return None
+    spec = importlib.util.spec_from_file_location(name, so)
+    if spec is None or spec.loader is None:
+        return None
+    try:
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    except ImportError as exc:  # half-written by a concurrent build, or stale: build again
+        log.info("rebuilding engine kernels (%s)", exc)
+        return None
+    return mod
+
+
+def _build() -> ModuleType | None:
+    from torch.utils.cpp_extension import load
+
+    folder = build_directory()
+    name = "docplatform_kernels_" + folder.name.rsplit("-", 1)[-1]
+    folder.mkdir(parents=True, exist_ok=True)
+    built = _import_built(name, folder)
+    if built is not None:
+        return built
+    log.info("building the engine kernels in %s (about a minute, once)", folder)
+    try:
+        return load(
+            name=name,
+            sources=[str(_SRC / s) for s in _SOURCES],
+            extra_cflags=["-O3", "-std=c++17"],
+            extra_include_paths=[str(_SRC)],
+            build_directory=str(folder),
+            verbose=False,
+        )
+    except Exception as exc:  # a missing compiler surfaces as OSError, RuntimeError, CalledProcessError...
+        log.warning(
+            "engine kernels unavailable (%s: %s); int8 layers use torch's _weight_int8pack_mm, "
+            "about 2x slower at decode. Install g++ and ninja to build them (cached in %s).",
+            type(exc).__name__,
+            str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else "",
+            folder,
+        )
+        return None
+
+
+def module() -> ModuleType | None:
+    """The compiled kernels, built on first use; None (after one warning) when they cannot be."""
+    if "module" not in _state:
+        with _lock:
+            if "module" not in _state:
+                _state["module"] = _build()
+    return _state["module"]  # type: ignore[return-value]
+
+
+def supported_isas() -> list[str]:
+    """Our paths this CPU can run, lowest first (empty when the kernels are unavailable)."""
+    mod = module()
+    return [] if mod is None else [name for i, name in enumerate(ISAS) if mod.cpu_supports(i)]
+
+
+def _choose() -> str:
+    wanted = os.environ.get(ISA_ENV, "").strip().lower()
+    if wanted == TORCH_OP:
+        return TORCH_OP
+    runnable = supported_isas()
+    if not runnable:
+        return TORCH_OP
+    if wanted:
+        if wanted in runnable:
+            return wanted
+        log.warning(
+            "%s=%s: not one of this CPU's kernel paths %s; using %s", ISA_ENV, wanted, runnable, runnable[-1]
+        )
+    return runnable[-1]
+
+
+def active_isa() -> str:
+    """The path int8 layers use now: one of ISAS, or "torch" (torch's op)."""
+    if _forced:
+        return _forced[-1]
+    if "isa" not in _state:
+        _state["isa"] = _choose()
+    return _state["isa"]  # type: ignore[return-value]
+
+
+def identity() -> str:
+    """Which int8 implementation runs, for caches of timings: the path and the sources' hash.
+
+    A verdict `autotune` measured on torch's op (or an older kernel) must not be reused for ours.
+    """
+    isa = active_isa()
+    return isa if isa == TORCH_OP else f"{isa}-{build_directory().name.rsplit('-', 1)[-1]}"
+
+
+@contextmanager
+def use_isa(name: str) -> Iterator[None]:
+    """Run int8 layers on path `name` inside the block (tests and benchmarks compare paths).
+
+    Layers built inside the block on "torch" keep torch's layout; packed layers may switch between
+    our paths freely, since they share the layout.
+    """
+    if name != TORCH_OP and name not in supported_isas():
+        raise ValueError(f"kernel path {name!r} cannot run here; this CPU runs {supported_isas()}")
+    _forced.append(name)
+    try:
+        yield
+    finally:
+        _forced.pop()
+
+
+def isa_index(name: str) -> int:
+    return ISAS.index(name)
+
+
+def pack_int8(qweight: torch.Tensor) -> torch.Tensor:
+    """(N, K) int8 -> (ceil(N/16), Kp*16) uint8 panels: [panel][k/4][16 columns][4 k], +128.
+
+    Kp = K rounded up to the 32-block; padded weights are 0 (128 stored), so they add nothing.
+    """
+    n, k = qweight.shape
+    np_, kp = -(-n // PANEL) * PANEL, -(-k // BLOCK) * BLOCK
+    w = qweight
+    if (np_, kp) != (n, k):  # pad (a copy) only when needed: the lm_head alone is 311 MB
+        w = torch.zeros(np_, kp, dtype=torch.int8)
+        w[:n, :k] = qweight
+    packed = w.view(np_ // PANEL, PANEL, kp // 4, 4).permute(0, 2, 1, 3).contiguous().view(torch.uint8)
+    packed ^= 128  # in place: the one copy is the permuted layout
+    return packed.view(np_ // PANEL, kp * PANEL)
+
+
+def unpack_int8(packed: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    """Inverse of pack_int8."""
+    panels = packed.shape[0]
+    kp = packed.shape[1] // PANEL
+    w = (packed ^ 128).view(torch.int8).view(panels, kp // 4, PANEL, 4).permute(0, 2, 1, 3)
+    return w.reshape(panels * PANEL, kp)[:n, :k].contiguous()
+
+
+def pad_to_panels(v: torch.Tensor, n: int) -> torch.Tensor:
+    """A per-column vector as fp32, zero padded to whole panels (the kernel reads whole panels)."""
+    out = torch.zeros(-(-n // PANEL) * PANEL, dtype=torch.float32)
+    out[:n] = v.float()
+    return out

@@ -1,0 +1,140 @@
+// Python entry points of the int8 weight-only linear: activation quantization, the GEMM on the
+// ISA the caller picked (checked against cpuid here), and the chunk dequantizer of the dense path.
+#include <ATen/Parallel.h>
+#include <torch/extension.h>
+
+#include "vk.h"
+
+namespace {
+
+enum Isa : int64_t { kRef = 0, kAvx2 = 1, kAvxVnni = 2, kAvx512Vnni = 3 };
+
+bool cpu_supports(int64_t isa) {
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  switch (isa) {
+    case kRef:
+      return true;
+    case kAvx2:
+      return avx2;
+    case kAvxVnni:
+      return avx2 && __builtin_cpu_supports("avxvnni");
+    case kAvx512Vnni:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vnni");
+    default:
+      return false;
+  }
+}
+
+vk::GemmFn gemm_for(int64_t isa) {
+  switch (isa) {
+    case kAvx2:
+      return vk::gemm_avx2();
+    case kAvxVnni:
+      return vk::gemm_avxvnni();
+    case kAvx512Vnni:
+      return vk::gemm_avx512vnni();
+    default:
+      return vk::gemm_ref();
+  }
+}
+
+int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+// x: (m, k) fp32 contiguous. packed: (n_panels, kp * 16) uint8. wscale, bias: (n_panels * 16,)
+// fp32 (bias may be empty). Returns (m, n) fp32.
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& wscale,
+                     const torch::Tensor& bias, int64_t n, int64_t isa) {
+  TORCH_CHECK(cpu_supports(isa), "this CPU cannot run kernel ISA ", isa);
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat && x.is_contiguous(), "x: (m, k) fp32 contiguous");
+  TORCH_CHECK(packed.dim() == 2 && packed.scalar_type() == torch::kUInt8 && packed.is_contiguous());
+  const int64_t m = x.size(0), k = x.size(1), kp = round_up(k, vk::kBlock);
+  const int64_t n_panels = packed.size(0);
+  TORCH_CHECK(packed.size(1) == kp * vk::kPanel, "packed weight does not match k=", k);
+  TORCH_CHECK(n <= n_panels * vk::kPanel && wscale.numel() == n_panels * vk::kPanel);
+  TORCH_CHECK(bias.numel() == 0 || bias.numel() == n_panels * vk::kPanel);
+  auto y = torch::empty({m, n}, x.options());
+  if (m == 0 || n == 0) return y;
+  const int64_t nblk = kp / vk::kBlock;
+  auto xq = torch::empty({m, kp}, x.options().dtype(torch::kInt8));
+  auto xs = torch::empty({m, nblk}, x.options());
+  auto xc = torch::empty({m, nblk}, x.options().dtype(torch::kInt));
+  const vk::QuantFn quant = isa == kAvx512Vnni ? vk::quant_avx512() : vk::quant_ref();
+  const float* xp = x.data_ptr<float>();
+  int8_t* xqp = xq.data_ptr<int8_t>();
+  float* xsp = xs.data_ptr<float>();
+  int32_t* xcp = xc.data_ptr<int32_t>();
+  at::parallel_for(0, m, 16, [&](int64_t b, int64_t e) { quant(xp, k, k, kp, b, e, xqp, xsp, xcp); });
+  vk::Args a{packed.data_ptr<uint8_t>(),
+             wscale.data_ptr<float>(),
+             bias.numel() ? bias.data_ptr<float>() : nullptr,
+             xqp,
+             xsp,
+             xcp,
+             y.data_ptr<float>(),
+             m,
+             n,
+             kp,
+             n};
+  const vk::GemmFn gemm = gemm_for(isa);
+  // Contiguous panel ranges per thread: each thread streams its own part of the weights.
+  at::parallel_for(0, n_panels, 1, [&](int64_t b, int64_t e) { gemm(a, b, e); });
+  return y;
+}
+
+// Rows [n0, n1) of the dequantized weight (w - 128) * wscale as fp32 or bf16: one chunk of the
+// dense path's weight, so a many-row call never holds a full float copy. Reads each panel once,
+// in order, and writes 16 output rows side by side.
+template <typename T>
+void dequant_panels(const uint8_t* w, const float* ws, int64_t k, int64_t kp, int64_t n0, int64_t n1, T* o) {
+  at::parallel_for(n0 / vk::kPanel, (n1 + vk::kPanel - 1) / vk::kPanel, 1, [&](int64_t pb, int64_t pe) {
+    for (int64_t p = pb; p < pe; ++p) {
+      const uint8_t* panel = w + p * kp * vk::kPanel;
+      const int64_t cols = std::min<int64_t>(vk::kPanel, n1 - p * vk::kPanel);
+      for (int64_t j = 0; j < cols; ++j) {
+        const int64_t col = p * vk::kPanel + j;
+        const float s = ws[col];
+        T* orow = o + (col - n0) * k;
+        const int64_t full = k / 4;  // whole k-groups, then the tail of a k that is not a multiple of 4
+        for (int64_t g = 0; g < full; ++g) {
+          const uint8_t* src = panel + g * vk::kGroupBytes + j * 4;
+          for (int t = 0; t < 4; ++t)
+            orow[g * 4 + t] = static_cast<T>(static_cast<float>(static_cast<int32_t>(src[t]) - 128) * s);
+        }
+        for (int64_t kk = full * 4; kk < k; ++kk) {
+          const uint8_t v = panel[(kk / 4) * vk::kGroupBytes + j * 4 + kk % 4];
+          orow[kk] = static_cast<T>(static_cast<float>(static_cast<int32_t>(v) - 128) * s);
+        }
+      }
+    }
+  });
+}
+
+torch::Tensor dequant(const torch::Tensor& packed, const torch::Tensor& wscale, int64_t k, int64_t n0, int64_t n1,
+                      torch::ScalarType dtype) {
+  const int64_t kp = round_up(k, vk::kBlock);
+  TORCH_CHECK(n0 % vk::kPanel == 0 && n1 > n0 && packed.size(1) == kp * vk::kPanel);
+  TORCH_CHECK(dtype == torch::kFloat || dtype == torch::kBFloat16, "dequant to fp32 or bf16");
+  auto out = torch::empty({n1 - n0, k}, torch::TensorOptions().dtype(dtype));
+  const uint8_t* w = packed.data_ptr<uint8_t>();
+  const float* ws = wscale.data_ptr<float>();
+  if (dtype == torch::kFloat) {
+    dequant_panels(w, ws, k, kp, n0, n1, out.data_ptr<float>());
+  } else {
+    dequant_panels(w, ws, k, kp, n0, n1, out.data_ptr<at::BFloat16>());
+  }
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("cpu_supports", &cpu_supports, "whether this CPU runs kernel ISA i (0 ref, 1 avx2, 2 avxvnni, 3 avx512vnni)");
+  m.def("linear", &linear, "int8 weight-only linear, int8 activations per 32-block",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("dequant", &dequant, "columns [n0, n1) of the weight, dequantized", py::call_guard<py::gil_scoped_release>());
+  m.attr("BLOCK") = vk::kBlock;
+  m.attr("PANEL") = vk::kPanel;
+}

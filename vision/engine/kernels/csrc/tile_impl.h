@@ -1,0 +1,116 @@
+// The int8 x int8 GEMM shared by every vector ISA file. Included inside an anonymous namespace after the
+// file's `#pragma GCC target`, with a traits struct `V` that maps a few operations to intrinsics:
+//
+//   y[m, n] = wscale[n] * sum_b xscale[m, b] * sum_{k in b} xq[m, k] * w[n, k]    (+ bias[n])
+//
+// One tile holds MR rows x NR panels (16 columns each) of int32 accumulators for the current
+// K block and fp32 accumulators across blocks, so each weight byte loaded serves MR rows: at
+// M <= 8 a decode step reads every weight once however many sequences run.
+//
+// V provides: I, F (vector types), W (a prepared weight vector), kHalves (vectors per 16-column
+// panel), kLanes, kUnsigned (dot() takes the +128 weights as unsigned: start each block at
+// xcorr so the +128 cancels), kMaxVec (accumulator vectors per tile that fit the registers),
+// prep(), dot(), set1_i(), set1_f(), zero_f(), cvt(), fma(), loadu_f(), store_f(), choose().
+
+
+constexpr int64_t kPrefetchBytes = 1024;  // 16 k-groups ahead in the same panel stream
+
+template <int MR, int NR>
+void tile(const vk::Args& a, int64_t m0, int64_t p0) {
+  constexpr int H = V::kHalves;
+  constexpr int NV = NR * H;
+  constexpr int kVecBytes = vk::kGroupBytes / H;
+  constexpr int kGroups = vk::kBlock / 4;
+  const int64_t nblk = a.kp / vk::kBlock;
+  const int64_t pstride = a.kp * vk::kPanel;  // bytes per panel
+  const uint8_t* wp = a.w + p0 * pstride;
+  const int8_t* xrow[MR];
+  for (int r = 0; r < MR; ++r) xrow[r] = a.xq + (m0 + r) * a.kp;
+
+  typename V::F facc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) facc[r][v] = V::zero_f();
+
+  for (int64_t b = 0; b < nblk; ++b) {
+    typename V::I acc[MR][NV];
+    for (int r = 0; r < MR; ++r) {
+      const typename V::I init = V::set1_i(V::kUnsigned ? a.xcorr[(m0 + r) * nblk + b] : 0);
+      for (int v = 0; v < NV; ++v) acc[r][v] = init;
+    }
+    const uint8_t* wb = wp + b * kGroups * vk::kGroupBytes;
+    const int64_t kb = b * vk::kBlock;
+#pragma GCC unroll 8
+    for (int g = 0; g < kGroups; ++g) {
+      typename V::W w[NV];
+      for (int n = 0; n < NR; ++n) {
+        const uint8_t* src = wb + n * pstride + g * vk::kGroupBytes;
+        __builtin_prefetch(src + kPrefetchBytes, 0, 3);
+        for (int h = 0; h < H; ++h) w[n * H + h] = V::prep(src + h * kVecBytes);
+      }
+      for (int r = 0; r < MR; ++r) {
+        int32_t x4;
+        std::memcpy(&x4, xrow[r] + kb + g * 4, 4);
+        const typename V::I xv = V::set1_i(x4);
+        for (int v = 0; v < NV; ++v) acc[r][v] = V::dot(acc[r][v], w[v], xv);
+      }
+    }
+    for (int r = 0; r < MR; ++r) {
+      const typename V::F s = V::set1_f(a.xscale[(m0 + r) * nblk + b]);
+      for (int v = 0; v < NV; ++v) facc[r][v] = V::fma(V::cvt(acc[r][v]), s, facc[r][v]);
+    }
+  }
+
+  for (int v = 0; v < NV; ++v) {
+    const int64_t col = (p0 + v / H) * vk::kPanel + (v % H) * V::kLanes;
+    if (col >= a.n) continue;
+    const int valid = static_cast<int>(std::min<int64_t>(V::kLanes, a.n - col));
+    const typename V::F ws = V::loadu_f(a.wscale + col);  // wscale and bias are padded to np
+    const typename V::F bs = a.bias ? V::loadu_f(a.bias + col) : V::zero_f();
+    for (int r = 0; r < MR; ++r) V::store_f(a.y + (m0 + r) * a.ldy + col, V::fma(facc[r][v], ws, bs), valid);
+  }
+}
+
+using TileFn = void (*)(const vk::Args&, int64_t, int64_t);
+
+template <int MR, int NR>
+constexpr TileFn tile_or_null() {
+  if constexpr (MR * NR * V::kHalves <= V::kMaxVec) {
+    return &tile<MR, NR>;
+  } else {
+    return nullptr;
+  }
+}
+
+template <int MR>
+constexpr TileFn pick_nr(int nr) {
+  return nr == 1 ? tile_or_null<MR, 1>()
+         : nr == 2 ? tile_or_null<MR, 2>()
+         : nr == 3 ? tile_or_null<MR, 3>()
+                   : tile_or_null<MR, 4>();
+}
+
+TileFn pick(int mr, int nr) {
+  switch (mr) {
+    case 1: return pick_nr<1>(nr);
+    case 2: return pick_nr<2>(nr);
+    case 3: return pick_nr<3>(nr);
+    case 4: return pick_nr<4>(nr);
+    case 5: return pick_nr<5>(nr);
+    case 6: return pick_nr<6>(nr);
+    case 7: return pick_nr<7>(nr);
+    default: return pick_nr<8>(nr);
+  }
+}
+
+void run(const vk::Args& a, int64_t pb, int64_t pe) {
+  int mr = 1, nr = 1;
+  V::choose(a.m, &mr, &nr);
+  for (int64_t p = pb; p < pe;) {
+    const int nrr = (pe - p >= nr) ? nr : 1;
+    for (int64_t m = 0; m < a.m; m += mr) {
+      const int mrr = static_cast<int>(std::min<int64_t>(mr, a.m - m));
+      pick(mrr, nrr)(a, m, p);
+    }
+    p += nrr;
+  }
+}

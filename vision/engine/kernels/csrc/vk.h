@@ -1,0 +1,41 @@
+// Shared declarations of the int8 weight-only linear kernels (no torch headers: the ISA files are
+// compiled for instruction sets the build machine's baseline lacks, and must not instantiate
+// inline torch code that the linker could then pick for every CPU).
+#pragma once
+#include <cstdint>
+
+namespace vk {
+
+// Columns per panel: one 512-bit register of int32 lanes (two 256-bit halves on AVX2).
+constexpr int kPanel = 16;
+// Activation quantization block along K (one fp32 scale per block per row), as llama.cpp's Q8_0.
+constexpr int kBlock = 32;
+// Bytes of one k-group of a panel: 16 columns x 4 consecutive k (one dpbusd operand).
+constexpr int kGroupBytes = kPanel * 4;
+
+struct Args {
+  // Packed weights: [n_panels][kp/4][16 columns][4 k] bytes, each w + 128 (uint8).
+  const uint8_t* w;
+  const float* wscale;  // [np] per output channel (0 in the padding)
+  const float* bias;    // [n] or nullptr
+  const int8_t* xq;     // [m][kp] quantized activations, zero padded
+  const float* xscale;  // [m][kp / kBlock]
+  const int32_t* xcorr; // [m][kp / kBlock]: -128 * sum of the block's xq (unsigned-weight trick)
+  float* y;             // [m][ldy]
+  int64_t m, n, kp, ldy;
+};
+
+using GemmFn = void (*)(const Args&, int64_t panel_begin, int64_t panel_end);
+// Quantize rows [r0, r1) of x (m x k fp32, row stride ldx) into xq/xscale/xcorr (row stride kp).
+using QuantFn = void (*)(const float* x, int64_t ldx, int64_t k, int64_t kp, int64_t r0, int64_t r1,
+                         int8_t* xq, float* xscale, int32_t* xcorr);
+
+// Each returns nullptr-free function pointers; which one may run is decided by the caller (cpuid).
+GemmFn gemm_avx512vnni();
+GemmFn gemm_avxvnni();
+GemmFn gemm_avx2();
+GemmFn gemm_ref();
+QuantFn quant_avx512();
+QuantFn quant_ref();
+
+}  // namespace vk
