@@ -61,7 +61,7 @@ def job_recover(*, job: Job) -> int:
         else:
             changed = claim_holds(job).update(status=JobStatus.QUEUED, progress_tokens=0)
             if changed:
-                job_enqueue_on_commit(job_id=job.pk)
+                job_enqueue_on_commit(job_id=job.pk, accepted=True)
     if changed:
         logger.warning("job %s: worker %s lost after attempt %d, recovered", job.pk, job.worker, job.attempts)
     return changed
