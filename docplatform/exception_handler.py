@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import redis
+from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -64,6 +65,16 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         logger.warning("%s: Redis unavailable: %s", path, exc)
         response = Response(
             error_payload(path, 503, "The queue service is unavailable; retry shortly.", "queue_unavailable"),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = "5"
+        return response
+
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is restarting or unreachable: retryable, like Redis above.
+        logger.warning("%s: database unavailable: %s", path, exc)
+        response = Response(
+            error_payload(path, 503, "The database is unavailable; retry shortly.", "database_unavailable"),
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
         response["Retry-After"] = "5"

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import redis
 from django.conf import settings
 
 from vision import streams
@@ -32,6 +33,7 @@ from vision.engine import (
 )
 from vision.generation import GenerationSpec
 from vision.heartbeat import heartbeat_get, redis_client
+from vision.runners.faults import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,13 @@ def _load_image(path: str) -> ImagePart:
     if root not in full.parents:  # a spec is built by our own web code, but never trust paths
         raise InvalidRequest("image path outside the media folder")
     try:
-        return ImagePart.from_bytes(full.read_bytes())
+        data = full.read_bytes()
+    except OSError as exc:
+        if is_transient(exc):  # the media store is away for a moment: not the input's fault
+            raise
+        raise InvalidRequest(f"cannot read stored image: {exc}") from exc
+    try:
+        return ImagePart.from_bytes(data)
     except OSError as exc:
         raise InvalidRequest(f"cannot read stored image: {exc}") from exc
 
@@ -108,47 +116,75 @@ def generate_to_stream(
     client,
     *,
     worker: str = "",
-    on_delta: Callable[[str, int], None] | None = None,
+    on_delta: Callable[[str, int], bool | None] | None = None,
+    best_effort: bool = False,
 ) -> RequestOutput:
     """Run `spec` on `engine`, append its events to the request's stream, return the output.
 
-    `client` is a sync Redis client. `on_delta(text, tokens_so_far)` lets a job record progress.
-    Bad input (unreadable image, prompt too long) ends the stream with an error event, not an
-    exception: the reader always gets a "final" event.
+    `client` is a sync Redis client. `on_delta(text, tokens_so_far)` lets a job record progress;
+    returning False stops the generation (the job's claim was lost). Bad input (unreadable image,
+    prompt too long) ends the stream with an error event, not an exception: the reader always
+    gets a "final" event.
+
+    `best_effort` (async jobs): the stream is only progress for whoever watches, so a Redis that
+    cannot be reached drops events (retried a little, `streams.BestEffortPublisher`) and the
+    generation goes on. Otherwise (a /v1 chat, whose reader needs every token) a failed publish
+    cancels the generation and raises.
     """
-    streams.publish(client, spec.request_id, "started", data={"worker": worker})
+    if best_effort:
+        publisher = streams.BestEffortPublisher(client, spec.request_id)
+
+        def publish(type_: str, **fields) -> None:
+            publisher.publish(type_, **fields)
+    else:
+
+        def publish(type_: str, **fields) -> None:
+            streams.publish(client, spec.request_id, type_, **fields)
+
+    def reader_status() -> tuple[bool, bool]:
+        if not best_effort:
+            return streams.reader_status(client, spec.request_id)
+        try:
+            return streams.reader_status(client, spec.request_id)
+        except (redis.RedisError, OSError):  # Redis away: nobody can cancel meanwhile either
+            return False, False
+
+    publish("started", data={"worker": worker})
     try:
         handle = engine.submit(spec_to_engine_request(spec))
     except InvalidRequest as exc:
         output = failed_output(spec.request_id, str(exc))
-        data = {**output_payload(output), "error_kind": ERROR_INVALID_REQUEST}
-        streams.publish(client, spec.request_id, "final", data=data)
+        publish("final", data={**output_payload(output), "error_kind": ERROR_INVALID_REQUEST})
         return output
-    tokens = 0
-    last_poll = time.monotonic()
-    had_reader = False  # jobs have no reader; a /v1 stream's web side holds a lease while it reads
-    while not handle.finished:
-        try:
-            delta = handle.next_delta(timeout=CANCEL_POLL_S)
-        except queue.Empty:
-            delta = None
-        if delta is not None and not delta.finished:
-            tokens += len(delta.token_ids)
-            if delta.text:
-                streams.publish(client, spec.request_id, "delta", text=delta.text)
-            if on_delta is not None:
-                on_delta(delta.text, tokens)
-        if time.monotonic() - last_poll >= CANCEL_POLL_S:
-            last_poll = time.monotonic()
-            cancelled, reading = streams.reader_status(client, spec.request_id)
-            had_reader = had_reader or reading
-            if cancelled or (had_reader and not reading):  # asked to stop, or the reader vanished
-                handle.cancel()
+    try:
+        tokens = 0
+        last_poll = time.monotonic()
+        had_reader = False  # jobs have no reader; a /v1 stream's web side holds a lease while it reads
+        while not handle.finished:
+            try:
+                delta = handle.next_delta(timeout=CANCEL_POLL_S)
+            except queue.Empty:
+                delta = None
+            if delta is not None and not delta.finished:
+                tokens += len(delta.token_ids)
+                if delta.text:
+                    publish("delta", text=delta.text)
+                if on_delta is not None and on_delta(delta.text, tokens) is False:
+                    handle.cancel()
+            if time.monotonic() - last_poll >= CANCEL_POLL_S:
+                last_poll = time.monotonic()
+                cancelled, reading = reader_status()
+                had_reader = had_reader or reading
+                if cancelled or (had_reader and not reading):  # asked to stop, or the reader vanished
+                    handle.cancel()
+    except BaseException:
+        handle.cancel()  # nobody will read it (the stream is broken) or the job failed: free the slot
+        raise
     output = handle.result()
     final = handle.final_delta
     if output.text and final is not None and final.text:
-        streams.publish(client, spec.request_id, "delta", text=final.text)
-    streams.publish(client, spec.request_id, "final", data=output_payload(output))
+        publish("delta", text=final.text)
+    publish("final", data=output_payload(output))
     log.info(
         "generation %s finished: %s, %d+%d tokens (%d cached), %.2fs",
         spec.request_id,
@@ -207,6 +243,15 @@ def generate_spec_json_to_stream(spec_json: str, *, worker: str) -> RequestOutpu
             output = failed_output(spec.request_id, str(exc))
             data = {**output_payload(output), "error_kind": ERROR_UNAVAILABLE, "worker": worker}
             streams.publish(client, spec.request_id, "final", data=data)
+            return output
+        except (redis.RedisError, OSError) as exc:
+            # The stream broke off mid-answer (Redis away); the generation was cancelled. A reader
+            # still waiting once Redis is back gets a 503-class end instead of waiting out its
+            # timeout for a "final" that would never come.
+            log.warning("generation %s: token stream broke off (%s); cancelled", spec.request_id, exc)
+            output = failed_output(spec.request_id, f"the token stream broke off ({type(exc).__name__})")
+            data = {**output_payload(output), "error_kind": ERROR_UNAVAILABLE, "worker": worker}
+            streams.BestEffortPublisher(client, spec.request_id, retries=20).publish("final", data=data)
             return output
     finally:
         client.close()

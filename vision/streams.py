@@ -12,7 +12,11 @@ Used by the web process (async reads, redis.asyncio) and by workers (sync writes
 from __future__ import annotations
 
 import json
+import logging
+import time
 from dataclasses import dataclass, field
+
+logger = logging.getLogger(__name__)
 
 STREAM_TTL_S = 3600
 # A web-side reader holds a lease while it relays a generation; a worker whose generation had a
@@ -72,6 +76,43 @@ def publish(client, request_id: str, type_: str, *, text: str = "", data: dict |
     pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)
     pipe.expire(key, STREAM_TTL_S)
     pipe.execute()
+
+
+class BestEffortPublisher:
+    """`publish` for streams nobody depends on (an async job's progress and tokens: the stored
+    result is what counts). A failed publish is retried `retries` times, a few tens of ms apart,
+    then dropped; after a drop, publishes are skipped for `pause_s` so a Redis outage costs the
+    generation one wait, not one per token. Never raises; `dropped` counts what was lost."""
+
+    def __init__(self, client, request_id: str, *, retries: int = 2, pause_s: float = 2.0) -> None:
+        self.client = client
+        self.request_id = request_id
+        self.retries = retries
+        self.pause_s = pause_s
+        self.dropped = 0
+        self._paused_until = 0.0
+
+    def publish(self, type_: str, *, text: str = "", data: dict | None = None) -> bool:
+        """True when the event reached the stream."""
+        import redis
+
+        if time.monotonic() < self._paused_until and type_ != "final":
+            self.dropped += 1
+            return False
+        for attempt in range(self.retries + 1):
+            try:
+                publish(self.client, self.request_id, type_, text=text, data=data)
+                return True
+            except (redis.RedisError, OSError) as exc:
+                if attempt == self.retries:
+                    self.dropped += 1
+                    self._paused_until = time.monotonic() + self.pause_s
+                    logger.warning(
+                        "stream %s: %s event dropped (%s); the job goes on", self.request_id, type_, exc
+                    )
+                    return False
+                time.sleep(0.05 * (attempt + 1))
+        return False
 
 
 def request_cancel(client, request_id: str) -> None:

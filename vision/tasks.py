@@ -57,6 +57,7 @@ class JobRunResult(TypedDict):
 )
 def job_run_task(self, job_id: int) -> JobRunResult:
     """Run one job by id (vision.runners.loop). Safe to deliver twice: the job row decides."""
+    from vision.runners.faults import backoff_s, is_transient
     from vision.runners.loop import job_fail, job_run
     from vision.runners.types import EngineUnavailable
 
@@ -71,4 +72,10 @@ def job_run_task(self, job_id: int) -> JobRunResult:
             )
             return JobRunResult(job_id=job_id, status="failed")
         raise self.retry(exc=exc) from None
+    except Exception as exc:
+        # The database or Redis stayed away even through the run loop's own retries (claiming):
+        # not the job's fault, so the message comes back later instead of the job failing.
+        if not is_transient(exc) or self.request.retries >= self.max_retries:
+            raise
+        raise self.retry(exc=exc, countdown=backoff_s(self.request.retries, base=2.0, cap=60.0)) from None
     return JobRunResult(job_id=job_id, status=status)

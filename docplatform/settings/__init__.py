@@ -384,6 +384,10 @@ JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 # A running job whose worker's heartbeat is gone is requeued once it has run this long: longer
 # than the heartbeat TTL, so a worker's Redis blip does not double-run its jobs.
 JOB_STUCK_GRACE_SECONDS = env_int("JOB_STUCK_GRACE_SECONDS", 60, minimum=1)
+# A job whose run hit an unreachable service (Redis, database, media store) is run again by the
+# same worker after a backoff with jitter (1 s doubling up to 30 s), this many times, then failed
+# `service_unavailable`. These runs count in `attempts`, not against JOB_MAX_ATTEMPTS.
+JOB_SERVICE_RETRIES = env_int("JOB_SERVICE_RETRIES", 8, minimum=0)
 JOB_DEFAULT_MAX_TOKENS = env_int("JOB_DEFAULT_MAX_TOKENS", 512, minimum=1)
 JOB_MAX_TOKENS_LIMIT = env_int("JOB_MAX_TOKENS_LIMIT", 4096, minimum=1)
 BATCH_MAX_FILES = env_int("BATCH_MAX_FILES", 50, minimum=1)

@@ -36,6 +36,17 @@ def test_unexpected_exception_is_json_500_without_traceback():
     assert response.data == {"detail": "Internal server error.", "code": "internal_error"}
 
 
+def test_database_unreachable_is_a_retryable_503_not_a_500():
+    from django.db import OperationalError
+
+    response = _handle(OperationalError("server closed the connection unexpectedly"))
+    assert response.status_code == 503 and response["Retry-After"] == "5"
+    assert response.data == {
+        "detail": "The database is unavailable; retry shortly.",
+        "code": "database_unavailable",
+    }
+
+
 def test_v1_errors_use_the_openai_error_object():
     response = _handle(ServiceUnavailable("queue full", retry_after=3), path="/v1/chat/completions")
     assert response.data == {

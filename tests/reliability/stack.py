@@ -3,8 +3,10 @@
 uvicorn, all subprocesses on free loopback ports, all pointed at that Redis.
 
 Database: like tests/vision/openai/conftest.py, the subprocesses open the test database FILE that
-pytest-django created (DJANGO_ENV=test, see settings); tests use `transactional_db` so the rows
-they create are committed and visible to the subprocesses.
+pytest-django created (DJANGO_ENV=test, see settings), or on PostgreSQL the test database pytest
+is using (`database_env`); tests use `transactional_db` so the rows they create are committed and
+visible to the subprocesses. `PostgresCluster` restarts the private cluster of scripts/test.sh
+(TEST_PG_DATA, TEST_PG_BIN) for the database fault.
 
 Every wait here is bounded; every process is stopped by the fixture that started it (by its own
 pid, never by name).
@@ -48,6 +50,59 @@ FAST_ENV = {
     "STICKY_START_TIMEOUT_SECONDS": "3",
     "VISION_THREADS": "1",
 }
+
+
+def database_env() -> dict[str, str]:
+    """DATABASE_URL for the subprocesses: the database this pytest process is using (on
+    PostgreSQL pytest-django may use a `test_` database that the URL in the environment does not
+    name); nothing to add for SQLite (the shared file comes from DATA_DIR)."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    params = connection.settings_dict
+    if connection.vendor != "postgresql":
+        return {}
+    user = quote(params.get("USER") or "", safe="")
+    password = quote(params.get("PASSWORD") or "", safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = quote(params.get("HOST") or "", safe="")
+    port = f":{params['PORT']}" if params.get("PORT") else ""
+    return {"DATABASE_URL": f"postgres://{auth}{host}{port}/{quote(params['NAME'], safe='')}"}
+
+
+class PostgresCluster:
+    """The private PostgreSQL cluster scripts/test.sh started (env TEST_PG_DATA, TEST_PG_BIN), if
+    the tests run on it; it runs as the `postgres` system user."""
+
+    def __init__(self, data: str, bin_dir: str) -> None:
+        self.data = data
+        self.pg_ctl = str(Path(bin_dir) / "pg_ctl")
+
+    @classmethod
+    def from_env(cls) -> PostgresCluster | None:
+        from django.db import connection
+
+        data, bin_dir = os.environ.get("TEST_PG_DATA"), os.environ.get("TEST_PG_BIN")
+        if not data or not bin_dir or connection.vendor != "postgresql":
+            return None
+        return cls(data, bin_dir)
+
+    def restart(self) -> float:
+        """`pg_ctl restart -m fast -w` (every connection is cut); returns the seconds it took."""
+        started = time.monotonic()
+        command = ["runuser", "-u", "postgres", "--", self.pg_ctl, "-D", self.data, "restart", "-m", "fast"]
+        # No pipes: the new postmaster inherits pg_ctl's stdout, and a pipe it holds open would
+        # keep run() waiting for an end of file that never comes.
+        subprocess.run(
+            command + ["-w", "-t", "60"],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=90,
+        )
+        return time.monotonic() - started
 
 
 def free_port() -> int:
@@ -149,7 +204,7 @@ class Worker:
         self.concurrency = concurrency
         self.name = name or f"rel-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         self.redis_url = redis_url
-        self.env = {**os.environ, **FAST_ENV, "REDIS_URL": redis_url, **(env or {})}
+        self.env = {**os.environ, **FAST_ENV, **database_env(), "REDIS_URL": redis_url, **(env or {})}
         self.log_path = run_dir() / f"worker-{self.name.split('@')[0]}.log"
         self.process: subprocess.Popen | None = None
 
@@ -220,7 +275,7 @@ class WebServer:
     def __init__(self, *, redis_url: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **FAST_ENV, "REDIS_URL": redis_url, **(env or {})}
+        self.env = {**os.environ, **FAST_ENV, **database_env(), "REDIS_URL": redis_url, **(env or {})}
         self.log_path = run_dir() / f"uvicorn-{self.port}.log"
         self.process: subprocess.Popen | None = None
 

@@ -326,3 +326,69 @@ def _last_request_id(server) -> str:
     keys = list(server.client().scan_iter(match="docplatform:gen:*:events", count=100))
     assert len(keys) == 1, keys
     return keys[0].decode().split(":")[2]
+
+
+def test_v1_answers_when_redis_dies_mid_answer_end_with_a_503_not_a_hang(
+    stack_redis, start_worker, start_web, api_key
+):
+    """GIVEN a streamed and a non-streamed /v1 chat, both started on the worker WHEN Redis is
+    killed with SIGKILL mid-answer (and stays down) THEN the stream ends with one OpenAI error
+    event of a 503 class (`stream_unavailable`) and the non-stream request answers 503 with
+    Retry-After, both within seconds, not at the request timeout."""
+    import json
+
+    worker = start_worker(env={"RELIABILITY_CHAT_HOLD_S": "60"})
+    web = start_web()
+    worker.wait_ready()
+    _, key = api_key()
+    result: dict = {}
+    body = {"model": "qwen3-vl-2b", "max_tokens": 4, "temperature": 0.7}
+
+    def streamed() -> None:
+        with http(web.url, key, timeout=60) as client:
+            request = {**body, "messages": [{"role": "user", "content": "stream"}], "stream": True}
+            with client.stream("POST", "/v1/chat/completions", json=request) as response:
+                result["stream_status"] = response.status_code
+                result["events"] = [
+                    line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")
+                ]
+                result["stream_end"] = time.monotonic()
+
+    def waited() -> None:
+        with http(web.url, key, timeout=60) as client:
+            request = {**body, "messages": [{"role": "user", "content": "wait"}]}
+            result["response"] = client.post("/v1/chat/completions", json=request)
+            result["wait_end"] = time.monotonic()
+
+    threads = [threading.Thread(target=streamed), threading.Thread(target=waited)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: _started_count(stack_redis) >= 2, timeout=30, what="both chats to start")
+    killed_at = time.monotonic()
+    stack_redis.stop(signal.SIGKILL)
+    for thread in threads:
+        thread.join(timeout=45)
+    assert not any(thread.is_alive() for thread in threads)
+
+    assert result["stream_status"] == 200
+    events = result["events"]
+    error = json.loads(events[-1])["error"]
+    assert error["code"] == "stream_unavailable" and error["type"] == "server_error", events
+    assert "[DONE]" not in events
+    response = result["response"]
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "queue_unavailable"
+    assert int(response.headers["Retry-After"]) >= 1
+    stream_s, wait_s = result["stream_end"] - killed_at, result["wait_end"] - killed_at
+    assert stream_s < 20 and wait_s < 20, (stream_s, wait_s)
+    print(
+        f"\n[faults] Redis killed mid-answer: stream error event after {stream_s:.1f} s, 503 after {wait_s:.1f} s"
+    )
+
+
+def _started_count(server) -> int:
+    client = server.client()
+    count = 0
+    for key in client.scan_iter(match="docplatform:gen:*:events", count=100):
+        count += any(fields.get(b"type") == b"started" for _id, fields in client.xrange(key))
+    return count

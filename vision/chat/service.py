@@ -11,8 +11,11 @@ in the conversation.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+
+import redis
 
 from docplatform.errors import ApplicationError
 from vision.chat.completion import (
@@ -29,6 +32,8 @@ from vision.chat.completion import (
 from vision.chat.json_output import json_answer_check
 from vision.chat.types import ChatRequest
 from vision.connections import async_redis
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -146,7 +151,10 @@ class ChatStream:
         await self._items.aclose()
         if not self._finished:  # closed early: the client disconnected (or the server is stopping)
             self._finished = True
-            await asyncio.shield(chat_cancel(self._client, self.prepared))
+            try:
+                await asyncio.shield(chat_cancel(self._client, self.prepared))
+            except (redis.RedisError, OSError) as exc:  # Redis is away: so is the stream it would stop
+                logger.warning("chat %s: cancel not sent: %s", self.prepared.spec.request_id, exc)
 
 
 async def chat_stream(*, user, request: ChatRequest, bypass_cache: bool = False) -> ChatStream:

@@ -60,8 +60,13 @@ class Job(models.Model):
     # The run. `attempts` counts claims: a redelivered task after a lost worker is attempt 2, and
     # JOB_MAX_ATTEMPTS bounds a job that kills its worker every time.
     attempts = models.PositiveIntegerField(default=0)
+    # Of those, runs cut short by a service blip (Redis, database, media store unreachable) and run
+    # again by the same worker; JOB_MAX_ATTEMPTS bounds only the others (vision/runners/loop.py).
+    retries = models.PositiveIntegerField(default=0)
     worker = models.CharField(max_length=255, blank=True)  # Celery hostname of the current attempt
-    request_id = models.CharField(max_length=64, blank=True)  # token stream of the current attempt
+    # Token stream of the current attempt, and its claim: only the holder of this id may record
+    # progress or store the outcome (a new one per attempt).
+    request_id = models.CharField(max_length=64, blank=True)
     progress_tokens = models.PositiveIntegerField(default=0)  # generated so far, while running
 
     # The outcome.

@@ -40,13 +40,19 @@ def job_spec(job: Job, messages: list[SpecMessage]) -> GenerationSpec:
 
 def generate(context: JobRunContext, spec: GenerationSpec):
     """Run `spec` on the worker's engine, streamed like any generation (progress and cancel
-    work); a full engine queue raises EngineUnavailable, so the task retries later."""
+    work, best effort: Redis away drops stream events, not the job); a full engine queue raises
+    EngineUnavailable, so the task retries later."""
     from vision.engine import EngineOverloaded
     from vision.inference import generate_to_stream
 
     try:
         return generate_to_stream(
-            context.engine, spec, context.redis, worker=context.worker, on_delta=context.on_progress
+            context.engine,
+            spec,
+            context.redis,
+            worker=context.worker,
+            on_delta=context.on_progress,
+            best_effort=True,  # a job's stream is progress only; the stored result is what counts
         )
     except EngineOverloaded as exc:
         raise EngineUnavailable(str(exc)) from exc

@@ -1,8 +1,18 @@
 """The run loop of one job: claim → execute → finish, or release when the engine cannot take it.
 
-`job_run` claims the row in a transaction (a finished job, or one a live worker is already
-running, is left alone: redelivered messages are harmless), runs the task's runner and writes the
-outcome only if the claim still holds (a cancel or a recovery in between wins).
+`job_run` claims the row (a finished job, or one a live worker is already running, is left alone:
+redelivered messages are harmless), runs the task's runner and writes the outcome only if the
+claim still holds (a cancel or a recovery in between wins).
+
+The claim is the row's `request_id`, new for every attempt: claiming, re-attempting, recording
+progress and storing the outcome are all updates conditional on it, so a worker that was cut off
+(Redis gone longer than its heartbeat TTL, and another worker recovered the job meanwhile) finds
+its claim gone and its late outcome is discarded instead of stored a second time.
+
+Faults (`vision.runners.faults`): the model or the input failing fails the job; a service being
+briefly away does not. Database writes retry on a fresh connection; a runner that hit an
+unreachable service runs again after a backoff (a new attempt, counted in `attempts` and in
+`retries`, which JOB_MAX_ATTEMPTS does not count); token-stream publishing is best effort.
 """
 
 from __future__ import annotations
@@ -13,13 +23,14 @@ import time
 import uuid
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError
+from django.db.models import F
 from django.utils import timezone
 
-from vision import streams
 from vision.connections import sync_redis
 from vision.heartbeat import worker_alive
 from vision.models import FINISHED_STATUSES, Job, JobStatus, JobTask
+from vision.runners.faults import ServiceUnavailable, backoff_s, db_retry, is_transient, reset_connection
 from vision.runners.generation import run_generation
 from vision.runners.invoice import run_invoice
 from vision.runners.ocr import run_ocr
@@ -51,20 +62,25 @@ def job_run(*, job_id: int, worker: str) -> JobStatus | None:
     """Run job `job_id` on this worker if it still needs running; returns the final status, or
     None when there was nothing to do. Raises EngineUnavailable when the engine cannot take it."""
     engine = _engine()
-    job = _job_claim(job_id=job_id, worker=worker)
+    token = uuid.uuid4().hex[:12]
+    job = db_retry(lambda: _job_claim(job_id=job_id, worker=worker, token=token), what=f"job {job_id}: claim")
     if job is None:
         return None
     with _running_lock:
         _running_here.add(job.pk)
     try:
-        outcome = _job_execute(job=job, engine=engine, worker=worker)
-    except EngineUnavailable:
-        _job_release(job)
-        raise
+        try:
+            attempt = _job_attempts(job=job, engine=engine, worker=worker)
+        except EngineUnavailable:
+            db_retry(lambda: _job_release(job), what=f"job {job.pk}: release")
+            raise
+        if attempt is None:
+            return None
+        job, outcome = attempt
+        stored = _job_finish(job=job, outcome=outcome)
     finally:
         with _running_lock:
             _running_here.discard(job.pk)
-    stored = _job_finish(job=job, outcome=outcome)
     return outcome.status if stored else None
 
 
@@ -78,54 +94,86 @@ def _engine():
         raise EngineUnavailable(str(exc), permanent=state == "error") from exc
 
 
-def _job_claim(*, job_id: int, worker: str) -> Job | None:
-    with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_id).first()
-        if job is None:
-            logger.warning("job %s: gone, nothing to run", job_id)
+def _request_id(job_id: int, attempt: int, token: str) -> str:
+    # Unique per attempt, never reused: a database that hands out an old id again (SQLite after
+    # deleting the newest rows, a restored backup) must not meet that id's stale stream or cancel
+    # key in Redis. It is also the claim token.
+    return f"job-{job_id}-{attempt}-{token}"
+
+
+def _job_claim(*, job_id: int, worker: str, token: str | None = None) -> Job | None:
+    """Claim the job for one attempt on `worker`: a compare-and-set on the row as read, so two
+    deliveries (or a delivery and a recovery) racing for it claim it once. `token` makes a retry
+    after a lost database reply find its own claim instead of claiming again."""
+    token = token or uuid.uuid4().hex[:12]
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        logger.warning("job %s: gone, nothing to run", job_id)
+        return None
+    if job.request_id.endswith(f"-{token}") and job.status == JobStatus.RUNNING:
+        return job  # this claim landed; only the reply to it was lost
+    if job.status in FINISHED_STATUSES:
+        logger.info("job %s: already %s, redelivery ignored", job_id, job.status)
+        return None
+    if job.status == JobStatus.RUNNING:
+        if running_here(job.pk) or (job.worker != worker and _worker_maybe_alive(job.worker)):
+            logger.info("job %s: running on %s, duplicate delivery ignored", job_id, job.worker)
             return None
-        if job.status in FINISHED_STATUSES:
-            logger.info("job %s: already %s, redelivery ignored", job_id, job.status)
-            return None
-        if job.status == JobStatus.RUNNING:
-            if running_here(job.pk) or (job.worker != worker and worker_alive(sync_redis(), job.worker)):
-                logger.info("job %s: running on %s, duplicate delivery ignored", job_id, job.worker)
-                return None
-            logger.warning("job %s: its worker %s is gone, taking over", job_id, job.worker or "?")
-        if job.attempts >= settings.JOB_MAX_ATTEMPTS:
-            _job_give_up(job)
-            return None
-        job.status = JobStatus.RUNNING
-        job.attempts += 1
-        job.worker = worker
-        # Unique per attempt, never reused: a database that hands out an old id again (SQLite after
-        # deleting the newest rows, a restored backup) must not meet that id's stale stream or
-        # cancel key in Redis.
-        job.request_id = f"job-{job.pk}-{job.attempts}-{uuid.uuid4().hex[:12]}"
-        job.progress_tokens = 0
-        job.started_at = timezone.now()
-        job.save(
-            update_fields=["status", "attempts", "worker", "request_id", "progress_tokens", "started_at"]
-        )
+        logger.warning("job %s: its worker %s is gone, taking over", job_id, job.worker or "?")
+    if job.attempts - job.retries >= settings.JOB_MAX_ATTEMPTS:
+        _job_give_up(job)
+        return None
+    attempt = job.attempts + 1
+    fields = {
+        "status": JobStatus.RUNNING,
+        "attempts": attempt,
+        "worker": worker,
+        "request_id": _request_id(job.pk, attempt, token),
+        "progress_tokens": 0,
+        "started_at": timezone.now(),
+    }
+    claimed = Job.objects.filter(
+        pk=job.pk, status=job.status, attempts=job.attempts, request_id=job.request_id
+    ).update(**fields)
+    if not claimed:
+        logger.info("job %s: claimed by another delivery meanwhile", job_id)
+        return None
+    for name, value in fields.items():
+        setattr(job, name, value)
     logger.info("job %s: attempt %d on %s", job.pk, job.attempts, worker)
     return job
 
 
+def _worker_maybe_alive(hostname: str) -> bool:
+    """Is `hostname` alive? Without Redis nobody can tell: then it counts as alive (the watchdog
+    recovers the job once Redis is back if it is not), so a job is never run twice at once."""
+    try:
+        return worker_alive(sync_redis(), hostname)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        logger.warning("heartbeat of %s unknown (%s); leaving its job to it", hostname, exc)
+        return True
+
+
 def _job_give_up(job: Job) -> None:
-    job.status = JobStatus.FAILED
-    job.error = (
-        f"The job was started {job.attempts} times and its worker was lost each time "
-        f"(last: {job.worker or 'unknown'}); it is not retried again."
+    lost = job.attempts - job.retries
+    changed = Job.objects.filter(pk=job.pk, status=job.status, request_id=job.request_id).update(
+        status=JobStatus.FAILED,
+        error=(
+            f"The job was started {lost} times and its worker was lost each time "
+            f"(last: {job.worker or 'unknown'}); it is not retried again."
+        ),
+        error_code="worker_lost",
+        finished_at=timezone.now(),
     )
-    job.error_code = "worker_lost"
-    job.finished_at = timezone.now()
-    job.save(update_fields=["status", "error", "error_code", "finished_at"])
-    logger.error("job %s failed after %d attempts (worker lost)", job.pk, job.attempts)
+    if changed:
+        logger.error("job %s failed after %d attempts (worker lost)", job.pk, job.attempts)
 
 
 def claim_holds(job: Job):
-    """The job's row, if it is still running under this claim (attempt and worker unchanged)."""
-    return Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts, worker=job.worker)
+    """The job's row, if it is still running under this claim (the attempt's request_id)."""
+    return Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, request_id=job.request_id)
 
 
 def _job_release(job: Job) -> None:
@@ -133,19 +181,87 @@ def _job_release(job: Job) -> None:
     claim_holds(job).update(status=JobStatus.QUEUED, attempts=job.attempts - 1, worker="", started_at=None)
 
 
+def _job_attempts(*, job: Job, engine, worker: str) -> tuple[Job, JobOutcome] | None:
+    """Run the job's runner; when it hit an unreachable service, wait (backoff with jitter) and
+    run it again as a new attempt, up to JOB_SERVICE_RETRIES times. None when the claim was lost
+    meanwhile (cancelled, or recovered by another worker)."""
+    retry = 0
+    while True:
+        try:
+            return job, _job_execute(job=job, engine=engine, worker=worker)
+        except ServiceUnavailable as exc:
+            cause = exc.__cause__ or exc
+            if retry >= settings.JOB_SERVICE_RETRIES:
+                logger.error(
+                    "job %s: a service stayed unavailable after %d retries: %s", job.pk, retry, cause
+                )
+                return job, JobOutcome(
+                    status=JobStatus.FAILED,
+                    error=(
+                        f"A service the job needs stayed unavailable after {retry} retries "
+                        f"({type(cause).__name__}); submit it again later."
+                    ),
+                    error_code="service_unavailable",
+                )
+            wait = backoff_s(retry, base=1.0, cap=30.0)
+            logger.warning(
+                "job %s: attempt %d hit an unavailable service (%s: %s); running it again in %.1f s",
+                job.pk,
+                job.attempts,
+                type(cause).__name__,
+                cause,
+                wait,
+            )
+            time.sleep(wait)
+            retry += 1
+            again = _job_reattempt(job)
+            if again is None:
+                logger.info("job %s: claim lost while waiting for the service; not run again here", job.pk)
+                return None
+            job = again
+
+
+def _job_reattempt(job: Job) -> Job | None:
+    """The next attempt under the same claim (the previous one hit a service blip): a new
+    request_id, `attempts` and `retries` + 1. None when the claim no longer holds."""
+    new_id = _request_id(job.pk, job.attempts + 1, uuid.uuid4().hex[:12])
+
+    def write() -> bool:
+        changed = claim_holds(job).update(
+            attempts=F("attempts") + 1,
+            retries=F("retries") + 1,
+            request_id=new_id,
+            progress_tokens=0,
+            started_at=timezone.now(),
+        )
+        # 0 rows after a lost reply: the update may have landed all the same.
+        return bool(changed) or Job.objects.filter(pk=job.pk, request_id=new_id).exists()
+
+    if not db_retry(write, what=f"job {job.pk}: re-attempt"):
+        return None
+    job.refresh_from_db()
+    return job
+
+
 def _job_execute(*, job: Job, engine, worker: str) -> JobOutcome:
+    """Run the job's runner once. The job's own failure comes back as a failed outcome; a service
+    that could not be reached raises ServiceUnavailable (the caller runs it again)."""
     client = sync_redis()
     last_write = 0.0
 
-    def on_progress(_text: str, tokens: int) -> None:
+    def on_progress(_text: str, tokens: int) -> bool:
+        """Record progress; False stops the generation: the claim is gone (cancel or recovery)."""
         nonlocal last_write
         now = time.monotonic()
         if now - last_write < PROGRESS_EVERY_S:
-            return
+            return True
         last_write = now
-        if not claim_holds(job).update(progress_tokens=tokens):
-            # Cancelled or recovered meanwhile: stop generating for nobody.
-            streams.request_cancel(client, job.request_id)
+        try:
+            return bool(claim_holds(job).update(progress_tokens=tokens))
+        except (OperationalError, InterfaceError) as exc:  # progress is best effort; the result is not
+            logger.warning("job %s: progress not recorded (%s)", job.pk, exc)
+            reset_connection()
+            return True
 
     runner = JOB_RUNNERS[JobTask(job.task)]
     context = JobRunContext(job=job, engine=engine, redis=client, worker=worker, on_progress=on_progress)
@@ -153,7 +269,10 @@ def _job_execute(*, job: Job, engine, worker: str) -> JobOutcome:
         return runner(context)
     except EngineUnavailable:
         raise
-    except Exception as exc:  # a bug or a broken file must end the job readably, not hang it
+    except Exception as exc:
+        if is_transient(exc):
+            raise ServiceUnavailable(str(exc)) from exc
+        # A bug or a broken file must end the job readably, not hang it.
         logger.exception("job %s: runner %s failed", job.pk, job.task)
         return JobOutcome(
             status=JobStatus.FAILED,
@@ -163,23 +282,33 @@ def _job_execute(*, job: Job, engine, worker: str) -> JobOutcome:
 
 
 def _job_finish(*, job: Job, outcome: JobOutcome) -> bool:
-    """Store the outcome if the claim still holds; False when a cancel or recovery won."""
+    """Store the outcome if the claim still holds; False when a cancel or recovery won.
+    Idempotent: a retry after a lost database reply finds its own write and reports it stored."""
     usage = outcome.usage
-    stored = claim_holds(job).update(
-        status=outcome.status,
-        result_text=outcome.text,
-        result=outcome.result,
-        finish_reason=outcome.finish_reason,
-        error=outcome.error,
-        error_code=outcome.error_code,
-        prompt_tokens=usage.get("prompt_tokens", 0),
-        image_tokens=usage.get("image_tokens", 0),
-        completion_tokens=usage.get("completion_tokens", 0),
-        cached_tokens=usage.get("cached_tokens", 0),
-        progress_tokens=usage.get("completion_tokens", 0),
-        timings=outcome.timings,
-        finished_at=timezone.now(),
-    )
+    fields = {
+        "status": outcome.status,
+        "result_text": outcome.text,
+        "result": outcome.result,
+        "finish_reason": outcome.finish_reason,
+        "error": outcome.error,
+        "error_code": outcome.error_code,
+        "prompt_tokens": usage.get("prompt_tokens", 0),
+        "image_tokens": usage.get("image_tokens", 0),
+        "completion_tokens": usage.get("completion_tokens", 0),
+        "cached_tokens": usage.get("cached_tokens", 0),
+        "progress_tokens": usage.get("completion_tokens", 0),
+        "timings": outcome.timings,
+        "finished_at": timezone.now(),
+    }
+
+    def write() -> bool:
+        if claim_holds(job).update(**fields):
+            return True
+        return Job.objects.filter(
+            pk=job.pk, request_id=job.request_id, status=outcome.status, finished_at=fields["finished_at"]
+        ).exists()
+
+    stored = db_retry(write, what=f"job {job.pk}: store the outcome")
     if stored:
         logger.info(
             "job %s %s: %s tokens out, %.2fs",

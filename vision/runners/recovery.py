@@ -8,6 +8,7 @@ recovery is a conditional update on the unchanged row, so concurrent recoverers 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -15,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from vision.connections import sync_redis
-from vision.heartbeat import worker_alive
+from vision.heartbeat import SHARED_QUEUE, engine_ready, heartbeats_read, worker_alive
 from vision.models import Job, JobStatus
 from vision.runners.loop import claim_holds, running_here
 from vision.services.jobs import job_enqueue_on_commit
@@ -31,7 +32,7 @@ def jobs_recover_stuck(*, restarted_worker: str | None = None) -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.JOB_STUCK_GRACE_SECONDS)
     candidates = Job.objects.filter(status=JobStatus.RUNNING)
     recovered = 0
-    for job in candidates.only("pk", "attempts", "worker", "started_at"):
+    for job in candidates.only("pk", "attempts", "retries", "worker", "request_id", "started_at"):
         if running_here(job.pk):  # this process is running it: alive, whatever Redis says
             continue
         leftover = restarted_worker is not None and job.worker == restarted_worker
@@ -47,12 +48,12 @@ def job_recover(*, job: Job) -> int:
     """Requeue one running job whose worker is gone, or fail it when its attempts are used up.
     Conditional on the row being unchanged, so concurrent recoverers act once."""
     with transaction.atomic():
-        if job.attempts >= settings.JOB_MAX_ATTEMPTS:
+        if job.attempts - job.retries >= settings.JOB_MAX_ATTEMPTS:
             changed = claim_holds(job).update(
                 status=JobStatus.FAILED,
                 error=(
                     f"The worker running this job ({job.worker or 'unknown'}) was lost "
-                    f"{job.attempts} times; it is not retried again."
+                    f"{job.attempts - job.retries} times; it is not retried again."
                 ),
                 error_code="worker_lost",
                 finished_at=timezone.now(),
@@ -60,7 +61,7 @@ def job_recover(*, job: Job) -> int:
         else:
             changed = claim_holds(job).update(status=JobStatus.QUEUED, progress_tokens=0)
             if changed:
-                job_enqueue_on_commit(job_id=job.pk)
+                job_enqueue_on_commit(job_id=job.pk, accepted=True)
     if changed:
         logger.warning("job %s: worker %s lost after attempt %d, recovered", job.pk, job.worker, job.attempts)
     return changed
@@ -81,3 +82,41 @@ def job_recover_if_stuck(*, job: Job) -> Job:
     if not alive and job_recover(job=job):
         job.refresh_from_db()
     return job
+
+
+# job id -> monotonic time this process last re-sent its message (jobs_resend_lost).
+_resent: dict[int, float] = {}
+
+
+def jobs_resend_lost() -> int:
+    """Send `vision.job_run` again for queued jobs whose message is gone: queued longer than
+    JOB_STUCK_GRACE_SECONDS while the shared queue is empty. Redis killed between a write and its
+    append-only-file flush (one second with `appendfsync everysec`) can lose a just-sent message,
+    or the move of one from the queue to its unacked set; the row still says queued and nothing
+    would ever run it. A message that was not lost after all only makes a duplicate, which the
+    claim ignores. Each job is re-sent at most once per grace period by each process."""
+    client = sync_redis()
+    if client.llen(SHARED_QUEUE):
+        return 0  # a backlog: its messages are on their way
+    beats = heartbeats_read(client)
+    if not beats or not all(engine_ready(beat) for beat in beats):
+        return 0  # a worker still loading holds its jobs' messages for a later retry
+    grace = settings.JOB_STUCK_GRACE_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=grace)
+    now = time.monotonic()
+    for job_id, sent in list(_resent.items()):
+        if now - sent > 10 * grace:
+            del _resent[job_id]
+    lost = Job.objects.filter(status=JobStatus.QUEUED, created_at__lt=cutoff).exclude(started_at__gt=cutoff)
+    resent = 0
+    for job_id in lost.values_list("pk", flat=True)[:500]:
+        if now - _resent.get(job_id, -1e9) < grace:
+            continue
+        _resent[job_id] = now
+        from vision.tasks import job_run_task
+
+        job_run_task.delay(job_id)
+        resent += 1
+    if resent:
+        logger.warning("re-sent %d queued job(s) whose message was not in the queue", resent)
+    return resent

@@ -41,7 +41,7 @@ class JobRunContext:
     engine: Any  # vision.engine.Engine (worker only; never imported by web code)
     redis: Any  # sync redis client for the token stream
     worker: str
-    on_progress: Callable[[str, int], None]
+    on_progress: Callable[[str, int], bool]  # (text, tokens so far) -> False: stop, claim lost
 
 
 Runner = Callable[[JobRunContext], JobOutcome]

@@ -1,5 +1,6 @@
 """The stuck-job watchdog: a thread in every worker process that requeues or fails jobs whose
-worker died (`vision.runners.recovery.jobs_recover_stuck`).
+worker died (`vision.runners.recovery.jobs_recover_stuck`), and re-sends queued jobs whose
+message a Redis crash lost (`jobs_resend_lost`).
 
 On start it first recovers this worker's own leftovers (jobs still "running" under its hostname
 from before a crash or kill), then checks every JOB_STUCK_GRACE_SECONDS / 2. Several workers
@@ -26,7 +27,7 @@ class _Watchdog(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        from vision.runners.recovery import jobs_recover_stuck
+        from vision.runners.recovery import jobs_recover_stuck, jobs_resend_lost
 
         restarted: str | None = self.hostname
         while not self._stop_event.is_set():
@@ -35,6 +36,7 @@ class _Watchdog(threading.Thread):
                 if recovered:
                     logger.warning("watchdog recovered %d stuck job(s)", recovered)
                 restarted = None
+                jobs_resend_lost()
             except Exception as exc:  # DB or Redis blip: try again next round
                 logger.warning("stuck-job check failed: %s", exc)
             finally:

@@ -96,17 +96,22 @@ def _check_pages(document: Document, pages: list[int] | None) -> None:
         raise ValidationFailed(f"The document has {document.page_count} pages; asked for page {max(pages)}.")
 
 
-def job_enqueue_on_commit(*, job_id: int) -> None:
-    """Send `vision.job_run` once the row is committed (the worker must see it)."""
-    transaction.on_commit(lambda: _job_enqueue(job_id))
+def job_enqueue_on_commit(*, job_id: int, accepted: bool = False) -> None:
+    """Send `vision.job_run` once the row is committed (the worker must see it). `accepted`: the
+    job was already accepted (a requeue after a lost worker), so a broker that is down leaves it
+    queued for the watchdog to send again instead of failing it."""
+    transaction.on_commit(lambda: _job_enqueue(job_id, accepted=accepted))
 
 
-def _job_enqueue(job_id: int) -> None:
+def _job_enqueue(job_id: int, *, accepted: bool = False) -> None:
     from vision.tasks import job_run_task
 
     try:
         job_run_task.delay(job_id)
     except Exception as exc:  # kombu/redis connection errors: the broker is down
+        if accepted:
+            logger.warning("job %s could not be queued again now (%s); it stays queued", job_id, exc)
+            return
         logger.error("job %s could not be queued: %s", job_id, exc)
         Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
             status=JobStatus.FAILED,
