@@ -24,6 +24,8 @@ from vision.params import (  # noqa: F401  (re-exported)
     SamplingParams,
 )
 
+from .constraints import Constraint
+
 
 class FinishReason(enum.StrEnum):
     """Why a request stopped; values are what the OpenAI API reports where it has a word for it."""
@@ -98,11 +100,18 @@ class EngineRequest:
     pixels: PixelBudget | None = None  # None: the task's default budget
     deadline: float | None = None  # time.monotonic() after which the request is stopped
     use_prefix_cache: bool = True
+    # The answer must match this (JSON schema, JSON object, regex, choice): the logits are masked
+    # at every step so it does by construction (vision/engine/grammar.py). None: free text.
+    constraint: Constraint | None = None
 
     def anon_repr(self) -> str:
         """For logs: ids and counts, never prompt text."""
         images = sum(isinstance(p, ImagePart) for m in self.messages for p in m.content)
-        return f"EngineRequest(id={self.request_id}, task={self.task}, messages={len(self.messages)}, images={images})"
+        kind = self.constraint.kind.value if self.constraint else None
+        return (
+            f"EngineRequest(id={self.request_id}, task={self.task}, messages={len(self.messages)}, "
+            f"images={images}, constraint={kind})"
+        )
 
 
 @dataclass
