@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import engine_benches, platform_bench, seed_table
+    from . import constrained, engine_benches, platform_bench, seed_table
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split(";")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("web-streams", help="64 concurrent streaming clients on one web process")
     platform_bench.add_arguments(p, "web-streams")
 
+    p = sub.add_parser(
+        "constrained", help="grammar mask cost per token at batch 8; mixed constrained/free batch throughput"
+    )
+    constrained.add_arguments(p)
+
     p = sub.add_parser("render", help="rewrite a seed-table/decode-floor Markdown (and chart) from its JSON")
     p.add_argument("json", type=Path)
 
@@ -68,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import platform_bench
 
         return platform_bench.run(args)
+    elif args.command == "constrained":
+        from . import constrained
+
+        constrained.run(args)
     elif args.command == "render":
         from . import seed_report
 

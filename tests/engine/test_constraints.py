@@ -106,3 +106,28 @@ def test_bad_regex_and_choices_are_refused():
     with pytest.raises(UnsupportedConstraint):
         choice_constraint(["ok", 3])
     assert choice_constraint(["yes", 'say "no"']).text == '["yes", "say \\"no\\""]'
+
+
+@pytest.mark.parametrize("vocab", [768, 151_936, 100, 37])
+def test_bitmask_application_matches_bit_by_bit(vocab):
+    import torch
+
+    from vision.engine.grammar import apply_bitmask_
+
+    words = torch.randint(
+        -(2**31),
+        2**31 - 1,
+        ((vocab + 31) // 32,),
+        dtype=torch.int32,
+        generator=torch.Generator().manual_seed(vocab),
+    )
+    words[0] = 0  # a word forbidding 32 tokens
+    if len(words) > 2:
+        words[1] = -1  # a word allowing 32 tokens
+    logits = torch.randn(vocab)
+    before = logits.clone()
+    apply_bitmask_(logits, words)
+    allowed = torch.tensor([(int(words[t // 32]) >> (t % 32)) & 1 == 1 for t in range(vocab)])
+    assert torch.equal(logits[allowed], before[allowed])
+    assert torch.isinf(logits[~allowed]).all() and (logits[~allowed] < 0).all()
+    assert allowed.any() and (~allowed).any()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
+import numpy as np
 import torch
 
 from .constraints import Constraint, UnsupportedConstraint
@@ -26,8 +27,6 @@ from .constraints import Constraint, UnsupportedConstraint
 # client sends the same few schemas again and again; each entry holds the grammar and the lexer
 # states built so far (~1-2 kB each, bounded by llguidance's own limits).
 DEFAULT_CACHE_ENTRIES = 64
-
-_SHIFTS = torch.arange(8, dtype=torch.uint8)
 
 
 class GrammarCache:
@@ -137,11 +136,27 @@ class GrammarState:
 def apply_bitmask_(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
     """`bitmask`: (ceil(vocab / 32),) int32, bit t % 32 of word t // 32 set when token t is allowed.
 
-    Unpacked bytewise (little-endian words, so byte j bit k is token 8j + k) rather than with
-    llguidance.torch's helper, which runs through torch.compile: on a CPU box that means a C++
-    toolchain at first use and seconds of compile in the engine thread.
+    Word by word in numpy, single-threaded: a word of 0 forbids 32 tokens in one row write, a word
+    of -1 allows them all and costs nothing, and only mixed words are unpacked into bits. Real
+    masks are mostly one or the other (a JSON structure state allows a few tokens, a string state
+    nearly all), so this costs about what the argmax over the row does (bench/README.md). Not
+    llguidance.torch's helper: it runs through torch.compile, which on a CPU box means a C++
+    toolchain at first use and seconds of compile in the engine thread; and torch's own parallel
+    element-wise ops lose milliseconds to thread barriers on a shared two-core machine.
     """
     with torch.inference_mode():  # the runner's logits are inference tensors
-        bits = (bitmask.view(torch.uint8).unsqueeze(1) >> _SHIFTS) & 1  # (vocab_words * 4, 8)
-        allowed = bits.view(-1)[: logits.shape[-1]].bool()
-        logits.masked_fill_(~allowed, float("-inf"))
+        row = logits.numpy()
+    words = bitmask.numpy()
+    full = min(len(words), row.shape[0] // 32)  # words covering 32 real tokens each
+    blocks = row[: full * 32].reshape(full, 32)
+    blocks[words[:full] == 0] = -np.inf
+    mixed = np.flatnonzero((words[:full] != 0) & (words[:full] != -1))
+    if mixed.size:
+        bits = np.unpackbits(words[mixed].view(np.uint8).reshape(-1, 4), axis=1, bitorder="little")
+        part = blocks[mixed]
+        part[bits == 0] = -np.inf
+        blocks[mixed] = part
+    tail = row.shape[0] - full * 32  # a vocabulary that is not a multiple of 32
+    if tail:
+        bits = np.unpackbits(words[full : full + 1].view(np.uint8), bitorder="little")[:tail]
+        row[full * 32 :][bits == 0] = -np.inf

@@ -48,6 +48,54 @@ OCR text:
 {ocr_text}"""
 
 
+_TEXT = {"type": ["string", "null"], "maxLength": 120}
+_ID = {"type": ["string", "null"], "maxLength": 40}
+_DATE = {
+    "anyOf": [
+        {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"},
+        {"type": "null"},
+    ]
+}
+_AMOUNT = {"type": ["number", "null"]}
+
+# What the model must answer, enforced token by token (constrained decoding): the keys of PROMPT,
+# ISO dates, ISO 4217 currency, amounts as JSON numbers, null where the page has nothing. Strings
+# are bounded so an answer always ends; 50 items is more than any single page holds.
+INVOICE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "invoice_number": _ID,
+        "invoice_date": _DATE,
+        "due_date": _DATE,
+        "seller": _TEXT,
+        "seller_tax_id": _ID,
+        "buyer": _TEXT,
+        "buyer_tax_id": _ID,
+        "currency": {"anyOf": [{"type": "string", "pattern": "^[A-Z]{3}$"}, {"type": "null"}]},
+        "items": {
+            "type": "array",
+            "maxItems": 50,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "description": {"type": "string", "maxLength": 120},
+                    "quantity": _AMOUNT,
+                    "unit_price": _AMOUNT,
+                    "amount": _AMOUNT,
+                },
+                "required": ["description", "quantity", "unit_price", "amount"],
+                "additionalProperties": False,
+            },
+        },
+        "subtotal": _AMOUNT,
+        "tax": _AMOUNT,
+        "total": _AMOUNT,
+    },
+    "required": [*SCALAR_FIELDS[:8], "items", *SCALAR_FIELDS[8:]],
+    "additionalProperties": False,
+}
+
+
 def invoice_prompt(ocr: OcrResult) -> str:
     return PROMPT.format(ocr_text=ocr.text[:MAX_OCR_CHARS])
 
