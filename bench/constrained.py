@@ -267,6 +267,7 @@ def xgrammar_cost(args: argparse.Namespace, schema: dict, batch: int, steps: int
 def throughput(args: argparse.Namespace) -> dict:
     from vision.engine import ChatMessage, Engine, EngineConfig, EngineRequest, SamplingParams, TextPart
     from vision.engine.constraints import json_schema_constraint
+    from vision.engine.grammar import GrammarState
     from vision.engine.loading import load_for_engine
 
     path = resolve_checkpoint(args.checkpoint)
@@ -288,13 +289,35 @@ def throughput(args: argparse.Namespace) -> dict:
             constraint=forced if constrained else None,
         )
 
+    # Wall time the engine thread spends in the grammar (mask + advance), summed per batch: on a
+    # shared machine the tokens/s of repeats differ by more than the grammar costs, so its share of
+    # the batch's wall time is the steadier measure of the overhead.
+    spent = [0.0]
+    original_mask, original_advance = GrammarState.mask_, GrammarState.advance
+
+    def timed_mask(self, logits):
+        t = time.perf_counter()
+        original_mask(self, logits)
+        spent[0] += time.perf_counter() - t
+
+    def timed_advance(self, token):
+        t = time.perf_counter()
+        ok = original_advance(self, token)
+        spent[0] += time.perf_counter() - t
+        return ok
+
+    GrammarState.mask_, GrammarState.advance = timed_mask, timed_advance
+    shares: dict[str, list[float]] = {}
+
     def batch(constrained: int) -> float:
         handles = [engine.submit(request(i < constrained)) for i in range(args.batch)]
+        spent[0] = 0.0
         t0 = time.perf_counter()
         outputs = [h.result(timeout=3600) for h in handles]
         elapsed = time.perf_counter() - t0
         tokens = sum(len(o.token_ids) for o in outputs)
         assert tokens == args.batch * args.tokens, [o.finish_reason for o in outputs]
+        shares.setdefault(constrained, []).append(spent[0] / elapsed)
         return tokens / elapsed
 
     batch(args.batch // 2)  # warm-up: compiles the grammar, builds the trie, first kernels
@@ -304,8 +327,12 @@ def throughput(args: argparse.Namespace) -> dict:
         for name, constrained in mixes.items():
             rates[name].append(batch(constrained))
     engine.shutdown()
+    GrammarState.mask_, GrammarState.advance = original_mask, original_advance
     median = {k: statistics.median(v) for k, v in rates.items()}
     return {
+        "grammar_share_of_wall": {
+            name: round(statistics.median(shares[n]), 4) for name, n in mixes.items() if n
+        },
         "checkpoint": str(path),
         "formats": formats,
         "tokens_per_s": {k: [round(x, 2) for x in v] for k, v in rates.items()},
@@ -421,17 +448,26 @@ def render(data: dict, args: argparse.Namespace) -> str:
             f"## Throughput, {data['batch']} concurrent requests × {args.tokens} tokens "
             f"({Path(t['checkpoint']).name}, {t['formats']}, {args.repeats} interleaved repeats)",
             "",
+            "*grammar share*: wall time the engine thread spent in the grammar (mask + advance) over the "
+            "batch's wall time, the overhead measured directly (steadier than tokens/s across repeats on "
+            "a shared machine).",
+            "",
             md_table(
-                ["batch", "tokens/s (each repeat)", "median tokens/s", "vs all free"],
+                ["batch", "tokens/s (each repeat)", "median tokens/s", "vs all free", "grammar share"],
                 [
                     [
                         k,
                         ", ".join(str(x) for x in t["tokens_per_s"][k]),
                         t["median_tokens_per_s"][k],
                         t["ratio_vs_free"][k],
+                        _percent(t["grammar_share_of_wall"].get(k)),
                     ]
                     for k in t["tokens_per_s"]
                 ],
             ),  # fmt: skip
         ]
     return "\n".join(lines)
+
+
+def _percent(share: float | None) -> str:
+    return "–" if share is None else f"{100 * share:.2f} %"
