@@ -126,7 +126,7 @@ def vocabularies(args: argparse.Namespace) -> dict[str, object]:
     """name -> llguidance.LLTokenizer with n_vocab = the 2B logits width."""
     import llguidance
 
-    from vision.engine.checkpoint import REGULAR_TOKENS, token_ids, train_tokenizer
+    from vision.engine.testing.checkpoint import REGULAR_TOKENS, token_ids, train_tokenizer
 
     out = {}
     if args.qwen_vocab.is_file():
@@ -155,8 +155,8 @@ def mask_cost(lltokenizer, schema: dict, batch: int, steps: int, seed: int = 0) 
     import llguidance
     import torch
 
-    from vision.engine.constraints import json_schema_constraint
     from vision.engine.grammar import GrammarState, apply_bitmask_
+    from vision.params import json_schema_constraint
 
     constraint = json_schema_constraint(schema)
     t0 = time.perf_counter()
@@ -266,9 +266,9 @@ def xgrammar_cost(args: argparse.Namespace, schema: dict, batch: int, steps: int
 # -- throughput ----------------------------------------------------------------------------------
 def throughput(args: argparse.Namespace) -> dict:
     from vision.engine import ChatMessage, Engine, EngineConfig, EngineRequest, SamplingParams, TextPart
-    from vision.engine.constraints import json_schema_constraint
     from vision.engine.grammar import GrammarState
     from vision.engine.loading import load_for_engine
+    from vision.params import json_schema_constraint
 
     path = resolve_checkpoint(args.checkpoint)
     config = EngineConfig(model=str(path), dtype=args.dtype, threads=args.threads)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vision.engine.constraints import (
+from vision.params import (
     MAX_SCHEMA_BYTES,
     MAX_SCHEMA_DEPTH,
     Constraint,

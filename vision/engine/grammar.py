@@ -21,7 +21,9 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from .constraints import Constraint, UnsupportedConstraint
+from vision.params import Constraint
+
+from .errors import InvalidRequest
 
 # Compiled grammars kept per engine, most recently used first. A document type or an OpenAI
 # client sends the same few schemas again and again; each entry holds the grammar and the lexer
@@ -50,7 +52,7 @@ class GrammarCache:
         self.misses = 0
 
     def state(self, constraint: Constraint) -> GrammarState:
-        """A fresh grammar state for one sequence; raises UnsupportedConstraint if it can't compile."""
+        """A fresh grammar state for one sequence; raises InvalidRequest if it does not compile."""
         template = self._template(constraint)
         return GrammarState(template.deep_copy(), self.vocab_size)
 
@@ -70,9 +72,13 @@ class GrammarCache:
             tokenizer = self._tokenizer()
         # Compile outside the lock (llguidance drops the GIL), so one big schema does not hold up
         # requests whose grammars are cached. Two threads compiling the same schema both succeed.
-        template = llguidance.LLMatcher(tokenizer, constraint.grammar(), log_level=0)
+        try:
+            grammar = constraint.grammar()
+        except ValueError as exc:  # text that is not what its kind says (e.g. a schema that is no JSON)
+            raise InvalidRequest(f"the constraint is malformed: {exc}") from exc
+        template = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
         if template.is_error():
-            raise UnsupportedConstraint(f"the constraint does not compile: {template.get_error()}")
+            raise InvalidRequest(f"the constraint does not compile: {template.get_error()}")
         with self._lock:
             self.misses += 1
             self._templates[key] = template

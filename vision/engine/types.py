@@ -13,18 +13,18 @@ from dataclasses import asdict, dataclass, field
 
 from PIL import Image
 
-# The sampling fields and the pixel budgets are shared with the web side, which must not import
-# the engine: they are defined in vision/params.py (plain Python) and are the engine's types too.
+# The sampling fields, the pixel budgets and the output constraints are shared with the web side,
+# which must not import the engine: they are defined in vision/params.py (plain Python) and are the
+# engine's types too.
 from vision.params import (  # noqa: F401  (re-exported)
     CHAT_MAX_PIXELS,
     DEFAULT_MIN_PIXELS,
     DOCUMENT_MAX_PIXELS,
     DOCUMENT_TASKS,
     TOKEN_PIXELS,
+    Constraint,
     SamplingParams,
 )
-
-from .constraints import Constraint
 
 
 class FinishReason(enum.StrEnum):
