@@ -32,6 +32,7 @@ from vision.engine import (
 )
 from vision.generation import GenerationSpec
 from vision.heartbeat import heartbeat_get, redis_client
+from vision.params import Constraint
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def spec_to_engine_request(spec: GenerationSpec) -> EngineRequest:
         pixels=budget,
         deadline=time.monotonic() + spec.deadline_s,
         use_prefix_cache=spec.use_prefix_cache,
+        constraint=Constraint.from_dict(spec.constraint) if spec.constraint else None,
     )
 
 
