@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import engine_benches, kernels, platform_bench, seed_table
+    from . import constrained, engine_benches, kernels, platform_bench, seed_table
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split(";")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     kernels.add_arguments(p)
     p = sub.add_parser("kernel-decode", help="whole-model int8 decode at batch 1 and 8 per kernel path")
     kernels.add_decode_arguments(p)
+    p = sub.add_parser(
+        "constrained", help="grammar mask cost per token at batch 8; mixed constrained/free batch throughput"
+    )
+    constrained.add_arguments(p)
 
     p = sub.add_parser("render", help="rewrite a seed-table/decode-floor Markdown (and chart) from its JSON")
     p.add_argument("json", type=Path)
@@ -81,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import kernels
 
         kernels.decode_run(args)
+    elif args.command == "constrained":
+        from . import constrained
+
+        constrained.run(args)
     elif args.command == "render":
         from . import seed_report
 

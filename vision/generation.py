@@ -41,6 +41,9 @@ class GenerationSpec:
     max_pixels: int | None = None  # override of the task's pixel budget
     deadline_s: float = 600.0  # the engine stops the request this long after the worker takes it
     use_prefix_cache: bool = True
+    # The answer must match this (vision.params.Constraint.to_dict()): JSON schema, JSON object,
+    # regex or choice, enforced by the engine token by token. None: free text.
+    constraint: dict[str, str] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))

@@ -33,6 +33,7 @@ from vision.engine import (
 )
 from vision.generation import GenerationSpec
 from vision.heartbeat import heartbeat_get, redis_client
+from vision.params import Constraint
 from vision.runners.faults import is_transient
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def spec_to_engine_request(spec: GenerationSpec) -> EngineRequest:
         pixels=budget,
         deadline=time.monotonic() + spec.deadline_s,
         use_prefix_cache=spec.use_prefix_cache,
+        constraint=Constraint.from_dict(spec.constraint) if spec.constraint else None,
     )
 
 

@@ -39,3 +39,16 @@ def test_the_engine_takes_the_same_sampling_class():
     from vision.engine import SamplingParams as EngineSamplingParams
 
     assert EngineSamplingParams is SamplingParams
+
+
+def test_a_constraint_rides_along_and_comes_back_as_the_same_constraint():
+    from vision.engine import Constraint as EngineConstraint
+    from vision.params import Constraint, json_schema_constraint
+
+    constraint = json_schema_constraint({"type": "object", "properties": {"a": {"enum": [1, 2]}}}, name="t")
+    spec = GenerationSpec(request_id="job-1", messages=[SpecMessage("user", [SpecPart(text="?")])])
+    spec.constraint = constraint.to_dict()
+    again = GenerationSpec.from_json(spec.to_json())
+    assert again == spec
+    assert Constraint.from_dict(again.constraint) == constraint
+    assert EngineConstraint is Constraint

@@ -45,6 +45,7 @@ def answer_cache_key(*, spec: GenerationSpec, model: str, response_format: dict,
         **asdict(spec.sampling),
         "seed": None if spec.sampling.greedy else spec.sampling.seed,  # greedy ignores the seed
         "response_format": response_format,
+        "constraint": spec.constraint,  # guided_choice / guided_regex change the answer too
         "pixels": [spec.task, spec.max_pixels],
     }
     digest = hashlib.sha256(json.dumps(canonical, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

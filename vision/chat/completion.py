@@ -8,6 +8,7 @@ stored-image paths), and `chat_relay` reads the request's Redis Stream asynchron
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -21,10 +22,11 @@ from docplatform.errors import ApplicationError, ServiceUnavailable
 from vision import streams
 from vision.chat import admission, answer_cache, routing
 from vision.chat.images import StoredImage, image_store
-from vision.chat.json_output import json_instruction
+from vision.chat.json_output import choice_instruction, json_instruction
 from vision.chat.types import ChatRequest
 from vision.generation import GenerationSpec, SpecImage, SpecMessage, SpecPart
 from vision.heartbeat import aworker_alive
+from vision.params import ConstraintKind
 from vision.services.conversations import TurnAnswer, TurnMessage
 
 logger = logging.getLogger(__name__)
@@ -98,8 +100,13 @@ def _spec(request: ChatRequest, images: dict[str, StoredImage]) -> GenerationSpe
         )
         for m in request.messages
     ]
+    # An instruction helps the model fill the answer sensibly; the constraint makes it valid.
+    instruction = None
     if request.response_format.wants_json:
         instruction = SpecPart(text=json_instruction(request.response_format))
+    elif request.constraint is not None and request.constraint.kind == ConstraintKind.CHOICE:
+        instruction = SpecPart(text=choice_instruction(json.loads(request.constraint.text)))
+    if instruction is not None:
         if messages[0].role == "system":
             messages[0].parts.append(instruction)
         else:
@@ -110,6 +117,7 @@ def _spec(request: ChatRequest, images: dict[str, StoredImage]) -> GenerationSpe
         task="chat",
         sampling=request.sampling,
         deadline_s=float(settings.OPENAI_REQUEST_TIMEOUT_SECONDS),
+        constraint=request.constraint.to_dict() if request.constraint else None,
     )
 
 

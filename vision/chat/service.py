@@ -4,8 +4,8 @@ translate HTTP; the steps behind them are `vision.chat.completion`.
 
 Both run: store the images and record the turn → the answer cache (unless bypassed) → admission
 and routing → enqueue `vision.chat_generate` → relay the request's Redis Stream → free the slot,
-remember the worker, cache the answer → check the JSON answer (response_format) → keep the answer
-in the conversation.
+remember the worker, cache the answer → keep the answer in the conversation. A JSON
+response_format needs no check afterwards: the answer is generated under its constraint.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from vision.chat.completion import (
     chat_relay,
     chat_submit,
 )
-from vision.chat.json_output import json_answer_check
 from vision.chat.types import ChatRequest
 from vision.connections import async_redis
 
@@ -59,25 +58,22 @@ async def _start(client, *, user, request: ChatRequest, bypass_cache: bool):
     return prepared, cached, queue, cache
 
 
-async def _validated(prepared: PreparedChat, completion: Completion) -> Completion:
-    """Apply response_format, then keep the answer in the conversation."""
-    response_format = prepared.request.response_format
-    if response_format.wants_json:
-        completion.text = json_answer_check(completion.text, response_format)
+async def _kept(prepared: PreparedChat, completion: Completion) -> Completion:
+    """Keep the answer in the conversation."""
     await chat_keep_answer(prepared, completion)
     return completion
 
 
 async def chat_complete(*, user, request: ChatRequest, bypass_cache: bool = False) -> ChatReply:
-    """The whole answer. Raises an ApplicationError (429/503 admission, generation errors, invalid
-    JSON answer); a caller cancelled while waiting (client gone) cancels the generation."""
+    """The whole answer. Raises an ApplicationError (429/503 admission, generation errors); a
+    caller cancelled while waiting (client gone) cancels the generation."""
     client = async_redis()
     prepared, cached, queue, cache = await _start(
         client, user=user, request=request, bypass_cache=bypass_cache
     )
     completion = cached or await _wait(client, prepared)
     return ChatReply(
-        prepared=prepared, cache=cache, queue=queue, completion=await _validated(prepared, completion)
+        prepared=prepared, cache=cache, queue=queue, completion=await _kept(prepared, completion)
     )
 
 
@@ -99,9 +95,9 @@ class ChatStream:
     """A chat that was admitted or answered from the answer cache, its answer still to come.
 
     Iterate it for the answer's text pieces as they arrive, then one last item, the finished
-    `Completion` (checked and kept). With a JSON response_format the text is held back and comes
-    as one piece once it validated. Errors are raised from the iteration (ApplicationError, or a
-    Redis error when the stream broke off). `aclose()` must be called when the reader is done:
+    `Completion` (kept in the conversation). A constrained answer (JSON response_format,
+    guided_*) streams like any other: it is valid as it is generated. Errors are raised from the
+    iteration (ApplicationError, or a Redis error when the stream broke off). `aclose()` must be called when the reader is done:
     before the end it cancels the generation and frees its slot.
     """
 
@@ -118,12 +114,10 @@ class ChatStream:
 
     async def _run(self, cached: Completion | None) -> AsyncIterator[str | Completion]:
         prepared = self.prepared
-        buffer_answer = prepared.request.response_format.wants_json  # checked whole before sending
         try:
             if cached is not None:
                 completion = cached
-                if not buffer_answer:
-                    yield completion.text
+                yield completion.text
             else:
                 worker, pieces, final = "", [], None
                 async for event in chat_relay(self._client, prepared):
@@ -131,17 +125,14 @@ class ChatStream:
                         worker = event.data.get("worker", "")
                     elif event.type == "delta" and event.text:
                         pieces.append(event.text)
-                        if not buffer_answer:
-                            yield event.text
+                        yield event.text
                     elif event.final:
                         final = event
                 self._finished = True
                 completion = await chat_finish(
                     self._client, prepared, final, worker=worker, text="".join(pieces)
                 )
-            completion = await _validated(prepared, completion)
-            if buffer_answer:
-                yield completion.text
+            completion = await _kept(prepared, completion)
             yield completion
         except ApplicationError:  # the generation is over (failed, timed out, worker lost)
             self._finished = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vision.params import SamplingParams
+from vision.params import Constraint, SamplingParams
 
 ROLES = ("system", "user", "assistant")
 
@@ -26,6 +26,9 @@ class ResponseFormat:
     type: str = "text"  # text | json_object | json_schema
     schema: dict | None = None  # json_schema only: the JSON Schema the answer must satisfy
     name: str = ""
+    strict: bool = (
+        False  # accepted as OpenAI has it; the answer is constrained to the whole schema either way
+    )
 
     @property
     def wants_json(self) -> bool:
@@ -43,6 +46,9 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False  # stream_options.include_usage: a last chunk with usage
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
+    # What the answer must match, enforced while it is generated: from response_format (json_object,
+    # json_schema) or the vLLM-style guided_choice / guided_regex. None: free text.
+    constraint: Constraint | None = None
     conversation_id: str | None = None  # explicit id: header, metadata.conversation_id or `user`
 
     @property

@@ -8,6 +8,7 @@ from .config import DEFAULT_MODEL, EngineConfig
 from .errors import EngineError, EngineNotReady, EngineOverloaded, InvalidRequest, RequestTooLong
 from .types import (
     ChatMessage,
+    Constraint,
     EngineRequest,
     EngineStatus,
     FinishReason,
@@ -34,6 +35,7 @@ def __getattr__(name: str):
 __all__ = [
     "DEFAULT_MODEL",
     "ChatMessage",
+    "Constraint",
     "Engine",
     "EngineConfig",
     "EngineError",

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 from .config import EngineConfig
 from .errors import EngineError, EngineNotReady, EngineOverloaded, InvalidRequest
+from .grammar import GrammarCache
 from .preprocess import Preprocessor
 from .runner import ModelRunner
 from .sampling import Sampler, TextStream
@@ -119,6 +120,7 @@ class Engine:
         self._pre: Preprocessor | None = None
         self._eos_ids: frozenset[int] = frozenset()
         self._tokenizer = None
+        self._grammars: GrammarCache | None = None
         self._pending_cancels: set[str] = set()
         self._lock = threading.Lock()
         # Requests accepted by submit(). Waiting = this minus the scheduler's left_waiting: two
@@ -191,6 +193,8 @@ class Engine:
         try:
             budget = request.pixels or PixelBudget.for_task(request.task)
             prompt = self._pre.prepare(request.messages, budget, self.config.max_prompt_tokens)
+            # Compiled here, in the caller's thread (cached by the constraint's hash).
+            grammar = self._grammars.state(request.constraint) if request.constraint else None
         except BaseException:
             with self._lock:
                 self._submitted -= 1
@@ -203,6 +207,7 @@ class Engine:
             text=TextStream(self._tokenizer, params.stop),
             emit=handle._put,
             submitted_at=time.monotonic(),
+            grammar=grammar,
         )
         self._inbox.put(seq)
         self._wake.set()
@@ -268,6 +273,8 @@ class Engine:
         self._pre = Preprocessor(loaded.tokenizer, processor.image_processor, processor.chat_template)
         self._eos_ids = frozenset(loaded.eos_token_ids)
         self._scheduler = Scheduler(self.config, runner, self._pre, self._eos_ids)
+        vocab_size = loaded.model.lm_head.out_features  # logits width (quantized copies keep it)
+        self._grammars = GrammarCache(loaded.tokenizer, vocab_size, self._eos_ids)
         self._load_s = time.monotonic() - start
         log.info(
             "engine ready: model=%s formats=%s threads=%d load=%.1fs timings=%s",

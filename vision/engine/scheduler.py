@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import EngineConfig
+from .grammar import GrammarState
 from .kv import PrefixCache, SequenceKV, VisionCache, prefix_hashes
 from .preprocess import PreparedPrompt, Preprocessor
 from .runner import EncodedImage, ModelRunner, Segment, VisionJob
@@ -59,6 +60,7 @@ class Sequence:
     started_at: float | None = None
     first_token_at: float | None = None
     cancel_reason: FinishReason | None = None
+    grammar: GrammarState | None = None  # the request's constraint, advanced with each token
 
     @property
     def request_id(self) -> str:
@@ -187,6 +189,8 @@ class Scheduler:
             if not seg.want_logits:
                 continue
             try:
+                if seq.grammar is not None:
+                    seq.grammar.mask_(logits[row])  # only what the constraint allows next
                 token = seq.sampler.choose(logits[row], len(seq.generated))
             except Exception as exc:
                 self._finish(seq, FinishReason.ERROR, error=f"sampling failed: {exc}")
@@ -342,8 +346,12 @@ class Scheduler:
             seq.generated.pop()  # the end-of-turn token is not part of the answer
             self._finish(seq, FinishReason.STOP)
             return
+        if seq.grammar is not None and not seq.grammar.advance(token):
+            self._finish(seq, FinishReason.ERROR, error=f"constraint violated: {seq.grammar.error}")
+            return
         delta = seq.text.push(token)
-        if seq.text.stopped:
+        if seq.text.stopped or (seq.grammar is not None and seq.grammar.stopped):
+            # A stop string, or a constrained answer that is complete (only end-of-turn could follow).
             self._finish(seq, FinishReason.STOP, last_text=delta)
             return
         if len(seq.generated) >= params.max_tokens:

@@ -13,14 +13,16 @@ from dataclasses import asdict, dataclass, field
 
 from PIL import Image
 
-# The sampling fields and the pixel budgets are shared with the web side, which must not import
-# the engine: they are defined in vision/params.py (plain Python) and are the engine's types too.
+# The sampling fields, the pixel budgets and the output constraints are shared with the web side,
+# which must not import the engine: they are defined in vision/params.py (plain Python) and are the
+# engine's types too.
 from vision.params import (  # noqa: F401  (re-exported)
     CHAT_MAX_PIXELS,
     DEFAULT_MIN_PIXELS,
     DOCUMENT_MAX_PIXELS,
     DOCUMENT_TASKS,
     TOKEN_PIXELS,
+    Constraint,
     SamplingParams,
 )
 
@@ -98,11 +100,18 @@ class EngineRequest:
     pixels: PixelBudget | None = None  # None: the task's default budget
     deadline: float | None = None  # time.monotonic() after which the request is stopped
     use_prefix_cache: bool = True
+    # The answer must match this (JSON schema, JSON object, regex, choice): the logits are masked
+    # at every step so it does by construction (vision/engine/grammar.py). None: free text.
+    constraint: Constraint | None = None
 
     def anon_repr(self) -> str:
         """For logs: ids and counts, never prompt text."""
         images = sum(isinstance(p, ImagePart) for m in self.messages for p in m.content)
-        return f"EngineRequest(id={self.request_id}, task={self.task}, messages={len(self.messages)}, images={images})"
+        kind = self.constraint.kind.value if self.constraint else None
+        return (
+            f"EngineRequest(id={self.request_id}, task={self.task}, messages={len(self.messages)}, "
+            f"images={images}, constraint={kind})"
+        )
 
 
 @dataclass

@@ -1,16 +1,18 @@
-"""The VLM layer of invoice extraction: prompt the page plus its OCR text, parse the model's JSON
-however it is wrapped, normalise it, and cross-check it against the layout extractor.
+"""The VLM layer of invoice extraction: prompt the page plus its OCR text, constrain the answer to
+the invoice JSON schema, normalise it, and cross-check it against the layout extractor.
 
-Fields on which the two layers disagree are flagged for review; a field only the VLM found is
-taken at low confidence and located on the page through the OCR line where its value appears;
-an answer with no JSON in it flags `vlm_unparseable` and keeps the layout result. No Django, no
-torch: running the model is the caller's business (a worker's `generate_to_stream`, or
-`run_on_engine` for a local engine).
+The answer is generated under `invoice_constraint()` (constrained decoding), so it is valid JSON
+matching INVOICE_SCHEMA by construction and is parsed strictly; one that was cut off (max_tokens,
+deadline) flags `vlm_unparseable` and keeps the layout result. Fields on which the two layers
+disagree are flagged for review; a field only the VLM found is taken at low confidence and
+located on the page through the OCR line where its value appears. No Django, no torch: running
+the model is the caller's business (a worker's `generate_to_stream` with the constraint in its
+`GenerationSpec`, or `run_on_engine` for a local engine).
 """
 
 from __future__ import annotations
 
-import ast
+import functools
 import json
 import re
 import uuid
@@ -33,6 +35,7 @@ from vision.ocr.invoice import (
 )
 from vision.ocr.layout import span_box
 from vision.ocr.normalize import money, normalize_currency, parse_amount, parse_date, unify
+from vision.params import Constraint, json_schema_constraint
 
 MAX_OCR_CHARS = 4_000  # of OCR text in the prompt; an invoice page is ~1,000
 VLM_ONLY_CONFIDENCE = 0.5  # a value the layout extractor did not find: a reviewer should look
@@ -48,54 +51,82 @@ OCR text:
 {ocr_text}"""
 
 
+_TEXT = {"type": ["string", "null"], "maxLength": 120}
+_ID = {"type": ["string", "null"], "maxLength": 40}
+_DATE = {
+    "anyOf": [
+        {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"},
+        {"type": "null"},
+    ]
+}
+_AMOUNT = {"type": ["number", "null"]}
+
+# What the model must answer, enforced token by token (constrained decoding): the keys of PROMPT,
+# ISO dates, ISO 4217 currency, amounts as JSON numbers, null where the page has nothing. Strings
+# are bounded so an answer always ends; 50 items is more than any single page holds.
+INVOICE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "invoice_number": _ID,
+        "invoice_date": _DATE,
+        "due_date": _DATE,
+        "seller": _TEXT,
+        "seller_tax_id": _ID,
+        "buyer": _TEXT,
+        "buyer_tax_id": _ID,
+        "currency": {"anyOf": [{"type": "string", "pattern": "^[A-Z]{3}$"}, {"type": "null"}]},
+        "items": {
+            "type": "array",
+            "maxItems": 50,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "description": {"type": "string", "maxLength": 120},
+                    "quantity": _AMOUNT,
+                    "unit_price": _AMOUNT,
+                    "amount": _AMOUNT,
+                },
+                "required": ["description", "quantity", "unit_price", "amount"],
+                "additionalProperties": False,
+            },
+        },
+        "subtotal": _AMOUNT,
+        "tax": _AMOUNT,
+        "total": _AMOUNT,
+    },
+    "required": [*SCALAR_FIELDS[:8], "items", *SCALAR_FIELDS[8:]],
+    "additionalProperties": False,
+}
+
+
 def invoice_prompt(ocr: OcrResult) -> str:
     return PROMPT.format(ocr_text=ocr.text[:MAX_OCR_CHARS])
 
 
-def parse_json_answer(text: str) -> dict[str, Any] | None:
-    """The first JSON object in a model's answer, tolerating what small models do: code fences,
-    prose around it, trailing commas, single quotes, Python literals (None/True). None if none."""
-    if not text:
-        return None
-    text = re.sub(r"```(?:json|JSON)?", "", text)
-    start = text.find("{")
-    while start >= 0:
-        depth, in_string, quote = 0, False, ""
-        for end in range(start, len(text)):
-            char = text[end]
-            if in_string:
-                if char == "\\":
-                    continue
-                if char == quote and text[end - 1] != "\\":
-                    in_string = False
-            elif char in "\"'":
-                in_string, quote = True, char
-            elif char == "{":
-                depth += 1
-            elif char == "}":
-                depth -= 1
-                if depth == 0:
-                    parsed = _loads(text[start : end + 1])
-                    if parsed is not None:
-                        return parsed
-                    break
-        start = text.find("{", start + 1)
-    return None
+@functools.cache
+def invoice_constraint() -> Constraint:
+    """INVOICE_SCHEMA as the engine's constraint: the model can only write a valid answer."""
+    return json_schema_constraint(INVOICE_SCHEMA, name="invoice")
 
 
-def _loads(candidate: str) -> dict[str, Any] | None:
-    cleaned = re.sub(r",\s*([}\]])", r"\1", candidate)
+@functools.cache
+def _validator():
+    from jsonschema import validators
+
+    return validators.validator_for(INVOICE_SCHEMA)(INVOICE_SCHEMA)
+
+
+def parse_answer(text: str) -> dict[str, Any] | None:
+    """The answer as an INVOICE_SCHEMA object, or None when it is not one.
+
+    The answer is generated under `invoice_constraint()`, so a finished one parses as it is: no
+    fences, prose or repairs to undo. None means it was cut off (max_tokens, deadline).
+    """
     try:
-        value = json.loads(cleaned)
+        value = json.loads(text)
     except ValueError:
-        pythonish = re.sub(
-            r"\bnull\b", "None", re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", cleaned))
-        )
-        try:
-            value = ast.literal_eval(pythonish)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            return None
-    return value if isinstance(value, dict) else None
+        return None
+    return value if _validator().is_valid(value) else None
 
 
 @dataclass
@@ -174,16 +205,21 @@ def _locate(ocr: OcrResult, name: str, value: Any) -> tuple[tuple[float, float, 
 def cross_check(layout: InvoiceExtraction, ocr: OcrResult, answer_text: str | None) -> InvoiceExtraction:
     """Merge the VLM's answer into the layout result, in place, and return it.
 
-    - no JSON in the answer: flag `vlm_unparseable`, keep the layout result as it is;
+    - no complete answer (cut off at max_tokens or the deadline): flag `vlm_unparseable`, keep
+      the layout result as it is;
     - both found a field and disagree: keep the layout value (it is tied to a box), flag
       `vlm_disagrees` with both values;
     - only the VLM found a field: take it at low confidence, boxed where the OCR saw the value
       (no box if the value is nowhere on the page), flag `vlm_only`.
     """
-    parsed = parse_json_answer(answer_text or "")
+    parsed = parse_answer(answer_text or "")
     if parsed is None:
         layout.flags.append(
-            Flag("*", "vlm_unparseable", "the model's answer held no JSON object; layout result kept")
+            Flag(
+                "*",
+                "vlm_unparseable",
+                "the model's answer is not a complete invoice object (cut off?); layout result kept",
+            )
         )
         return layout
     vlm = normalize_answer(parsed)
@@ -223,7 +259,7 @@ def _show(value: Any) -> str:
 
 
 def run_on_engine(
-    engine: Any, image: Image.Image, ocr: OcrResult, *, max_tokens: int = 512, timeout: float = 600.0
+    engine: Any, image: Image.Image, ocr: OcrResult, *, max_tokens: int = 1024, timeout: float = 600.0
 ) -> str:
     """Ask a local `vision.engine.Engine` (already started) and return its answer text.
 
@@ -238,6 +274,7 @@ def run_on_engine(
         sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0),
         task="invoice",
         use_prefix_cache=False,
+        constraint=invoice_constraint(),
     )
     output = engine.generate(request, timeout=timeout)
     if output.error:

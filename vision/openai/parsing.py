@@ -16,7 +16,15 @@ from django.http import HttpRequest
 
 from vision.chat.types import ROLES, ChatRequest, InputMessage, InputPart, ResponseFormat
 from vision.openai.errors import OpenAIError, invalid
-from vision.params import SamplingParams
+from vision.params import (
+    Constraint,
+    SamplingParams,
+    UnsupportedConstraint,
+    choice_constraint,
+    json_object_constraint,
+    json_schema_constraint,
+    regex_constraint,
+)
 
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit
 MAX_STOP_LENGTH = 256
@@ -118,6 +126,7 @@ def parse_chat_request(body: dict[str, Any], *, conversation_header: str | None 
         raise invalid(
             f"min_tokens must be an integer between 0 and max_tokens ({max_tokens}).", param="min_tokens"
         )
+    response_format = _response_format(body.get("response_format"))
     return ChatRequest(
         model=model,
         messages=messages,
@@ -132,7 +141,8 @@ def parse_chat_request(body: dict[str, Any], *, conversation_header: str | None 
         ),
         stream=stream,
         include_usage=include_usage,
-        response_format=_response_format(body.get("response_format")),
+        response_format=response_format,
+        constraint=_constraint(body, response_format),
         conversation_id=_conversation_id(body, conversation_header),
     )
 
@@ -226,7 +236,52 @@ def _response_format(value: Any) -> ResponseFormat:
         raise invalid(
             f"Invalid JSON schema: {exc.message}", param="response_format.json_schema.schema"
         ) from None
-    return ResponseFormat(type="json_schema", schema=schema, name=spec["name"][:64])
+    strict = spec.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise invalid(
+            "response_format.json_schema.strict must be a boolean.",
+            param="response_format.json_schema.strict",
+        )
+    return ResponseFormat(type="json_schema", schema=schema, name=spec["name"][:64], strict=bool(strict))
+
+
+def _constraint(body: dict, response_format: ResponseFormat) -> Constraint | None:
+    """The constraint the answer is generated under: response_format json_object / json_schema, or
+    vLLM's guided_choice / guided_regex. What the grammar compiler cannot enforce is a 400 that
+    names the keyword and its JSON path in the schema (docs/structured-outputs.md)."""
+    choice, regex = body.get("guided_choice"), body.get("guided_regex")
+    asked = [
+        name for name, value in (("guided_choice", choice), ("guided_regex", regex)) if value is not None
+    ]
+    if response_format.wants_json:
+        asked.insert(0, "response_format")
+    if len(asked) > 1:
+        raise invalid(f"Only one of {', '.join(asked)} can be given.", param=asked[1])
+    if response_format.type == "json_object":
+        return json_object_constraint()
+    if response_format.type == "json_schema":
+        return _guided(
+            lambda schema: json_schema_constraint(schema, name=response_format.name),
+            response_format.schema or {},
+            "response_format.json_schema.schema",
+            code="unsupported_schema",
+        )
+    if choice is not None:
+        if not isinstance(choice, list):
+            raise invalid("guided_choice must be a list of strings.", param="guided_choice")
+        return _guided(choice_constraint, choice, "guided_choice")
+    if regex is not None:
+        if not isinstance(regex, str):
+            raise invalid("guided_regex must be a string.", param="guided_regex")
+        return _guided(regex_constraint, regex, "guided_regex")
+    return None
+
+
+def _guided(build, value, param: str, *, code: str = "invalid_value") -> Constraint:
+    try:
+        return build(value)
+    except UnsupportedConstraint as exc:
+        raise invalid(f"{param}: {exc}", param=param, code=code) from None
 
 
 def _conversation_id(body: dict, header: str | None) -> str | None:

@@ -76,10 +76,30 @@ _REQUEST = {
         "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
         "response_format": {
             "type": "object",
+            "description": "json_object / json_schema: the answer is generated under the schema (constrained "
+            "decoding), so a finished answer is valid; an unsupported schema keyword is a 400 naming it and "
+            "its JSON path.",
             "properties": {
                 "type": {"enum": ["text", "json_object", "json_schema"]},
-                "json_schema": {"type": "object"},
+                "json_schema": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "schema": {"type": "object"},
+                        "strict": {"type": "boolean"},
+                    },
+                    "required": ["name"],
+                },
             },
+        },
+        "guided_choice": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "vLLM-style extension: the answer is exactly one of these strings.",
+        },
+        "guided_regex": {
+            "type": "string",
+            "description": "vLLM-style extension: the answer matches this regular expression.",
         },
         "user": {"type": "string", "description": "Also used as the conversation id for sticky routing."},
         "metadata": {"type": "object", "properties": {"conversation_id": {"type": "string"}}},

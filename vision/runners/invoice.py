@@ -14,7 +14,7 @@ from vision.services.extractions import extraction_create_from_invoice
 def run_invoice(context: JobRunContext) -> JobOutcome:
     from vision.engine import FinishReason
     from vision.ocr.pipeline import ModelFailed, read_invoice
-    from vision.ocr.vlm import invoice_prompt
+    from vision.ocr.vlm import invoice_constraint, invoice_prompt
 
     job = context.job
     number, path, sha256, image = page_images(job)[0]
@@ -23,7 +23,9 @@ def run_invoice(context: JobRunContext) -> JobOutcome:
     def ask_model(_image, ocr) -> str:
         nonlocal cancelled
         parts = [SpecPart(image=SpecImage(path, sha256)), SpecPart(text=invoice_prompt(ocr))]
-        output = generate(context, job_spec(job, [SpecMessage("user", parts)]))
+        spec = job_spec(job, [SpecMessage("user", parts)])
+        spec.constraint = invoice_constraint().to_dict()  # the answer is a valid invoice object
+        output = generate(context, spec)
         if output.finish_reason == FinishReason.CANCELLED:
             cancelled = True
             return ""

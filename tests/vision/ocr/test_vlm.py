@@ -1,31 +1,29 @@
-"""The VLM layer with scripted answers: JSON parsing, normalisation and disagreement flags.
+"""The VLM layer with scripted answers: strict parsing, normalisation and disagreement flags.
 These answers stand in for the model only to test this code; they say nothing about the model.
+The model's answers are constrained to INVOICE_SCHEMA, so scripted answers are schema-valid too.
 The last test runs the whole path once through the real engine with the tiny random checkpoint."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
 
 import pytest
 
 from tests.vision.ocr.test_invoice import _page
-from vision.ocr.invoice import extract_invoice
-from vision.ocr.vlm import cross_check, invoice_prompt, normalize_answer, parse_json_answer
+from vision.ocr.invoice import SCALAR_FIELDS, extract_invoice
+from vision.ocr.vlm import INVOICE_SCHEMA, cross_check, invoice_prompt, normalize_answer, parse_answer
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [
-        '{"total": "1,200.00", "currency": "EUR"}',
-        'Here is the JSON:\n```json\n{"total": "1,200.00", "currency": "EUR",}\n```\nHope it helps.',
-        "{'total': '1.200,00', 'currency': 'eur', 'due_date': None}",
-        'Sure! {"total": 1200, "currency": "€", "items": [{"amount": 1, },],} trailing {"x": 1}',
-        '{"note": "a } inside a string", "total": "EUR 1200.00", "currency": "EUR"}',
-    ],
-)
-def test_tolerant_json_parsing_and_normalisation(answer) -> None:
-    parsed = parse_json_answer(answer)
+def answer(**fields) -> str:
+    """A schema-valid answer: the given fields, null (or no items) for the rest."""
+    return json.dumps({**dict.fromkeys(SCALAR_FIELDS), "items": [], **fields})
+
+
+def test_a_valid_answer_parses_and_normalises() -> None:
+    parsed = parse_answer(answer(total=1200, currency="EUR", items=[
+        {"description": "Bolts", "quantity": 2, "unit_price": 600, "amount": 1200}]))  # fmt: skip
     assert parsed is not None
     fields = normalize_answer(parsed).fields
     assert fields["total"] == Decimal("1200.00")
@@ -33,10 +31,30 @@ def test_tolerant_json_parsing_and_normalisation(answer) -> None:
 
 
 @pytest.mark.parametrize(
-    "answer", ["", "I cannot read this image.", "{not json at all", "[1, 2, 3]", "ĠĠ<|im_end|>{{"]
+    "text",
+    [
+        "",
+        "I cannot read this image.",
+        '{"total": 1200, "currency": "EUR"}',  # keys missing: not what the constraint lets out
+        answer(total="1,200.00"),  # an amount as text
+        answer(currency="eur"),
+        answer(invoice_date="15/03/2024"),
+        answer(total=1200)[:-5],  # cut off at max_tokens
+        "```json\n" + answer(total=1200) + "\n```",  # no repairs: constrained answers have no fences
+    ],
 )
-def test_answers_without_json(answer) -> None:
-    assert parse_json_answer(answer) is None
+def test_anything_but_a_complete_schema_answer_is_refused(text) -> None:
+    assert parse_answer(text) is None
+
+
+def test_the_schema_is_a_valid_constraint() -> None:
+    from vision.ocr.vlm import invoice_constraint
+    from vision.params import ConstraintKind
+
+    constraint = invoice_constraint()
+    assert constraint.kind == ConstraintKind.JSON_SCHEMA
+    assert constraint.schema == INVOICE_SCHEMA
+    assert set(INVOICE_SCHEMA["required"]) == {*SCALAR_FIELDS, "items"}
 
 
 def test_normalises_dates_amounts_and_items() -> None:
@@ -75,14 +93,14 @@ def layout_page():
 def test_agreeing_answer_adds_no_flags(layout_page) -> None:
     ocr, layout = layout_page
     before = [f.code for f in layout.flags]
-    answer = '{"invoice_number": "INV 7", "seller": "ACME Supplies Ltd.", "total": 1200, "currency": "USD"}'
-    merged = cross_check(layout, ocr, answer)
+    text = answer(invoice_number="INV 7", seller="ACME Supplies Ltd.", total=1200, currency="USD")
+    merged = cross_check(layout, ocr, text)
     assert [f.code for f in merged.flags] == before
 
 
 def test_disagreement_is_flagged_and_layout_value_kept(layout_page) -> None:
     ocr, layout = layout_page
-    merged = cross_check(layout, ocr, '```json\n{"total": "1,250.00", "invoice_number": "INV-7"}\n```')
+    merged = cross_check(layout, ocr, answer(total=1250.00, invoice_number="INV-7"))
     flags = [(f.field, f.code) for f in merged.flags]
     assert ("total", "vlm_disagrees") in flags and ("invoice_number", "vlm_disagrees") not in flags
     assert merged.value("total") == Decimal("1200.00")
@@ -92,7 +110,7 @@ def test_disagreement_is_flagged_and_layout_value_kept(layout_page) -> None:
 def test_vlm_only_field_is_located_on_the_page(layout_page) -> None:
     ocr, layout = layout_page
     assert layout.value("invoice_date") is None  # no date label on this page
-    merged = cross_check(layout, ocr, '{"invoice_date": "2024-03-15", "buyer": "Nobody Ltd"}')
+    merged = cross_check(layout, ocr, answer(invoice_date="2024-03-15", buyer="Nobody Ltd"))
     found = merged.fields["invoice_date"]
     assert found.value == date(2024, 3, 15) and found.source == "vlm" and found.confidence <= 0.5
     assert found.box is not None and found.box[1] == ocr.lines[-1].bbox[1]  # the "Issued ..." line
@@ -116,7 +134,8 @@ def test_prompt_carries_the_ocr_text(layout_page) -> None:
 
 def test_whole_path_with_the_tiny_checkpoint() -> None:
     """OCR → layout → the real engine with the tiny random checkpoint → cross-check. The random
-    model emits garbage: the path must survive it (flag, keep the layout result), not be right."""
+    model knows nothing, but under the invoice constraint its answer is a valid invoice object;
+    the layout result stands where the two disagree."""
     from tests.engine.conftest import build_cached_checkpoint
     from tests.vision.ocr.invoices import make_invoice
     from vision.engine import Engine, EngineConfig
@@ -130,13 +149,13 @@ def test_whole_path_with_the_tiny_checkpoint() -> None:
     engine = Engine(EngineConfig(model=str(build_cached_checkpoint("tiny")), dtype="fp32", threads=1))
     engine.load(timeout=120)
     try:
-        answer = run_on_engine(engine, image, ocr, max_tokens=24)
+        text = run_on_engine(engine, image, ocr, max_tokens=2048)
+        cut = run_on_engine(engine, image, ocr, max_tokens=24)
     finally:
         engine.shutdown()
-    merged = cross_check(layout, ocr, answer)
+    assert parse_answer(text) is not None, text
+    merged = cross_check(layout, ocr, text)
     assert merged.value("invoice_number") == truth.invoice_number
-    assert {f.code for f in merged.flags} & {
-        "vlm_unparseable",
-        "vlm_disagrees",
-        "vlm_only",
-    } or parse_json_answer(answer)
+    assert "vlm_unparseable" not in {f.code for f in merged.flags}
+    assert parse_answer(cut) is None  # 24 tokens cannot hold the whole object
+    assert "vlm_unparseable" in {f.code for f in cross_check(extract_invoice(ocr), ocr, cut).flags}
