@@ -20,6 +20,7 @@ from vision import streams
 from vision.connections import sync_redis
 from vision.heartbeat import worker_alive
 from vision.models import FINISHED_STATUSES, Job, JobStatus, JobTask
+from vision.runners.extract import run_extract
 from vision.runners.generation import run_generation
 from vision.runners.invoice import run_invoice
 from vision.runners.ocr import run_ocr
@@ -35,6 +36,7 @@ JOB_RUNNERS: dict[JobTask, Runner] = {
     JobTask.CHAT: run_generation,
     JobTask.OCR: run_ocr,
     JobTask.INVOICE: run_invoice,
+    JobTask.EXTRACT: run_extract,
 }
 
 _running_here: set[int] = set()  # job ids this process is running right now
