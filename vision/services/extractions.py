@@ -185,7 +185,7 @@ def _typed_value(schema: dict[str, Any], name: str, value: Any) -> Any:
                 parsed = json.loads(text)
             except ValueError:
                 raise ValidationFailed(
-                    f"'{text}' is not a {' or '.join(sorted(types - {'null'}))}."
+                    f"{name}: '{text}' is not a {' or '.join(sorted(types - {'null'}))}."
                 ) from None
         elif not types or subschema.get("anyOf") or subschema.get("oneOf"):
             try:  # no declared type: JSON if it parses, the text otherwise
