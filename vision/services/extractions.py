@@ -164,7 +164,9 @@ def _normalised(name: str, value: Any) -> Any:
 
 def _typed_value(schema: dict[str, Any], name: str, value: Any) -> Any:
     """A reviewer's input for field `name` of a document type, as the JSON value its subschema
-    wants: the form sends text, so numbers, booleans, objects and arrays are parsed from it."""
+    accepts. The form sends text: it is taken as JSON when that fits the field (numbers,
+    booleans, objects, lists, null), as the text itself otherwise; "" is null or "", whichever
+    the field accepts."""
     import json
 
     from jsonschema import validators
@@ -172,32 +174,25 @@ def _typed_value(schema: dict[str, Any], name: str, value: Any) -> Any:
     properties = schema.get("properties") or {}
     if name not in properties:
         raise ValidationFailed(f"Unknown field {name!r}.")
-    subschema = properties[name] if isinstance(properties[name], dict) else {}
-    types = subschema.get("type")
-    types = set(types) if isinstance(types, list) else {types} if types else set()
-    parsed = value
-    if isinstance(value, str):
+    # The field's subschema, with the root's definitions so its local $refs still resolve.
+    field_schema = properties[name] if isinstance(properties[name], dict) else {}
+    field_schema = {**{k: schema[k] for k in ("$defs", "definitions") if k in schema}, **field_schema}
+    validator = validators.validator_for(schema)(field_schema)
+    if not isinstance(value, str):
+        candidates = [value]
+    elif not value.strip():
+        candidates = [None, ""]
+    else:
         text = value.strip()
-        if text == "" and ("null" in types or not types or subschema.get("anyOf")):
-            parsed = None
-        elif types & {"number", "integer", "boolean", "object", "array"} and not types & {"string"}:
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                raise ValidationFailed(
-                    f"{name}: '{text}' is not a {' or '.join(sorted(types - {'null'}))}."
-                ) from None
-        elif not types or subschema.get("anyOf") or subschema.get("oneOf"):
-            try:  # no declared type: JSON if it parses, the text otherwise
-                parsed = json.loads(text) if text[:1] in "[{" else text
-            except ValueError:
-                parsed = text
-        else:
-            parsed = text
-    errors = sorted(validators.validator_for(schema)(subschema).iter_errors(parsed), key=lambda e: e.path)
-    if errors:
-        raise ValidationFailed(f"{name}: {errors[0].message}")
-    return parsed
+        try:
+            candidates = [json.loads(text), text]
+        except ValueError:
+            candidates = [text]
+    for candidate in candidates:
+        if validator.is_valid(candidate):
+            return candidate
+    error = min(validator.iter_errors(candidates[-1]), key=lambda e: len(e.path))
+    raise ValidationFailed(f"{name}: {error.message}")
 
 
 def _recheck(fields: dict[str, Any]) -> list[dict[str, Any]]:

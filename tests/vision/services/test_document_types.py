@@ -180,3 +180,37 @@ def test_string_values_are_found_on_the_page() -> None:
     assert 640 < x0 < x1 <= 1000  # the value's part of its line, not the label
     assert found["total"].box == (900, 140, 1040, 168)
     assert found["note"] is None and found["n"] is None  # nowhere on the page / one character
+
+
+def test_corrections_are_read_as_the_field_accepts(admin, document, user_factory) -> None:
+    schema = {
+        "$defs": {"code": {"type": "string", "pattern": "^[A-Z]{2}[0-9]$"}},
+        "type": "object",
+        "properties": {
+            "code": {"$ref": "#/$defs/code"},
+            "grade": {"enum": [1, 2, "x"]},
+            "note": {"type": ["string", "null"]},
+            "label": {"type": "string"},
+        },
+    }
+    delivery = document_type_create(user=admin, name="Delivery", slug="delivery", schema=schema)
+    extraction = _extraction(
+        document, delivery.versions.get(), {"code": None, "grade": None, "note": "a", "label": "b"}
+    )
+    reviewer = user_factory(Role.REVIEWER)
+
+    def fix(field, value):
+        return extraction_update_field(extraction=extraction, field=field, value=value, user=reviewer).fields[
+            field
+        ]
+
+    assert fix("code", "AB1") == "AB1"  # the local $ref resolves
+    with pytest.raises(ValidationFailed, match="code"):
+        fix("code", "ab1")
+    assert (fix("grade", "2"), fix("grade", "x")) == (2, "x")
+    assert (fix("note", ""), fix("label", ""), fix("label", "12"), fix("label", "true")) == (
+        None,
+        "",
+        "12",
+        "true",
+    )
