@@ -1,5 +1,6 @@
 """Django admin for the vision app. Read-mostly: jobs and documents change through services."""
 
+from django import forms
 from django.contrib import admin, messages
 
 from accounts.roles import REVIEW_PERMISSION
@@ -9,10 +10,18 @@ from vision.models import (
     Conversation,
     Document,
     DocumentPage,
+    DocumentType,
+    DocumentTypeVersion,
     Extraction,
     ExtractionEvent,
     Job,
     Message,
+)
+from vision.services.document_types import (
+    RESERVED_SLUG,
+    document_type_create,
+    document_type_schema_check,
+    document_type_update,
 )
 from vision.services.extractions import extraction_approve, extraction_reject
 
@@ -154,3 +163,75 @@ class ExtractionEventAdmin(admin.ModelAdmin):
     search_fields = ["extraction__id", "field", "actor__username", "comment"]
     readonly_fields = [field.name for field in ExtractionEvent._meta.fields]
     list_select_related = ["extraction", "actor"]
+
+
+# --- document types ------------------------------------------------------------------------------
+
+
+class DocumentTypeForm(forms.ModelForm):
+    class Meta:
+        model = DocumentType
+        fields = ["name", "slug", "schema", "instruction"]
+        help_texts = {
+            "schema": 'A JSON schema of an object, e.g. {"type": "object", "properties": {"total": '
+            '{"type": "number"}}, "required": ["total"]}. Changing it makes a new version.',
+            "instruction": "What the model is told before it reads the page.",
+        }
+
+    def clean_slug(self):
+        slug = self.cleaned_data["slug"]
+        if slug == RESERVED_SLUG:
+            raise forms.ValidationError("'invoice' is the built-in invoice type; choose another slug.")
+        return slug
+
+    def clean_schema(self):
+        try:
+            return document_type_schema_check(self.cleaned_data["schema"])
+        except ApplicationError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
+class DocumentTypeVersionInline(admin.TabularInline):
+    model = DocumentTypeVersion
+    extra = 0
+    can_delete = False
+    fields = ["number", "created_at", "created_by", "schema", "instruction"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(DocumentType)
+class DocumentTypeAdmin(admin.ModelAdmin):
+    """Defining and changing goes through the services: a new schema or instruction is a new
+    version, and the earlier ones stay with the results made with them."""
+
+    form = DocumentTypeForm
+    list_display = ["name", "slug", "version", "updated_at"]
+    search_fields = ["name", "slug"]
+    readonly_fields = ["version", "created_by", "created_at", "updated_at"]
+    inlines = [DocumentTypeVersionInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "slug"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change) -> None:
+        data = form.cleaned_data
+        if change:
+            saved = document_type_update(
+                document_type=obj,
+                user=request.user,
+                name=data["name"],
+                schema=data["schema"],
+                instruction=data["instruction"],
+            )
+        else:
+            saved = document_type_create(
+                user=request.user,
+                name=data["name"],
+                slug=data["slug"],
+                schema=data["schema"],
+                instruction=data["instruction"],
+            )
+        obj.pk, obj.version = saved.pk, saved.version

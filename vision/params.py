@@ -26,7 +26,7 @@ TOKEN_PIXELS = 32 * 32
 DEFAULT_MIN_PIXELS = 64 * TOKEN_PIXELS
 CHAT_MAX_PIXELS = 640 * TOKEN_PIXELS
 DOCUMENT_MAX_PIXELS = 1000 * TOKEN_PIXELS
-DOCUMENT_TASKS = frozenset({"ocr", "invoice"})
+DOCUMENT_TASKS = frozenset({"ocr", "invoice", "extract"})
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Q, QuerySet
 
 from docplatform.errors import NotFound
-from vision.models import Batch, Document, Job, JobStatus
+from vision.models import Batch, Document, DocumentType, DocumentTypeVersion, Job, JobStatus
 
 
 def document_list(*, user) -> QuerySet[Document]:
@@ -84,4 +84,27 @@ def batch_counts(*, batch: Batch) -> BatchCounts:
 
 
 def batch_jobs(*, batch: Batch) -> QuerySet[Job]:
-    return batch.jobs.select_related("document").order_by("pk")
+    return batch.jobs.select_related("document", "extraction__document_type_version").order_by("pk")
+
+
+def document_type_list() -> QuerySet[DocumentType]:
+    """Every document type: all users may read them (only admins change them)."""
+    return DocumentType.objects.all()
+
+
+def document_type_get(*, slug: str) -> DocumentType:
+    document_type = DocumentType.objects.filter(slug=slug).first()
+    if document_type is None:
+        raise NotFound(f"Document type {slug!r} not found.")
+    return document_type
+
+
+def document_type_versions(*, document_type: DocumentType) -> QuerySet[DocumentTypeVersion]:
+    return document_type.versions.order_by("number")
+
+
+def document_type_version_get(*, slug: str, number: int) -> DocumentTypeVersion:
+    version = DocumentTypeVersion.objects.filter(document_type__slug=slug, number=number).first()
+    if version is None:
+        raise NotFound(f"Document type {slug!r} has no version {number}.")
+    return version

@@ -1,8 +1,8 @@
-"""/api routes of the vision app: documents, jobs, batches. (/v1 has its own urls module.)"""
+"""/api routes of the vision app: documents, jobs, batches, document types. (/v1 has its own urls module.)"""
 
 from django.urls import path
 
-from vision.apis import batches, documents, jobs
+from vision.apis import batches, document_types, documents, jobs
 
 urlpatterns = [
     path("documents", documents.DocumentListCreateApi.as_view(), name="document-list"),
@@ -13,4 +13,15 @@ urlpatterns = [
     path("batches", batches.BatchListCreateApi.as_view(), name="batch-list"),
     path("batches/<int:batch_id>", batches.BatchDetailApi.as_view(), name="batch-detail"),
     path("batches/<int:batch_id>/export", batches.BatchExportApi.as_view(), name="batch-export"),
+    path("document-types", document_types.DocumentTypeListCreateApi.as_view(), name="document-type-list"),
+    path(
+        "document-types/<slug:slug>",
+        document_types.DocumentTypeDetailUpdateApi.as_view(),
+        name="document-type-detail",
+    ),
+    path(
+        "document-types/<slug:slug>/versions/<int:number>",
+        document_types.DocumentTypeVersionDetailApi.as_view(),
+        name="document-type-version",
+    ),
 ]

@@ -14,6 +14,7 @@
   const bar = progress.querySelector(".bar");
   const errorBox = document.getElementById("upload-error");
   const questionRow = document.getElementById("question-row");
+  const typeRow = document.getElementById("document-type-row"); // only when a type exists
   const maxFiles = Number(form.dataset.maxFiles);
   const maxBytes = Number(form.dataset.maxBytes);
   let files = [];
@@ -84,6 +85,7 @@
     radio.addEventListener("change", () => {
       questionRow.hidden = task() !== "vqa";
       document.getElementById("question").required = task() === "vqa";
+      if (typeRow) typeRow.hidden = task() !== "extract";
     })
   );
 
@@ -93,6 +95,7 @@
     const data = new FormData();
     data.append("task", task());
     if (task() === "vqa") data.append("question", document.getElementById("question").value);
+    if (task() === "extract") data.append("document_type", document.getElementById("document-type").value);
     const many = files.length > 1;
     files.forEach((file) => data.append(many ? "files" : "file", file, file.name));
 

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import renderers, serializers, status
@@ -24,6 +25,10 @@ EXPORT_COLUMNS = [
     "task",
     "status",
     "result",
+    "document_type",
+    "extraction_id",
+    "extraction_status",
+    "fields",
     "error",
     "prompt_tokens",
     "completion_tokens",
@@ -79,6 +84,9 @@ class BatchListCreateApi(APIView):
         task = serializers.ChoiceField(choices=JobTask.values)
         files = serializers.ListField(child=serializers.FileField(allow_empty_file=True), allow_empty=False)
         question = serializers.CharField(required=False, allow_blank=True)
+        document_type = serializers.SlugField(
+            required=False, help_text="for task=extract: a document type's slug"
+        )
         message = serializers.CharField(required=False, allow_blank=True)
         max_tokens = serializers.IntegerField(required=False)
 
@@ -98,7 +106,11 @@ class BatchListCreateApi(APIView):
         batch = batch_submit(
             user=request.user,
             task=data["task"],
-            options={key: data[key] for key in ("question", "message", "max_tokens") if key in data},
+            options={
+                key: data[key]
+                for key in ("question", "message", "document_type", "max_tokens")
+                if key in data
+            },
             files=[uploaded_file(file) for file in data["files"]],
         )
         body = BatchOutputSerializer(batch, context={"request": request}).data
@@ -142,6 +154,21 @@ def _csv_safe(value):
     return value
 
 
+def _extraction_columns(job) -> dict:
+    """The reviewed state of a job's extraction (invoice or document type): its current fields,
+    corrections included, and whether a reviewer approved them."""
+    extraction = getattr(job, "extraction", None)
+    if extraction is None:
+        return {"document_type": "", "extraction_id": None, "extraction_status": "", "fields": ""}
+    version = extraction.document_type_version
+    return {
+        "document_type": f"{extraction.kind} v{version.number}" if version else extraction.kind,
+        "extraction_id": extraction.pk,
+        "extraction_status": extraction.status,
+        "fields": json.dumps(extraction.fields, ensure_ascii=False, sort_keys=True),
+    }
+
+
 class BatchExportApi(APIView):
     """`?format=csv` or `?format=json` (DRF's format override picks the renderer)."""
 
@@ -161,6 +188,7 @@ class BatchExportApi(APIView):
                 "task": job.task,
                 "status": job.status,
                 "result": job.result_text,
+                **_extraction_columns(job),
                 "error": job.error,
                 "prompt_tokens": job.prompt_tokens,
                 "completion_tokens": job.completion_tokens,

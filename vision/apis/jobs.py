@@ -87,6 +87,9 @@ class JobListCreateApi(APIView):
         file = serializers.FileField(required=False, allow_empty_file=True)
         document_id = serializers.IntegerField(required=False, min_value=1)
         question = serializers.CharField(required=False, allow_blank=True, trim_whitespace=True)
+        document_type = serializers.SlugField(
+            required=False, help_text="for task=extract: a document type's slug"
+        )
         message = serializers.CharField(required=False, allow_blank=True, trim_whitespace=True)
         max_tokens = serializers.IntegerField(required=False)
         pages = serializers.ListField(
@@ -116,7 +119,11 @@ class JobListCreateApi(APIView):
         job = job_submit(
             user=request.user,
             task=data["task"],
-            options={key: data[key] for key in ("question", "message", "max_tokens", "pages") if key in data},
+            options={
+                key: data[key]
+                for key in ("question", "message", "document_type", "max_tokens", "pages")
+                if key in data
+            },
             upload=uploaded_file(data["file"]) if "file" in data else None,
             document_id=data.get("document_id"),
         )

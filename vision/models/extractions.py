@@ -23,7 +23,12 @@ class Extraction(models.Model):
     job = models.OneToOneField(
         "vision.Job", on_delete=models.SET_NULL, null=True, blank=True, related_name="extraction"
     )
-    kind = models.CharField(max_length=20, default="invoice")
+    kind = models.CharField(max_length=50, default="invoice")  # "invoice", or the document type's slug
+    # The document type version it was read with (null for invoices, the built-in type): its
+    # schema decides how fields are corrected, whatever the type looks like today.
+    document_type_version = models.ForeignKey(
+        "vision.DocumentTypeVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     page = models.PositiveIntegerField(default=1)  # the document page read (1-based)
     page_width = models.PositiveIntegerField(default=0)  # pixels the boxes refer to
     page_height = models.PositiveIntegerField(default=0)

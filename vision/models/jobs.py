@@ -16,6 +16,7 @@ class JobTask(models.TextChoices):
     CAPTION = "caption", "Caption"
     VQA = "vqa", "Visual question answering"
     INVOICE = "invoice", "Invoice extraction"
+    EXTRACT = "extract", "Document type extraction"  # options: document_type (slug) + pinned version
     CHAT = "chat", "Chat"
 
 
@@ -52,7 +53,8 @@ class Job(models.Model):
         "vision.Document", on_delete=models.CASCADE, null=True, blank=True, related_name="jobs"
     )
     task = models.CharField(max_length=20, choices=JobTask.choices)
-    # Validated task inputs: {"question"} for vqa, {"message"} for chat, optional {"pages": [1, 2]}.
+    # Validated task inputs: {"question"} for vqa, {"message"} for chat, {"document_type",
+    # "document_type_version"} for extract, optional {"pages": [1, 2]}.
     options = models.JSONField(default=dict, blank=True)
     max_tokens = models.PositiveIntegerField()
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)

@@ -7,6 +7,7 @@ per page under `"pages"`) and invoice extractions (`{"box": {field: [x0, y0, x1,
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypedDict
 
 # Invoice result keys that are not fields.
@@ -77,4 +78,22 @@ def invoice_fields(result: Any) -> list[InvoiceField]:
         InvoiceField(name=name, value=value, confidence=confidence.get(name), has_box=bool(boxes.get(name)))
         for name, value in result.items()
         if name not in _NON_FIELDS and not isinstance(value, dict | list)
+    ]
+
+
+def document_fields(result: Any) -> list[InvoiceField]:
+    """The top-level fields of an extract job's result (a document type's answer), in the
+    schema's order; nested values as JSON text."""
+    if not isinstance(result, dict) or not isinstance(result.get("fields"), dict):
+        return []
+    confidence = result.get("confidence") if isinstance(result.get("confidence"), dict) else {}
+    boxes = result.get("box") if isinstance(result.get("box"), dict) else {}
+    return [
+        InvoiceField(
+            name=name,
+            value=json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value,
+            confidence=confidence.get(name),
+            has_box=bool(boxes.get(name)),
+        )
+        for name, value in result["fields"].items()
     ]

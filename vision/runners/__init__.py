@@ -5,7 +5,7 @@
 - `recovery`: jobs whose worker died are requeued or failed (the watchdog thread in every worker,
   and `GET /api/jobs/{id}`); `watchdog` is that thread.
 - one module per task family, each a runner `JobRunContext -> JobOutcome`: `generation`
-  (caption, vqa, chat), `ocr`, `invoice`.
+  (caption, vqa, chat), `ocr`, `invoice`, `extract` (document types).
 
 The user-facing side (submit, cancel, list) is `vision.services.jobs`. Nothing here imports the
 engine at module level: the web process imports `recovery`.

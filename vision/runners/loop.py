@@ -30,6 +30,7 @@ from django.utils import timezone
 from vision.connections import sync_redis
 from vision.heartbeat import worker_alive
 from vision.models import FINISHED_STATUSES, Job, JobStatus, JobTask
+from vision.runners.extract import run_extract
 from vision.runners.faults import ServiceUnavailable, backoff_s, db_retry, is_transient, reset_connection
 from vision.runners.generation import run_generation
 from vision.runners.invoice import run_invoice
@@ -46,6 +47,7 @@ JOB_RUNNERS: dict[JobTask, Runner] = {
     JobTask.CHAT: run_generation,
     JobTask.OCR: run_ocr,
     JobTask.INVOICE: run_invoice,
+    JobTask.EXTRACT: run_extract,
 }
 
 _running_here: set[int] = set()  # job ids this process is running right now

@@ -1,6 +1,10 @@
 """Extractions: created from an invoice reading (by the `invoice` job runner,
-vision.runners.invoice, or the command line), then corrected, approved or rejected by a reviewer
-(the portal's review pages and the admin call these services).
+vision.runners.invoice, or the command line) or from a document type's answer (the `extract`
+runner, vision.runners.extract), then corrected, approved or rejected by a reviewer (the
+portal's review pages and the admin call these services).
+
+Invoices are corrected by their own rules (dates, amounts, currency, the arithmetic checks);
+a document type's fields by the schema of the version they were read with.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from accounts.roles import REVIEW_PERMISSION
 from docplatform.errors import Conflict, PermissionDenied, ValidationFailed
 from vision.models import (
     Document,
+    DocumentTypeVersion,
     Extraction,
     ExtractionEvent,
     ExtractionEventAction,
@@ -28,6 +33,61 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _META_KEYS = ("checks", "flags", "confidence", "box", "page", "used_vlm")
+
+
+def _store(*, document: Document, job: Job | None, values: dict[str, Any]) -> Extraction:
+    """Create the extraction, or replace the content of the job's earlier one (redelivery)."""
+    with transaction.atomic():
+        existing = Extraction.objects.select_for_update().filter(job=job).first() if job else None
+        if existing is not None:
+            for key, value in values.items():
+                setattr(existing, key, value)
+            existing.save()
+            ExtractionEvent.objects.create(extraction=existing, action=ExtractionEventAction.REEXTRACTED)
+            return existing
+        extraction = Extraction.objects.create(document=document, job=job, **values)
+        ExtractionEvent.objects.create(extraction=extraction, action=ExtractionEventAction.CREATED)
+    logger.info(
+        "extraction %s (%s) created for document %s: %d flags",
+        extraction.pk,
+        values["kind"],
+        document.pk,
+        len(values["flags"]),
+    )
+    return extraction
+
+
+def extraction_create_from_answer(
+    *,
+    document: Document,
+    version: DocumentTypeVersion,
+    fields: dict[str, Any],
+    boxes: dict[str, list[float] | None],
+    confidence: dict[str, float],
+    flags: list[dict[str, str]],
+    page_size: tuple[int, int],
+    job: Job | None = None,
+    page: int = 1,
+) -> Extraction:
+    """Store a document type's answer as an Extraction awaiting review, tied to the type version
+    it was read with. Idempotent on `job`, like invoices."""
+    values = {
+        "kind": version.document_type.slug,
+        "document_type_version": version,
+        "page": page,
+        "page_width": page_size[0],
+        "page_height": page_size[1],
+        "fields": fields,
+        "boxes": boxes,
+        "confidence": confidence,
+        "checks": [],
+        "flags": flags,
+        "used_vlm": True,
+        "status": ExtractionStatus.AWAITING_REVIEW,
+        "reviewer": None,
+        "reviewed_at": None,
+    }
+    return _store(document=document, job=job, values=values)
 
 
 def extraction_create_from_invoice(
@@ -51,20 +111,7 @@ def extraction_create_from_invoice(
         "reviewer": None,
         "reviewed_at": None,
     }
-    with transaction.atomic():
-        existing = Extraction.objects.select_for_update().filter(job=job).first() if job else None
-        if existing is not None:
-            for key, value in values.items():
-                setattr(existing, key, value)
-            existing.save()
-            ExtractionEvent.objects.create(extraction=existing, action=ExtractionEventAction.REEXTRACTED)
-            return existing
-        extraction = Extraction.objects.create(document=document, job=job, **values)
-        ExtractionEvent.objects.create(extraction=extraction, action=ExtractionEventAction.CREATED)
-    logger.info(
-        "extraction %s created for document %s: %d flags", extraction.pk, document.pk, len(values["flags"])
-    )
-    return extraction
+    return _store(document=document, job=job, values=values)
 
 
 def _check_reviewer(user) -> None:
@@ -115,6 +162,39 @@ def _normalised(name: str, value: Any) -> Any:
     return str(value).strip()
 
 
+def _typed_value(schema: dict[str, Any], name: str, value: Any) -> Any:
+    """A reviewer's input for field `name` of a document type, as the JSON value its subschema
+    accepts. The form sends text: it is taken as JSON when that fits the field (numbers,
+    booleans, objects, lists, null), as the text itself otherwise; "" is null or "", whichever
+    the field accepts."""
+    import json
+
+    from jsonschema import validators
+
+    properties = schema.get("properties") or {}
+    if name not in properties:
+        raise ValidationFailed(f"Unknown field {name!r}.")
+    # The field's subschema, with the root's definitions so its local $refs still resolve.
+    field_schema = properties[name] if isinstance(properties[name], dict) else {}
+    field_schema = {**{k: schema[k] for k in ("$defs", "definitions") if k in schema}, **field_schema}
+    validator = validators.validator_for(schema)(field_schema)
+    if not isinstance(value, str):
+        candidates = [value]
+    elif not value.strip():
+        candidates = [None, ""]
+    else:
+        text = value.strip()
+        try:
+            candidates = [json.loads(text), text]
+        except ValueError:
+            candidates = [text]
+    for candidate in candidates:
+        if validator.is_valid(candidate):
+            return candidate
+    error = min(validator.iter_errors(candidates[-1]), key=lambda e: len(e.path))
+    raise ValidationFailed(f"{name}: {error.message}")
+
+
 def _recheck(fields: dict[str, Any]) -> list[dict[str, Any]]:
     from decimal import Decimal
 
@@ -132,21 +212,29 @@ def _recheck(fields: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _top_field(path: str) -> str:
+    """The top-level field a flag is about: `items[0].name` → `items`."""
+    return path.split(".", 1)[0].split("[", 1)[0]
+
+
 def extraction_update_field(*, extraction: Extraction, field: str, value: Any, user) -> Extraction:
-    """A reviewer's correction: the value is normalised like the pipeline's, the checks rerun,
-    the field's confidence becomes 1 and its flags are resolved; the change is an event."""
+    """A reviewer's correction: the value is normalised like the pipeline's (invoices) or checked
+    against the field's schema in the type version the extraction was read with, the invoice
+    checks rerun, the field's confidence becomes 1 and its flags are resolved; the change is an
+    event."""
     _check_reviewer(user)
-    new_value = _normalised(field, value)
+    version = extraction.document_type_version
+    new_value = _typed_value(version.schema, field, value) if version else _normalised(field, value)
     with transaction.atomic():
         locked = _locked(extraction)
         old_value = locked.fields.get(field)
         locked.fields[field] = new_value
         locked.confidence[field] = 1.0
-        locked.checks = _recheck(locked.fields)
+        locked.checks = [] if version else _recheck(locked.fields)
         failed = {c["name"] for c in locked.checks if not c["ok"]}
         locked.flags = [
             f for f in locked.flags
-            if f["field"] != field and not (f["code"] == "check_failed" and f["reason"].split(":")[0] not in failed)
+            if _top_field(f["field"]) != field and not (f["code"] == "check_failed" and f["reason"].split(":")[0] not in failed)
         ]  # fmt: skip
         locked.save(update_fields=["fields", "confidence", "checks", "flags", "updated_at"])
         ExtractionEvent.objects.create(

@@ -16,11 +16,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from docplatform.errors import Conflict, ServiceUnavailable, ValidationFailed
+from docplatform.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from vision import streams
 from vision.connections import sync_redis
 from vision.models import FINISHED_STATUSES, Batch, Document, Job, JobStatus, JobTask
-from vision.selectors import document_get
+from vision.selectors import document_get, document_type_get
 from vision.services.documents import document_upload
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ def job_options_validate(*, task: str, options: dict[str, Any]) -> tuple[dict[st
             raise ValidationFailed(f"'{key}' is longer than {MAX_TEXT_CHARS} characters.")
         if task == needed_by:
             clean[key] = value
+    if task == JobTask.EXTRACT:
+        clean.update(_document_type_options(options))
     pages = options.get("pages")
     if pages:
         if not all(isinstance(p, int) and p >= 1 for p in pages):
@@ -58,6 +60,21 @@ def job_options_validate(*, task: str, options: dict[str, Any]) -> tuple[dict[st
     if not isinstance(max_tokens, int) or not 1 <= max_tokens <= settings.JOB_MAX_TOKENS_LIMIT:
         raise ValidationFailed(f"'max_tokens' must be an integer from 1 to {settings.JOB_MAX_TOKENS_LIMIT}.")
     return clean, max_tokens
+
+
+def _document_type_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The type to read with, and its current version, pinned: a change of the type after the
+    submit does not change what this job reads."""
+    slug = str(options.get("document_type") or "").strip()
+    if not slug:
+        raise ValidationFailed("Task extract needs a 'document_type': a slug from /api/document-types.")
+    if slug == "invoice":
+        raise ValidationFailed("Invoices are the built-in type: use task=invoice.")
+    try:
+        document_type = document_type_get(slug=slug)
+    except NotFound:
+        raise ValidationFailed(f"Unknown document type {slug!r}.") from None
+    return {"document_type": document_type.slug, "document_type_version": document_type.version}
 
 
 def job_submit(

@@ -9,8 +9,8 @@ from django.utils.translation import gettext_lazy as _
 
 from docplatform.errors import NotFound
 from vision.models import JobStatus, JobTask
-from vision.portal.overlays import invoice_fields, result_overlays
-from vision.selectors import job_get, job_list, job_queue_position
+from vision.portal.overlays import document_fields, invoice_fields, result_overlays
+from vision.selectors import document_type_list, job_get, job_list, job_queue_position
 
 # The engine's Timings (vision/engine/types.py), the OCR runner's and the wall-clock ones, in the
 # order a job goes through them.
@@ -26,17 +26,19 @@ TIMING_LABELS = {
     "run_s": _("Run time"),
 }
 
-# The tasks the upload page offers (chat has its own page).
+# The tasks the upload page offers (chat has its own page); extract once a document type exists.
 UPLOAD_TASKS = [JobTask.OCR, JobTask.INVOICE, JobTask.CAPTION, JobTask.VQA]
 
 
 @login_required
 def upload(request: HttpRequest) -> HttpResponse:
+    document_types = list(document_type_list())
     return render(
         request,
         "portal/upload.html",
         {
-            "tasks": UPLOAD_TASKS,
+            "tasks": [*UPLOAD_TASKS, JobTask.EXTRACT] if document_types else UPLOAD_TASKS,
+            "document_types": document_types,
             "max_bytes": settings.UPLOAD_MAX_BYTES,
             "max_files": settings.BATCH_MAX_FILES,
         },
@@ -76,7 +78,9 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
             "job": job,
             "pages": pages,
             "overlays": result_overlays(job.result),
-            "fields": invoice_fields(job.result),
+            "fields": document_fields(job.result)
+            if job.task == JobTask.EXTRACT
+            else invoice_fields(job.result),
             "timings": [
                 (TIMING_LABELS.get(name, name), seconds)
                 for name, seconds in sorted(timings.items(), key=lambda kv: _timing_order(kv[0]))

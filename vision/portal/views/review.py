@@ -2,6 +2,7 @@
 extraction with its page image, each field's box, editable values, approve or reject with a
 comment, and the audit trail. Every change goes through the extraction services."""
 
+import json
 from typing import Any
 
 from django.contrib import messages
@@ -46,8 +47,20 @@ def queue(request: HttpRequest) -> HttpResponse:
 
 
 def _display(value: Any) -> str:
-    """A field value as the reviewer edits it: "" for none, the JSON string as is."""
-    return "" if value is None else str(value)
+    """A field value as the reviewer edits it: "" for none, objects and lists as JSON (a
+    document type's nested fields), other values as text."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list | bool):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _editable_fields(extraction: Extraction) -> list[str]:
+    """The fields the form edits: all of a document type's; an invoice's but its item table."""
+    if extraction.document_type_version_id:
+        return list(extraction.fields)
+    return [name for name in extraction.fields if name != "items"]
 
 
 @reviewer_required
@@ -74,7 +87,7 @@ def detail(request: HttpRequest, extraction_id: int) -> HttpResponse:
             "flags": [flag for flag in extraction.flags if flag.get("field") == name],
         }
         for name, value in extraction.fields.items()
-        if name != "items"
+        if name in _editable_fields(extraction)
     ]
     overlays = [
         {"page": 1, "kind": "field", "label": name, "box": box}
@@ -87,7 +100,8 @@ def detail(request: HttpRequest, extraction_id: int) -> HttpResponse:
         {
             "extraction": extraction,
             "fields": fields,
-            "items": extraction.fields.get("items") or [],
+            "items": [] if extraction.document_type_version_id else extraction.fields.get("items") or [],
+            "document_type_version": extraction.document_type_version,
             "overlays": overlays,
             "events": review_events(extraction=extraction),
             "editable": extraction.status == ExtractionStatus.AWAITING_REVIEW,
@@ -104,9 +118,10 @@ def _apply(request: HttpRequest, extraction: Extraction) -> HttpResponse | None:
     comment = request.POST.get("comment", "")
     with transaction.atomic():
         changed = 0
-        for name, current in extraction.fields.items():
+        editable = _editable_fields(extraction)
+        for name, current in list(extraction.fields.items()):
             key = f"field-{name}"
-            if name == "items" or key not in request.POST:
+            if name not in editable or key not in request.POST:
                 continue
             posted = request.POST[key].strip()
             if posted != _display(current).strip():
