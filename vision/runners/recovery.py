@@ -31,7 +31,7 @@ def jobs_recover_stuck(*, restarted_worker: str | None = None) -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.JOB_STUCK_GRACE_SECONDS)
     candidates = Job.objects.filter(status=JobStatus.RUNNING)
     recovered = 0
-    for job in candidates.only("pk", "attempts", "worker", "started_at"):
+    for job in candidates.only("pk", "task", "attempts", "worker", "started_at"):
         if running_here(job.pk):  # this process is running it: alive, whatever Redis says
             continue
         leftover = restarted_worker is not None and job.worker == restarted_worker
@@ -60,7 +60,7 @@ def job_recover(*, job: Job) -> int:
         else:
             changed = claim_holds(job).update(status=JobStatus.QUEUED, progress_tokens=0)
             if changed:
-                job_enqueue_on_commit(job_id=job.pk)
+                job_enqueue_on_commit(job_id=job.pk, task=job.task)
     if changed:
         logger.warning("job %s: worker %s lost after attempt %d, recovered", job.pk, job.worker, job.attempts)
     return changed
