@@ -31,6 +31,18 @@ TASK_NEEDS: dict[str, str] = {"ocr": OCR, "invoice": OCR, "caption": VLM, "vqa":
 CAPABILITY_QUEUE: dict[str, str] = {OCR: OCR_QUEUE, VLM: SHARED_QUEUE}
 
 NO_WORKER_REASON = "no worker is online"
+# The value of VISION_MODEL that runs an OCR-only deployment: no model, no download, no tuning.
+NO_MODEL = "none"
+
+
+def model_disabled_reason(*, engine: str, model: str) -> str | None:
+    """Why a process configured with VISION_ENGINE=`engine`, VISION_MODEL=`model` has no VLM, or
+    None when it loads a model (the worker's heartbeat and `manage.py extract` say the same)."""
+    if engine == "off":
+        return "VISION_ENGINE=off: this worker loads no model"
+    if model.strip().lower() == NO_MODEL:
+        return "VISION_MODEL=none: an OCR-only deployment, no model is loaded"
+    return None
 
 
 def task_queue(task: str) -> str:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from celery import signals
 from django.conf import settings
 
+from vision.capabilities import model_disabled_reason
 from vision.heartbeat import (
     LOADING,
     OCR,
@@ -116,17 +117,9 @@ def engine_status() -> dict[str, Any]:
     return _holder.status()
 
 
-# The value of VISION_MODEL that runs an OCR-only deployment: no model, no download, no tuning.
-NO_MODEL = "none"
-
-
 def vlm_disabled_reason() -> str | None:
     """Why this worker has no VLM by configuration, or None when it loads a model."""
-    if settings.VISION_ENGINE == "off":
-        return "VISION_ENGINE=off: this worker loads no model"
-    if settings.VISION_MODEL.strip().lower() == NO_MODEL:
-        return "VISION_MODEL=none: an OCR-only deployment, no model is loaded"
-    return None
+    return model_disabled_reason(engine=settings.VISION_ENGINE, model=settings.VISION_MODEL)
 
 
 def vlm_capability() -> CapabilityStatus:
