@@ -56,3 +56,10 @@ class RetryLater(ApplicationError):
 class ServiceUnavailable(RetryLater):
     status_code = HTTPStatus.SERVICE_UNAVAILABLE
     code = "service_unavailable"
+
+
+class CapabilityUnavailable(ServiceUnavailable):
+    """No worker can run what was asked now (the vision-language model is off, failed to load, or
+    still loading); the message says why. OCR work is not refused this way."""
+
+    code = "engine_unavailable"

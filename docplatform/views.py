@@ -19,7 +19,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
-    """200 when the database, Redis and at least one worker with a ready engine are there."""
+    """200 when the database and Redis answer and a live worker can run OCR (status "ok" when the
+    VLM is ready too, "degraded" when not); 503 "unavailable" otherwise. Per capability in the body."""
     readiness = readiness_check()
     response = JsonResponse(readiness.to_dict(), status=200 if readiness.ok else 503)
     # Probes poll every few seconds; a 503 here is a state report (the reason is in the body),

@@ -1,8 +1,11 @@
-"""Readiness: can this deployment serve vision work right now?
+"""Readiness: can this deployment serve vision work right now, and which of it?
 
-Ready means the database answers, Redis answers, and at least one live worker reports its
-engine `ready`. Every check is bounded by short timeouts so `/readyz` answers quickly even when
-Redis is down.
+Per capability (vision.capabilities): OCR (OCR and invoice jobs) and the VLM (caption, question,
+chat) are each ready, loading or unavailable with the reason. The deployment is `ok` when the
+database and Redis answer and every capability is ready on some live worker, `degraded` when only
+some are (typically "OCR ready, VLM unavailable: <reason>": the main work runs, answered 200),
+and `unavailable` (503) otherwise. Every check is bounded by short timeouts so `/readyz` answers
+quickly even when Redis is down.
 """
 
 import logging
@@ -12,6 +15,13 @@ from dataclasses import asdict, dataclass, field
 from django.conf import settings
 from django.db import connection
 
+from vision.capabilities import (
+    UNAVAILABLE,
+    CapabilitySummary,
+    capabilities_summary,
+    deployment_status,
+    summary_text,
+)
 from vision.heartbeat import WorkerHeartbeat, engine_ready, heartbeats_read, redis_client
 
 logger = logging.getLogger(__name__)
@@ -38,12 +48,28 @@ class Readiness:
         return sum(1 for beat in self.workers if engine_ready(beat))
 
     @property
+    def capabilities(self) -> dict[str, CapabilitySummary]:
+        return capabilities_summary(self.workers)
+
+    @property
+    def status(self) -> str:
+        """ok | degraded | unavailable (see the module docstring)."""
+        if not (self.database.ok and self.redis.ok):
+            return UNAVAILABLE
+        return deployment_status(self.capabilities)
+
+    @property
     def ok(self) -> bool:
-        return self.database.ok and self.redis.ok and self.ready_workers > 0
+        """Worth sending traffic to: everything, or at least OCR and invoices, can run."""
+        return self.status != UNAVAILABLE
 
     def to_dict(self) -> dict:
+        capabilities = self.capabilities
         return {
-            "status": "ok" if self.ok else "unavailable",
+            "status": self.status,
+            # e.g. "OCR ready, VLM unavailable: VISION_MODEL=none: an OCR-only deployment, ..."
+            "summary": summary_text(capabilities) if self.redis.ok else f"Redis: {self.redis.error}",
+            "capabilities": {name: item.to_dict() for name, item in capabilities.items()},
             "checks": {
                 "database": asdict(self.database),
                 "redis": asdict(self.redis),

@@ -19,6 +19,24 @@ logger = logging.getLogger(__name__)
 KEY_PREFIX = "docplatform:worker:"
 
 
+# What a worker can run. OCR jobs and invoice jobs need only OCR (RapidOCR, whose models ship in
+# its wheel); caption, question and chat need the VLM (the engine with its model).
+OCR = "ocr"
+VLM = "vlm"
+CAPABILITIES = (OCR, VLM)
+
+# States of a capability: ready now, coming (the model or OCR runtime is loading), or not on this
+# worker at all (VISION_MODEL=none, a failed load; `reason` says which).
+READY, LOADING, UNAVAILABLE = "ready", "loading", "unavailable"
+
+
+class CapabilityStatus(TypedDict, total=False):
+    state: str  # READY | LOADING | UNAVAILABLE
+    reason: str  # why it is not ready ("" when ready)
+    model: str  # vlm: the model (hub id or folder)
+    formats: dict[str, str]  # vlm: the number formats the engine chose ({"lm": "int8", ...})
+
+
 class WorkerHeartbeat(TypedDict):
     hostname: str  # Celery node name, e.g. "vision@host"; also the key suffix
     pid: int
@@ -27,10 +45,18 @@ class WorkerHeartbeat(TypedDict):
     started_at: float  # unix time the worker became ready
     ts: float  # unix time of this beat
     engine: dict[str, Any]  # engine.status().to_dict(), or {"state": "off" | "loading" | "error", ...}
+    capabilities: dict[str, CapabilityStatus]  # OCR and VLM: what this worker can run now
 
 
-# The queue every vision worker consumes (Celery's default queue, set from this in settings).
+# The queue of work that needs the VLM (caption, vqa and chat jobs, /v1 generations): Celery's
+# default queue, set from this in settings. Consumed by every worker that may have the VLM.
 SHARED_QUEUE = "vision"
+# The queue of OCR and invoice jobs, consumed by every worker (docs/architecture.md, "Queues"): a
+# backlog of slow VLM jobs never sits in front of them.
+OCR_QUEUE = "ocr"
+# What a worker started without -Q consumes (CELERY_TASK_QUEUES); one started with -Q also gets
+# OCR_QUEUE and its own queue added at start-up (vision/worker.py).
+WORKER_QUEUES = (SHARED_QUEUE, OCR_QUEUE)
 
 
 def worker_queue_name(hostname: str) -> str:
@@ -74,6 +100,28 @@ def engine_state(beat: WorkerHeartbeat) -> str:
 
 def engine_ready(beat: WorkerHeartbeat) -> bool:
     return engine_state(beat) == "ready"
+
+
+def capability(beat: WorkerHeartbeat, name: str) -> CapabilityStatus:
+    """One capability of a worker as its heartbeat reports it. A beat from a worker that does not
+    report capabilities (an older release during a rolling upgrade) has the VLM its engine state
+    says and no OCR."""
+    reported = beat.get("capabilities")
+    if isinstance(reported, dict) and isinstance(reported.get(name), dict):
+        return reported[name]
+    if name == VLM:
+        state = engine_state(beat)
+        if state == "ready":
+            return CapabilityStatus(state=READY, reason="")
+        if state in ("loading", "starting"):
+            return CapabilityStatus(state=LOADING, reason="the model is loading")
+        return CapabilityStatus(state=UNAVAILABLE, reason=str(beat.get("engine", {}).get("error") or state))
+    return CapabilityStatus(state=UNAVAILABLE, reason="the worker does not report it")
+
+
+def capable(beat: WorkerHeartbeat, name: str) -> bool:
+    """Can this worker run work that needs `name` (OCR or VLM) right now?"""
+    return capability(beat, name).get("state") == READY
 
 
 def _parsed(keys: list, raws: list) -> list[WorkerHeartbeat]:

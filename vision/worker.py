@@ -1,10 +1,12 @@
 """Worker-side glue: one engine per worker process, and the heartbeat `/readyz` reads.
 
 Lifecycle (wired in `VisionConfig.ready()` through `connect_signals()`):
-- `celeryd_after_setup`: also consume the worker's own queue `vision.w.<hostname>`.
-- `worker_ready`: start loading the engine in a background thread (the worker starts consuming
-  at once; tasks that need the engine see `EngineNotReady` until it is loaded) and start the
-  heartbeat thread.
+- `celeryd_after_setup`: also consume the OCR queue and the worker's own queue
+  `vision.w.<hostname>`; a worker that has no VLM by configuration (`VISION_MODEL=none`,
+  `VISION_ENGINE=off`) does not consume the shared VLM queue.
+- `worker_ready`: start loading the OCR runtime and the engine in background threads (the worker
+  starts consuming at once; tasks that need the engine see `EngineNotReady` until it is loaded)
+  and start the heartbeat thread, which reports both as the worker's capabilities.
 - `worker_shutdown`: stop the heartbeat, delete its key (so `/readyz` sees the worker gone at
   once, not after the TTL), shut the engine down.
 
@@ -19,12 +21,22 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from celery import signals
 from django.conf import settings
 
+from vision.capabilities import model_disabled_reason
 from vision.heartbeat import (
+    LOADING,
+    OCR,
+    OCR_QUEUE,
+    READY,
+    SHARED_QUEUE,
+    UNAVAILABLE,
+    VLM,
+    CapabilityStatus,
     WorkerHeartbeat,
     heartbeat_delete,
     heartbeat_write,
@@ -105,6 +117,93 @@ def engine_status() -> dict[str, Any]:
     return _holder.status()
 
 
+def vlm_disabled_reason() -> str | None:
+    """Why this worker has no VLM by configuration, or None when it loads a model."""
+    return model_disabled_reason(engine=settings.VISION_ENGINE, model=settings.VISION_MODEL)
+
+
+def vlm_capability() -> CapabilityStatus:
+    """The VLM as the heartbeat reports it, from the engine's state."""
+    status = engine_status()
+    state = status.get("state")
+    if state == "ready":
+        return CapabilityStatus(
+            state=READY,
+            reason="",
+            model=str(status.get("model", "")),
+            formats=dict(status.get("formats") or {}),
+        )
+    if state in ("loading", "starting"):
+        reason = "the model is loading"
+        downloaded = _hub_download_bytes(settings.VISION_MODEL)
+        if downloaded:
+            reason += f" ({downloaded / 1e9:.2f} GB downloaded so far)"
+        return CapabilityStatus(state=LOADING, reason=reason, model=str(status.get("model", "")))
+    return CapabilityStatus(
+        state=UNAVAILABLE, reason=str(status.get("error") or state), model=str(status.get("model", ""))
+    )
+
+
+def _hub_download_bytes(model: str) -> int:
+    """Bytes of `model` in the Hugging Face cache so far (a download in progress grows them), or
+    0 for a local folder, a model never fetched, or no huggingface_hub. Cheap: a few stat calls."""
+    if "/" not in model or model.startswith((".", "/", "~")) or Path(model).exists():
+        return 0
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:
+        return 0
+    blobs = Path(HF_HUB_CACHE) / f"models--{model.replace('/', '--')}" / "blobs"
+    try:
+        return sum(entry.stat().st_size for entry in blobs.iterdir() if entry.is_file())
+    except OSError:
+        return 0
+
+
+class _OcrHolder:
+    """The OCR runtime's state in this process: loading, ready, or unavailable with the reason."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._status = CapabilityStatus(state=LOADING, reason="the OCR runtime is loading")
+
+    def set(self, status: CapabilityStatus) -> None:
+        with self._lock:
+            self._status = status
+
+    def status(self) -> CapabilityStatus:
+        with self._lock:
+            return CapabilityStatus(**self._status)
+
+
+_ocr = _OcrHolder()
+
+
+def ocr_capability() -> CapabilityStatus:
+    return _ocr.status()
+
+
+def _ocr_load() -> None:
+    """Runs in a daemon thread: build the process's RapidOCR engine (its models ship in its
+    wheel, nothing is downloaded; ~1.5 s), so the first OCR job does not pay for it."""
+    started = time.monotonic()
+    try:
+        from vision.ocr.engine import get_engine as get_ocr_engine
+
+        get_ocr_engine()
+    except Exception as exc:  # reported in the heartbeat; OCR jobs then fail with the reason
+        logger.exception("OCR runtime failed to load")
+        _ocr.set(CapabilityStatus(state=UNAVAILABLE, reason=f"{type(exc).__name__}: {exc}"))
+        return
+    _ocr.set(CapabilityStatus(state=READY, reason=""))
+    logger.info("OCR runtime ready in %.1f s", time.monotonic() - started)
+
+
+def capabilities() -> dict[str, CapabilityStatus]:
+    """What this worker can run now, for its heartbeat."""
+    return {OCR: ocr_capability(), VLM: vlm_capability()}
+
+
 def _engine_load() -> None:
     """Runs in a daemon thread: import the engine package, build the engine, start loading."""
     started = time.monotonic()
@@ -154,6 +253,7 @@ class _Heartbeat(threading.Thread):
             started_at=self.started_at,
             ts=time.time(),
             engine=engine_status(),
+            capabilities=capabilities(),
         )
 
     def run(self) -> None:
@@ -183,9 +283,15 @@ def _pool_name(consumer: Any) -> str:
 
 
 def on_after_setup(sender: str, instance: Any, **_: Any) -> None:
-    """Add this worker's own queue (sticky routing) to the ones `-Q` chose, before it consumes, so
-    every way of starting a worker (scripts, compose, tests) gets it and the heartbeat lists it."""
-    instance.app.amqp.queues.select_add(worker_queue_name(sender))
+    """Before the worker consumes, whatever `-Q` chose (scripts, compose, tests): add the OCR
+    queue (every worker runs OCR) and this worker's own queue (sticky routing), and drop the
+    shared VLM queue when this worker has no model by configuration, so VLM work waits for a
+    worker that can run it. The heartbeat lists the result."""
+    queues = instance.app.amqp.queues
+    queues.select_add(OCR_QUEUE)
+    queues.select_add(worker_queue_name(sender))
+    if vlm_disabled_reason() is not None:
+        queues.deselect(SHARED_QUEUE)
 
 
 def on_worker_ready(sender: Any, **_: Any) -> None:
@@ -194,8 +300,10 @@ def on_worker_ready(sender: Any, **_: Any) -> None:
     queues = sorted(queue.name for queue in consumer.task_consumer.queues) if consumer.task_consumer else []
     pool = _pool_name(consumer)
 
-    if settings.VISION_ENGINE == "off":
-        _holder.set_status(state="off")
+    threading.Thread(target=_ocr_load, name="docplatform-ocr-load", daemon=True).start()
+    disabled = vlm_disabled_reason()
+    if disabled is not None:
+        _holder.set_status(state="off", error=disabled)
     elif pool not in _SINGLE_PROCESS_POOLS:
         message = f"vision worker must run with -P threads (one engine per process), got pool {pool}"
         logger.error(message)

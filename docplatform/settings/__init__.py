@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 from docplatform.settings.env import (
     env_bool,
@@ -27,7 +28,7 @@ from docplatform.settings.env import (
 )
 from docplatform.settings.hardware import physical_cores
 from docplatform.settings.vision import parse_vision_dtype
-from vision.heartbeat import SHARED_QUEUE
+from vision.heartbeat import SHARED_QUEUE, WORKER_QUEUES
 from vision.params import CHAT_MAX_PIXELS, DEFAULT_MIN_PIXELS, DOCUMENT_MAX_PIXELS
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -291,7 +292,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_RESULT_EXPIRES = timedelta(days=1)
-CELERY_TASK_DEFAULT_QUEUE = SHARED_QUEUE  # the queue every vision worker consumes
+CELERY_TASK_DEFAULT_QUEUE = SHARED_QUEUE  # VLM work (caption, vqa, chat jobs, /v1 generations)
+# The queues a worker started without -Q consumes: VLM work and OCR work (OCR and invoice jobs,
+# vision.capabilities.task_queue). Two queues so OCR jobs never wait behind a backlog of slow VLM
+# jobs (docs/architecture.md, "Queues"). A worker started with -Q gets the OCR queue added.
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name) for name in WORKER_QUEUES]
 CELERY_TASK_TRACK_STARTED = True
 # Ack after the task finished, and put the message back when the worker process dies mid-task:
 # a job is never lost to a crash. Tasks are idempotent on their row because of this.

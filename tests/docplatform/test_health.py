@@ -25,7 +25,9 @@ def isolated_redis(redis_url, settings):
     client.close()
 
 
-def _beat(client, hostname: str, state: str) -> None:
+def _beat(client, hostname: str, state: str, *, ocr: str | None = None, reason: str = "") -> None:
+    """A worker's heartbeat with its engine in `state`; `ocr` adds the capabilities a worker
+    reports (vlm from the engine state, ocr as given), None leaves them out (an older worker)."""
     beat = {
         "hostname": hostname,
         "pid": 1,
@@ -35,6 +37,12 @@ def _beat(client, hostname: str, state: str) -> None:
         "ts": time.time(),
         "engine": {"state": state, "model": "tiny"},
     }
+    if ocr is not None:
+        vlm = {"ready": "ready", "loading": "loading"}.get(state, "unavailable")
+        beat["capabilities"] = {
+            "ocr": {"state": ocr, "reason": ""},
+            "vlm": {"state": vlm, "reason": reason if vlm != "ready" else ""},
+        }
     client.set(heartbeat_key(hostname), json.dumps(beat), ex=20)
 
 
@@ -53,8 +61,8 @@ def test_readyz_without_workers_is_503(client, isolated_redis):
 
 
 def test_readyz_with_a_ready_worker_is_200(client, isolated_redis):
-    _beat(isolated_redis, "a@host", "loading")
-    _beat(isolated_redis, "b@host", "ready")
+    _beat(isolated_redis, "a@host", "loading", ocr="ready")
+    _beat(isolated_redis, "b@host", "ready", ocr="ready")
 
     response = client.get("/readyz")
 
@@ -65,14 +73,54 @@ def test_readyz_with_a_ready_worker_is_200(client, isolated_redis):
         ("a@host", "loading"),
         ("b@host", "ready"),
     ]
+    assert body["capabilities"]["ocr"] == {
+        "state": "ready",
+        "ready_workers": 2,
+        "loading_workers": 0,
+        "reason": "",
+    }
+    assert body["capabilities"]["vlm"]["ready_workers"] == 1
+    assert body["summary"] == "OCR ready, VLM ready"
 
 
 @pytest.mark.parametrize("state", ["loading", "error", "off"])
-def test_readyz_with_no_ready_engine_is_503(client, isolated_redis, state):
+def test_readyz_with_no_ready_engine_and_no_ocr_is_503(client, isolated_redis, state):
+    """A worker that reports no capabilities (an older release) has no OCR: nothing can run."""
     _beat(isolated_redis, "a@host", state)
     response = client.get("/readyz")
     assert response.status_code == 503
-    assert response.json()["workers"][0]["engine"]["state"] == state
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["workers"][0]["engine"]["state"] == state
+    assert body["capabilities"]["ocr"]["state"] == "unavailable"
+
+
+@pytest.mark.parametrize(
+    ("state", "vlm", "reason"),
+    [
+        ("off", "unavailable", "VISION_MODEL=none: an OCR-only deployment, no model is loaded"),
+        ("error", "unavailable", "ModelNotFound: could not download Qwen/Qwen3-VL-2B-Instruct"),
+        ("loading", "loading", "the model is loading"),
+    ],
+)
+def test_readyz_with_ocr_but_no_vlm_is_degraded_200(client, isolated_redis, state, vlm, reason):
+    """GIVEN a worker whose OCR is ready and whose VLM is not THEN the deployment is degraded
+    (OCR and invoice jobs run), answered 200, with the VLM's reason in the one-line summary."""
+    _beat(isolated_redis, "a@host", state, ocr="ready", reason=reason)
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["capabilities"]["vlm"] == {
+        "state": vlm,
+        "ready_workers": 0,
+        "loading_workers": int(vlm == "loading"),
+        "reason": reason,
+    }
+    assert body["summary"] == f"OCR ready, VLM {vlm}: {reason}"
+    assert body["checks"]["workers"] == {"ok": False, "live": 1, "ready": 0}
 
 
 def test_readyz_answers_fast_when_redis_is_down(client, settings):

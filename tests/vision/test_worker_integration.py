@@ -44,7 +44,9 @@ def test_ping_round_trip_through_the_worker(redis_url, session_worker_name):
 
 def test_session_worker_heartbeat(redis_url, session_worker_name):
     beats = wait_for(lambda: _heartbeats(redis_url).get(session_worker_name), timeout=30, message="heartbeat")
-    assert beats["queues"] == sorted(["vision", worker_queue_name(session_worker_name)])
+    # The VLM queue (-Q vision), the OCR queue every worker adds, and its own sticky queue.
+    assert beats["queues"] == sorted(["ocr", "vision", worker_queue_name(session_worker_name)])
+    assert set(beats["capabilities"]) == {"ocr", "vlm"}
     assert beats["pool"] == "threads"
     assert beats["pid"] > 0 and beats["ts"] >= beats["started_at"]
     assert "state" in beats["engine"]

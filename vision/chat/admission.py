@@ -3,7 +3,7 @@
 Every /v1 generation is recorded in the sorted set `docplatform:gen:pending` (member = request
 id, score = enqueue time) from enqueue until its reader saw the final event or gave up. Its size
 is the number of generations queued or running on all workers; above OPENAI_MAX_PENDING new
-requests get 429 + Retry-After. With no worker whose engine is ready, 503 + Retry-After.
+requests get 429 + Retry-After. With no worker whose VLM is ready, 503 `engine_unavailable` + Retry-After.
 Members older than the request timeout are dropped (a web process that died mid-wait).
 """
 
@@ -13,17 +13,13 @@ import time
 
 from django.conf import settings
 
-from docplatform.errors import RetryLater, ServiceUnavailable
-from vision.heartbeat import WorkerHeartbeat, aheartbeats_read, engine_ready
+from docplatform.errors import CapabilityUnavailable, RetryLater
+from vision.capabilities import capability_summary, vlm_refusal
+from vision.heartbeat import VLM, WorkerHeartbeat, aheartbeats_read, capable
 
 PENDING_KEY = "docplatform:gen:pending"
 RETRY_AFTER_FULL_S = 5
 RETRY_AFTER_NO_WORKER_S = 10
-
-
-async def ready_workers(client) -> dict[str, WorkerHeartbeat]:
-    """Live heartbeats whose engine is ready, by hostname."""
-    return {beat["hostname"]: beat for beat in await aheartbeats_read(client) if engine_ready(beat)}
 
 
 async def pending_count(client) -> int:
@@ -34,13 +30,19 @@ async def pending_count(client) -> int:
 
 
 async def admission_check(client) -> dict[str, WorkerHeartbeat]:
-    """Raise RetryLater/ServiceUnavailable unless a generation may be enqueued; → ready workers."""
-    workers = await ready_workers(client)
+    """Raise RetryLater/CapabilityUnavailable unless a generation may be enqueued; → ready
+    workers. No worker with the VLM ready: 503 `engine_unavailable` saying why (still loading:
+    Retry-After 10 s; no model on any worker, or its load failed: the workers' reasons)."""
+    beats = await aheartbeats_read(client)
+    workers = {beat["hostname"]: beat for beat in beats if capable(beat, VLM)}
     if not workers:
-        raise ServiceUnavailable(
-            "No inference worker is ready (starting, loading the model, or down). Retry shortly.",
-            retry_after=RETRY_AFTER_NO_WORKER_S,
-        )
+        if not beats:
+            raise CapabilityUnavailable(
+                "No inference worker is online (starting or down). Retry shortly.",
+                retry_after=RETRY_AFTER_NO_WORKER_S,
+            )
+        message, retry_after = vlm_refusal(capability_summary(beats, VLM)) or ("", RETRY_AFTER_NO_WORKER_S)
+        raise CapabilityUnavailable(message, retry_after=retry_after)
     pending = await pending_count(client)
     if pending >= settings.OPENAI_MAX_PENDING:
         raise RetryLater(

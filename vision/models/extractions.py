@@ -62,6 +62,12 @@ class Extraction(models.Model):
     def flagged(self) -> bool:
         return bool(self.flags)
 
+    @property
+    def vlm_unavailable(self) -> bool:
+        """Read by the layout extractor alone: no vision-language model was there to cross-check
+        it (the flag the invoice runner adds, vision.runners.invoice)."""
+        return any(flag.get("code") == "vlm_unavailable" for flag in self.flags)
+
 
 class ExtractionEventAction(models.TextChoices):
     CREATED = "created", "Created"

@@ -9,7 +9,23 @@ from django.conf import settings
 from django.db.models import Count, QuerySet
 
 from docplatform.errors import NotFound
-from vision.heartbeat import SHARED_QUEUE, WorkerHeartbeat, engine_state, heartbeats_read, redis_client
+from vision.capabilities import (
+    CapabilitySummary,
+    TaskAvailability,
+    capabilities_summary,
+    deployment_status,
+    tasks_availability,
+)
+from vision.heartbeat import (
+    CAPABILITIES,
+    OCR_QUEUE,
+    SHARED_QUEUE,
+    WorkerHeartbeat,
+    capability,
+    engine_state,
+    heartbeats_read,
+    redis_client,
+)
 from vision.models import Extraction, ExtractionEvent, ExtractionStatus, Job, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -28,6 +44,7 @@ class WorkerState:
     running: int
     waiting: int
     error: str
+    capabilities: dict[str, str]  # {"ocr": "ready", "vlm": "unavailable"}
 
 
 @dataclass(frozen=True)
@@ -35,8 +52,26 @@ class PlatformState:
     workers: list[WorkerState] = field(default_factory=list)
     queued_jobs: int = 0  # Job rows waiting for a worker (all users)
     running_jobs: int = 0
-    broker_depth: int | None = None  # messages in the shared Celery queue; None: Redis unreachable
+    broker_depth: int | None = None  # messages in the VLM and OCR queues; None: Redis unreachable
     redis_error: str = ""
+    capabilities: dict[str, CapabilitySummary] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        """ok | degraded (e.g. OCR only) | unavailable, as /readyz says."""
+        return deployment_status(self.capabilities)
+
+    @property
+    def ocr(self) -> CapabilitySummary:
+        return self.capabilities["ocr"]
+
+    @property
+    def vlm(self) -> CapabilitySummary:
+        return self.capabilities["vlm"]
+
+    def tasks(self, tasks: list[str]) -> list[TaskAvailability]:
+        """Which of these tasks can run now, and why the others cannot."""
+        return tasks_availability(self.capabilities, tasks)
 
     @property
     def ready_workers(self) -> int:
@@ -58,6 +93,7 @@ def _worker_state(beat: WorkerHeartbeat) -> WorkerState:
         running=int(engine.get("running") or 0),
         waiting=int(engine.get("waiting") or 0),
         error=str(engine.get("error") or ""),
+        capabilities={name: str(capability(beat, name).get("state")) for name in CAPABILITIES},
     )
 
 
@@ -72,7 +108,7 @@ def platform_state() -> PlatformState:
     client = redis_client(settings.REDIS_URL, timeout=_REDIS_TIMEOUT_S)
     try:
         beats = heartbeats_read(client)
-        depth = client.llen(SHARED_QUEUE)
+        depth = client.llen(SHARED_QUEUE) + client.llen(OCR_QUEUE)
         error = ""
     except Exception as exc:  # any Redis failure: show the portal with the reason, never a 500
         logger.warning("dashboard: Redis unavailable: %s", exc)
@@ -86,6 +122,7 @@ def platform_state() -> PlatformState:
         running_jobs=counts.get(JobStatus.RUNNING, 0),
         broker_depth=depth,
         redis_error=error,
+        capabilities=capabilities_summary(beats),
     )
 
 

@@ -1,5 +1,9 @@
 """invoice jobs: the first selected page through OCR, the layout extractor and the VLM
-cross-check; the result is an Extraction awaiting review (vision.services.extractions)."""
+cross-check; the result is an Extraction awaiting review (vision.services.extractions).
+
+Invoice jobs need only OCR. When this worker's VLM is not ready (VISION_MODEL=none, a model that
+failed to load or is still loading), the layout extractor's reading stands alone and carries the
+flag `vlm_unavailable` with the reason, so the reviewer knows no model checked the fields."""
 
 from __future__ import annotations
 
@@ -10,9 +14,13 @@ from vision.runners.ocr import page_images
 from vision.runners.types import JobOutcome, JobRunContext
 from vision.services.extractions import extraction_create_from_invoice
 
+# The flag an extraction read without the VLM cross-check carries (shown on the review pages).
+VLM_UNAVAILABLE = "vlm_unavailable"
+
 
 def run_invoice(context: JobRunContext) -> JobOutcome:
     from vision.engine import FinishReason
+    from vision.ocr.invoice import Flag
     from vision.ocr.pipeline import ModelFailed, read_invoice
     from vision.ocr.vlm import invoice_constraint, invoice_prompt
 
@@ -33,7 +41,20 @@ def run_invoice(context: JobRunContext) -> JobOutcome:
             raise ModelFailed(output.error or output.finish_reason.value)
         return output.text
 
-    reading = read_invoice(image, ask_model=ask_model)
+    if context.engine is None:
+        from vision.worker import vlm_capability
+
+        reason = vlm_capability().get("reason") or "not ready"
+        reading = read_invoice(image, ask_model=None)
+        reading.extraction.flags.append(
+            Flag(
+                "*",
+                VLM_UNAVAILABLE,
+                f"read by the layout extractor alone: the vision-language model was unavailable ({reason})",
+            )
+        )
+    else:
+        reading = read_invoice(image, ask_model=ask_model)
     if cancelled:
         return JobOutcome(status=JobStatus.CANCELLED, error="Cancelled.", error_code="cancelled")
     extraction = extraction_create_from_invoice(document=job.document, reading=reading, job=job, page=number)

@@ -27,8 +27,9 @@ from django.db import InterfaceError, OperationalError
 from django.db.models import F
 from django.utils import timezone
 
+from vision.capabilities import TASK_NEEDS, capability_summary
 from vision.connections import sync_redis
-from vision.heartbeat import worker_alive
+from vision.heartbeat import OCR, UNAVAILABLE, VLM, heartbeats_read, worker_alive
 from vision.models import FINISHED_STATUSES, Job, JobStatus, JobTask
 from vision.runners.extract import run_extract
 from vision.runners.faults import ServiceUnavailable, backoff_s, db_retry, is_transient, reset_connection
@@ -62,8 +63,21 @@ def running_here(job_id: int) -> bool:
 
 def job_run(*, job_id: int, worker: str) -> JobStatus | None:
     """Run job `job_id` on this worker if it still needs running; returns the final status, or
-    None when there was nothing to do. Raises EngineUnavailable when the engine cannot take it."""
-    engine = _engine()
+    None when there was nothing to do. Raises EngineUnavailable when this worker lacks what the
+    task needs: the VLM engine for caption, vqa and chat; OCR for OCR and invoice jobs, which get
+    the engine only if it is ready (an invoice then adds the VLM cross-check)."""
+    task = db_retry(
+        lambda: Job.objects.filter(pk=job_id).values_list("task", flat=True).first(),
+        what=f"job {job_id}: read",
+    )
+    if task is None:
+        logger.warning("job %s: gone, nothing to run", job_id)
+        return None
+    if TASK_NEEDS[task] == VLM:
+        engine = _engine()
+    else:
+        _require_ocr()
+        engine = _engine_if_ready()
     token = uuid.uuid4().hex[:12]
     job = db_retry(lambda: _job_claim(job_id=job_id, worker=worker, token=token), what=f"job {job_id}: claim")
     if job is None:
@@ -93,7 +107,42 @@ def _engine():
         return get_engine()
     except EngineNotReady as exc:
         state = exc.status.get("state")
-        raise EngineUnavailable(str(exc), permanent=state == "error") from exc
+        # A worker whose model failed (or that has none) fails the job at once only when no other
+        # worker has the VLM or is loading it; otherwise the retry lands on one that has.
+        permanent = state in ("error", "off") and not _elsewhere(VLM)
+        raise EngineUnavailable(str(exc), permanent=permanent) from exc
+
+
+def _engine_if_ready():
+    """The engine when it is ready, else None (OCR and invoice jobs do not wait for it)."""
+    from vision.worker import EngineNotReady, get_engine
+
+    try:
+        return get_engine()
+    except EngineNotReady:
+        return None
+
+
+def _require_ocr() -> None:
+    """Raise EngineUnavailable when this worker's OCR runtime failed to load (loading is fine:
+    the first page waits for it)."""
+    from vision.worker import ocr_capability
+
+    status = ocr_capability()
+    if status.get("state") == UNAVAILABLE:
+        reason = f"OCR is unavailable on this worker: {status.get('reason')}"
+        raise EngineUnavailable(reason, permanent=not _elsewhere(OCR))
+
+
+def _elsewhere(name: str) -> bool:
+    """Does a live worker have capability `name` ready or loading? (Redis down: assume yes, so
+    the job is retried rather than failed.)"""
+    try:
+        beats = heartbeats_read(sync_redis())
+    except Exception as exc:
+        logger.warning("capability check failed: %s", exc)
+        return True
+    return capability_summary(beats, name).coming
 
 
 def _request_id(job_id: int, attempt: int, token: str) -> str:

@@ -15,8 +15,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from vision.capabilities import CAPABILITY_QUEUE, task_queue
 from vision.connections import sync_redis
-from vision.heartbeat import SHARED_QUEUE, engine_ready, heartbeats_read, worker_alive
+from vision.heartbeat import engine_ready, heartbeats_read, worker_alive
 from vision.models import Job, JobStatus
 from vision.runners.loop import claim_holds, running_here
 from vision.services.jobs import job_enqueue_on_commit
@@ -32,7 +33,7 @@ def jobs_recover_stuck(*, restarted_worker: str | None = None) -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.JOB_STUCK_GRACE_SECONDS)
     candidates = Job.objects.filter(status=JobStatus.RUNNING)
     recovered = 0
-    for job in candidates.only("pk", "attempts", "retries", "worker", "request_id", "started_at"):
+    for job in candidates.only("pk", "task", "attempts", "retries", "worker", "request_id", "started_at"):
         if running_here(job.pk):  # this process is running it: alive, whatever Redis says
             continue
         leftover = restarted_worker is not None and job.worker == restarted_worker
@@ -61,7 +62,7 @@ def job_recover(*, job: Job) -> int:
         else:
             changed = claim_holds(job).update(status=JobStatus.QUEUED, progress_tokens=0)
             if changed:
-                job_enqueue_on_commit(job_id=job.pk, accepted=True)
+                job_enqueue_on_commit(job_id=job.pk, task=job.task, accepted=True)
     if changed:
         logger.warning("job %s: worker %s lost after attempt %d, recovered", job.pk, job.worker, job.attempts)
     return changed
@@ -96,7 +97,7 @@ def jobs_resend_lost() -> int:
     would ever run it. A message that was not lost after all only makes a duplicate, which the
     claim ignores. Each job is re-sent at most once per grace period by each process."""
     client = sync_redis()
-    if client.llen(SHARED_QUEUE):
+    if any(client.llen(queue) for queue in CAPABILITY_QUEUE.values()):
         return 0  # a backlog: its messages are on their way
     beats = heartbeats_read(client)
     if not beats or not all(engine_ready(beat) for beat in beats):
@@ -109,13 +110,13 @@ def jobs_resend_lost() -> int:
             del _resent[job_id]
     lost = Job.objects.filter(status=JobStatus.QUEUED, created_at__lt=cutoff).exclude(started_at__gt=cutoff)
     resent = 0
-    for job_id in lost.values_list("pk", flat=True)[:500]:
+    for job_id, task in lost.values_list("pk", "task")[:500]:
         if now - _resent.get(job_id, -1e9) < grace:
             continue
         _resent[job_id] = now
         from vision.tasks import job_run_task
 
-        job_run_task.delay(job_id)
+        job_run_task.apply_async((job_id,), queue=task_queue(task))
         resent += 1
     if resent:
         logger.warning("re-sent %d queued job(s) whose message was not in the queue", resent)

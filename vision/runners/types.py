@@ -38,7 +38,9 @@ class JobRunContext:
     """What a runner gets: the claimed job and the worker's means to run it."""
 
     job: Job
-    engine: Any  # vision.engine.Engine (worker only; never imported by web code)
+    # vision.engine.Engine (worker only; never imported by web code); None for OCR and invoice
+    # jobs on a worker whose VLM is not ready
+    engine: Any
     redis: Any  # sync redis client for the token stream
     worker: str
     on_progress: Callable[[str, int], bool]  # (text, tokens so far) -> False: stop, claim lost

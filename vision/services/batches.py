@@ -13,7 +13,12 @@ from django.db import transaction
 from docplatform.errors import ValidationFailed
 from vision.models import Batch, Document
 from vision.services.documents import document_upload
-from vision.services.jobs import UploadedFile, batch_jobs_create, job_options_validate
+from vision.services.jobs import (
+    UploadedFile,
+    batch_jobs_create,
+    job_options_validate,
+    job_task_check_runnable,
+)
 from vision.validators import UploadRejected
 
 logger = logging.getLogger(__name__)
@@ -24,6 +29,7 @@ def batch_submit(*, user, task: str, options: dict[str, Any], files: list[Upload
     commit. All or nothing: a rejected file rejects the batch (its name in the message), and the
     documents this call created are removed again."""
     clean, _ = job_options_validate(task=task, options=options)
+    job_task_check_runnable(task=task)
     if not files:
         raise ValidationFailed("A batch needs at least one file.")
     if len(files) > settings.BATCH_MAX_FILES:

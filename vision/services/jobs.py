@@ -16,9 +16,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from docplatform.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from docplatform.errors import CapabilityUnavailable, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from vision import streams
+from vision.capabilities import TASK_NEEDS, capability_summary, task_queue, vlm_refusal
 from vision.connections import sync_redis
+from vision.heartbeat import VLM, heartbeats_read
 from vision.models import FINISHED_STATUSES, Batch, Document, Job, JobStatus, JobTask
 from vision.selectors import document_get, document_type_get
 from vision.services.documents import document_upload
@@ -90,6 +92,7 @@ def job_submit(
     Options are checked before the upload is stored, so a bad request stores nothing. Another
     user's document id is NotFound, like one that does not exist."""
     clean, max_tokens = job_options_validate(task=task, options=options)
+    job_task_check_runnable(task=task)
     if upload is not None and document_id is not None:
         raise ValidationFailed("Send either a file or a document_id, not both.")
     document = document_get(user=user, document_id=document_id) if document_id is not None else None
@@ -103,7 +106,7 @@ def job_submit(
         job = Job.objects.create(
             owner=user, document=document, task=task, options=clean, max_tokens=max_tokens
         )
-        job_enqueue_on_commit(job_id=job.pk)
+        job_enqueue_on_commit(job_id=job.pk, task=task)
     logger.info("job %s queued: user=%s task=%s document=%s", job.pk, user.pk, task, job.document_id)
     return job
 
@@ -113,18 +116,39 @@ def _check_pages(document: Document, pages: list[int] | None) -> None:
         raise ValidationFailed(f"The document has {document.page_count} pages; asked for page {max(pages)}.")
 
 
-def job_enqueue_on_commit(*, job_id: int, accepted: bool = False) -> None:
-    """Send `vision.job_run` once the row is committed (the worker must see it). `accepted`: the
-    job was already accepted (a requeue after a lost worker), so a broker that is down leaves it
-    queued for the watchdog to send again instead of failing it."""
-    transaction.on_commit(lambda: _job_enqueue(job_id, accepted=accepted))
+def job_task_check_runnable(*, task: str) -> None:
+    """Refuse a job that needs the VLM when workers are online and none of them has it or is
+    loading it (an OCR-only deployment, a model that failed to load): 503 `engine_unavailable`
+    with the reason, before anything is stored. While a model loads, jobs are queued and wait
+    for it. With no worker online at all, jobs are queued and wait for one to start. OCR and
+    invoice jobs need only OCR, which every worker has."""
+    if TASK_NEEDS[task] != VLM:
+        return
+    try:
+        beats = heartbeats_read(sync_redis())
+    except Exception as exc:  # Redis down: enqueueing fails next with queue_unavailable
+        logger.warning("capability check skipped: %s", exc)
+        return
+    summary = capability_summary(beats, VLM)
+    refusal = vlm_refusal(summary)
+    if beats and refusal is not None and not summary.coming:
+        message, retry_after = refusal
+        raise CapabilityUnavailable(message, retry_after=retry_after)
 
 
-def _job_enqueue(job_id: int, *, accepted: bool = False) -> None:
+def job_enqueue_on_commit(*, job_id: int, task: str, accepted: bool = False) -> None:
+    """Send `vision.job_run` once the row is committed (the worker must see it), on the queue of
+    the capability the task needs (OCR or VLM work). `accepted`: the job was already accepted (a
+    requeue after a lost worker), so a broker that is down leaves it queued for the watchdog to
+    send again instead of failing it."""
+    transaction.on_commit(lambda: _job_enqueue(job_id, task, accepted=accepted))
+
+
+def _job_enqueue(job_id: int, task: str, *, accepted: bool = False) -> None:
     from vision.tasks import job_run_task
 
     try:
-        job_run_task.delay(job_id)
+        job_run_task.apply_async((job_id,), queue=task_queue(task))
     except Exception as exc:  # kombu/redis connection errors: the broker is down
         if accepted:
             logger.warning("job %s could not be queued again now (%s); it stays queued", job_id, exc)
@@ -176,5 +200,5 @@ def batch_jobs_create(*, batch: Batch, documents: list[Document]) -> list[Job]:
         for document in documents
     ]
     for job in jobs:
-        job_enqueue_on_commit(job_id=job.pk)
+        job_enqueue_on_commit(job_id=job.pk, task=job.task)
     return jobs

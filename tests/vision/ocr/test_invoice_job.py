@@ -4,8 +4,10 @@ the random model's answer is garbage, so the extraction carries the layout resul
 model's answer was unusable."""
 
 import pytest
+import redis
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from tests.conftest import wait_for
 from tests.vision.jobs_helpers import wait_finished
 from tests.vision.ocr.invoices import encode, make_invoice
 from vision.models import Extraction, ExtractionStatus
@@ -19,7 +21,24 @@ def _upload(seed: int) -> tuple[SimpleUploadedFile, object]:
     return SimpleUploadedFile("invoice.png", encode(image, "PNG"), content_type="image/png"), truth
 
 
-def test_invoice_job_creates_an_extraction_awaiting_review(api_client, user_factory, redis_url) -> None:
+@pytest.fixture
+def vlm_ready(redis_url) -> None:
+    """An invoice job adds the VLM cross-check only on a worker whose model is ready (otherwise it
+    is read by the layout extractor alone, flagged vlm_unavailable): wait for the test worker."""
+    from vision.heartbeat import VLM, capable, heartbeats_read
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    wait_for(
+        lambda: any(capable(beat, VLM) for beat in heartbeats_read(client)),
+        timeout=180,
+        interval=0.5,
+        message="a worker with the VLM ready",
+    )
+
+
+def test_invoice_job_creates_an_extraction_awaiting_review(
+    api_client, user_factory, redis_url, vlm_ready
+) -> None:
     api_client.force_authenticate(user_factory())
     upload, truth = _upload(61)
     response = api_client.post(

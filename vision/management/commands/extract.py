@@ -4,7 +4,8 @@ Runs the pipeline the `ocr` and `invoice` jobs run (vision.ocr.pipeline) on loca
 a web server, a worker or a database. With the VLM cross-check (invoice, without `--no-vlm`) the
 engine is loaded in this process from VISION_MODEL: the simplest path that cannot get stuck on a
 queue, at the cost of the model's load time per command (a worker would keep it warm, but then
-the command needs Redis and a running worker). `--no-vlm` needs neither torch nor a model.
+the command needs Redis and a running worker). `--no-vlm` needs neither torch nor a model, and
+with VISION_MODEL=none (an OCR-only deployment) the command works as if it were given.
 
 Prints one JSON object per file (indented; one line each with `--json`, for scripts). A file that
 cannot be read gives {"file", "error"} and the others still run; the exit code is 1 if any failed.
@@ -20,6 +21,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from PIL import Image, UnidentifiedImageError
+
+from vision.capabilities import model_disabled_reason
 
 
 class FileRejected(Exception):
@@ -64,7 +67,10 @@ class Command(BaseCommand):
         from vision.ocr.pipeline import read_invoice
 
         ask_model, engine = None, None
-        if options["task"] == "invoice" and not options["no_vlm"]:
+        disabled = model_disabled_reason(engine="on", model=settings.VISION_MODEL)
+        if options["task"] == "invoice" and not options["no_vlm"] and disabled:
+            self.stderr.write(f"{disabled}: extracting with the layout extractor alone (as --no-vlm)")
+        elif options["task"] == "invoice" and not options["no_vlm"]:
             engine = self._engine()
             ask_model = self._asker(engine, options["max_tokens"])
         failed = 0

@@ -5,19 +5,24 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from vision.models import JobTask
 from vision.portal.selectors import platform_state
 from vision.selectors import batch_list, job_list
 
 RECENT = 8
+# The tasks whose availability the dashboard lists: the upload page's and chat.
+DASHBOARD_TASKS = [JobTask.OCR, JobTask.INVOICE, JobTask.CAPTION, JobTask.VQA, JobTask.CHAT]
 
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    state = platform_state()
     return render(
         request,
         "portal/dashboard.html",
         {
-            "state": platform_state(),
+            "state": state,
+            "availability": state.tasks(DASHBOARD_TASKS),
             "jobs": job_list(user=request.user)[:RECENT],
             "batches": batch_list(user=request.user)[:RECENT],
         },

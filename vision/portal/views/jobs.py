@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from docplatform.errors import NotFound
 from vision.models import JobStatus, JobTask
 from vision.portal.overlays import document_fields, invoice_fields, result_overlays
+from vision.portal.selectors import platform_state
 from vision.selectors import document_type_list, job_get, job_list, job_queue_position
 
 # The engine's Timings (vision/engine/types.py), the OCR runner's and the wall-clock ones, in the
@@ -33,12 +34,15 @@ UPLOAD_TASKS = [JobTask.OCR, JobTask.INVOICE, JobTask.CAPTION, JobTask.VQA]
 @login_required
 def upload(request: HttpRequest) -> HttpResponse:
     document_types = list(document_type_list())
+    state = platform_state()
     return render(
         request,
         "portal/upload.html",
         {
-            "tasks": [*UPLOAD_TASKS, JobTask.EXTRACT] if document_types else UPLOAD_TASKS,
             "document_types": document_types,
+            "state": state,
+            # Which tasks can run now and why the others cannot; the task choice comes from it.
+            "availability": state.tasks([*UPLOAD_TASKS, JobTask.EXTRACT] if document_types else UPLOAD_TASKS),
             "max_bytes": settings.UPLOAD_MAX_BYTES,
             "max_files": settings.BATCH_MAX_FILES,
         },

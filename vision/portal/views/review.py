@@ -89,6 +89,8 @@ def detail(request: HttpRequest, extraction_id: int) -> HttpResponse:
         for name, value in extraction.fields.items()
         if name in _editable_fields(extraction)
     ]
+    # Flags about the whole reading (field "*", e.g. vlm_unavailable, vlm_failed), not one field.
+    page_flags = [flag for flag in extraction.flags if flag.get("field") not in extraction.fields]
     overlays = [
         {"page": 1, "kind": "field", "label": name, "box": box}
         for name, box in extraction.boxes.items()
@@ -100,6 +102,7 @@ def detail(request: HttpRequest, extraction_id: int) -> HttpResponse:
         {
             "extraction": extraction,
             "fields": fields,
+            "page_flags": page_flags,
             "items": [] if extraction.document_type_version_id else extraction.fields.get("items") or [],
             "document_type_version": extraction.document_type_version,
             "overlays": overlays,
