@@ -338,3 +338,16 @@ def test_auto_formats_are_measured_and_reported(tiny_checkpoint, tmp_path):
         assert (tmp_path / "formats.json").exists()
     finally:
         engine.shutdown()
+
+
+def test_a_request_without_sampling_parameters_gets_the_checkpoint_defaults(engine):
+    """The tiny checkpoint's generation_config.json is Qwen3-VL's (top_k 20, top_p 0.8,
+    temperature 0.7, do_sample): an unset request must sample exactly as one that spells them out."""
+    parts = (picture(3), text("Tell a story about this image."))
+    unset = ask(parts, 10, use_prefix_cache=False, seed=5)
+    unset.sampling = SamplingParams(max_tokens=10, ignore_eos=True, seed=5)
+    spelled = ask(parts, 10, use_prefix_cache=False, seed=5, temperature=0.7, top_k=20, top_p=0.8)
+    greedy = ask(parts, 10, use_prefix_cache=False)
+    out_unset = engine.generate(unset, timeout=60).token_ids
+    assert out_unset == engine.generate(spelled, timeout=60).token_ids
+    assert out_unset != engine.generate(greedy, timeout=60).token_ids

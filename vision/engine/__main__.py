@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-pixels", type=int, help="override the task's pixel budget")
     parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument(
+        "--temperature", type=float, help="0 for greedy (default: the checkpoint's generation_config.json)"
+    )
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--stats", action="store_true", help="print usage and timings after the answer")

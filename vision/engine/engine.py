@@ -31,6 +31,7 @@ from .types import (
     ImagePart,
     PixelBudget,
     RequestOutput,
+    SamplingDefaults,
     StreamDelta,
     Timings,
     Usage,
@@ -118,6 +119,7 @@ class Engine:
         self._scheduler: Scheduler | None = None
         self._pre: Preprocessor | None = None
         self._eos_ids: frozenset[int] = frozenset()
+        self._sampling_defaults = SamplingDefaults()
         self._tokenizer = None
         self._pending_cancels: set[str] = set()
         self._lock = threading.Lock()
@@ -181,8 +183,14 @@ class Engine:
         params = request.sampling
         if params.max_tokens < 1:
             raise InvalidRequest("max_tokens must be at least 1")
-        if params.temperature < 0 or not 0 < params.top_p <= 1:
-            raise InvalidRequest("temperature must be >= 0 and top_p in (0, 1]")
+        if params.temperature is not None and params.temperature < 0:
+            raise InvalidRequest("temperature must be >= 0")
+        if params.top_p is not None and not 0 < params.top_p <= 1:
+            raise InvalidRequest("top_p must be in (0, 1]")
+        if params.top_k is not None and params.top_k < 0:
+            raise InvalidRequest("top_k must be >= 0 (0: no top-k cut)")
+        if params.repetition_penalty is not None and params.repetition_penalty <= 0:
+            raise InvalidRequest("repetition_penalty must be > 0")
         with self._lock:
             waiting = self._waiting_count()
             if waiting >= self.config.max_waiting:
@@ -199,7 +207,9 @@ class Engine:
         seq = Sequence(
             request=request,
             prompt=prompt,
-            sampler=Sampler(params, self._eos_ids),
+            # Unset sampling fields get the checkpoint's generation_config.json values here, on the
+            # engine side, so every caller of the engine sees the model's own defaults.
+            sampler=Sampler(params, self._eos_ids, prompt.input_ids.tolist(), self._sampling_defaults),
             text=TextStream(self._tokenizer, params.stop),
             emit=handle._put,
             submitted_at=time.monotonic(),
@@ -267,6 +277,7 @@ class Engine:
         processor = loaded.processor
         self._pre = Preprocessor(loaded.tokenizer, processor.image_processor, processor.chat_template)
         self._eos_ids = frozenset(loaded.eos_token_ids)
+        self._sampling_defaults = loaded.sampling_defaults
         self._scheduler = Scheduler(self.config, runner, self._pre, self._eos_ids)
         self._load_s = time.monotonic() - start
         log.info(

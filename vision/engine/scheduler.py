@@ -24,7 +24,7 @@ from .config import EngineConfig
 from .kv import PrefixCache, SequenceKV, VisionCache, prefix_hashes
 from .preprocess import PreparedPrompt, Preprocessor
 from .runner import EncodedImage, ModelRunner, Segment, VisionJob
-from .sampling import Sampler, TextStream
+from .sampling import Sampler, TextStream, choose_tokens
 from .types import EngineRequest, FinishReason, StreamDelta, Timings, Usage
 
 
@@ -174,6 +174,7 @@ class Scheduler:
         self.steps += 1
         row = 0
         now = time.monotonic()
+        choosing: list[tuple[Sequence, int]] = []  # (sequence, its logits row)
         for item in out.segments:
             seq, seg = item.seq, item.segment
             if seq.status >= SeqStatus.FINISHED:
@@ -184,17 +185,37 @@ class Scheduler:
                 seq.prompt_done += seg.input_ids.shape[0]
             else:
                 seq.timings.decode_s += elapsed
-            if not seg.want_logits:
-                continue
-            try:
-                token = seq.sampler.choose(logits[row], len(seq.generated))
-            except Exception as exc:
-                self._finish(seq, FinishReason.ERROR, error=f"sampling failed: {exc}")
+            if seg.want_logits:
+                choosing.append((seq, row))
                 row += 1
-                continue
-            row += 1
+        for seq, token in self._choose(choosing, logits):
             seq.status = SeqStatus.DECODING
             self._on_token(seq, token, now)
+
+    def _choose(
+        self, choosing: list[tuple[Sequence, int]], logits: torch.Tensor
+    ) -> list[tuple[Sequence, int]]:
+        """Next tokens of the whole batch in one call; if that fails, row by row so only the
+        request that fails (say, a bad grammar mask) is finished with an error."""
+        if not choosing:
+            return []
+        rows = [r for _, r in choosing]
+        batch = logits if rows == list(range(logits.shape[0])) else logits[rows]
+        samplers = [seq.sampler for seq, _ in choosing]
+        produced = [len(seq.generated) for seq, _ in choosing]
+        try:
+            return list(
+                zip([seq for seq, _ in choosing], choose_tokens(batch, samplers, produced), strict=True)
+            )
+        except Exception:
+            pass
+        chosen = []
+        for (seq, _), i in zip(choosing, range(len(choosing)), strict=True):
+            try:
+                chosen.append((seq, choose_tokens(batch[i : i + 1], [samplers[i]], [produced[i]])[0]))
+            except Exception as exc:
+                self._finish(seq, FinishReason.ERROR, error=f"sampling failed: {exc}")
+        return chosen
 
     def fail_step(self, out: SchedulerOutput, exc: BaseException) -> None:
         for item in out.segments:
@@ -335,8 +356,9 @@ class Scheduler:
     def _on_token(self, seq: Sequence, token: int, now: float) -> None:
         if seq.first_token_at is None:
             seq.first_token_at = now
-        params = seq.request.sampling
+        params = seq.sampler.params
         seq.generated.append(token)
+        seq.sampler.accept(token)
         is_eos = token in self.eos_ids and not params.ignore_eos and len(seq.generated) > params.min_tokens
         if is_eos:
             seq.generated.pop()  # the end-of-turn token is not part of the answer

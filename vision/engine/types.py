@@ -21,6 +21,7 @@ from vision.params import (  # noqa: F401  (re-exported)
     DOCUMENT_MAX_PIXELS,
     DOCUMENT_TASKS,
     TOKEN_PIXELS,
+    SamplingDefaults,
     SamplingParams,
 )
 
