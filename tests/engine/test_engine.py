@@ -34,9 +34,23 @@ def lively(tiny_checkpoint):
     return loaded
 
 
+@pytest.fixture(scope="module")
+def fused(lively):
+    """The engine's production layout (q/k/v and gate/up fused at load) of the same weights;
+    `lively` itself stays unfused for transformers' own generate, the reference."""
+    import copy
+
+    from vision.engine.fusion import fuse_projections
+
+    loaded = copy.copy(lively)
+    loaded.model = copy.deepcopy(lively.model)
+    assert fuse_projections(loaded.model) > 0
+    return loaded
+
+
 @pytest.fixture
-def engine(lively, tiny_checkpoint):
-    engine = Engine(EngineConfig(model=str(tiny_checkpoint), threads=2, prefill_chunk=32), loaded=lively)
+def engine(fused, tiny_checkpoint):
+    engine = Engine(EngineConfig(model=str(tiny_checkpoint), threads=2, prefill_chunk=32), loaded=fused)
     engine.load(timeout=60)
     yield engine
     engine.shutdown()

@@ -53,7 +53,11 @@ def load_for_engine(config: EngineConfig, loaded=None):
             "cpu": choice.cpu_key,
             "from_cache": choice.from_cache,
         }
+    from .fusion import fuse_projections
+
     loaded = load_model(config.model, dtype=torch.float32, progress=os.isatty(2))
+    # Before quantization, on the float weights: any linear format then quantizes the fused layers.
+    fuse_projections(loaded.model)
     report = quantize_qwen3vl(
         loaded.model, lm_format=lm_format, vision_format=vision_format, int8_prefill_dtype=prefill_dtype
     )
@@ -81,6 +85,7 @@ def _formats_of(model: torch.nn.Module) -> dict[str, str]:
     """What a pre-loaded model runs in: judged by its first decoder layer's projection."""
     from .quant import format_of_module
 
-    lm = model.model.language_model.layers[0].mlp.up_proj
+    mlp = model.model.language_model.layers[0].mlp
+    lm = getattr(mlp, "gate_up_proj", None) or mlp.up_proj
     vision = model.model.visual.blocks[0].mlp.linear_fc1
     return {"lm": format_of_module(lm), "vision": format_of_module(vision)}

@@ -107,7 +107,7 @@ class Scheduler:
         self.running: list[Sequence] = []
         self.prefix_cache = PrefixCache(config.kv_cache_mb * 2**20)
         self.vision_cache = VisionCache(config.vision_cache_mb * 2**20)
-        self.bytes_per_token = runner.new_kv(1).bytes_per_token()
+        self.bytes_per_token = runner.kv_bytes_per_token()
         self.max_running_bytes = config.max_running_kv_mb * 2**20
         self.steps = 0  # language-model passes so far (tests count these instead of timing)
         self.left_waiting = 0  # sequences that left the waiting queue (admitted or finished)
@@ -412,6 +412,8 @@ class Scheduler:
             tokens = seq.prompt.input_ids.tolist() + seq.generated
             digests = seq.prompt.digests + [None] * len(seq.generated)
             self.prefix_cache.insert(seq.kv, prefix_hashes(tokens[: seq.kv.length], digests[: seq.kv.length]))
+        if seq.kv is not None:
+            seq.kv.release()  # its arena slot goes to the next sequence
         seq.kv = None
         seq.features = []
         seq.emit(

@@ -1,0 +1,120 @@
+"""The runner's per-layer work: fused projections, batched decode attention, bf16 activations.
+
+GIVEN the lively tiny model (real Qwen3-VL architecture, 4 query heads over 2 KV heads) WHEN
+several sequences decode together THEN one attention call per layer gives what each sequence's own
+attention gives, and fusing or quantizing fused layers changes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from tests.engine.engine_helpers import make_lively
+from vision.engine.fusion import fuse_projections
+from vision.engine.kv import SequenceKV
+from vision.engine.quant import quantize_linear
+from vision.engine.runner import ModelRunner, Segment
+
+
+@pytest.fixture(scope="module")
+def lively(tiny_checkpoint):
+    from vision.engine.loader import load_model
+
+    loaded = load_model(str(tiny_checkpoint), progress=False)
+    make_lively(loaded)
+    return loaded
+
+
+def _segment(kv, ids: list[int], start: int, want_logits: bool = True) -> Segment:
+    n = len(ids)
+    positions = torch.arange(start, start + n).expand(3, n)
+    return Segment(kv=kv, input_ids=torch.tensor(ids), positions=positions, want_logits=want_logits)
+
+
+def _prompts() -> list[list[int]]:
+    generator = torch.Generator().manual_seed(0)
+    return [torch.randint(10, 500, (n,), generator=generator).tolist() for n in (5, 17, 9, 30)]
+
+
+def _private_copy(runner: ModelRunner, kv: SequenceKV) -> SequenceKV:
+    private = SequenceKV(
+        runner.num_layers, runner.num_kv_heads, runner.head_dim, runner.dtype, kv.capacity + 8
+    )
+    private.copy_prefix_from(kv, kv.length)
+    assert private.slot is None
+    return private
+
+
+@pytest.mark.parametrize("gap", [False, True], ids=["dense-slots", "slot-gap"])
+def test_batched_decode_attention_equals_per_sequence_attention(lively, gap):
+    runner = ModelRunner(lively.model, kv_slots=6, kv_slot_tokens=64)
+    prompts = _prompts()
+    kvs = [runner.new_kv(40) for _ in range(len(prompts) + gap)]
+    if gap:  # a finished sequence left slot 1 free: the batch view spans a slot nobody decodes
+        kvs.pop(1).release()
+    for kv, ids in zip(kvs, prompts, strict=True):
+        runner.forward([_segment(kv, ids, 0)])
+    private = [_private_copy(runner, kv) for kv in kvs]
+    slots = sorted(kv.slot for kv in kvs)
+    assert (slots == list(range(len(kvs)))) != gap
+
+    step_tokens = [7, 8, 9, 10]
+    for step in range(3):  # a few steps, so the arena keeps the new tokens right too
+        batched = runner.forward(
+            [_segment(kv, [t + step], kv.length) for kv, t in zip(kvs, step_tokens, strict=True)]
+        )
+        alone = torch.cat(
+            [
+                runner.forward([_segment(kv, [t + step], kv.length)])
+                for kv, t in zip(private, step_tokens, strict=True)
+            ]
+        )
+        assert batched.shape == alone.shape == (4, runner.model.lm_head.out_features)
+        assert torch.allclose(batched, alone, atol=1e-4, rtol=1e-5), (batched - alone).abs().max()
+        assert not torch.allclose(batched[0], batched[1])  # distinct sequences, distinct answers
+
+
+def test_a_decode_row_and_a_prompt_chunk_share_a_step(lively):
+    runner = ModelRunner(lively.model, kv_slots=4, kv_slot_tokens=64)
+    first, second = _prompts()[:2]
+    a = runner.new_kv(40)
+    runner.forward([_segment(a, first, 0)])
+    ref_a = _private_copy(runner, a)
+    b = runner.new_kv(40)
+    together = runner.forward([_segment(a, [3], a.length), _segment(b, second, 0)])
+    b_alone = runner.new_kv(40)
+    expected = torch.cat(
+        [runner.forward([_segment(ref_a, [3], ref_a.length)]), runner.forward([_segment(b_alone, second, 0)])]
+    )
+    assert torch.allclose(together, expected, atol=1e-4, rtol=1e-5)
+
+
+def test_fused_projections_give_the_same_logits(lively):
+    fused = copy.deepcopy(lively.model)
+    assert fuse_projections(fused) == len(fused.model.language_model.layers)
+    assert not hasattr(fused.model.language_model.layers[0].self_attn, "q_proj")
+    assert fuse_projections(fused) == 0  # idempotent
+    plain, fast = ModelRunner(lively.model), ModelRunner(fused)
+    ids = _prompts()[3]
+    a, b = (
+        plain.forward([_segment(plain.new_kv(40), ids, 0)]),
+        fast.forward([_segment(fast.new_kv(40), ids, 0)]),
+    )
+    assert torch.allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
+def test_a_fused_layer_quantizes_to_the_concatenation_of_its_parts(lively):
+    """Per-output-channel int8 scales: quantizing the fused weight equals quantizing each part."""
+    attn = lively.model.model.language_model.layers[0].self_attn
+    parts = [attn.q_proj, attn.k_proj, attn.v_proj]
+    fused = copy.deepcopy(lively.model)
+    fuse_projections(fused)
+    qkv = fused.model.language_model.layers[0].self_attn.qkv_proj
+    x = torch.randn(3, qkv.in_features)
+    for fmt in ("int8", "int4"):
+        whole = quantize_linear(qkv, fmt)(x)
+        split = torch.cat([quantize_linear(p, fmt)(x) for p in parts], dim=-1)
+        assert torch.equal(whole, split), fmt
