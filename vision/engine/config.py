@@ -36,3 +36,7 @@ class EngineConfig:
     # 128 x 2 (K, V) x 4 bytes = 229 KB per token in fp32 for the 2B model: 4 GiB is ~18k tokens.
     max_running_kv_mb: int = 4096
     format_cache: Path | None = None  # where `auto` keeps its per-CPU verdict
+    # Tokens of one running sequence's slot in the KV arena (kv.KVArena; pages are mapped only as
+    # tokens are written). Longer sequences (prompt + max_tokens) keep private buffers and attend
+    # on their own instead of in the batched decode call.
+    kv_slot_tokens: int = 8192

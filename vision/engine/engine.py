@@ -28,6 +28,7 @@ from .types import (
     EngineRequest,
     EngineStatus,
     FinishReason,
+    FormatVerdict,
     ImagePart,
     PixelBudget,
     RequestOutput,
@@ -109,6 +110,7 @@ class Engine:
         self._error: str | None = None
         self._formats: dict[str, str] = {}
         self._format_timings: dict = {}
+        self._verdict: FormatVerdict | None = None
         self._load_s = 0.0
         self._threads = 0
         self._inbox: queue.Queue = queue.Queue()
@@ -163,6 +165,7 @@ class Engine:
             model=self.config.model,
             formats=dict(self._formats),
             format_timings=dict(self._format_timings),
+            format_verdict=self._verdict,
             error=self._error,
             threads=self._threads,
             running=len(sched.running) if sched else 0,
@@ -272,7 +275,14 @@ class Engine:
         self._threads = loading.configure_threads(self.config.threads)
         loaded, formats, timings = loading.load_for_engine(self.config, self._loaded)
         self._formats, self._format_timings = formats, timings
-        runner = ModelRunner(loaded.model)
+        runner = ModelRunner(
+            loaded.model,
+            act_dtype=loaded.activation_dtype,
+            kv_slots=self.config.max_batch_size,
+            kv_slot_tokens=self.config.kv_slot_tokens,
+        )
+        if loaded.format_choice is not None:
+            self._verdict = loaded.format_choice.verdict()
         self._tokenizer = loaded.tokenizer
         processor = loaded.processor
         self._pre = Preprocessor(loaded.tokenizer, processor.image_processor, processor.chat_template)
