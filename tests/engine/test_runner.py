@@ -153,3 +153,36 @@ def test_bf16_activations_stay_within_the_stated_bound_of_fp32(lively, lm_format
         assert error.norm() / ref.norm() <= BF16_REL_L2
         assert error.abs().max() <= BF16_MAX_STD * ref.std()
         assert bf16.new_kv(1).keys[0].dtype == torch.bfloat16  # the KV cache is bf16 too
+
+
+def test_several_images_through_the_vision_tower_in_one_pass_equal_each_alone(lively):
+    from tests.engine.engine_helpers import picture
+    from vision.engine import ChatMessage, PixelBudget
+    from vision.engine.preprocess import Preprocessor
+    from vision.engine.runner import run_vision_jobs
+
+    pre = Preprocessor(lively.tokenizer, lively.processor.image_processor, lively.processor.chat_template)
+    images = [picture(1), picture(3, (300, 90)), picture(6, (400, 330))]
+    prompt = pre.prepare([ChatMessage("user", tuple(images))], PixelBudget.for_task("chat"), 8192)
+    inputs = [pre.pixel_values(image) for image in prompt.images]
+    runner = ModelRunner(lively.model)
+    together = [runner.encode_image(p, g) for p, g in inputs]
+    alone = [runner.encode_image(p, g) for p, g in inputs]
+    assert len({job.patches for job in together}) == 3  # different sizes in one pass
+    blocks = len(lively.model.model.visual.blocks)
+    calls = []
+    original = lively.model.model.visual.blocks[0].forward
+    lively.model.model.visual.blocks[0].forward = lambda *a, **k: (
+        calls.append(a[0].shape[0]) or original(*a, **k)
+    )
+    try:
+        run_vision_jobs(together, blocks)
+    finally:
+        del lively.model.model.visual.blocks[0].forward
+    assert calls == [sum(p.shape[0] for p, _ in inputs)]  # block 0 ran once, over all three images
+    for job in alone:
+        assert job.step(blocks)
+    for a, b in zip(together, alone, strict=True):
+        assert torch.allclose(a.result.embeds, b.result.embeds, atol=1e-5)
+        for x, y in zip(a.result.deepstack, b.result.deepstack, strict=True):
+            assert torch.allclose(x, y, atol=1e-5)

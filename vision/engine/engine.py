@@ -334,7 +334,7 @@ class Engine:
     def _step(self, out: SchedulerOutput) -> None:
         sched = self._scheduler
         if out.vision is not None:
-            sched.run_vision(*out.vision)
+            sched.run_vision(out.vision)
         if not out.segments:
             return
         start = time.monotonic()

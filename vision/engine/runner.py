@@ -90,27 +90,80 @@ class VisionJob:
     def blocks_left(self) -> int:
         return len(self.visual.blocks) - self.next_block
 
+    @property
+    def patches(self) -> int:
+        return self.hidden.shape[0] if self.result is None else 0
+
     @torch.inference_mode()
     def step(self, max_blocks: int) -> bool:
         """Run up to `max_blocks` blocks; return True once the image is fully encoded."""
-        visual = self.visual
-        end = min(len(visual.blocks), self.next_block + max(1, max_blocks))
+        end = min(len(self.visual.blocks), self.next_block + max(1, max_blocks))
         for index in range(self.next_block, end):
-            self.hidden = visual.blocks[index](
+            hidden = self.visual.blocks[index](
                 self.hidden,
                 cu_seqlens=self.cu_seqlens,
                 max_seqlen=self.max_seqlen,
                 position_embeddings=self.position_embeddings,
             )
-            if index in visual.deepstack_visual_indexes:
-                merger = visual.deepstack_merger_list[visual.deepstack_visual_indexes.index(index)]
-                self.deepstack.append(merger(self.hidden))
-        self.next_block = end
+            self._after_block(index, hidden)
+        return self.result is not None
+
+    def _after_block(self, index: int, hidden: torch.Tensor) -> None:
+        visual = self.visual
+        self.hidden = hidden
+        if index in visual.deepstack_visual_indexes:
+            merger = visual.deepstack_merger_list[visual.deepstack_visual_indexes.index(index)]
+            self.deepstack.append(merger(hidden))
+        self.next_block = index + 1
         if self.next_block == len(visual.blocks):
-            self.result = EncodedImage(embeds=visual.merger(self.hidden), deepstack=self.deepstack)
+            self.result = EncodedImage(embeds=visual.merger(hidden), deepstack=self.deepstack)
             del self.hidden, self.position_embeddings
-            return True
-        return False
+
+
+@torch.inference_mode()
+def run_vision_jobs(jobs: list[VisionJob], max_blocks: int) -> None:
+    """Advance every job by up to `max_blocks` blocks; images at the same block run as one pass.
+
+    The patches of several images are concatenated, so each block's linears (qkv, proj, MLP) run
+    once over all of them; attention stays per image (the block splits by `cu_seqlens`, as in
+    `Qwen3VLVisionModel.forward` for several images). Images admitted together stay in step;
+    one admitted later runs its own pass in the same step.
+    """
+    for _ in range(max(1, max_blocks)):
+        groups: dict[int, list[VisionJob]] = {}
+        for job in jobs:
+            if job.result is None:
+                groups.setdefault(job.next_block, []).append(job)
+        if not groups:
+            return
+        for index, group in groups.items():
+            if len(group) == 1:
+                group[0].step(1)
+            else:
+                _block_together(index, group)
+
+
+def _block_together(index: int, group: list[VisionJob]) -> None:
+    sizes = [job.hidden.shape[0] for job in group]
+    offsets = [0]
+    for size in sizes[:-1]:
+        offsets.append(offsets[-1] + size)
+    cu_seqlens = torch.cat(
+        [group[0].cu_seqlens]
+        + [job.cu_seqlens[1:] + off for job, off in zip(group[1:], offsets[1:], strict=True)]
+    )
+    lengths = [job.max_seqlen for job in group]
+    max_seqlen = None if any(m is None for m in lengths) else max(lengths)
+    cos = torch.cat([job.position_embeddings[0] for job in group])
+    sin = torch.cat([job.position_embeddings[1] for job in group])
+    hidden = group[0].visual.blocks[index](
+        torch.cat([job.hidden for job in group]),
+        cu_seqlens=cu_seqlens,
+        max_seqlen=max_seqlen,
+        position_embeddings=(cos, sin),
+    )
+    for job, part in zip(group, torch.split(hidden, sizes), strict=True):
+        job._after_block(index, part)
 
 
 @dataclass
