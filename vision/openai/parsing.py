@@ -123,8 +123,10 @@ def parse_chat_request(body: dict[str, Any], *, conversation_header: str | None 
         messages=messages,
         sampling=SamplingParams(
             max_tokens=max_tokens,
-            temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
-            top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True),
+            # Left out: None, and the engine applies the model's generation_config.json (Qwen3-VL:
+            # temperature 0.7, top_p 0.8, top_k 20), as vLLM's OpenAI server does.
+            temperature=_number(body, "temperature", None, 0.0, 2.0),
+            top_p=_number(body, "top_p", None, 0.0, 1.0, low_open=True),
             seed=_seed(body.get("seed")),
             stop=_stop(body.get("stop")),
             min_tokens=min_tokens,
@@ -151,8 +153,8 @@ def _bool(body: dict, name: str, default: bool, *, prefix: str = "") -> bool:
 
 
 def _number(
-    body: dict, name: str, default: float, low: float, high: float, *, low_open: bool = False
-) -> float:
+    body: dict, name: str, default: float | None, low: float, high: float, *, low_open: bool = False
+) -> float | None:
     value = body.get(name)
     if value is None:
         return default
