@@ -185,6 +185,7 @@ def test_cpu_description() -> None:
 def test_a_busy_machine_is_measured_again_and_its_verdict_never_cached(tmp_path: Path, monkeypatch) -> None:
     busy = _machine(others_cpu=0.6)
     monkeypatch.setattr(autotune, "_LoadProbe", busy)
+    monkeypatch.setattr(autotune, "MAX_TUNING_BUDGETS", 10**6)  # the CI box's own slowness aside
     cache = tmp_path / "formats.json"
     choice = choose_formats(TINY, cache_path=cache, budget_s=0.02, pause_s=0.0)
     assert busy.calls == autotune.MAX_ATTEMPTS
@@ -225,3 +226,12 @@ def test_the_verdict_is_plain_data() -> None:
     verdict = choice.verdict()
     assert (verdict.lm, verdict.vision, verdict.activations) == ("int8", "bf16", "bf16")
     assert json.loads(json.dumps(asdict(verdict)))["measured_at"] == "2026-12-01T08:00:00Z"
+
+
+def test_a_machine_too_busy_to_measure_in_time_is_not_retried(tmp_path: Path, monkeypatch) -> None:
+    busy = _machine(others_cpu=0.9)
+    monkeypatch.setattr(autotune, "_LoadProbe", busy)
+    monkeypatch.setattr(autotune, "MAX_TUNING_BUDGETS", 0)  # every attempt overran the allowance
+    choice = choose_formats(TINY, cache_path=tmp_path / "f.json", budget_s=0.02, pause_s=0.0)
+    assert busy.calls == 1 and choice.attempts == 1 and not choice.calm
+    assert not (tmp_path / "f.json").exists()

@@ -213,6 +213,7 @@ class FormatChoice:
 BUSY_OTHERS = 0.15
 BUSY_STEAL = 0.05
 MAX_ATTEMPTS = 3
+MAX_TUNING_BUDGETS = 5  # no new attempt once this many measurement budgets are spent
 
 
 @dataclass
@@ -632,6 +633,7 @@ def choose_formats(
     if model is not None:
         copies = min(copies, dims.num_layers)
     best: FormatChoice | None = None
+    tuning_started = time.perf_counter()
     for attempt in range(1, MAX_ATTEMPTS + 1):
         with _LoadProbe() as probe:
             choice = _measure(dims, candidates, budget_s, copies, model)
@@ -640,15 +642,21 @@ def choose_formats(
             best = choice
         if choice.calm:
             break
+        # A machine so busy that one measurement overran its budget several times over will not
+        # calm down in a few seconds: stop retrying (seen: 60 s per attempt at load average 30).
+        again = (
+            attempt < MAX_ATTEMPTS and time.perf_counter() - tuning_started < MAX_TUNING_BUDGETS * budget_s
+        )
         log.warning(
             "weight-format measurement %d/%d taken on a busy machine (%s); %s",
             attempt,
             MAX_ATTEMPTS,
             probe.load,
-            "measuring again" if attempt < MAX_ATTEMPTS else "using it without caching it",
+            "measuring again" if again else "using it without caching it",
         )
-        if attempt < MAX_ATTEMPTS:
-            time.sleep(pause_s)
+        if not again:
+            break
+        time.sleep(pause_s)
     best.attempts = attempt
     best.cpu_key, best.threads = cpu.key, threads
     best.measured_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
