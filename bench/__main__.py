@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         engine_benches.add_arguments(p, name)
 
+    p = sub.add_parser("sampling", help="token choice cost; sampled decode beside greedy; batch 8 vs 1")
+    from . import sampling_bench
+
+    sampling_bench.add_arguments(p)
+
     p = sub.add_parser(
         "platform", help="concurrent requests through /v1/chat/completions + Celery + a worker"
     )
@@ -89,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import constrained
 
         constrained.run(args)
+    elif args.command == "sampling":
+        from . import sampling_bench
+
+        sampling_bench.run(args)
     elif args.command == "render":
         from . import seed_report
 

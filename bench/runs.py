@@ -119,12 +119,15 @@ def image_request(
     pixels: PixelBudget | None = None,
     history: list[ChatMessage] | None = None,
     use_prefix_cache: bool = False,
+    sampled: bool = False,
 ) -> EngineRequest:
+    """Greedy unless `sampled`: then the sampling fields stay unset, so the engine applies the
+    checkpoint's generation_config.json (Qwen's top_k 20, top_p 0.8, temperature 0.7)."""
     parts = (image, TextPart(prompt)) if image is not None else (TextPart(prompt),)
     return EngineRequest(
         request_id=f"bench-{next(_ids)}",
         messages=[*(history or []), ChatMessage("user", parts)],
-        sampling=SamplingParams(max_tokens=tokens, ignore_eos=True),
+        sampling=SamplingParams(max_tokens=tokens, ignore_eos=True, temperature=None if sampled else 0.0),
         task=task,
         pixels=pixels,
         use_prefix_cache=use_prefix_cache,

@@ -12,7 +12,7 @@ import enum
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 # Pixel budgets per task. One merged image token covers 32x32 pixels (patch 16, merge 2), so
@@ -30,21 +30,76 @@ DOCUMENT_TASKS = frozenset({"ocr", "invoice", "extract"})
 
 
 @dataclass(frozen=True)
+class SamplingDefaults:
+    """What a request that leaves a sampling field unset gets: the checkpoint's
+    `generation_config.json`, as transformers' `generate` and vLLM do. The engine reads the file at
+    load (`vision.engine.loader.sampling_defaults`) and applies it in `Engine.submit`: the web side
+    never knows the model's defaults and passes unset fields through as None. Only keys present in
+    the file count; a field it does not set keeps the neutral value (greedy when `do_sample` is
+    absent). Qwen3-VL-2B-Instruct ships do_sample true, top_k 20, top_p 0.8, temperature 0.7."""
+
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0  # 0: no top-k cut
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SamplingDefaults:
+        """From the parsed generation_config.json; unknown or malformed values keep the defaults."""
+        kinds = {
+            "do_sample": bool,
+            "temperature": float,
+            "top_k": int,
+            "top_p": float,
+            "repetition_penalty": float,
+        }
+        values = {}
+        for name, kind in kinds.items():
+            value = data.get(name)
+            if isinstance(value, bool) != (kind is bool) or not isinstance(value, int | float):
+                continue
+            values[name] = kind(value)
+        return replace(cls(), **values)
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     """How to pick the answer's tokens: carried by `ChatRequest.sampling`, `GenerationSpec.sampling`
     and `EngineRequest.sampling` alike, so a new field is added here once."""
 
     max_tokens: int = 256
-    temperature: float = 0.0  # 0 means greedy
-    top_p: float = 1.0
+    # None = not set by the request: the engine fills it from the checkpoint's generation_config.json
+    # (`SamplingDefaults`) in `Engine.submit`. Set temperature 0 for greedy.
+    temperature: float | None = None  # 0 means greedy
+    top_p: float | None = None  # nucleus over the (top-k) candidates; 1 = off
+    top_k: int | None = None  # keep the k most likely tokens; 0 = off
+    repetition_penalty: float | None = None  # transformers' CTRL-style penalty on seen tokens; 1 = off
     seed: int | None = None  # with temperature > 0, makes sampling repeatable
     stop: tuple[str, ...] = ()
     min_tokens: int = 0  # end-of-turn is suppressed until this many tokens are out
     ignore_eos: bool = False  # benchmarks force exact output lengths with random weights
 
+    def resolved(self, defaults: SamplingDefaults) -> SamplingParams:
+        """Every unset field filled from `defaults`; an explicit temperature wins over do_sample."""
+        temperature = self.temperature
+        if temperature is None:
+            temperature = defaults.temperature if defaults.do_sample else 0.0
+        return replace(
+            self,
+            temperature=temperature,
+            top_p=defaults.top_p if self.top_p is None else self.top_p,
+            top_k=defaults.top_k if self.top_k is None else self.top_k,
+            repetition_penalty=(
+                defaults.repetition_penalty if self.repetition_penalty is None else self.repetition_penalty
+            ),
+        )
+
     @property
     def greedy(self) -> bool:
-        return self.temperature <= 0.0
+        """Greedy for sure: temperature 0. An unset temperature may still mean sampling (the
+        checkpoint's defaults decide), so it does not count as greedy here."""
+        return self.temperature is not None and self.temperature <= 0.0
 
     @property
     def deterministic(self) -> bool:

@@ -43,6 +43,9 @@ def ask(
     **sampling,
 ) -> EngineRequest:
     sampling.setdefault("ignore_eos", True)
+    # Greedy unless a test asks otherwise: an unset temperature would take the checkpoint's
+    # generation_config.json defaults (the tiny checkpoint ships Qwen's: sampling at 0.7).
+    sampling.setdefault("temperature", 0.0)
     messages = [*(history or []), ChatMessage("user", parts)]
     return EngineRequest(
         request_id=f"test-{next(_ids)}",

@@ -53,3 +53,23 @@ def test_cli_missing_model_is_a_clear_error(tmp_path):
     assert done.returncode == 1
     assert "error:" in done.stderr and "no-such-model" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_tune_measures_the_model_on_demand(tiny_checkpoint, tmp_path):
+    import json
+
+    cache = tmp_path / "formats.json"
+    done = _run("tune", str(tiny_checkpoint), "--cache", str(cache), "--budget", "0.2")
+    assert done.returncode == 0, done.stderr
+    verdict = json.loads(done.stdout)
+    assert verdict["lm"] in ("fp32", "bf16", "int8") and not verdict["from_cache"]
+    assert verdict["source"].startswith("weights of") and verdict["measured_at"]
+    assert set(verdict["load"]) >= {"loadavg_1m", "others_cpu", "steal"}
+    assert cache.exists() == verdict["calm"]
+
+
+def test_tune_a_missing_model_fails_before_measuring(tmp_path):
+    done = _run("tune", str(tmp_path / "no-such-model"), "--cache", str(tmp_path / "f.json"))
+    assert done.returncode == 1
+    assert "no-such-model" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "f.json").exists()

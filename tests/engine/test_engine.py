@@ -34,9 +34,23 @@ def lively(tiny_checkpoint):
     return loaded
 
 
+@pytest.fixture(scope="module")
+def fused(lively):
+    """The engine's production layout (q/k/v and gate/up fused at load) of the same weights;
+    `lively` itself stays unfused for transformers' own generate, the reference."""
+    import copy
+
+    from vision.engine.fusion import fuse_projections
+
+    loaded = copy.copy(lively)
+    loaded.model = copy.deepcopy(lively.model)
+    assert fuse_projections(loaded.model) > 0
+    return loaded
+
+
 @pytest.fixture
-def engine(lively, tiny_checkpoint):
-    engine = Engine(EngineConfig(model=str(tiny_checkpoint), threads=2, prefill_chunk=32), loaded=lively)
+def engine(fused, tiny_checkpoint):
+    engine = Engine(EngineConfig(model=str(tiny_checkpoint), threads=2, prefill_chunk=32), loaded=fused)
     engine.load(timeout=60)
     yield engine
     engine.shutdown()
@@ -331,10 +345,43 @@ def test_auto_formats_are_measured_and_reported(tiny_checkpoint, tmp_path):
         assert status.formats["vision"] in ("fp32", "bf16", "int8")
         measured = status.format_timings["decode_token_s"]
         assert set(measured) == {"fp32", "bf16", "int8"}
-        # auto picks the fastest decode format it measured (or a more precise one within the margin)
+        # auto picks the format that is fastest on its workload (prefill, batch-1 and batch-8
+        # decode), or a more precise one within the margin; measured on the model's own weights.
         from vision.engine.autotune import PRECISION_MARGIN
 
-        assert measured[status.formats["lm"]] <= min(measured.values()) * (1 + PRECISION_MARGIN)
-        assert (tmp_path / "formats.json").exists()
+        verdict = status.format_verdict
+        assert verdict.lm == status.formats["lm"] and verdict.source.startswith("weights of")
+        assert verdict.score_s[verdict.lm] <= min(verdict.score_s.values()) * (1 + PRECISION_MARGIN)
+        assert verdict.measured_at and set(verdict.load) >= {"loadavg_1m", "others_cpu", "steal"}
+        # Only a verdict taken on a calm machine is cached (issue 15: a busy one was kept for good).
+        assert (tmp_path / "formats.json").exists() == verdict.calm
     finally:
         engine.shutdown()
+
+
+def test_a_request_without_sampling_parameters_gets_the_checkpoint_defaults(engine):
+    """The tiny checkpoint's generation_config.json is Qwen3-VL's (top_k 20, top_p 0.8,
+    temperature 0.7, do_sample): an unset request must sample exactly as one that spells them out."""
+    parts = (picture(3), text("Tell a story about this image."))
+    unset = ask(parts, 10, use_prefix_cache=False, seed=5)
+    unset.sampling = SamplingParams(max_tokens=10, ignore_eos=True, seed=5)
+    spelled = ask(parts, 10, use_prefix_cache=False, seed=5, temperature=0.7, top_k=20, top_p=0.8)
+    greedy = ask(parts, 10, use_prefix_cache=False)
+    out_unset = engine.generate(unset, timeout=60).token_ids
+    assert out_unset == engine.generate(spelled, timeout=60).token_ids
+    assert out_unset != engine.generate(greedy, timeout=60).token_ids
+
+
+def test_a_missing_model_fails_before_any_tuning(tmp_path, monkeypatch):
+    from vision.engine import autotune
+
+    def never(**_):
+        raise AssertionError("tuned a model that does not exist")
+
+    monkeypatch.setattr(autotune, "choose_formats", never)
+    engine = Engine(
+        EngineConfig(model=str(tmp_path / "nowhere"), dtype="auto", format_cache=tmp_path / "f.json")
+    )
+    with pytest.raises(EngineNotReady, match="nowhere"):
+        engine.load(timeout=60)
+    assert not (tmp_path / "f.json").exists()

@@ -55,7 +55,7 @@ def _sequence(scheduler: Scheduler, request, events: list) -> Sequence:
 def _step(scheduler: Scheduler) -> SchedulerOutput:
     out = scheduler.schedule()
     if out.vision is not None:
-        scheduler.run_vision(*out.vision)
+        scheduler.run_vision(out.vision)
     if out.segments:
         logits = scheduler.runner.forward([s.segment for s in out.segments])
         scheduler.update_from_output(out, logits, 0.0)
@@ -172,3 +172,32 @@ def test_a_prompt_goes_in_bigger_pieces_when_nobody_is_decoding(parts):
     out = _step(scheduler)
     prefill = [s for s in out.segments if s.phase == SeqStatus.PREFILLING]
     assert sum(s.segment.input_ids.shape[0] for s in prefill) <= CHUNK  # streams running: small chunks
+
+
+def test_images_admitted_together_are_encoded_in_the_same_passes(parts):
+    scheduler = _scheduler(parts, interleave=True)
+    scheduler.config.solo_vision_blocks_per_step = 1
+    seqs = [_sequence(scheduler, ask((picture(i), text(f"Image {i}.")), 2), []) for i in range(3)]
+    for seq in seqs:
+        scheduler.add_request(seq)
+    blocks = len(parts[2].visual.blocks)
+    vision_steps = 0
+    while any(s.status == SeqStatus.ENCODING or s.status == SeqStatus.WAITING for s in seqs):
+        out = _step(scheduler)
+        if out.vision is not None:
+            vision_steps += 1
+            assert len(out.vision.jobs) == 3  # all three images in every vision pass
+    assert vision_steps == blocks  # not 3 x blocks
+
+
+def test_with_nobody_decoding_the_vision_tower_takes_bigger_pieces(parts):
+    scheduler = _scheduler(parts, interleave=True)
+    scheduler.config.solo_vision_blocks_per_step = 2
+    page = _big_page(scheduler)
+    scheduler.add_request(page)
+    blocks = len(parts[2].visual.blocks)
+    vision_steps = 0
+    while page.status <= SeqStatus.ENCODING:
+        out = _step(scheduler)
+        vision_steps += out.vision is not None
+    assert vision_steps == math.ceil(blocks / 2)

@@ -111,3 +111,20 @@ def test_readyz_is_ok_once_the_worker_engine_is_ready(client, redis_url, session
     engine = next(w for w in body["workers"] if w["hostname"] == session_worker_name)["engine"]
     assert engine["state"] == "ready"
     assert engine["model"] == os.environ["VISION_MODEL"]
+
+
+def test_readyz_shows_the_format_verdict_and_its_evidence(client, redis_url, session_worker_name):
+    """GIVEN the test worker on VISION_DTYPE=auto THEN /readyz shows what `auto` chose, on which
+    evidence (timings, the machine's load while measuring) and when."""
+
+    def verdict():
+        beat = next(
+            (w for w in client.get("/readyz").json()["workers"] if w["hostname"] == session_worker_name), None
+        )
+        return beat and beat["engine"].get("state") == "ready" and beat["engine"].get("format_verdict")
+
+    found = wait_for(verdict, timeout=180, interval=0.5, message="format_verdict in /readyz")
+    assert found["lm"] in ("fp32", "bf16", "int8") and found["vision"] in ("fp32", "bf16", "int8")
+    assert found["measured_at"] and found["source"].startswith("weights of")
+    assert {"loadavg_1m", "others_cpu", "steal"} <= set(found["load"])
+    assert set(found["decode_token_s"]) == {"fp32", "bf16", "int8"} and found["decode8_step_s"]

@@ -39,7 +39,8 @@ class ResponseFormat:
 class ChatRequest:
     model: str  # the id the client asked for (VISION_MODEL or its alias)
     messages: tuple[InputMessage, ...]
-    # OpenAI's default temperature is 1 (sampling), so only seeded or greedy requests are cached.
+    # Unset temperature/top_p stay None: the engine applies the model's generation_config.json
+    # (Qwen3-VL samples at 0.7), so only seeded or greedy (temperature 0) requests are cached.
     # min_tokens and ignore_eos are vLLM-style extensions (benchmarks, load tests): they force
     # exact output lengths on random weights.
     sampling: SamplingParams

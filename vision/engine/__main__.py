@@ -3,7 +3,10 @@
     python -m vision.engine MODEL --image page.png "What is the invoice total?"
     python -m vision.engine data/checkpoints/tiny --image a.png --max-tokens 32 --dtype bf16 "Describe it"
 
-MODEL is a hub id (e.g. Qwen/Qwen3-VL-2B-Instruct) or a local folder.
+MODEL is a hub id (e.g. Qwen/Qwen3-VL-2B-Instruct) or a local folder. Re-measure the weight formats
+`auto` picks on this machine (ignoring the cached verdict) and store the new verdict:
+
+    python -m vision.engine tune MODEL [--threads N] [--cache PATH]
 """
 
 from __future__ import annotations
@@ -18,7 +21,45 @@ from .errors import EngineError
 from .types import ChatMessage, EngineRequest, ImagePart, PixelBudget, SamplingParams, TextPart
 
 
+def tune(argv: list[str]) -> int:
+    """Load MODEL (a missing or broken folder fails here, before any timing), time every format on
+    its own weights, print the verdict with its evidence, cache it if the machine was calm."""
+    parser = argparse.ArgumentParser(prog="python -m vision.engine tune", description=tune.__doc__)
+    parser.add_argument("model", help="hub id or local folder")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument(
+        "--cache", type=Path, help="format cache file (default ~/.cache/docplatform/formats.json)"
+    )
+    parser.add_argument("--budget", type=float, default=2.0, help="seconds per measurement (default 2)")
+    args = parser.parse_args(argv)
+
+    import json
+    from dataclasses import asdict
+
+    from .autotune import choose_formats
+    from .fusion import fuse_projections
+    from .loader import load_model
+    from .loading import configure_threads
+
+    threads = configure_threads(args.threads)
+    try:
+        loaded = load_model(args.model, progress=sys.stderr.isatty())
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    fuse_projections(loaded.model)
+    choice = choose_formats(cache_path=args.cache, budget_s=args.budget, model=loaded.model, force=True)
+    print(f"[{threads} threads] {choice.summary()}", file=sys.stderr)
+    print(json.dumps(asdict(choice.verdict()), indent=1))
+    if not choice.calm:
+        print("warning: the machine stayed busy; the verdict was not cached", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["tune"]:
+        return tune(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m vision.engine", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="hub id or local folder")
     parser.add_argument("question")
@@ -28,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-pixels", type=int, help="override the task's pixel budget")
     parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument(
+        "--temperature", type=float, help="0 for greedy (default: the checkpoint's generation_config.json)"
+    )
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--stats", action="store_true", help="print usage and timings after the answer")

@@ -29,6 +29,11 @@ class EngineConfig:
     # arriving meanwhile waits at most one such step.
     solo_prefill_chunk: int = 1024
     vision_blocks_per_step: int = 1
+    # With no stream decoding, vision work goes in bigger pieces too (bounded, like the prefill).
+    solo_vision_blocks_per_step: int = 4
+    # Patches of the images batched into one vision pass while streams decode (the first image
+    # always runs): a full A4 scan is ~8,600 patches, one block of it ~4-6 s on two cores.
+    vision_step_patches: int = 8192
     interleave: bool = True  # False: admit new work whole (benchmark comparison only)
     arrival_wait_s: float = 0.005  # short wait for more arrivals before a step with room left
     # KV of the sequences running at once (prompt + max_tokens each, reserved at admission); a
@@ -36,3 +41,7 @@ class EngineConfig:
     # 128 x 2 (K, V) x 4 bytes = 229 KB per token in fp32 for the 2B model: 4 GiB is ~18k tokens.
     max_running_kv_mb: int = 4096
     format_cache: Path | None = None  # where `auto` keeps its per-CPU verdict
+    # Tokens of one running sequence's slot in the KV arena (kv.KVArena; pages are mapped only as
+    # tokens are written). Longer sequences (prompt + max_tokens) keep private buffers and attend
+    # on their own instead of in the batched decode call.
+    kv_slot_tokens: int = 8192

@@ -29,9 +29,11 @@ from .types import (
     EngineRequest,
     EngineStatus,
     FinishReason,
+    FormatVerdict,
     ImagePart,
     PixelBudget,
     RequestOutput,
+    SamplingDefaults,
     StreamDelta,
     Timings,
     Usage,
@@ -109,6 +111,7 @@ class Engine:
         self._error: str | None = None
         self._formats: dict[str, str] = {}
         self._format_timings: dict = {}
+        self._verdict: FormatVerdict | None = None
         self._load_s = 0.0
         self._threads = 0
         self._inbox: queue.Queue = queue.Queue()
@@ -119,6 +122,7 @@ class Engine:
         self._scheduler: Scheduler | None = None
         self._pre: Preprocessor | None = None
         self._eos_ids: frozenset[int] = frozenset()
+        self._sampling_defaults = SamplingDefaults()
         self._tokenizer = None
         self._grammars: GrammarCache | None = None
         self._pending_cancels: set[str] = set()
@@ -163,6 +167,7 @@ class Engine:
             model=self.config.model,
             formats=dict(self._formats),
             format_timings=dict(self._format_timings),
+            format_verdict=self._verdict,
             error=self._error,
             threads=self._threads,
             running=len(sched.running) if sched else 0,
@@ -183,8 +188,14 @@ class Engine:
         params = request.sampling
         if params.max_tokens < 1:
             raise InvalidRequest("max_tokens must be at least 1")
-        if params.temperature < 0 or not 0 < params.top_p <= 1:
-            raise InvalidRequest("temperature must be >= 0 and top_p in (0, 1]")
+        if params.temperature is not None and params.temperature < 0:
+            raise InvalidRequest("temperature must be >= 0")
+        if params.top_p is not None and not 0 < params.top_p <= 1:
+            raise InvalidRequest("top_p must be in (0, 1]")
+        if params.top_k is not None and params.top_k < 0:
+            raise InvalidRequest("top_k must be >= 0 (0: no top-k cut)")
+        if params.repetition_penalty is not None and params.repetition_penalty <= 0:
+            raise InvalidRequest("repetition_penalty must be > 0")
         with self._lock:
             waiting = self._waiting_count()
             if waiting >= self.config.max_waiting:
@@ -203,7 +214,9 @@ class Engine:
         seq = Sequence(
             request=request,
             prompt=prompt,
-            sampler=Sampler(params, self._eos_ids),
+            # Unset sampling fields get the checkpoint's generation_config.json values here, on the
+            # engine side, so every caller of the engine sees the model's own defaults.
+            sampler=Sampler(params, self._eos_ids, prompt.input_ids.tolist(), self._sampling_defaults),
             text=TextStream(self._tokenizer, params.stop),
             emit=handle._put,
             submitted_at=time.monotonic(),
@@ -267,11 +280,19 @@ class Engine:
         self._threads = loading.configure_threads(self.config.threads)
         loaded, formats, timings = loading.load_for_engine(self.config, self._loaded)
         self._formats, self._format_timings = formats, timings
-        runner = ModelRunner(loaded.model)
+        runner = ModelRunner(
+            loaded.model,
+            act_dtype=loaded.activation_dtype,
+            kv_slots=self.config.max_batch_size,
+            kv_slot_tokens=self.config.kv_slot_tokens,
+        )
+        if loaded.format_choice is not None:
+            self._verdict = loaded.format_choice.verdict()
         self._tokenizer = loaded.tokenizer
         processor = loaded.processor
         self._pre = Preprocessor(loaded.tokenizer, processor.image_processor, processor.chat_template)
         self._eos_ids = frozenset(loaded.eos_token_ids)
+        self._sampling_defaults = loaded.sampling_defaults
         self._scheduler = Scheduler(self.config, runner, self._pre, self._eos_ids)
         vocab_size = loaded.model.lm_head.out_features  # logits width (quantized copies keep it)
         self._grammars = GrammarCache(loaded.tokenizer, vocab_size, self._eos_ids)
@@ -320,7 +341,7 @@ class Engine:
     def _step(self, out: SchedulerOutput) -> None:
         sched = self._scheduler
         if out.vision is not None:
-            sched.run_vision(*out.vision)
+            sched.run_vision(out.vision)
         if not out.segments:
             return
         start = time.monotonic()

@@ -22,13 +22,61 @@ from dataclasses import dataclass
 import torch
 
 
-class SequenceKV:
-    """Growable per-layer key/value buffers of one sequence: (kv_heads, capacity, head_dim) each."""
+class KVArena:
+    """The KV buffers of the sequences running at once, one tensor per layer for keys and one for
+    values: (slots, kv_heads, slot_tokens, head_dim). A running sequence owns one slot; its
+    `SequenceKV` buffers are views of that slot, so the keys of every decoding sequence already sit
+    in one tensor and decode attention is one call per layer for the whole batch (a masked view,
+    no copy). `torch.empty` maps pages lazily, so memory grows with the tokens actually written,
+    not with `slot_tokens`.
+    """
 
-    def __init__(self, layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype, capacity: int):
+    def __init__(
+        self, layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype, slots: int, slot_tokens: int
+    ):
+        shape = (slots, kv_heads, slot_tokens, head_dim)
+        self.keys = [torch.empty(shape, dtype=dtype) for _ in range(layers)]
+        self.values = [torch.empty(shape, dtype=dtype) for _ in range(layers)]
+        self.slot_tokens = slot_tokens
+        self._free = list(range(slots - 1, -1, -1))  # pop() hands out the lowest slot first
+
+    def take(self) -> int | None:
+        return self._free.pop() if self._free else None
+
+    def give_back(self, slot: int) -> None:
+        self._free.append(slot)
+        self._free.sort(reverse=True)
+
+
+class SequenceKV:
+    """Per-layer key/value buffers of one sequence: (kv_heads, capacity, head_dim) each.
+
+    Views of a `KVArena` slot when one is free and big enough (then `slot` is set and the sequence
+    can join batched decode attention), private tensors otherwise (very long sequences, the prefix
+    cache's copies, more sequences than slots).
+    """
+
+    def __init__(
+        self,
+        layers: int,
+        kv_heads: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        capacity: int,
+        arena: KVArena | None = None,
+    ):
         capacity = max(16, capacity)
-        self.keys = [torch.empty(kv_heads, capacity, head_dim, dtype=dtype) for _ in range(layers)]
-        self.values = [torch.empty(kv_heads, capacity, head_dim, dtype=dtype) for _ in range(layers)]
+        self.arena: KVArena | None = None
+        self.slot: int | None = None
+        if arena is not None and capacity <= arena.slot_tokens:
+            self.slot = arena.take()
+        if self.slot is not None:
+            self.arena = arena
+            self.keys = [k[self.slot] for k in arena.keys]
+            self.values = [v[self.slot] for v in arena.values]
+        else:
+            self.keys = [torch.empty(kv_heads, capacity, head_dim, dtype=dtype) for _ in range(layers)]
+            self.values = [torch.empty(kv_heads, capacity, head_dim, dtype=dtype) for _ in range(layers)]
         self.length = 0  # committed tokens
 
     @property
@@ -43,8 +91,16 @@ class SequenceKV:
         k = self.keys[0]
         return 2 * len(self.keys) * k.shape[0] * k.shape[2] * k.element_size()
 
+    def release(self) -> None:
+        """Hand the arena slot back (the sequence finished); the buffers must not be used after."""
+        if self.arena is not None and self.slot is not None:
+            self.arena.give_back(self.slot)
+        self.arena, self.slot = None, None
+        self.keys, self.values = [], []
+
     def reserve(self, tokens: int) -> None:
-        """Make room for `tokens` more tokens (doubling, so appends stay amortised O(1))."""
+        """Make room for `tokens` more tokens (doubling, so appends stay amortised O(1)); a slot
+        that is outgrown is left for private buffers."""
         needed = self.length + tokens
         if needed <= self.capacity:
             return
@@ -54,6 +110,9 @@ class SequenceKV:
                 new = torch.empty(old.shape[0], new_capacity, old.shape[2], dtype=old.dtype)
                 new[:, : self.length] = old[:, : self.length]
                 buffers[i] = new
+        if self.arena is not None and self.slot is not None:
+            self.arena.give_back(self.slot)
+        self.arena, self.slot = None, None
 
     def append(
         self, layer: int, keys: torch.Tensor, values: torch.Tensor
@@ -76,11 +135,12 @@ class SequenceKV:
         self.length = tokens
 
     def trimmed(self) -> SequenceKV:
-        """A copy holding exactly the committed tokens (what the prefix cache keeps)."""
+        """A private copy holding exactly the committed tokens (what the prefix cache keeps)."""
         copy = SequenceKV.__new__(SequenceKV)
         copy.keys = [k[:, : self.length].clone() for k in self.keys]
         copy.values = [v[:, : self.length].clone() for v in self.values]
         copy.length = self.length
+        copy.arena, copy.slot = None, None
         return copy
 
 

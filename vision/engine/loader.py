@@ -20,7 +20,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VL
 from transformers.utils import logging as hf_logging
 
 from .errors import IncompleteCheckpoint, ModelLoadError, ModelNotFound
+from .types import SamplingDefaults
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,12 @@ class LoadedModel:
     num_parameters: int  # tied embeddings counted once
     weight_bytes: int  # bytes of parameters in memory, what decode reads per token
     load_seconds: float  # wall time of load_model, download included
+    # generation_config.json's sampling values: what a request that sets none gets (engine side)
+    sampling_defaults: SamplingDefaults = field(default_factory=SamplingDefaults)
+    # Set by loading.load_for_engine: the `auto` measurement (autotune.FormatChoice) and the
+    # activation dtype it chose for a quantized language model (None: the runner's default).
+    format_choice: Any = None
+    activation_dtype: torch.dtype | None = None
 
 
 def is_hub_id(model: str) -> bool:
@@ -212,6 +219,24 @@ def _eos_ids(model: Qwen3VLForConditionalGeneration, tokenizer: Any) -> tuple[in
     return tuple(ids)
 
 
+def sampling_defaults(folder: Path) -> SamplingDefaults:
+    """The checkpoint's own sampling defaults, read from generation_config.json.
+
+    Read from the file, not from `model.generation_config`: transformers fills a missing file with
+    its library defaults (top_k 50), which the checkpoint never asked for. vLLM reads it the same
+    way. No file, or an unreadable one: greedy.
+    """
+    path = folder / "generation_config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return SamplingDefaults()
+    except (OSError, ValueError) as exc:
+        logger.warning("ignoring unreadable %s: %s", path, exc)
+        return SamplingDefaults()
+    return SamplingDefaults.from_dict(data) if isinstance(data, dict) else SamplingDefaults()
+
+
 def load_model(
     model: str,
     *,
@@ -260,6 +285,7 @@ def load_model(
         num_parameters=sum(p.numel() for p in parameters),
         weight_bytes=sum(p.numel() * p.element_size() for p in parameters),
         load_seconds=time.perf_counter() - started,
+        sampling_defaults=sampling_defaults(folder),
     )
     logger.info(
         "loaded %s from %s: %.2f B parameters, %.0f MB %s, %.1f s",

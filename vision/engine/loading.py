@@ -27,39 +27,57 @@ def load_for_engine(config: EngineConfig, loaded=None):
 
     Returns (loaded model, {"lm": fmt, "vision": fmt}, what `auto` measured). A shared `loaded`
     (tests, benchmarks) is used as it is: converting it here would change it for its other users.
+    The order matters: a bad setting and a missing or broken model folder fail first (no tuning
+    for a model that cannot load); `auto` then times the loaded model's own layers.
     """
     if loaded is not None:
-        return loaded, _formats_of(loaded.model), {}
-    from .autotune import choose_formats, formats_for
+        return loaded, _formats_of(loaded.model), _timings_of(loaded.format_choice)
+    from .autotune import choose_formats, resolve_formats
+    from .fusion import fuse_projections
     from .loader import load_model
     from .quant import quantize_qwen3vl
 
     try:
-        lm_format, vision_format, choice = formats_for(config.dtype, cache_path=config.format_cache)
+        lm_format, vision_format = resolve_formats(config.dtype)
     except ValueError as exc:  # a bad VISION_DTYPE: say so plainly, no stack trace
         raise InvalidSetting(str(exc)) from exc
-    if choice is None and "int8" in (lm_format, vision_format):
-        # How int8 layers run prompt-sized matmuls (packed kernel vs dequantize + bf16/fp32 GEMM)
-        # is a per-CPU fact only the measurement knows; it is cached after the first time.
-        choice = choose_formats(cache_path=config.format_cache)
-    timings: dict = {}
-    prefill_dtype = None
-    if choice is not None:
-        prefill_dtype = choice.int8_prefill_dtype
-        timings = {
-            "decode_token_s": choice.decode_token_s,
-            "vision_gemm_s": choice.vision_gemm_s,
-            "int8_prefill": choice.int8_prefill,
-            "cpu": choice.cpu_key,
-            "from_cache": choice.from_cache,
-        }
     loaded = load_model(config.model, dtype=torch.float32, progress=os.isatty(2))
+    # Before quantization, on the float weights: any linear format then quantizes the fused layers.
+    fuse_projections(loaded.model)
+    choice = None
+    if "auto" in (lm_format, vision_format) or "int8" in (lm_format, vision_format):
+        # auto needs the verdict; an explicit int8 needs the per-CPU prefill path and activation
+        # dtype only the measurement knows. Cached per CPU after a calm measurement.
+        choice = choose_formats(cache_path=config.format_cache, model=loaded.model)
+        lm_format = choice.lm_format if lm_format == "auto" else lm_format
+        vision_format = choice.vision_format if vision_format == "auto" else vision_format
     report = quantize_qwen3vl(
-        loaded.model, lm_format=lm_format, vision_format=vision_format, int8_prefill_dtype=prefill_dtype
+        loaded.model,
+        lm_format=lm_format,
+        vision_format=vision_format,
+        int8_prefill_dtype=choice.int8_prefill_dtype if choice is not None else None,
     )
     log.info("weights converted: %s", report.summary())
+    loaded.format_choice = choice
+    if choice is not None and lm_format not in ("fp32", "bf16"):
+        loaded.activation_dtype = choice.activation_dtype
     _release_freed_memory()
-    return loaded, {"lm": lm_format, "vision": vision_format}, timings
+    return loaded, {"lm": lm_format, "vision": vision_format}, _timings_of(choice)
+
+
+def _timings_of(choice) -> dict:
+    if choice is None:
+        return {}
+    return {
+        "decode_token_s": choice.decode_token_s,
+        "decode8_step_s": choice.decode8_step_s,
+        "prefill_token_s": choice.prefill_token_s,
+        "vision_gemm_s": choice.vision_gemm_s,
+        "int8_prefill": choice.int8_prefill,
+        "activations": choice.activations,
+        "cpu": choice.cpu_key,
+        "from_cache": choice.from_cache,
+    }
 
 
 def _release_freed_memory() -> None:
@@ -81,6 +99,7 @@ def _formats_of(model: torch.nn.Module) -> dict[str, str]:
     """What a pre-loaded model runs in: judged by its first decoder layer's projection."""
     from .quant import format_of_module
 
-    lm = model.model.language_model.layers[0].mlp.up_proj
+    mlp = model.model.language_model.layers[0].mlp
+    lm = getattr(mlp, "gate_up_proj", None) or mlp.up_proj
     vision = model.model.visual.blocks[0].mlp.linear_fc1
     return {"lm": format_of_module(lm), "vision": format_of_module(vision)}

@@ -8,7 +8,8 @@ norms, rotary tables, MLPs, vision blocks — quantized or not) and writes only 
 - The language model runs on a *flat* list of tokens from several sequences at once (one token per
   decoding sequence plus a chunk of one sequence's prompt). Linear layers see all of them as one
   matrix, so the weights are read once per step however many sequences decode (decode is bound by
-  weight bytes). Attention alone runs per sequence, against that sequence's own KV buffers.
+  weight bytes). Decoding sequences keep their KV in slots of one arena (`kv.KVArena`), so their
+  attention is one masked call per layer; prompt chunks attend one by one.
 - The lm_head runs only on the rows that need a next token, not on every prompt token.
 - The vision tower is a `VisionJob` whose `step()` runs a bounded number of blocks.
 
@@ -21,14 +22,13 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb
 from transformers.vision_utils import (
     get_vision_attention_seqlens,
     get_vision_interpolation_indices_and_weights,
     get_vision_position_ids,
 )
 
-from .kv import SequenceKV
+from .kv import KVArena, SequenceKV
 
 
 @dataclass
@@ -90,33 +90,123 @@ class VisionJob:
     def blocks_left(self) -> int:
         return len(self.visual.blocks) - self.next_block
 
+    @property
+    def patches(self) -> int:
+        return self.hidden.shape[0] if self.result is None else 0
+
     @torch.inference_mode()
     def step(self, max_blocks: int) -> bool:
         """Run up to `max_blocks` blocks; return True once the image is fully encoded."""
-        visual = self.visual
-        end = min(len(visual.blocks), self.next_block + max(1, max_blocks))
+        end = min(len(self.visual.blocks), self.next_block + max(1, max_blocks))
         for index in range(self.next_block, end):
-            self.hidden = visual.blocks[index](
+            hidden = self.visual.blocks[index](
                 self.hidden,
                 cu_seqlens=self.cu_seqlens,
                 max_seqlen=self.max_seqlen,
                 position_embeddings=self.position_embeddings,
             )
-            if index in visual.deepstack_visual_indexes:
-                merger = visual.deepstack_merger_list[visual.deepstack_visual_indexes.index(index)]
-                self.deepstack.append(merger(self.hidden))
-        self.next_block = end
+            self._after_block(index, hidden)
+        return self.result is not None
+
+    def _after_block(self, index: int, hidden: torch.Tensor) -> None:
+        visual = self.visual
+        self.hidden = hidden
+        if index in visual.deepstack_visual_indexes:
+            merger = visual.deepstack_merger_list[visual.deepstack_visual_indexes.index(index)]
+            self.deepstack.append(merger(hidden))
+        self.next_block = index + 1
         if self.next_block == len(visual.blocks):
-            self.result = EncodedImage(embeds=visual.merger(self.hidden), deepstack=self.deepstack)
+            self.result = EncodedImage(embeds=visual.merger(hidden), deepstack=self.deepstack)
             del self.hidden, self.position_embeddings
-            return True
-        return False
+
+
+@torch.inference_mode()
+def run_vision_jobs(jobs: list[VisionJob], max_blocks: int) -> None:
+    """Advance every job by up to `max_blocks` blocks; images at the same block run as one pass.
+
+    The patches of several images are concatenated, so each block's linears (qkv, proj, MLP) run
+    once over all of them; attention stays per image (the block splits by `cu_seqlens`, as in
+    `Qwen3VLVisionModel.forward` for several images). Images admitted together stay in step;
+    one admitted later runs its own pass in the same step.
+    """
+    for _ in range(max(1, max_blocks)):
+        groups: dict[int, list[VisionJob]] = {}
+        for job in jobs:
+            if job.result is None:
+                groups.setdefault(job.next_block, []).append(job)
+        if not groups:
+            return
+        for index, group in groups.items():
+            if len(group) == 1:
+                group[0].step(1)
+            else:
+                _block_together(index, group)
+
+
+def _block_together(index: int, group: list[VisionJob]) -> None:
+    sizes = [job.hidden.shape[0] for job in group]
+    offsets = [0]
+    for size in sizes[:-1]:
+        offsets.append(offsets[-1] + size)
+    cu_seqlens = torch.cat(
+        [group[0].cu_seqlens]
+        + [job.cu_seqlens[1:] + off for job, off in zip(group[1:], offsets[1:], strict=True)]
+    )
+    lengths = [job.max_seqlen for job in group]
+    max_seqlen = None if any(m is None for m in lengths) else max(lengths)
+    cos = torch.cat([job.position_embeddings[0] for job in group])
+    sin = torch.cat([job.position_embeddings[1] for job in group])
+    hidden = group[0].visual.blocks[index](
+        torch.cat([job.hidden for job in group]),
+        cu_seqlens=cu_seqlens,
+        max_seqlen=max_seqlen,
+        position_embeddings=(cos, sin),
+    )
+    for job, part in zip(group, torch.split(hidden, sizes), strict=True):
+        job._after_block(index, part)
+
+
+@dataclass
+class _LayerNorms:
+    """One decoder layer's RMSNorm weights in the activation dtype (cast once, not per call)."""
+
+    input: torch.Tensor
+    post_attention: torch.Tensor
+    q: torch.Tensor
+    k: torch.Tensor
+
+
+@dataclass
+class _DecodeBatch:
+    """The decoding sequences of a step that sit in arena slots: one attention call per layer."""
+
+    rows: torch.Tensor  # (B,) their rows in the flat token matrix
+    slots: torch.Tensor  # (B,) arena slot of each
+    positions: torch.Tensor  # (B,) where its new key/value goes (= its committed length)
+    lo: int  # slots lo..hi are attended together (a view of the arena, no copy)
+    width: int  # hi - lo + 1
+    keys_len: int  # longest sequence after this token: the key axis of the view
+    mask: torch.Tensor  # (width, 1, 1, keys_len) bool: key j is valid for slot lo + i
+    dense: bool  # the B slots are exactly lo..hi in order: no scatter of queries needed
 
 
 class ModelRunner:
-    """Runs the language model over segments of several sequences in one pass."""
+    """Runs the language model over segments of several sequences in one pass.
 
-    def __init__(self, model: torch.nn.Module):
+    Per layer: one fused QKV projection and one fused gate/up projection when the model was fused
+    at load (`fusion.fuse_projections`; a model shared with transformers keeps its separate
+    projections and works too), `F.rms_norm`, rotary on queries and keys together, one attention
+    call for all decoding sequences, one per prompt chunk.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        act_dtype: torch.dtype | None = None,
+        kv_slots: int = 8,
+        kv_slot_tokens: int = 8192,
+    ):
         self.model = model
         self.lm = model.model.language_model
         self.visual = model.model.visual
@@ -127,12 +217,40 @@ class ModelRunner:
         self.head_dim = text_config.head_dim
         self.hidden_size = text_config.hidden_size
         self.scaling = self.head_dim**-0.5
-        self.dtype = self.lm.embed_tokens.weight.dtype
-        if not self.dtype.is_floating_point:  # embedding kept quantized: compute in bf16
-            self.dtype = torch.bfloat16
+        self.eps = text_config.rms_norm_eps
+        self.dtype = self._activation_dtype(act_dtype)
+        self.norms = [
+            _LayerNorms(
+                input=layer.input_layernorm.weight.detach().to(self.dtype),
+                post_attention=layer.post_attention_layernorm.weight.detach().to(self.dtype),
+                q=layer.self_attn.q_norm.weight.detach().to(self.dtype),
+                k=layer.self_attn.k_norm.weight.detach().to(self.dtype),
+            )
+            for layer in self.lm.layers
+        ]
+        self.final_norm = self.lm.norm.weight.detach().to(self.dtype)
+        self.arena = KVArena(
+            self.num_layers, self.num_kv_heads, self.head_dim, self.dtype, kv_slots, kv_slot_tokens
+        )
+
+    def _activation_dtype(self, requested: torch.dtype | None) -> torch.dtype:
+        """Float linears take activations in their own dtype. Quantized ones cast inside, so their
+        model runs in `requested` (bf16 where the CPU computes it natively, chosen by measurement in
+        autotune), or fp32 by default."""
+        proj = self.lm.layers[0].mlp
+        proj = getattr(proj, "gate_up_proj", None) or proj.gate_proj
+        weight = getattr(proj, "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.dtype.is_floating_point:
+            return weight.dtype
+        return requested or torch.float32
+
+    def kv_bytes_per_token(self) -> int:
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * self.dtype.itemsize
 
     def new_kv(self, capacity: int) -> SequenceKV:
-        return SequenceKV(self.num_layers, self.num_kv_heads, self.head_dim, self.dtype, capacity)
+        return SequenceKV(
+            self.num_layers, self.num_kv_heads, self.head_dim, self.dtype, capacity, arena=self.arena
+        )
 
     def encode_image(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> VisionJob:
         return VisionJob(self.visual, pixel_values, grid_thw)
@@ -147,18 +265,21 @@ class ModelRunner:
 
         vis_mask, deepstack = self._place_images(segments, hidden)
         cos, sin = lm.rotary_emb(hidden, positions.unsqueeze(1))  # (1, N, head_dim) each
+        cos, sin = cos[0, :, None, :], sin[0, :, None, :]  # (N, 1, head_dim): broadcast over heads
         bounds = []
         offset = 0
         for seg in segments:
             n = seg.input_ids.shape[0]
             bounds.append((offset, offset + n))
             offset += n
+        batch, alone = self._plan(segments, bounds)
 
         for layer_idx, layer in enumerate(lm.layers):
-            residual = hidden
-            x = layer.input_layernorm(hidden)
-            hidden = residual + self._attention(layer.self_attn, layer_idx, x, cos, sin, segments, bounds)
-            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+            norms = self.norms[layer_idx]
+            x = F.rms_norm(hidden, (self.hidden_size,), norms.input, self.eps)
+            hidden = hidden + self._attention(layer.self_attn, layer_idx, norms, x, cos, sin, batch, alone)
+            x = F.rms_norm(hidden, (self.hidden_size,), norms.post_attention, self.eps)
+            hidden = hidden + self._mlp(layer.mlp, x)
             if deepstack is not None and layer_idx < len(deepstack):
                 hidden[vis_mask] = hidden[vis_mask] + deepstack[layer_idx]
 
@@ -167,8 +288,113 @@ class ModelRunner:
         rows = [end - 1 for seg, (_, end) in zip(segments, bounds, strict=True) if seg.want_logits]
         if not rows:
             return hidden.new_zeros((0, self.model.lm_head.out_features), dtype=torch.float32)
-        last = lm.norm(hidden[rows])
+        last = F.rms_norm(hidden[rows], (self.hidden_size,), self.final_norm, self.eps)
         return self.model.lm_head(last).float()
+
+    def _plan(
+        self, segments: list[Segment], bounds: list[tuple[int, int]]
+    ) -> tuple[_DecodeBatch | None, list[tuple[Segment, int, int]]]:
+        """Split the step into the batched decode rows (one token, KV in an arena slot) and the
+        segments attended one by one (prompt chunks, sequences with private buffers)."""
+        decode: list[tuple[int, int, int]] = []  # (row, slot, committed length)
+        alone: list[tuple[Segment, int, int]] = []
+        for seg, (start, end) in zip(segments, bounds, strict=True):
+            kv = seg.kv
+            if end - start == 1 and kv.slot is not None and kv.length < kv.capacity:
+                decode.append((start, kv.slot, kv.length))
+            else:
+                alone.append((seg, start, end))
+        if not decode:
+            return None, alone
+        rows, slots, lengths = (torch.tensor(column) for column in zip(*decode, strict=True))
+        lo, hi = int(slots.min()), int(slots.max())
+        width = hi - lo + 1
+        keys_len = int(lengths.max()) + 1
+        valid = torch.zeros(width, dtype=torch.long)  # keys each slot of the view may see
+        valid[slots - lo] = lengths + 1
+        valid = valid.clamp(min=1)  # a slot that is not decoding attends its key 0; output unused
+        mask = (torch.arange(keys_len)[None, :] < valid[:, None])[:, None, None, :]
+        dense = width == len(decode) and bool(torch.equal(slots, torch.arange(lo, hi + 1)))
+        return _DecodeBatch(rows, slots, lengths, lo, width, keys_len, mask, dense), alone
+
+    def _mlp(self, mlp, x: torch.Tensor) -> torch.Tensor:
+        fused = getattr(mlp, "gate_up_proj", None)
+        if fused is None:
+            return mlp.down_proj(F.silu(mlp.gate_proj(x)) * mlp.up_proj(x))
+        gate, up = fused(x).chunk(2, dim=-1)
+        return mlp.down_proj(F.silu(gate).mul_(up))
+
+    def _qkv(self, attn, x: torch.Tensor) -> torch.Tensor:
+        """(N, heads + 2 kv_heads, head_dim): queries, then keys, then values."""
+        fused = getattr(attn, "qkv_proj", None)
+        out = (
+            fused(x) if fused is not None else torch.cat([attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)], -1)
+        )
+        return out.view(x.shape[0], self.num_heads + 2 * self.num_kv_heads, self.head_dim)
+
+    def _attention(self, attn, layer_idx, norms, x, cos, sin, batch, alone) -> torch.Tensor:
+        n_tokens = x.shape[0]
+        h, kvh = self.num_heads, self.num_kv_heads
+        qkv = self._qkv(attn, x)
+        q = F.rms_norm(qkv[:, :h], (self.head_dim,), norms.q, self.eps)
+        k = F.rms_norm(qkv[:, h : h + kvh], (self.head_dim,), norms.k, self.eps)
+        v = qkv[:, h + kvh :]
+        qk = torch.cat([q, k], dim=1)  # (N, heads + kv_heads, head_dim): one rotary pass for both
+        qk = qk * cos + _rotate_half(qk) * sin
+        q, k = qk[:, :h], qk[:, h:]
+
+        out = torch.empty(n_tokens, h, self.head_dim, dtype=q.dtype)
+        if batch is not None:
+            out[batch.rows] = self._decode_attention(layer_idx, q, k, v, batch)
+        for seg, start, end in alone:
+            n = end - start
+            past = seg.kv.length
+            keys, values = seg.kv.append(
+                layer_idx, k[start:end].transpose(0, 1), v[start:end].transpose(0, 1)
+            )
+            if n == 1:
+                mask, causal = None, False
+            elif past == 0:
+                mask, causal = None, True
+            else:  # a prompt chunk after cached tokens: causal with an offset
+                mask = torch.arange(past + n)[None, :] <= (past + torch.arange(n))[:, None]
+                causal = False
+            out[start:end] = F.scaled_dot_product_attention(
+                q[start:end].transpose(0, 1)[None],
+                keys[None],
+                values[None],
+                attn_mask=mask,
+                is_causal=causal,
+                scale=self.scaling,
+                enable_gqa=True,
+            )[0].transpose(0, 1)
+        return attn.o_proj(out.view(n_tokens, h * self.head_dim))
+
+    def _decode_attention(self, layer_idx: int, q, k, v, batch: _DecodeBatch) -> torch.Tensor:
+        """All decoding sequences of the step in one call: (B, heads, head_dim).
+
+        Each sequence's new key/value goes into its arena slot (one indexed write for the batch);
+        the slots lo..hi are then one (width, kv_heads, keys_len, head_dim) view of the arena, with
+        a mask for each sequence's own length. Grouped-query attention without expanding the keys:
+        the queries of the heads sharing a KV head become that head's query rows,
+        (width, kv_heads, groups, head_dim), as repeat_kv pairs them (q head i -> kv head i // groups).
+        """
+        keys_all, values_all = self.arena.keys[layer_idx], self.arena.values[layer_idx]
+        keys_all[batch.slots, :, batch.positions] = k[batch.rows]
+        values_all[batch.slots, :, batch.positions] = v[batch.rows]
+        end = batch.lo + batch.width
+        keys = keys_all[batch.lo : end, :, : batch.keys_len]
+        values = values_all[batch.lo : end, :, : batch.keys_len]
+        groups = self.num_heads // self.num_kv_heads
+        queries = q[batch.rows].view(-1, self.num_kv_heads, groups, self.head_dim)
+        if not batch.dense:
+            scattered = queries.new_zeros(batch.width, self.num_kv_heads, groups, self.head_dim)
+            scattered[batch.slots - batch.lo] = queries
+            queries = scattered
+        out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=batch.mask, scale=self.scaling)
+        if not batch.dense:
+            out = out[batch.slots - batch.lo]
+        return out.reshape(-1, self.num_heads, self.head_dim)
 
     def _place_images(self, segments: list[Segment], hidden: torch.Tensor):
         """Put image features in place of the image pads; gather deepstack rows for the same spots."""
@@ -193,34 +419,7 @@ class ModelRunner:
         ]
         return mask, deepstack
 
-    def _attention(self, attn, layer_idx, x, cos, sin, segments, bounds) -> torch.Tensor:
-        n_tokens = x.shape[0]
-        q = attn.q_norm(attn.q_proj(x).view(n_tokens, self.num_heads, self.head_dim))
-        k = attn.k_norm(attn.k_proj(x).view(n_tokens, self.num_kv_heads, self.head_dim))
-        v = attn.v_proj(x).view(n_tokens, self.num_kv_heads, self.head_dim)
-        # (1, heads, N, head_dim) as apply_rotary_pos_emb expects
-        q, k = apply_rotary_pos_emb(q.transpose(0, 1).unsqueeze(0), k.transpose(0, 1).unsqueeze(0), cos, sin)
-        q, k, v = q[0], k[0], v.transpose(0, 1)  # (heads, N, head_dim)
 
-        out = torch.empty(self.num_heads, n_tokens, self.head_dim, dtype=q.dtype)
-        for seg, (start, end) in zip(segments, bounds, strict=True):
-            n = end - start
-            past = seg.kv.length
-            keys, values = seg.kv.append(layer_idx, k[:, start:end], v[:, start:end])
-            if n == 1:
-                mask, causal = None, False
-            elif past == 0:
-                mask, causal = None, True
-            else:  # a prompt chunk after cached tokens: causal with an offset
-                mask = torch.arange(past + n)[None, :] <= (past + torch.arange(n))[:, None]
-                causal = False
-            out[:, start:end] = F.scaled_dot_product_attention(
-                q[None, :, start:end],
-                keys[None],
-                values[None],
-                attn_mask=mask,
-                is_causal=causal,
-                scale=self.scaling,
-                enable_gqa=True,
-            )[0]
-        return attn.o_proj(out.transpose(0, 1).reshape(n_tokens, self.num_heads * self.head_dim))
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)

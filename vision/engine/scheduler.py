@@ -1,7 +1,7 @@
 """Continuous batching: which sequences do what in the next step.
 
-A step is at most one piece of vision work (a few vision-tower blocks of one image) plus one pass of
-the language model over a flat batch of segments: one token for every decoding sequence and up to
+A step is at most one piece of vision work (vision-tower blocks of the images being encoded, several
+images in one pass) plus one pass of the language model over a flat batch of segments: one token for every decoding sequence and up to
 `prefill_chunk` prompt tokens of sequences being admitted. New requests join at step boundaries, so
 a long page never holds running streams hostage: between two of their tokens there is at most one
 vision piece and one prompt chunk.
@@ -24,8 +24,8 @@ from .config import EngineConfig
 from .grammar import GrammarState
 from .kv import PrefixCache, SequenceKV, VisionCache, prefix_hashes
 from .preprocess import PreparedPrompt, Preprocessor
-from .runner import EncodedImage, ModelRunner, Segment, VisionJob
-from .sampling import Sampler, TextStream
+from .runner import EncodedImage, ModelRunner, Segment, VisionJob, run_vision_jobs
+from .sampling import Sampler, TextStream, choose_tokens
 from .types import EngineRequest, FinishReason, StreamDelta, Timings, Usage
 
 
@@ -78,10 +78,22 @@ class ScheduledSegment:
 
 
 @dataclass
+class VisionWork:
+    """The vision-tower work of one step: images advanced together, `blocks` blocks each."""
+
+    jobs: list[tuple[Sequence, int, VisionJob]]  # (sequence, its image index, the image's job)
+    blocks: int  # blocks per image in this step
+
+    @property
+    def patches(self) -> int:
+        return sum(job.patches for _, _, job in self.jobs)
+
+
+@dataclass
 class SchedulerOutput:
     """What the engine runs in one step."""
 
-    vision: tuple[Sequence, VisionJob] | None  # one piece of vision-tower work, if any
+    vision: VisionWork | None  # vision-tower work, if any image is being encoded
     segments: list[ScheduledSegment]  # the language-model pass
 
     @classmethod
@@ -109,7 +121,7 @@ class Scheduler:
         self.running: list[Sequence] = []
         self.prefix_cache = PrefixCache(config.kv_cache_mb * 2**20)
         self.vision_cache = VisionCache(config.vision_cache_mb * 2**20)
-        self.bytes_per_token = runner.new_kv(1).bytes_per_token()
+        self.bytes_per_token = runner.kv_bytes_per_token()
         self.max_running_bytes = config.max_running_kv_mb * 2**20
         self.steps = 0  # language-model passes so far (tests count these instead of timing)
         self.left_waiting = 0  # sequences that left the waiting queue (admitted or finished)
@@ -131,14 +143,9 @@ class Scheduler:
         self._admit()
         out = SchedulerOutput.make_empty()
         for seq in self.running:
-            if seq.status == SeqStatus.ENCODING:
-                job = self._next_vision_job(seq)
-                if job is not None:
-                    out.vision = (seq, job)
-                    break
-        for seq in self.running:
             if seq.status == SeqStatus.DECODING:
                 out.segments.append(ScheduledSegment(seq, self._decode_segment(seq), SeqStatus.DECODING))
+        out.vision = self._vision_work(decoding=bool(out.segments))
         if not self.config.interleave:
             budget = 1 << 30
         elif out.segments:  # streams are decoding: keep their token gaps short
@@ -153,21 +160,31 @@ class Scheduler:
             budget -= n
         return out
 
-    def run_vision(self, seq: Sequence, job: VisionJob) -> None:
-        """Run one piece of vision work (all of it when interleaving is off)."""
+    def run_vision(self, work: VisionWork) -> None:
+        """Run one step's vision work: several images' blocks in one pass (runner.run_vision_jobs)."""
         start = time.monotonic()
+        patches = work.patches
         try:
-            blocks = self.config.vision_blocks_per_step if self.config.interleave else 1 << 30
-            done = job.step(blocks)
-        except Exception as exc:  # a bad image fails its own request only
-            self._finish(seq, FinishReason.ERROR, error=f"vision encoding failed: {exc}")
-            return
-        seq.timings.vision_s += time.monotonic() - start
-        if done:
-            index, _ = seq.vision_jobs.popleft()
+            run_vision_jobs([job for _, _, job in work.jobs], work.blocks)
+        except Exception:  # find the image that fails; the others carry on
+            for seq, _, job in work.jobs:
+                if seq.status >= SeqStatus.FINISHED or job.result is not None:
+                    continue
+                try:
+                    job.step(work.blocks)
+                except Exception as exc:  # a bad image fails its own request only
+                    self._finish(seq, FinishReason.ERROR, error=f"vision encoding failed: {exc}")
+        elapsed = time.monotonic() - start
+        for seq, index, job in work.jobs:
+            if seq.status >= SeqStatus.FINISHED:
+                continue
+            share = job.patches if job.result is None else 1
+            seq.timings.vision_s += elapsed * (share / max(1, patches) if len(work.jobs) > 1 else 1.0)
+            if job.result is None:
+                continue
             seq.features[index] = job.result
-            image = seq.prompt.images[index]
-            self.vision_cache.put(image.cache_key, job.result, job.result.nbytes)
+            self.vision_cache.put(seq.prompt.images[index].cache_key, job.result, job.result.nbytes)
+            seq.vision_jobs = deque((i, j) for i, j in seq.vision_jobs if i != index)
             if not seq.vision_jobs:
                 seq.status = SeqStatus.PREFILLING
 
@@ -176,6 +193,7 @@ class Scheduler:
         self.steps += 1
         row = 0
         now = time.monotonic()
+        choosing: list[tuple[Sequence, int]] = []  # (sequence, its logits row)
         for item in out.segments:
             seq, seg = item.seq, item.segment
             if seq.status >= SeqStatus.FINISHED:
@@ -188,17 +206,43 @@ class Scheduler:
                 seq.timings.decode_s += elapsed
             if not seg.want_logits:
                 continue
-            try:
-                if seq.grammar is not None:
+            if seq.grammar is not None:
+                try:
                     seq.grammar.mask_(logits[row])  # only what the constraint allows next
-                token = seq.sampler.choose(logits[row], len(seq.generated))
-            except Exception as exc:
-                self._finish(seq, FinishReason.ERROR, error=f"sampling failed: {exc}")
-                row += 1
-                continue
+                except Exception as exc:
+                    self._finish(seq, FinishReason.ERROR, error=f"grammar mask failed: {exc}")
+                    row += 1
+                    continue
+            choosing.append((seq, row))
             row += 1
+        for seq, token in self._choose(choosing, logits):
             seq.status = SeqStatus.DECODING
             self._on_token(seq, token, now)
+
+    def _choose(
+        self, choosing: list[tuple[Sequence, int]], logits: torch.Tensor
+    ) -> list[tuple[Sequence, int]]:
+        """Next tokens of the whole batch in one call; if that fails, row by row so only the
+        request that fails (say, a bad grammar mask) is finished with an error."""
+        if not choosing:
+            return []
+        rows = [r for _, r in choosing]
+        batch = logits if rows == list(range(logits.shape[0])) else logits[rows]
+        samplers = [seq.sampler for seq, _ in choosing]
+        produced = [len(seq.generated) for seq, _ in choosing]
+        try:
+            return list(
+                zip([seq for seq, _ in choosing], choose_tokens(batch, samplers, produced), strict=True)
+            )
+        except Exception:
+            pass
+        chosen = []
+        for (seq, _), i in zip(choosing, range(len(choosing)), strict=True):
+            try:
+                chosen.append((seq, choose_tokens(batch[i : i + 1], [samplers[i]], [produced[i]])[0]))
+            except Exception as exc:
+                self._finish(seq, FinishReason.ERROR, error=f"sampling failed: {exc}")
+        return chosen
 
     def fail_step(self, out: SchedulerOutput, exc: BaseException) -> None:
         for item in out.segments:
@@ -268,17 +312,42 @@ class Scheduler:
                 seq.vision_jobs.append((index, None))
         seq.status = SeqStatus.ENCODING if seq.vision_jobs else SeqStatus.PREFILLING
 
-    def _next_vision_job(self, seq: Sequence) -> VisionJob | None:
-        index, job = seq.vision_jobs[0]
-        if job is None:
-            try:
-                pixels, grid = self.pre.pixel_values(seq.prompt.images[index])
-                job = self.runner.encode_image(pixels, grid)
-            except Exception as exc:
-                self._finish(seq, FinishReason.ERROR, error=f"image preprocessing failed: {exc}")
-                return None
-            seq.vision_jobs[0] = (index, job)
-        return job
+    def _vision_work(self, decoding: bool) -> VisionWork | None:
+        """Every image still to encode joins, so images batch; while streams decode, one block per
+        image and at most `vision_step_patches` patches (the first image always), so their token
+        gaps stay short; with nobody decoding, `solo_vision_blocks_per_step` blocks."""
+        if not self.config.interleave:
+            blocks = 1 << 30
+        elif decoding:
+            blocks = self.config.vision_blocks_per_step
+        else:
+            blocks = max(self.config.vision_blocks_per_step, self.config.solo_vision_blocks_per_step)
+        jobs: list[tuple[Sequence, int, VisionJob]] = []
+        patches = 0
+        for seq in self.running:
+            if seq.status != SeqStatus.ENCODING:
+                continue
+            for index, job in self._vision_jobs(seq):
+                if jobs and decoding and patches + job.patches > self.config.vision_step_patches:
+                    return VisionWork(jobs, blocks)
+                jobs.append((seq, index, job))
+                patches += job.patches
+        return VisionWork(jobs, blocks) if jobs else None
+
+    def _vision_jobs(self, seq: Sequence) -> list[tuple[int, VisionJob]]:
+        """The sequence's pending images, preprocessed into jobs on first use."""
+        jobs = []
+        for position, (index, job) in enumerate(seq.vision_jobs):
+            if job is None:
+                try:
+                    pixels, grid = self.pre.pixel_values(seq.prompt.images[index])
+                    job = self.runner.encode_image(pixels, grid)
+                except Exception as exc:
+                    self._finish(seq, FinishReason.ERROR, error=f"image preprocessing failed: {exc}")
+                    return []
+                seq.vision_jobs[position] = (index, job)
+            jobs.append((index, job))
+        return jobs
 
     def _decode_segment(self, seq: Sequence) -> Segment:
         pos = seq.prompt.next_position + len(seq.generated) - 1
@@ -339,8 +408,9 @@ class Scheduler:
     def _on_token(self, seq: Sequence, token: int, now: float) -> None:
         if seq.first_token_at is None:
             seq.first_token_at = now
-        params = seq.request.sampling
+        params = seq.sampler.params
         seq.generated.append(token)
+        seq.sampler.accept(token)
         is_eos = token in self.eos_ids and not params.ignore_eos and len(seq.generated) > params.min_tokens
         if is_eos:
             seq.generated.pop()  # the end-of-turn token is not part of the answer
@@ -398,6 +468,8 @@ class Scheduler:
             tokens = seq.prompt.input_ids.tolist() + seq.generated
             digests = seq.prompt.digests + [None] * len(seq.generated)
             self.prefix_cache.insert(seq.kv, prefix_hashes(tokens[: seq.kv.length], digests[: seq.kv.length]))
+        if seq.kv is not None:
+            seq.kv.release()  # its arena slot goes to the next sequence
         seq.kv = None
         seq.features = []
         seq.emit(

@@ -23,6 +23,7 @@ from vision.params import (  # noqa: F401  (re-exported)
     DOCUMENT_TASKS,
     TOKEN_PIXELS,
     Constraint,
+    SamplingDefaults,
     SamplingParams,
 )
 
@@ -166,11 +167,35 @@ class RequestOutput:
 
 
 @dataclass
+class FormatVerdict:
+    """What `auto` decided about number formats and on what evidence (autotune.FormatChoice in
+    plain data): shown by the engine status, so the worker heartbeat and /readyz can show it."""
+
+    lm: str  # language model + lm_head weights
+    vision: str  # vision tower weights
+    activations: str  # activations and KV cache of a quantized language model: "bf16" or "fp32"
+    measured_at: str  # UTC ISO time of the measurement (a cached verdict keeps its own)
+    from_cache: bool  # read from the per-CPU cache file rather than measured at this start
+    calm: bool  # the machine was quiet while measuring (busy verdicts are used but not cached)
+    source: str  # "synthetic" shapes, or "weights of <model>"
+    load: dict = field(default_factory=dict)  # loadavg_1m, others_cpu, steal, seconds
+    decode_token_s: dict[str, float] = field(default_factory=dict)  # format -> s/token at batch 1
+    decode8_step_s: dict[str, float] = field(default_factory=dict)  # format -> s per batch-8 step
+    prefill_token_s: dict[str, float] = field(default_factory=dict)  # format -> s per prompt token
+    vision_gemm_s: dict[str, float] = field(default_factory=dict)  # format -> s, vision MLP
+    score_s: dict[str, float] = field(default_factory=dict)  # format -> s for the workload it minimises
+    activation_probe_s: dict[str, float] = field(default_factory=dict)  # "fp32"/"bf16" -> s
+    cpu: str = ""
+    threads: int = 0
+
+
+@dataclass
 class EngineStatus:
     state: str  # "stopped" | "loading" | "ready" | "error"
     model: str
     formats: dict[str, str] = field(default_factory=dict)  # {"lm": "int8", "vision": "bf16"}
     format_timings: dict = field(default_factory=dict)  # what `auto` measured, for /readyz and logs
+    format_verdict: FormatVerdict | None = None  # `auto`'s verdict with its evidence and timestamp
     error: str | None = None
     threads: int = 0
     running: int = 0

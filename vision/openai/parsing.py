@@ -132,8 +132,11 @@ def parse_chat_request(body: dict[str, Any], *, conversation_header: str | None 
         messages=messages,
         sampling=SamplingParams(
             max_tokens=max_tokens,
-            temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
-            top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True),
+            # Left out: None, and the engine applies the model's generation_config.json (Qwen3-VL:
+            # temperature 0.7, top_p 0.8, top_k 20), as vLLM's OpenAI server does.
+            temperature=_number(body, "temperature", None, 0.0, 2.0),
+            top_p=_number(body, "top_p", None, 0.0, 1.0, low_open=True),
+            top_k=_top_k(body.get("top_k")),
             seed=_seed(body.get("seed")),
             stop=_stop(body.get("stop")),
             min_tokens=min_tokens,
@@ -161,8 +164,8 @@ def _bool(body: dict, name: str, default: bool, *, prefix: str = "") -> bool:
 
 
 def _number(
-    body: dict, name: str, default: float, low: float, high: float, *, low_open: bool = False
-) -> float:
+    body: dict, name: str, default: float | None, low: float, high: float, *, low_open: bool = False
+) -> float | None:
     value = body.get(name)
     if value is None:
         return default
@@ -186,6 +189,16 @@ def _max_tokens(body: dict) -> int:
             f"{name} must be between 1 and {settings.OPENAI_MAX_TOKENS_LIMIT}, got {value}.", param=name
         )
     return value
+
+
+def _top_k(value: Any) -> int | None:
+    """vLLM's extension: keep the k most likely tokens; 0 or -1 turns the cut off; left out, the
+    model's generation_config.json decides (Qwen3-VL: 20)."""
+    if value is None:
+        return None
+    if not _is_int(value) or value < -1:
+        raise invalid("top_k must be an integer >= -1 (-1 or 0: no top-k cut).", param="top_k")
+    return max(0, value)
 
 
 def _seed(value: Any) -> int | None:

@@ -31,7 +31,9 @@ def job_spec(job: Job, messages: list[SpecMessage]) -> GenerationSpec:
         request_id=job.request_id,
         messages=messages,
         task=job.task,
-        sampling=SamplingParams(max_tokens=job.max_tokens),
+        # Document jobs are extraction (OCR, captions, invoice fields): greedy, so the same page
+        # gives the same answer; chat requests follow the model's generation_config.json instead.
+        sampling=SamplingParams(max_tokens=job.max_tokens, temperature=0.0),
         deadline_s=float(settings.VISION_JOB_TIME_LIMIT),
         # A job is one-off: keeping its KV would only evict chats' reusable prefixes.
         use_prefix_cache=False,

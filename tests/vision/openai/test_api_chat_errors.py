@@ -72,6 +72,8 @@ def test_unknown_model_is_404_model_not_found(api):
         ({"n": 2}, "n"),
         ({"temperature": 3}, "temperature"),
         ({"top_p": 0}, "top_p"),
+        ({"top_k": -2}, "top_k"),
+        ({"top_k": 2.5}, "top_k"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"seed": "x"}, "seed"),
         ({"response_format": {"type": "xml"}}, "response_format"),

@@ -254,6 +254,11 @@ def test_client_disconnect_cancels_the_generation(make_api_user, ready_worker, r
             "max_tokens": 100_000,
             "ignore_eos": True,
             "stream": True,
+            # Sampling over the whole vocabulary, so the random tiny model (nearly flat logits) emits
+            # visible text soon; left out, the model's generation_config.json (top_k 20) would apply.
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "top_k": 0,
         }
     ).encode()
     scope = {
