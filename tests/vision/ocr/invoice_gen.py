@@ -182,13 +182,15 @@ def chinese_uppercase(value: Decimal) -> str:
                 zero = True
         return out
 
-    parts = ""
-    high, low = divmod(yuan, 10000)
-    if high:
-        parts += four(high) + "万"
-        if low and low < 1000:
+    parts, pending_zero = "", False
+    for group, unit in ((yuan // 10**8, "亿"), (yuan // 10**4 % 10**4, "万"), (yuan % 10**4, "")):
+        if not group:
+            pending_zero = bool(parts)
+            continue
+        if parts and (pending_zero or group < 1000):
             parts += "零"
-    parts += four(low)
+        parts += four(group) + unit
+        pending_zero = False
     text = (parts or "零") + "圆"
     if not jiao and not fen:
         return text + "整"
