@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("web-streams", help="64 concurrent streaming clients on one web process")
     platform_bench.add_arguments(p, "web-streams")
 
+    p = sub.add_parser(
+        "invoice-accuracy", help="the layout extractor on generated invoices: key-field accuracy per layout"
+    )
+    from . import invoice_accuracy
+
+    invoice_accuracy.add_arguments(p)
+
     p = sub.add_parser("render", help="rewrite a seed-table/decode-floor Markdown (and chart) from its JSON")
     p.add_argument("json", type=Path)
 
@@ -68,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import platform_bench
 
         return platform_bench.run(args)
+    elif args.command == "invoice-accuracy":
+        from . import invoice_accuracy
+
+        return invoice_accuracy.run(args)
     elif args.command == "render":
         from . import seed_report
 
