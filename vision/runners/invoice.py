@@ -1,4 +1,5 @@
-"""invoice jobs: the first selected page through OCR, the layout extractor and the VLM
+"""invoice jobs: the selected pages (all by default) through OCR and the layout extractor
+(identity fields from the first page, totals from the last), the first page through the VLM
 cross-check; the result is an Extraction awaiting review (vision.services.extractions)."""
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from vision.services.extractions import extraction_create_from_invoice
 
 def run_invoice(context: JobRunContext) -> JobOutcome:
     from vision.engine import FinishReason
-    from vision.ocr.pipeline import ModelFailed, read_invoice
+    from vision.ocr.pipeline import ModelFailed, read_invoice_pages
     from vision.ocr.vlm import invoice_prompt
 
     job = context.job
-    number, path, sha256, image = page_images(job)[0]
+    pages = page_images(job)
+    number, path, sha256, _ = pages[0]
     cancelled = False
 
     def ask_model(_image, ocr) -> str:
@@ -31,7 +33,7 @@ def run_invoice(context: JobRunContext) -> JobOutcome:
             raise ModelFailed(output.error or output.finish_reason.value)
         return output.text
 
-    reading = read_invoice(image, ask_model=ask_model)
+    reading = read_invoice_pages([image for *_, image in pages], ask_model=ask_model)
     if cancelled:
         return JobOutcome(status=JobStatus.CANCELLED, error="Cancelled.", error_code="cancelled")
     extraction = extraction_create_from_invoice(document=job.document, reading=reading, job=job, page=number)
@@ -40,5 +42,5 @@ def run_invoice(context: JobRunContext) -> JobOutcome:
         status=JobStatus.SUCCEEDED,
         result=result,
         finish_reason="stop",
-        timings={"ocr_s": round(reading.ocr.elapsed_s, 3)},
+        timings={"ocr_s": round(sum(p.elapsed_s for p in reading.pages), 3)},
     )
