@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--only-cached", action="store_true", help="score only the invoices whose pages are already OCR'd"
     )
+    p.add_argument("--workers", type=int, default=1, help="processes generating and scoring")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--tag", default="")
 
@@ -39,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     cache = None if args.no_cache else REPO_ROOT / "data" / "invoice-ocr-cache"
     started = time.monotonic()
     samples = sample(args.n, args.seed)
-    scores = evaluate(samples, cache, only_cached=args.only_cached and cache is not None)
+    scores = evaluate(
+        samples, cache, only_cached=args.only_cached and cache is not None, workers=args.workers
+    )
     elapsed = time.monotonic() - started
     report = summarize(scores)
     info.finish()

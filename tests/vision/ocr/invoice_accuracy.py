@@ -88,18 +88,33 @@ def score(invoice: GeneratedInvoice, ocr: list[OcrResult]) -> PageScore:
     return PageScore(invoice.name, t.layout, t.damage, fields, sum(x.elapsed_s for x in ocr))
 
 
+def _evaluate_one(args: tuple[tuple[int, str, str], Path | None, bool]) -> PageScore | None:
+    (seed, layout, damage), cache_dir, only_cached = args
+    invoice = generate(seed, layout, damage)
+    if only_cached and cache_dir is not None and not is_cached(invoice, cache_dir):
+        return None
+    return score(invoice, ocr_pages(invoice, cache_dir))
+
+
 def evaluate(
-    samples: list[tuple[int, str, str]], cache_dir: Path | None = None, *, only_cached: bool = False
+    samples: list[tuple[int, str, str]],
+    cache_dir: Path | None = None,
+    *,
+    only_cached: bool = False,
+    workers: int = 1,
 ) -> list[PageScore]:
-    """Score every sample; with `only_cached`, only those whose pages are all in the OCR cache
-    (chosen by what was OCR'd in time, never by the result)."""
-    scores = []
-    for seed, layout, damage in samples:
-        invoice = generate(seed, layout, damage)
-        if only_cached and cache_dir is not None and not is_cached(invoice, cache_dir):
-            continue
-        scores.append(score(invoice, ocr_pages(invoice, cache_dir)))
-    return scores
+    """Score every sample, in sample order; with `only_cached`, only those whose pages are all in
+    the OCR cache (chosen by what was OCR'd in time, never by the result). `workers` > 1 spreads
+    generation and scoring over processes (each OCRs with its own engine)."""
+    jobs = [(s, cache_dir, only_cached) for s in samples]
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            results = pool.map(_evaluate_one, jobs, chunksize=1)
+    else:
+        results = [_evaluate_one(job) for job in jobs]
+    return [r for r in results if r is not None]
 
 
 def accuracy(scores: list[PageScore]) -> float:
