@@ -63,6 +63,11 @@ SOURCE_TRUST = {
 _SEPARATORS = " :：#.-\t|"
 _NUMBER = r"[A-Za-z0-9][A-Za-z0-9\-/_.]*\d[A-Za-z0-9\-/_.]*"
 _TAX_ID = r"[A-Z0-9][A-Z0-9\- ]{5,}[A-Z0-9]"
+# A part of an identifier made of letters and only the digits OCR mistakes for letters ("S0" in
+# "S0-43406-B"): one of the two readings is wrong, and only the reviewer can tell which.
+_LOOKALIKE_SEGMENT = re.compile(
+    r"(?<![A-Za-z0-9])(?=[A-Za-z]*[0158])(?=[0158]*[A-Za-z])[A-Za-z0158]+(?![A-Za-z0-9])"
+)
 _NUMERIC_DATE = re.compile(r"(?<!\d)(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})(?!\d)")
 
 
@@ -377,6 +382,13 @@ class _Reader:
         self._seller_from_heading()
         self._tax_ids()
         self._currency()
+        for party in ("seller", "buyer"):
+            if party not in self.result.fields and any(x.field == party for x in self.labels):
+                self.result.flags.append(Flag(party, "missing", f"a {party} label is on the page but no name was read"))  # fmt: skip
+        number = self.result.fields.get("invoice_number")
+        if number is not None and _LOOKALIKE_SEGMENT.search(number.value):
+            number.confidence *= AMBIGUOUS_DATE_FACTOR
+            self.result.flags.append(Flag("invoice_number", "lookalike_characters", f"'{number.value}' mixes letters with digits OCR confuses with them (0/O, 1/I, 5/S, 8/B)"))  # fmt: skip
         return self.result
 
     def _seller_from_heading(self) -> None:

@@ -219,3 +219,16 @@ def test_low_ocr_confidence_lowers_the_field_and_flags_it() -> None:
 )
 def test_legal_form_lookalikes_are_corrected(read, fixed) -> None:
     assert fix_legal_form(read) == fixed
+
+
+def test_an_identifier_mixing_letters_and_lookalike_digits_and_an_empty_party_label_are_flagged() -> None:
+    ocr = _page(
+        [("Acme Supplies Ltd", 60, 420)],
+        [("Invoice No:", 700, 900), ("S0-43406-B", 1000, 1140)],
+        [("Bill to:", 60, 200)],
+        [("Total:", 700, 900), ("$10.00", 1000, 1140)],
+    )
+    result = extract_invoice(ocr)
+    assert result.value("invoice_number") == "S0-43406-B"
+    assert result.fields["invoice_number"].confidence < LOW_CONFIDENCE
+    assert {("invoice_number", "lookalike_characters"), ("buyer", "missing")} <= _flags(result)
