@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         "constrained", help="grammar mask cost per token at batch 8; mixed constrained/free batch throughput"
     )
     constrained.add_arguments(p)
+    p = sub.add_parser(
+        "invoice-accuracy", help="the layout extractor on generated invoices: key-field accuracy per layout"
+    )
+    from . import invoice_accuracy
+
+    invoice_accuracy.add_arguments(p)
 
     p = sub.add_parser("render", help="rewrite a seed-table/decode-floor Markdown (and chart) from its JSON")
     p.add_argument("json", type=Path)
@@ -98,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import sampling_bench
 
         sampling_bench.run(args)
+    elif args.command == "invoice-accuracy":
+        from . import invoice_accuracy
+
+        return invoice_accuracy.run(args)
     elif args.command == "render":
         from . import seed_report
 

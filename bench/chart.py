@@ -70,3 +70,42 @@ def seed_chart(data: dict, path: Path) -> None:
         draw.text((x + 22, 47), name, fill="black", font=small)
         x += 260
     image.save(path)
+
+
+def accuracy_heatmap(
+    title: str, row_groups: list[tuple[str, dict[str, dict[str, float]]]], columns: list[str], path: Path
+) -> None:
+    """A table of accuracies as coloured cells (red 80 % or less, green 100 %), one block of rows
+    per group (e.g. per layout, then per damage class), one column per field plus 'all'."""
+    font, small = ImageFont.load_default(size=18), ImageFont.load_default(size=14)
+    label_w, cell_w, cell_h, top = 190, 92, 30, 70
+    rows = sum(len(rows) + 1 for _, rows in row_groups)
+    width, height = label_w + cell_w * len(columns) + 20, top + rows * cell_h + 50
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 12), title, fill="black", font=font)
+    for c, name in enumerate(columns):
+        draw.text((label_w + c * cell_w + 4, top - 22), name[:12], fill="black", font=small)
+    y = top
+    for group, values in row_groups:
+        draw.text((10, y + 8), group, fill=(60, 60, 60), font=font)
+        y += cell_h
+        for row, cells in values.items():
+            draw.text((18, y + 8), row, fill="black", font=small)
+            for c, name in enumerate(columns):
+                value = cells.get(name)
+                if value is None:
+                    continue
+                t = max(0.0, min(1.0, (value - 0.8) / 0.2))
+                color = (int(230 - 150 * t), int(110 + 90 * t), int(100 - 10 * t))
+                x0 = label_w + c * cell_w
+                draw.rectangle((x0, y + 2, x0 + cell_w - 4, y + cell_h - 2), fill=color)
+                draw.text((x0 + 16, y + 8), f"{value * 100:.1f}", fill="black", font=small)
+            y += cell_h
+    draw.text(
+        (10, height - 30),
+        "cells: % of fields exact; colour from red (<= 80 %) to green (100 %)",
+        fill="gray",
+        font=small,
+    )
+    image.save(path)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 import magic
+import pillow_heif
 import pypdfium2
 from django.conf import settings
 from PIL import Image
@@ -29,6 +30,12 @@ from vision.clamd import ClamdAddress, ClamdError, clamd_instream
 logger = logging.getLogger(__name__)
 
 MAX_FILENAME_CHARS = 255
+
+# HEIC/HEIF (the iPhone camera default) through pillow-heif's Pillow plugin, format "HEIF". Opening
+# parses the container only, so the header's size meets `check_pixels` before any pixel is decoded;
+# libheif applies the stored rotation and mirroring (irot/imir, with the EXIF orientation reset to 1)
+# while opening, so the size checked and the page made are upright.
+pillow_heif.register_heif_opener()
 
 # pdfium is not thread-safe, and the web server runs sync views in threads.
 PDFIUM_LOCK = threading.Lock()
@@ -75,9 +82,11 @@ _TYPES = {
     "image/tiff": UploadType("image/tiff", "image", "tif", "TIFF"),
     "image/bmp": UploadType("image/bmp", "image", "bmp", "BMP"),
     "image/x-ms-bmp": UploadType("image/bmp", "image", "bmp", "BMP"),  # older libmagic's name
+    "image/heic": UploadType("image/heic", "image", "heic", "HEIF"),
+    "image/heif": UploadType("image/heif", "image", "heif", "HEIF"),
     "application/pdf": UploadType("application/pdf", "pdf", "pdf", None),
 }
-ACCEPTED_TYPES = "JPEG, PNG, WebP, TIFF, BMP, PDF"
+ACCEPTED_TYPES = "JPEG, PNG, WebP, TIFF, BMP, HEIC/HEIF, PDF"
 
 
 def validate_filename(name: str) -> str:

@@ -83,3 +83,29 @@ SVG_AS_PNG = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
     b"<script>alert(1)</script></svg>"
 )
+
+
+def heic_bytes(
+    size: tuple[int, int] = (80, 40), *, orientation: int | None = None, noise: bool = False
+) -> bytes:
+    """A real HEIC file encoded by pillow-heif (libheif + x265): left half red, right half blue,
+    or random noise (so that truncating it cuts the coded pixels); optionally an EXIF Orientation."""
+    import random
+
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    if noise:
+        rng = random.Random(0)
+        image = Image.frombytes("RGB", size, bytes(rng.randrange(256) for _ in range(size[0] * size[1] * 3)))
+    else:
+        image = Image.new("RGB", size, "blue")
+        image.paste(Image.new("RGB", (size[0] // 2, size[1]), "red"), (0, 0))
+    save = {}
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        save["exif"] = exif.tobytes()
+    buffer = io.BytesIO()
+    image.save(buffer, format="HEIF", quality=90, **save)
+    return buffer.getvalue()

@@ -1,6 +1,7 @@
 """Each upload rule in vision/validators.py, on files the tests make. No database."""
 
 import pytest
+from PIL import Image
 
 from tests.vision import files
 from vision import validators
@@ -12,6 +13,13 @@ from vision.validators import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _restore_pillow_pixel_limit(monkeypatch):
+    """`open_image_checked` sets Pillow's global bomb limit from the setting; tests that lower the
+    setting must not leave a tiny limit for later tests that open big images."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+
+
 @pytest.mark.parametrize(
     ("data", "mime"),
     [
@@ -20,6 +28,7 @@ from vision.validators import (
         (files.image_bytes("WEBP"), "image/webp"),
         (files.image_bytes("TIFF"), "image/tiff"),
         (files.image_bytes("BMP"), "image/bmp"),
+        (files.heic_bytes(), "image/heic"),
         (files.pdf_bytes(1), "application/pdf"),
     ],
 )
@@ -124,3 +133,23 @@ def test_scan_is_skipped_when_clamd_is_not_configured(settings):
     settings.CLAMD_SOCKET = None
     settings.CLAMD_HOST = None
     validators.validate_virus_free(files.EICAR)
+
+
+def test_heic_size_is_checked_from_its_header_before_decoding(settings):
+    """GIVEN a HEIC whose coded pixels are cut off (only its header is whole) and a pixel limit below
+    its size THEN the pixel rule refuses it: the size was read and checked without decoding, since
+    decoding would have failed as corrupt. With the limit above its size, decoding runs and it is
+    refused as corrupt."""
+    data = files.heic_bytes((320, 240), noise=True)
+    truncated = data[: len(data) // 2]
+    upload_type = validators.detect_type(truncated)
+    assert upload_type.pil_format == "HEIF"
+    settings.UPLOAD_MAX_PIXELS = 320 * 240 - 1
+    with pytest.raises(UnprocessableUpload, match="320x240") as caught:
+        validators.open_image_checked(truncated, upload_type)
+    assert caught.value.code == "image_too_many_pixels"
+    settings.UPLOAD_MAX_PIXELS = 320 * 240
+    with pytest.raises(UnprocessableUpload) as caught:
+        validators.open_image_checked(truncated, upload_type)
+    assert caught.value.code == "image_corrupt"
+    assert validators.open_image_checked(data, upload_type).size == (320, 240)

@@ -1,14 +1,21 @@
-"""Invoice fields from OCR lines by layout: labels, neighbours and the item table's columns.
+"""Invoice fields from OCR lines by layout: labels, neighbours, table columns and fapiao grid cells.
 
 The first of the two layers that check each other (the VLM in `vision.ocr.vlm` is the second).
 It needs no model beyond OCR, runs on every machine, and is what tests and benchmarks measure.
 No Django.
 
-Steps: find label matches in every line (`Invoice No`, `开票日期`, `价税合计`...), read the value
-after the label on the same line, else right of it on the same row, else below it; find the
-item table by its header row and assign cells to columns by x position; normalise numbers,
-dates and currency; run the arithmetic checks; give every field a box on the page, a
-confidence and, where in doubt, a flag with the reason.
+Steps, per page: find label matches in every line (synonym tables in `vision.ocr.labels`); read
+the value after the label on the same line, else in the cells right of it on the same row, else in
+the cell below it; find the item table by its header row and assign cells to columns by x
+position; read a fapiao's party blocks (名称 beside 购买方/销售方) and its 合计 / 价税合计 rows,
+whose 大写 amount checks the 小写 one. Over the pages of a document: identity fields (number,
+dates, parties, currency) from the first page that has them, amounts from the last. Then
+normalise, infer a missing amount from the other two, run the arithmetic checks, and give every
+field a box, a confidence and, where in doubt, a flag with the reason.
+
+Dates like 11/03/2026 are read by one rule (`_date_order`): another numeric date on the document
+whose day is above 12 settles the order; failing that the currency does (USD month-first, every
+other currency day-first), and the date is flagged `ambiguous_date` with a lower confidence.
 """
 
 from __future__ import annotations
@@ -20,12 +27,14 @@ from decimal import Decimal
 from typing import Any
 
 from vision.ocr.engine import BBox, OcrLine, OcrResult
-from vision.ocr.layout import below, right_of, span_box, union
+from vision.ocr.labels import ADDRESS, COLUMN_RES, COMPANY, LABEL_RE, PERCENT, TITLE, fix_legal_form
+from vision.ocr.layout import span_box, union
 from vision.ocr.normalize import (
-    date_is_ambiguous,
+    CURRENCY_SYMBOLS,
     detect_currency,
     find_amounts,
     money,
+    parse_chinese_amount,
     parse_date,
     unify,
 )
@@ -36,52 +45,39 @@ SCALAR_FIELDS = (
 )  # fmt: skip
 AMOUNT_FIELDS = ("subtotal", "tax", "total")
 DATE_FIELDS = ("invoice_date", "due_date")
+IDENTITY_FIELDS = tuple(f for f in SCALAR_FIELDS if f not in AMOUNT_FIELDS)
 REQUIRED = ("invoice_number", "invoice_date", "seller", "total")
 LOW_CONFIDENCE = 0.8  # below this a field is flagged for a look
 TOLERANCE = Decimal("0.01")  # one cent: printed amounts are rounded per line
-
-# Label patterns, tried in this order at each position of a line (Python's alternation picks the
-# first alternative that matches there): so "Subtotal" is not "Total", "VAT No" is not "VAT",
-# "Due Date" is not "Date" and "价税合计" is not "合计".
-LABELS: list[tuple[str, str]] = [
-    ("invoice_number", r"invoice\s*(?:no\b\.?|number|num\b|#)|inv\.?\s*(?:no\b|#)|bill\s*no\b|发票号码|发票号|票据号码"),
-    ("due_date", r"due\s*date|payment\s*due|due\s*by|到期日期?|付款期限"),
-    ("invoice_date", r"invoice\s*date|date\s*of\s*issue|issue\s*date|开票日期|\bdate\b|日期"),
-    ("tax_id", r"vat\s*(?:no\b\.?|number|reg(?:istration)?\b\.?|id\b)|tax\s*(?:id|no\b\.?|number)|\btin\b|\babn\b|gst\s*(?:no\b|number)|纳税人识别号|统一社会信用代码|税号"),
-    ("subtotal", r"sub\s*-?\s*total|net\s*(?:amount|total)|total\s*(?:excl|before\s*tax)|金额合计|(?<!价税)合计"),
-    ("total", r"grand\s*total|total\s*due|amount\s*due|balance\s*due|total\s*amount|\btotal\b|价税合计"),
-    ("tax", r"sales\s*tax|\bvat\b|\bgst\b|\btax\b|税额"),
-    ("seller", r"\b(?:from|seller|supplier|vendor|sold\s*by)\b|销售方|销方|卖方"),
-    ("buyer", r"bill(?:ed)?\s*to|\bbuyer\b|\bcustomer\b|sold\s*to|购买方|购方|买方"),
-]  # fmt: skip
-_LABEL_RE = re.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in LABELS), re.I)
-
-COLUMNS: list[tuple[str, str]] = [
-    ("description", r"description|\bitems?\b|product|service|名称|项目|货物"),
-    ("quantity", r"\bqty\b|quantity|数量"),
-    ("unit_price", r"unit\s*price|\bprice\b|\brate\b|单价"),
-    ("amount", r"\bamount\b|line\s*total|\btotal\b|金额"),
-    ("other", r"\bunit\b|\buom\b|tax\s*rate|单位|规格型号|税率|税额"),
-]
-_COLUMN_RES = [(name, re.compile(pattern, re.I)) for name, pattern in COLUMNS]
-_TITLE = re.compile(r"^(?:tax\s*)?invoice$|^receipt$|发票$", re.I)
-_COMPANY = re.compile(r"\b(?:ltd|llc|inc|gmbh|co|corp|corporation|limited|plc|s\.?a|ag|bv)\b\.?|公司", re.I)
-_SEPARATORS = " :：#.-\t"
+AMBIGUOUS_DATE_FACTOR = 0.7  # an ambiguous date read by the currency's convention
+CHECK_FAILED_FACTOR = 0.5
+INFERRED_CONFIDENCE = 0.6  # an amount computed from the other two, not read
 
 # How much a value found a given way is trusted, times the OCR confidence of its line.
 # A seller taken from the page heading is a guess unless it looks like a company name.
 SOURCE_TRUST = {
-    "same_line": 1.0, "right": 0.95, "below": 0.9, "table": 0.95,
-    "heading": 0.7, "company_heading": 0.85, "symbol": 0.9, "page_symbol": 0.6,
+    "same_line": 1.0, "right": 0.97, "below": 0.92, "table": 0.95, "grid": 0.97,
+    "heading": 0.75, "company_heading": 0.9, "symbol": 0.95, "label": 0.97, "page_symbol": 0.8,
+    "words": 0.7,
 }  # fmt: skip
+_SEPARATORS = " :：#.-\t|"
+_NUMBER = r"[A-Za-z0-9][A-Za-z0-9\-/_.]*\d[A-Za-z0-9\-/_.]*"
+_TAX_ID = r"[A-Z0-9][A-Z0-9\- ]{5,}[A-Z0-9]"
+# A part of an identifier made of letters and only the digits OCR mistakes for letters ("S0" in
+# "S0-43406-B"): one of the two readings is wrong, and only the reviewer can tell which.
+_LOOKALIKE_SEGMENT = re.compile(
+    r"(?<![A-Za-z0-9])(?=[A-Za-z]*[0158])(?=[0158]*[A-Za-z])[A-Za-z0158]+(?![A-Za-z0-9])"
+)
+_NUMERIC_DATE = re.compile(r"(?<!\d)(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})(?!\d)")
 
 
 @dataclass
 class Field:
     value: Any  # str, date or Decimal
-    box: BBox | None  # where the value is on the page
+    box: BBox | None  # where the value is on its page
     confidence: float
-    source: str  # how it was found: a key of SOURCE_TRUST
+    source: str  # how it was found: a key of SOURCE_TRUST, "inferred" or "vlm"
+    page: int = 1  # page number (1-based) the box is on
 
 
 @dataclass
@@ -92,11 +88,12 @@ class Item:
     amount: Decimal | None
     box: BBox | None
     confidence: float
+    page: int = 1
 
 
 @dataclass
 class Check:
-    name: str  # items_sum_subtotal | subtotal_plus_tax_total | item_<n>_qty_x_unit
+    name: str  # item_<n>_qty_x_unit | items_sum_subtotal | items_sum_total_minus_tax | subtotal_plus_tax_total | tax_rate | total_in_words
     ok: bool
     expected: str  # what the other numbers imply
     found: str  # what the page says
@@ -106,7 +103,7 @@ class Check:
 @dataclass
 class Flag:
     field: str
-    code: str  # missing | low_confidence | check_failed | ambiguous_date | vlm_disagrees | vlm_unparseable
+    code: str  # missing | low_confidence | check_failed | ambiguous_date | inferred | vlm_disagrees | vlm_unparseable | ...
     reason: str
 
 
@@ -123,7 +120,8 @@ class InvoiceExtraction:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON shape of the command line and the API: field names at the top level, ISO dates,
-        amounts as decimal strings, plus items, checks, flags, confidence and box."""
+        amounts as decimal strings, plus items, checks, flags, confidence, box and the page of
+        each box."""
         out: dict[str, Any] = {name: json_value(self.value(name)) for name in SCALAR_FIELDS}
         out["items"] = [
             {
@@ -133,6 +131,7 @@ class InvoiceExtraction:
                 "amount": json_value(item.amount),
                 "box": list(item.box) if item.box else None,
                 "confidence": round(item.confidence, 3),
+                "page": item.page,
             }
             for item in self.items
         ]
@@ -143,6 +142,7 @@ class InvoiceExtraction:
         out["flags"] = [{"field": f.field, "code": f.code, "reason": f.reason} for f in self.flags]
         out["confidence"] = {name: round(f.confidence, 3) for name, f in self.fields.items()}
         out["box"] = {name: list(f.box) if f.box else None for name, f in self.fields.items()}
+        out["field_pages"] = {name: f.page for name, f in self.fields.items()}
         return out
 
 
@@ -164,18 +164,6 @@ class _Label:
     value_end: int  # where the next label on the same line starts
 
 
-def _labels(lines: list[OcrLine], skip_rows: set[int]) -> list[_Label]:
-    found = []
-    for index, line in enumerate(lines):
-        if line.row in skip_rows:
-            continue
-        matches = [m for m in _LABEL_RE.finditer(line.text)]
-        for n, m in enumerate(matches):
-            value_end = matches[n + 1].start() if n + 1 < len(matches) else len(line.text)
-            found.append(_Label(m.lastgroup or "", line, index, m.start(), m.end(), value_end))
-    return found
-
-
 def _strip(text: str, start: int, end: int) -> tuple[int, int]:
     while (
         start < end
@@ -183,199 +171,391 @@ def _strip(text: str, start: int, end: int) -> tuple[int, int]:
         and not _value_starts(text, start, end)
     ):
         start += 1
-    while end > start and text[end - 1] in " :：\t":
+    while end > start and text[end - 1] in " :：\t|":
         end -= 1
     return start, end
 
 
 def _value_starts(text: str, start: int, end: int) -> bool:
     # After "VAT (20%):" the percentage is part of the label; a digit that starts a real value
-    # (an invoice number, a date, an amount) is not followed by '%' and ')'.
+    # (an invoice number, a date, an amount) is not followed by '%'.
     rest = text[start:end]
     return bool(rest[:1].isdigit()) and not re.match(r"\d+(?:[.,]\d+)?\s*%", rest)
 
 
 def _party_name(text: str) -> str:
-    return re.sub(r"^(?:名\s*称|name)\s*[:：]?\s*", "", text.strip(_SEPARATORS), flags=re.I).strip()
+    text = re.sub(r"^\s*(?:名\s*称|name)\s*[:：]?\s*", "", text.lstrip(_SEPARATORS), flags=re.I)
+    return text.strip(" :：|\t")
+
+
+def _is_label(text: str) -> bool:
+    return bool(LABEL_RE.match(text.strip(" |:")))
+
+
+def _date_order(ocrs: list[OcrResult], currency: str | None) -> tuple[bool, bool]:
+    """(day first?, settled by the document itself?) for numeric dates such as 11/03/2026.
+
+    A numeric date on any page whose first number exceeds 12 is day-first, whose second does is
+    month-first: that settles it. Otherwise the currency's convention decides (USD month-first,
+    everything else day-first) and ambiguous dates are flagged."""
+    for ocr in ocrs:
+        for line in ocr.lines:
+            for m in _NUMERIC_DATE.finditer(unify(line.text)):
+                if int(m[1]) > 12 and int(m[2]) <= 12:
+                    return True, True
+                if int(m[2]) > 12 and int(m[1]) <= 12:
+                    return False, True
+    return currency != "USD", False
 
 
 class _Reader:
     """One page's extraction; instance state keeps the helper signatures short."""
 
-    def __init__(self, ocr: OcrResult) -> None:
+    def __init__(self, ocr: OcrResult, *, page: int, dayfirst: bool, order_settled: bool) -> None:
         self.lines = ocr.lines
         self.ocr = ocr
+        self.page = page
+        self.dayfirst = dayfirst
+        self.order_settled = order_settled
         self.result = InvoiceExtraction()
         self.table_rows: set[int] = set()
+        self.header_rows: set[int] = set()
+        self.columns: list[tuple[str, float, float]] = []
         self.found_on: dict[str, OcrLine] = {}  # field → the line its value was read from
+        self.rates: list[Decimal] = []  # tax rates printed beside a tax label
+        self.words_total: tuple[Decimal, OcrLine] | None = None  # a fapiao's 大写 amount
+        heights = sorted(x.height for x in self.lines) or [20.0]
+        self.line_height = heights[len(heights) // 2]
+        self.rows: dict[int, list[OcrLine]] = {}
+        for line in self.lines:
+            self.rows.setdefault(line.row, []).append(line)
 
     # -- values next to labels ------------------------------------------------------------
 
-    def _candidates(self, label: _Label, *, allow_below: bool) -> list[tuple[OcrLine, int, int, str]]:
-        """(line, start, end, source) places where the label's value may be, best first."""
+    def _candidates(self, label: _Label) -> list[tuple[OcrLine, int, int, str]]:
+        """(line, start, end, source) places where the label's value may be, best first: the rest
+        of the label's line, the cells right of it on its row (up to the next label), the cell
+        below it (same column, next two rows, up to the next label)."""
         text = label.line.text
         start, end = _strip(text, label.end, label.value_end)
         out = []
         if end > start:
             out.append((label.line, start, end, "same_line"))
-        label_lines = {x.line.text for x in self.labels}
-        for other in right_of(label.line, self.lines)[:1]:
-            if not _LABEL_RE.match(other.text):
-                s, e = _strip(other.text, 0, len(other.text))
+        if label.value_end < len(text):
+            return out  # another label follows on the same line: the value cannot be further right
+        for other in self._right_of(label.line):
+            if _is_label(other.text):
+                break
+            s, e = _strip(other.text, 0, len(other.text))
+            if e > s:
                 out.append((other, s, e, "right"))
-        if allow_below:
-            for other in below(label.line, self.lines, max_rows=1):
-                if other.text not in label_lines:
-                    out.append((other, 0, len(other.text), "below"))
+        for other in self._below(label.line):
+            if _is_label(other.text):
+                break
+            s, e = _strip(other.text, 0, len(other.text))
+            if e > s:
+                out.append((other, s, e, "below"))
         return out
 
-    def _set(self, name: str, value: Any, line: OcrLine, start: int, end: int, source: str) -> None:
-        if name in self.result.fields or value in (None, ""):
-            return
-        box = span_box(line, start, end)
-        self.result.fields[name] = Field(value, box, line.confidence * SOURCE_TRUST[source], source)
-        self.found_on[name] = line
+    def _right_of(self, line: OcrLine) -> list[OcrLine]:
+        found = [x for x in self.rows.get(line.row, []) if x.bbox[0] >= line.bbox[2] - 4 and x is not line]
+        return sorted(found, key=lambda x: x.bbox[0])
 
-    def read_text(
-        self, label: _Label, name: str, pattern: str | None = None, *, allow_below: bool = False
-    ) -> None:
-        for line, start, end, source in self._candidates(label, allow_below=allow_below):
+    def _below(self, line: OcrLine) -> list[OcrLine]:
+        """Lines in the next two rows that share the label's column: they overlap it horizontally,
+        or start within two line heights of its left edge."""
+        out = []
+        for row in (line.row + 1, line.row + 2):
+            cells = self.rows.get(row, [])
+            if not cells or min(x.bbox[1] for x in cells) - line.bbox[3] > 3 * self.line_height:
+                break
+            same_column = []
+            for other in cells:
+                overlap = min(line.bbox[2], other.bbox[2]) - max(line.bbox[0], other.bbox[0])
+                if overlap > 0 or abs(other.bbox[0] - line.bbox[0]) < 2 * self.line_height:
+                    same_column.append((-overlap, other))
+            if same_column:
+                out.append(min(same_column, key=lambda x: x[0])[1])
+                if row == line.row + 1:
+                    break
+        return out
+
+    def _set(self, name: str, value: Any, line: OcrLine, start: int, end: int, source: str) -> Field | None:
+        if name in self.result.fields or value in (None, ""):
+            return None
+        box = span_box(line, start, end)
+        found = Field(value, box, line.confidence * SOURCE_TRUST[source], source, self.page)
+        self.result.fields[name] = found
+        self.found_on[name] = line
+        return found
+
+    def read_text(self, label: _Label, name: str, pattern: str | None = None) -> None:
+        for line, start, end, source in self._candidates(label):
             chunk = line.text[start:end]
             if pattern:
                 m = re.search(pattern, unify(chunk))
                 if not m:
                     continue
-                self._set(name, m.group().strip(), line, start + m.start(), start + m.end(), source)
+                self._set(name, m.group().strip(" .-"), line, start + m.start(), start + m.end(), source)
             else:
                 name_text = _party_name(chunk)
-                if not re.search(r"[^\W\d_]", name_text):
+                if not re.search(r"[^\W\d_]{2}", name_text) or ADDRESS.search(name_text):
                     continue
                 offset = chunk.find(name_text)
-                self._set(name, name_text, line, start + offset, start + offset + len(name_text), source)
+                self._set(
+                    name,
+                    fix_legal_form(name_text),
+                    line,
+                    start + offset,
+                    start + offset + len(name_text),
+                    source,
+                )
             return
 
-    def read_date(self, label: _Label, name: str, dayfirst: bool) -> None:
-        for line, start, end, source in self._candidates(label, allow_below=False):
+    def read_date(self, label: _Label, name: str) -> None:
+        for line, start, end, source in self._candidates(label):
             chunk = line.text[start:end]
-            value = parse_date(chunk, dayfirst=dayfirst)
-            if value:
-                self._set(name, value, line, start, end, source)
-                if date_is_ambiguous(chunk):
-                    self.result.flags.append(
-                        Flag(
-                            name,
-                            "ambiguous_date",
-                            f"'{chunk.strip()}' could be read day-first or month-first",
-                        )
-                    )
-                return
+            value = parse_date(chunk, dayfirst=self.dayfirst)
+            if value is None:
+                continue
+            found = self._set(name, value, line, start, end, source)
+            m = _NUMERIC_DATE.search(unify(chunk))
+            ambiguous = m is not None and int(m[1]) <= 12 and int(m[2]) <= 12 and int(m[1]) != int(m[2])
+            if found and ambiguous and not self.order_settled:
+                found.confidence *= AMBIGUOUS_DATE_FACTOR
+                order = "day-first" if self.dayfirst else "month-first"
+                self.result.flags.append(
+                    Flag(name, "ambiguous_date", f"'{chunk.strip()}' could be day- or month-first; read {order} by the currency")
+                )  # fmt: skip
+            return
 
     def read_amount(self, label: _Label, name: str) -> None:
-        for line, start, end, source in self._candidates(label, allow_below=False):
+        for line, start, end, source in self._candidates(label):
             chunk = line.text[start:end]
-            amounts = [a for a in find_amounts(chunk) if not chunk[a[2] : a[2] + 1].strip().startswith("%")]
-            if amounts:
-                value, s, e = amounts[-1]
-                # a currency symbol or code just before the number is part of the value's box
-                while s > 0 and not chunk[s - 1].isspace() and chunk[s - 1] not in ":：":
-                    s -= 1
-                self._set(name, money(value), line, start + s, start + e, source)
-                return
+            amount = _last_amount(chunk)
+            if amount is None:
+                continue
+            value, s, e = amount
+            self._set(name, money(value), line, start + s, start + e, source)
+            return
+
+    def _rate(self, label: _Label) -> None:
+        for m in PERCENT.finditer(unify(label.line.text[label.start : label.value_end + 8])):
+            rate = Decimal(m[1].replace(",", ".")) / 100
+            if 0 < rate < Decimal("0.5"):
+                self.rates.append(rate)
 
     # -- the page ---------------------------------------------------------------------------
 
     def run(self) -> InvoiceExtraction:
         self.read_table()
-        self.labels = _labels(self.lines, self.header_rows)
-        dayfirst = self._dayfirst()
-        anchors: list[tuple[int, str]] = []  # (line index, party) in reading order
+        self.labels = [
+            _Label(m.lastgroup or "", line, index, m.start(), m.end(), 0)
+            for index, line in enumerate(self.lines)
+            if line.row not in self.header_rows
+            for m in LABEL_RE.finditer(line.text)
+        ]
+        for n, label in enumerate(self.labels):
+            following = self.labels[n + 1] if n + 1 < len(self.labels) else None
+            same = following is not None and following.line is label.line
+            label.value_end = following.start if same else len(label.line.text)
+        self.read_fapiao()
         for label in self.labels:
             kind = label.field
             if kind == "invoice_number":
-                self.read_text(label, kind, r"[A-Za-z0-9][A-Za-z0-9\-/_.]*\d[A-Za-z0-9\-/_.]*")
+                self.read_text(label, kind, _NUMBER)
             elif kind in DATE_FIELDS:
-                self.read_date(label, kind, dayfirst)
+                self.read_date(label, kind)
             elif kind in AMOUNT_FIELDS:
                 if label.line.row in self.table_rows:
                     continue
+                if kind == "tax":
+                    self._rate(label)
                 self.read_amount(label, kind)
             elif kind in ("seller", "buyer"):
-                anchors.append((label.index, kind))
-                self.read_text(label, kind, allow_below=True)
-        self._seller_from_heading(anchors)
-        self._tax_ids(anchors)
+                self.read_text(label, kind)
+            elif kind == "currency":
+                for line, start, end, _source in self._candidates(label):
+                    if code := detect_currency(line.text[start:end]):
+                        self._set("currency", code, line, start, end, "label")
+                        break
+        self._seller_from_heading()
+        self._tax_ids()
         self._currency()
-        self.run_checks()
-        self.flag_doubts()
+        for party in ("seller", "buyer"):
+            if party not in self.result.fields and any(x.field == party for x in self.labels):
+                self.result.flags.append(Flag(party, "missing", f"a {party} label is on the page but no name was read"))  # fmt: skip
+        number = self.result.fields.get("invoice_number")
+        if number is not None and _LOOKALIKE_SEGMENT.search(number.value):
+            number.confidence *= AMBIGUOUS_DATE_FACTOR
+            self.result.flags.append(Flag("invoice_number", "lookalike_characters", f"'{number.value}' mixes letters with digits OCR confuses with them (0/O, 1/I, 5/S, 8/B)"))  # fmt: skip
         return self.result
 
-    def _dayfirst(self) -> bool:
-        for line in self.lines:
-            for m in re.finditer(r"(?<!\d)(\d{1,2})[/.-](\d{1,2})[/.-]\d{2,4}", unify(line.text)):
-                if int(m[1]) > 12:
-                    return True
-                if int(m[2]) > 12:
-                    return False
-        return detect_currency(self.ocr.text) != "USD"
-
-    def _seller_from_heading(self, anchors: list[tuple[int, str]]) -> None:
-        """No seller label: invoices put the issuer's name at the top; take the first line of the
-        top quarter that is neither a title nor a label, preferring one that looks like a company."""
-        if "seller" in self.result.fields:
+    def _seller_from_heading(self) -> None:
+        """No seller label: invoices put the issuer's name at the top, in the largest type. Take,
+        from the lines above the first labelled field, the tallest that is neither a title, a
+        label nor an address, preferring one that looks like a company."""
+        if "seller" in self.result.fields or self.page > 1:
             return
-        labelled = {id(x.line) for x in self.labels}
+        first_label_y = min(
+            (x.line.bbox[1] for x in self.labels if x.field not in ("other_ref", "tax_id")),
+            default=self.ocr.height / 3,
+        )
         top = [
-            (index, x)
-            for index, x in enumerate(self.lines)
-            if x.bbox[1] < self.ocr.height / 4 and id(x) not in labelled and not _TITLE.search(x.text.strip())
-            and re.search(r"[^\W\d_]{2}", x.text)
+            x
+            for x in self.lines
+            if x.bbox[1] < max(first_label_y, self.ocr.height * 0.08) and x.bbox[1] < self.ocr.height / 3
+            and not TITLE.search(x.text.strip()) and not _is_label(x.text)
+            and not ADDRESS.search(x.text) and re.search(r"[^\W\d_]{2}", x.text)
         ]  # fmt: skip
         if not top:
             return
-        index, line = next(((i, x) for i, x in top if _COMPANY.search(x.text)), top[0])
-        source = "company_heading" if _COMPANY.search(line.text) else "heading"
-        self._set("seller", line.text.strip(), line, 0, len(line.text), source)
-        anchors.append((index, "seller"))
+        line = max(top, key=lambda x: x.height * (1.3 if COMPANY.search(x.text) else 1.0))
+        source = "company_heading" if COMPANY.search(line.text) else "heading"
+        self._set("seller", fix_legal_form(line.text.strip(" :|")), line, 0, len(line.text), source)
 
-    def _tax_ids(self, anchors: list[tuple[int, str]]) -> None:
+    def _tax_ids(self) -> None:
         """A tax id belongs to the party whose name or label comes last before it."""
+        anchors = sorted(
+            (self.lines.index(self.found_on[p]), p) for p in ("seller", "buyer") if p in self.found_on
+        )
         for label in self.labels:
             if label.field != "tax_id":
                 continue
-            before = [party for index, party in sorted(anchors) if index <= label.index]
+            before = [party for index, party in anchors if index <= label.index]
             party = before[-1] if before else "seller"
             if f"{party}_tax_id" in self.result.fields:
                 party = "buyer" if party == "seller" else "seller"
-            self.read_text(label, f"{party}_tax_id", r"[A-Z0-9][A-Z0-9\- ]{5,}[A-Z0-9]")
+            self.read_text(label, f"{party}_tax_id", _TAX_ID)
             found = self.result.fields.get(f"{party}_tax_id")
             if found and sum(c.isdigit() for c in found.value) < 4:
                 del self.result.fields[f"{party}_tax_id"]
 
     def _currency(self) -> None:
-        """The code or symbol printed with the totals, else the first one anywhere on the page."""
+        """The code or symbol printed with the totals, else with any amount, else anywhere."""
+        if "currency" in self.result.fields:
+            return
         for name in ("total", "subtotal", "tax"):
             if name not in self.found_on:
                 continue
             row = self.found_on[name].row
-            for line in self.lines:
-                if line.row == row and (code := detect_currency(line.text)):
+            for line in self.rows.get(row, []):
+                if code := detect_currency(line.text):
                     self._set("currency", code, line, 0, len(line.text), "symbol")
                     self.result.fields["currency"].box = self.result.fields[name].box
                     return
+        for line in self.lines:
+            if line.row in self.header_rows:
+                continue
+            if (code := detect_currency(line.text)) and find_amounts(line.text):
+                self._set("currency", code, line, 0, len(line.text), "page_symbol")
+                return
         for line in self.lines:
             if code := detect_currency(line.text):
                 self._set("currency", code, line, 0, len(line.text), "page_symbol")
                 return
 
+    # -- fapiao grid ------------------------------------------------------------------------
+
+    def read_fapiao(self) -> None:
+        """A Chinese VAT fapiao: the parties are 名称 cells inside blocks labelled 购买方 / 销售方
+        (often printed vertically, one character per OCR line); the 合计 row holds the subtotal
+        under 金额 and the tax under 税额; 价税合计 holds the total in words (大写) and in figures
+        (小写)."""
+        names = [x for x in self.lines if re.match(r"\s*名\s*称\s*[:：]", x.text)]
+        if names:
+            self._fapiao_parties(names)
+        for _, cells in sorted(self.rows.items()):
+            text = "".join(x.text for x in cells)
+            if re.search(r"(?<!价税)合\s*计", text) and "subtotal" not in self.result.fields:
+                self._fapiao_sum_row(cells)
+            if "价税合计" in text or "大写" in text:
+                self._fapiao_total_row(cells[0])
+
+    def _fapiao_parties(self, names: list[OcrLine]) -> None:
+        markers = [
+            (x, "buyer" if re.search(r"购|买", x.text) else "seller")
+            for x in self.lines
+            if re.search(r"购|买|销|售", x.text) and len(x.text.strip()) <= 6
+        ]
+        assigned: dict[str, OcrLine] = {}
+        for line in names:
+            near = [
+                (line.bbox[0] - m.bbox[2], party)
+                for m, party in markers
+                if m.bbox[2] <= line.bbox[0] + 4
+                and m.bbox[1] - 3 * self.line_height <= line.center_y <= m.bbox[3] + 3 * self.line_height
+            ]
+            if near:
+                party = min(near)[1]
+            else:  # 数电发票: buyer left, seller right; older forms: buyer above, seller below
+                others = [x for x in names if x is not line]
+                if others and others[0].row == line.row:
+                    party = "buyer" if line.bbox[0] < others[0].bbox[0] else "seller"
+                elif others:
+                    party = "buyer" if line.row < others[0].row else "seller"
+                else:
+                    party = "buyer"
+            if party in assigned:
+                party = "seller" if party == "buyer" else "buyer"
+            assigned[party] = line
+        for party, line in assigned.items():
+            name = _party_name(line.text)
+            if not name:
+                right = self._right_of(line)
+                if not right:
+                    continue
+                line, name = right[0], right[0].text.strip()
+            offset = line.text.find(name)
+            self._set(party, name, line, offset, offset + len(name), "grid")
+
+    def _fapiao_sum_row(self, cells: list[OcrLine]) -> None:
+        amounts = []
+        for cell in cells:
+            for value, s, e in find_amounts(cell.text):
+                if "%" in cell.text[e : e + 2]:
+                    continue
+                amounts.append((value, cell, s, e))
+        if not amounts:
+            return
+        tax_x = next((c[1] for c in self.columns if c[0] == "tax_amount"), None)
+        if len(amounts) >= 2:
+            (sub, sub_line, s1, e1), (tax, tax_line, s2, e2) = amounts[0], amounts[-1]
+            if tax_x is not None and abs(span_box(sub_line, s1, e1)[2] - tax_x) < abs(
+                span_box(tax_line, s2, e2)[2] - tax_x
+            ):
+                return  # the first amount sits under 税额: this is not a 金额 | 税额 row
+            self._set("subtotal", money(sub), sub_line, s1, e1, "grid")
+            self._set("tax", money(tax), tax_line, s2, e2, "grid")
+        else:
+            value, line, s, e = amounts[0]
+            self._set("subtotal", money(value), line, s, e, "grid")
+
+    def _fapiao_total_row(self, label_line: OcrLine) -> None:
+        cells = [label_line, *self._right_of(label_line)]
+        text = " ".join(x.text for x in cells)
+        if (words := parse_chinese_amount(text)) is not None:
+            self.words_total = (words, label_line)
+        for n, cell in enumerate(cells):
+            at = cell.text.find("小写")
+            if at < 0 and n and "小写" not in text:
+                at = 0
+            if at < 0:
+                continue
+            amount = _last_amount(cell.text[at:])
+            if amount is None and n + 1 < len(cells):
+                cell, at = cells[n + 1], 0
+                amount = _last_amount(cell.text)
+            if amount is not None:
+                value, s, e = amount
+                self._set("total", money(value), cell, at + s, at + e, "grid")
+                return
+
     # -- the item table -------------------------------------------------------------------
 
     def read_table(self) -> None:
-        self.header_rows: set[int] = set()
-        rows: dict[int, list[OcrLine]] = {}
-        for line in self.lines:
-            rows.setdefault(line.row, []).append(line)
         header = None
-        for row, cells in sorted(rows.items()):
+        for row, cells in sorted(self.rows.items()):
             columns = self._header_columns(cells)
             names = {c[0] for c in columns}
             if len(names & {"description", "quantity", "unit_price", "amount"}) >= 3:
@@ -383,20 +563,19 @@ class _Reader:
                 break
         if header is None:
             return
-        header_row, columns = header
+        header_row, self.columns = header
         self.header_rows.add(header_row)
-        heights = sorted(x.height for x in self.lines) or [20.0]
-        line_height = heights[len(heights) // 2]
-        last_y = max(x.bbox[3] for x in rows[header_row])
-        for row, cells in sorted(rows.items()):
+        last_y = max(x.bbox[3] for x in self.rows[header_row])
+        for row, cells in sorted(self.rows.items()):
             if row <= header_row:
                 continue
             if (
-                any(_LABEL_RE.search(x.text) for x in cells)
-                or min(x.bbox[1] for x in cells) - last_y > 3 * line_height
+                LABEL_RE.search(" ".join(x.text for x in cells))
+                or LABEL_RE.search("".join(x.text for x in cells))
+                or min(x.bbox[1] for x in cells) - last_y > 3 * self.line_height
             ):
                 break
-            item = self._item(cells, columns)
+            item = self._item(cells, self.columns)
             if item is None:
                 break
             self.result.items.append(item)
@@ -405,10 +584,14 @@ class _Reader:
 
     def _header_columns(self, cells: list[OcrLine]) -> list[tuple[str, float, float]]:
         """(column, x centre, right edge) of each column title found in a row."""
-        found = []
+        found: list[tuple[str, float, float]] = []
         for line in cells:
-            for name, pattern in _COLUMN_RES:
+            taken: list[tuple[int, int]] = []
+            for name, pattern in COLUMN_RES:
                 for m in pattern.finditer(line.text):
+                    if any(s < m.end() and m.start() < e for s, e in taken):
+                        continue
+                    taken.append((m.start(), m.end()))
                     box = span_box(line, m.start(), m.end())
                     if not any(name == f[0] for f in found):
                         found.append((name, (box[0] + box[2]) / 2, box[2]))
@@ -425,21 +608,18 @@ class _Reader:
             if line.bbox[2] < (desc_x + first_numeric_x) / 2 + (first_numeric_x - desc_x) / 4:
                 description.append(text.strip())  # the whole cell sits in the description column
                 continue
-            amounts = find_amounts(text)
             cursor = 0
-            for value, start, end in amounts:
+            for value, start, end in find_amounts(text):
                 if text[cursor:start].strip(" :$€£¥￥") and re.search(r"[^\W\d_]", text[cursor:start]):
                     description.append(text[cursor:start].strip())
                 box = span_box(line, start, end)
                 centre, right = (box[0] + box[2]) / 2, box[2]
                 column = min(numeric, key=lambda c: min(abs(c[1] - centre), abs(c[2] - right)))
-                if column[0] != "other" and column[0] not in numbers:
+                if column[0] in ("quantity", "unit_price", "amount") and column[0] not in numbers:
                     numbers[column[0]] = value
                 cursor = end
             if re.search(r"[^\W\d_]", text[cursor:]):
                 description.append(text[cursor:].strip())
-        if not description and not numbers:
-            return None
         if not numbers:
             return None  # a text-only row below the table (notes) ends it
         return Item(
@@ -449,50 +629,132 @@ class _Reader:
             amount=money(numbers["amount"]) if "amount" in numbers else None,
             box=union([x.bbox for x in cells]),
             confidence=min(x.confidence for x in cells) * SOURCE_TRUST["table"],
+            page=self.page,
         )
 
-    # -- checks and doubts ------------------------------------------------------------------
 
-    def run_checks(self) -> None:
-        self.result.checks = arithmetic_checks(
-            items=self.result.items,
-            subtotal=self.result.value("subtotal"),
-            tax=self.result.value("tax"),
-            total=self.result.value("total"),
+def _last_amount(chunk: str) -> tuple[Decimal, int, int] | None:
+    """The amount a label's value holds: the last number that is not a percentage, preferring
+    one with decimals (a total) over a bare integer (a count, a day); its span includes a
+    currency symbol or code glued before it."""
+    found = [a for a in find_amounts(chunk) if not chunk[a[2] : a[2] + 2].strip().startswith("%")]
+    if not found:
+        return None
+    with_cents = [a for a in found if re.search(r"[.,]\d{2}$", chunk[a[1] : a[2]])]
+    value, s, e = (with_cents or found)[-1]
+    while s > 0 and not chunk[s - 1].isspace() and chunk[s - 1] not in ":：|":
+        s -= 1
+    if s > 0 and chunk[s - 1] == " " and chunk[:s].rstrip()[-1:] in CURRENCY_SYMBOLS:
+        s -= 2
+    return value, max(s, 0), e
+
+
+# -- the document -----------------------------------------------------------------------------
+
+
+def extract_invoice(ocr: OcrResult) -> InvoiceExtraction:
+    """The layout extractor on one page: fields, items, checks and flags."""
+    return extract_invoice_pages([ocr])
+
+
+def extract_invoice_pages(ocrs: list[OcrResult]) -> InvoiceExtraction:
+    """The layout extractor on a document's pages: identity fields from the first page that has
+    them, amounts from the last (totals close a multi-page invoice), items in page order."""
+    currency = next((c for o in ocrs if (c := detect_currency(o.text))), None)
+    dayfirst, settled = _date_order(ocrs, currency)
+    readers = [
+        _Reader(ocr, page=n, dayfirst=dayfirst, order_settled=settled) for n, ocr in enumerate(ocrs, start=1)
+    ]
+    pages = [reader.run() for reader in readers]
+    result = InvoiceExtraction()
+    for page in pages:
+        result.items.extend(page.items)
+        result.flags.extend(
+            f for f in page.flags if f.field in IDENTITY_FIELDS and f.field not in result.fields
+        )
+        for name in IDENTITY_FIELDS:
+            if name in page.fields and name not in result.fields:
+                result.fields[name] = page.fields[name]
+    rates: list[Decimal] = []
+    words_total = None
+    for reader, page in reversed(list(zip(readers, pages, strict=True))):
+        if any(name in page.fields for name in AMOUNT_FIELDS):
+            for name in AMOUNT_FIELDS:
+                if name in page.fields:
+                    result.fields[name] = page.fields[name]
+            rates = reader.rates
+            words_total = reader.words_total[0] if reader.words_total else None
+            break
+    _infer_amounts(result)
+    result.checks = arithmetic_checks(
+        items=result.items,
+        subtotal=result.value("subtotal"),
+        tax=result.value("tax"),
+        total=result.value("total"),
+        rates=rates,
+        words_total=words_total,
+    )
+    _flag_doubts(result)
+    return result
+
+
+def _infer_amounts(result: InvoiceExtraction) -> None:
+    """One of subtotal, tax and total missing: compute it from the other two (flagged)."""
+    sub, tax, total = (result.value(n) for n in AMOUNT_FIELDS)
+    amounts = [x.amount for x in result.items]
+    if sub is None and (tax is None or total is None) and amounts and None not in amounts:
+        sub = money(sum(amounts, Decimal("0")))
+        result.fields["subtotal"] = Field(sub, None, INFERRED_CONFIDENCE, "inferred")
+        result.flags.append(
+            Flag("subtotal", "inferred", "subtotal not found on the page; the sum of the items")
+        )
+    inferred = None
+    if total is None and sub is not None and tax is not None:
+        inferred = ("total", sub + tax)
+    elif tax is None and sub is not None and total is not None and total >= sub:
+        inferred = ("tax", total - sub)
+    elif sub is None and tax is not None and total is not None and total >= tax:
+        inferred = ("subtotal", total - tax)
+    if inferred:
+        name, value = inferred
+        result.fields[name] = Field(money(value), None, INFERRED_CONFIDENCE, "inferred")
+        result.flags.append(
+            Flag(name, "inferred", f"{name} not found on the page; computed from the other amounts")
         )
 
-    def flag_doubts(self) -> None:
-        flags = self.result.flags
-        for name in REQUIRED:
-            if name not in self.result.fields:
-                flags.append(Flag(name, "missing", f"no {name.replace('_', ' ')} found on the page"))
-        for check in self.result.checks:
-            if not check.ok:
-                flags.append(
-                    Flag(
-                        check.fields[-1],
-                        "check_failed",
-                        f"{check.name}: expected {check.expected}, page says {check.found}",
-                    )
-                )
-                for name in check.fields:
-                    if name in self.result.fields:
-                        self.result.fields[name].confidence *= 0.5
-        for name, found in self.result.fields.items():
-            if found.confidence < LOW_CONFIDENCE and not any(f.field == name for f in flags):
-                flags.append(
-                    Flag(
-                        name, "low_confidence", f"confidence {found.confidence:.2f} (found by {found.source})"
-                    )
-                )
+
+def _flag_doubts(result: InvoiceExtraction) -> None:
+    flags = result.flags
+    wanted = REQUIRED + (("subtotal", "tax") if "total" in result.fields else ())
+    for name in wanted:
+        if name not in result.fields:
+            flags.append(Flag(name, "missing", f"no {name.replace('_', ' ')} found on the page"))
+    for check in result.checks:
+        if check.ok:
+            continue
+        for name in check.fields:
+            if name in result.fields:
+                result.fields[name].confidence *= CHECK_FAILED_FACTOR
+            flags.append(Flag(name, "check_failed", f"{check.name}: expected {check.expected}, page says {check.found}"))  # fmt: skip
+    for name, found in result.fields.items():
+        if found.confidence < LOW_CONFIDENCE and not any(f.field == name for f in flags):
+            flags.append(Flag(name, "low_confidence", f"confidence {found.confidence:.2f} (found by {found.source})"))  # fmt: skip
 
 
 def arithmetic_checks(
-    *, items: list[Item], subtotal: Decimal | None, tax: Decimal | None, total: Decimal | None
+    *,
+    items: list[Item],
+    subtotal: Decimal | None,
+    tax: Decimal | None,
+    total: Decimal | None,
+    rates: list[Decimal] | None = None,
+    words_total: Decimal | None = None,
 ) -> list[Check]:
-    """qty × unit = amount per item, items sum to the subtotal, subtotal + tax = total.
+    """qty × unit = amount per item, items sum to the subtotal, subtotal + tax = total, the tax is
+    the printed rate of the subtotal, and a fapiao's total in words equals the one in figures.
 
-    When the page has no subtotal, the items are checked against total − tax instead.
+    When the page has no subtotal, the items are checked against total − tax instead. The tax
+    rate check allows one cent per item (taxes rounded per line) and at least one cent.
     """
     checks = []
     for n, item in enumerate(items, start=1):
@@ -510,9 +772,11 @@ def arithmetic_checks(
     if subtotal is not None and tax is not None and total is not None:
         expected = money(subtotal + tax)
         checks.append(Check("subtotal_plus_tax_total", abs(expected - total) <= TOLERANCE, str(expected), str(total), ("subtotal", "tax", "total")))  # fmt: skip
+    if rates and subtotal is not None and tax is not None:
+        rate = rates[0]
+        expected = money(subtotal * rate)
+        slack = TOLERANCE * max(1, len(items))
+        checks.append(Check("tax_rate", abs(expected - tax) <= slack, f"{expected} ({rate * 100:g}% of {subtotal})", str(tax), ("subtotal", "tax")))  # fmt: skip
+    if words_total is not None and total is not None:
+        checks.append(Check("total_in_words", words_total == total, str(words_total), str(total), ("total",)))
     return checks
-
-
-def extract_invoice(ocr: OcrResult) -> InvoiceExtraction:
-    """The layout extractor: invoice fields, items, checks and flags from one page's OCR."""
-    return _Reader(ocr).run()

@@ -129,6 +129,20 @@ def _valid(year: int, month: int, day: int) -> date | None:
         return None
 
 
+# OCR reads the letters of a month name as look-alike digits ("0ct", "Ju1y", "5ep"): inside a
+# word of letters, 0/1/5 are o/l/s. Only tokens that then spell a month are rewritten.
+_MONTH_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9])(?=[A-Za-z0-9]*[A-Za-z][A-Za-z0-9]*[A-Za-z])[A-Za-z015]{3,9}(?![A-Za-z0-9])"
+)
+_LOOKALIKE = str.maketrans("015", "ols")
+
+
+def _month_letters(m: re.Match[str]) -> str:
+    word = m.group()
+    fixed = word.translate(_LOOKALIKE)
+    return fixed if fixed != word and fixed.lower() in _MONTHS else word
+
+
 def parse_date(text: str | None, *, dayfirst: bool = True) -> date | None:
     """Many spellings of a date → `date`.
 
@@ -147,6 +161,7 @@ def parse_date(text: str | None, *, dayfirst: bool = True) -> date | None:
         if first > 12 or (dayfirst and second <= 12):
             return _valid(year, second, first)
         return _valid(year, first, second)
+    text = _MONTH_TOKEN.sub(_month_letters, text)
     months = "|".join(sorted(_MONTHS, key=len, reverse=True))
     if m := re.search(
         rf"(?<!\d)(\d{{1,2}})(?:st|nd|rd|th)?[\s\-/.]*({months})\.?[\s\-/.,]*(\d{{4}})", text, re.I
@@ -163,3 +178,40 @@ def date_is_ambiguous(text: str) -> bool:
     """A numeric d/m/y date whose day and month could swap (both ≤ 12 and different)."""
     m = re.search(r"(?<!\d)(\d{1,2})[-/.](\d{1,2})[-/.](\d{2}|\d{4})(?!\d)", unify(text))
     return bool(m) and int(m[1]) <= 12 and int(m[2]) <= 12 and m[1].lstrip("0") != m[2].lstrip("0")
+
+
+_ZH_DIGITS = {c: n for n, c in enumerate("零壹贰叁肆伍陆柒捌玖")} | {"两": 2, "〇": 0}
+_ZH_SMALL_UNITS = {"拾": 10, "佰": 100, "仟": 1000}
+_ZH_BIG_UNITS = {"万": 10_000, "亿": 100_000_000}
+
+
+def parse_chinese_amount(text: str | None) -> Decimal | None:
+    """The 大写 (capital numeral) amount of a fapiao: 壹仟贰佰叁拾肆圆伍角陆分 → 1234.56.
+
+    OCR noise around it (ⓧ, ⊗, spaces, the label) is ignored. None when no 圆/元 amount is there.
+    """
+    if not text:
+        return None
+    m = re.search(
+        r"[零壹贰叁肆伍陆柒捌玖两〇拾佰仟万亿]+[圆元](?:整|正)?(?:[零壹贰叁肆伍陆柒捌玖]角)?(?:零?[零壹贰叁肆伍陆柒捌玖]分)?",
+        text,
+    )
+    if not m:
+        return None
+    yuan_part, _, rest = re.split(r"([圆元])", m.group(), maxsplit=1)
+    total = section = digit = 0
+    for char in yuan_part:
+        if char in _ZH_DIGITS:
+            digit = _ZH_DIGITS[char]
+        elif char in _ZH_SMALL_UNITS:
+            section += (digit or 1) * _ZH_SMALL_UNITS[char]
+            digit = 0
+        elif char in _ZH_BIG_UNITS:
+            total += (section + digit) * _ZH_BIG_UNITS[char]
+            section = digit = 0
+    value = Decimal(total + section + digit)
+    if j := re.search(r"([零壹贰叁肆伍陆柒捌玖])角", rest):
+        value += Decimal(_ZH_DIGITS[j[1]]) / 10
+    if f := re.search(r"([零壹贰叁肆伍陆柒捌玖])分", rest):
+        value += Decimal(_ZH_DIGITS[f[1]]) / 100
+    return money(value)

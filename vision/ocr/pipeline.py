@@ -6,12 +6,12 @@ No Django: how the model is asked (a worker's stream, a local engine) is the cal
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image
 
 from vision.ocr.engine import OcrResult, ocr_image
-from vision.ocr.invoice import Flag, InvoiceExtraction, extract_invoice
+from vision.ocr.invoice import Flag, InvoiceExtraction, extract_invoice_pages
 from vision.ocr.vlm import cross_check
 
 AskModel = Callable[[Image.Image, OcrResult], str]
@@ -24,8 +24,9 @@ class ModelFailed(Exception):
 @dataclass
 class InvoiceReading:
     extraction: InvoiceExtraction
-    ocr: OcrResult
+    ocr: OcrResult  # the first page's: the one the VLM saw
     used_vlm: bool
+    pages: list[OcrResult] = field(default_factory=list)  # every page read, in order
 
     def to_dict(self) -> dict:
         return {
@@ -36,13 +37,19 @@ class InvoiceReading:
 
 
 def read_invoice(image: Image.Image, *, ask_model: AskModel | None = None) -> InvoiceReading:
-    ocr = ocr_image(image)
-    extraction = extract_invoice(ocr)
+    return read_invoice_pages([image], ask_model=ask_model)
+
+
+def read_invoice_pages(images: list[Image.Image], *, ask_model: AskModel | None = None) -> InvoiceReading:
+    """A document's pages through OCR and the layout extractor (identity fields from the first
+    page, totals from the last); the VLM, when asked, cross-checks against the first page."""
+    ocrs = [ocr_image(image) for image in images]
+    extraction = extract_invoice_pages(ocrs)
     if ask_model is not None:
         try:
-            answer = ask_model(image, ocr)
+            answer = ask_model(images[0], ocrs[0])
         except ModelFailed as exc:
             extraction.flags.append(Flag("*", "vlm_failed", f"the model could not answer: {exc}"))
         else:
-            cross_check(extraction, ocr, answer)
-    return InvoiceReading(extraction, ocr, ask_model is not None)
+            cross_check(extraction, ocrs[0], answer)
+    return InvoiceReading(extraction, ocrs[0], ask_model is not None, ocrs)

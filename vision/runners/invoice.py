@@ -1,4 +1,5 @@
-"""invoice jobs: the first selected page through OCR, the layout extractor and the VLM
+"""invoice jobs: the selected pages (all by default) through OCR and the layout extractor
+(identity fields from the first page, totals from the last), the first page through the VLM
 cross-check; the result is an Extraction awaiting review (vision.services.extractions).
 
 Invoice jobs need only OCR. When this worker's VLM is not ready (VISION_MODEL=none, a model that
@@ -21,11 +22,12 @@ VLM_UNAVAILABLE = "vlm_unavailable"
 def run_invoice(context: JobRunContext) -> JobOutcome:
     from vision.engine import FinishReason
     from vision.ocr.invoice import Flag
-    from vision.ocr.pipeline import ModelFailed, read_invoice
+    from vision.ocr.pipeline import ModelFailed, read_invoice_pages
     from vision.ocr.vlm import invoice_constraint, invoice_prompt
 
     job = context.job
-    number, path, sha256, image = page_images(job)[0]
+    pages = page_images(job)
+    number, path, sha256, _ = pages[0]
     cancelled = False
 
     def ask_model(_image, ocr) -> str:
@@ -41,11 +43,12 @@ def run_invoice(context: JobRunContext) -> JobOutcome:
             raise ModelFailed(output.error or output.finish_reason.value)
         return output.text
 
+    images = [image for *_, image in pages]
     if context.engine is None:
         from vision.worker import vlm_capability
 
         reason = vlm_capability().get("reason") or "not ready"
-        reading = read_invoice(image, ask_model=None)
+        reading = read_invoice_pages(images, ask_model=None)
         reading.extraction.flags.append(
             Flag(
                 "*",
@@ -54,7 +57,7 @@ def run_invoice(context: JobRunContext) -> JobOutcome:
             )
         )
     else:
-        reading = read_invoice(image, ask_model=ask_model)
+        reading = read_invoice_pages(images, ask_model=ask_model)
     if cancelled:
         return JobOutcome(status=JobStatus.CANCELLED, error="Cancelled.", error_code="cancelled")
     extraction = extraction_create_from_invoice(document=job.document, reading=reading, job=job, page=number)
@@ -63,5 +66,5 @@ def run_invoice(context: JobRunContext) -> JobOutcome:
         status=JobStatus.SUCCEEDED,
         result=result,
         finish_reason="stop",
-        timings={"ocr_s": round(reading.ocr.elapsed_s, 3)},
+        timings={"ocr_s": round(sum(p.elapsed_s for p in reading.pages), 3)},
     )

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_META_KEYS = ("checks", "flags", "confidence", "box", "page", "used_vlm")
+_META_KEYS = ("checks", "flags", "confidence", "box", "page", "field_pages", "used_vlm")
 
 
 def _store(*, document: Document, job: Job | None, values: dict[str, Any]) -> Extraction:
@@ -102,7 +102,9 @@ def extraction_create_from_invoice(
         "page_width": reading.ocr.width,
         "page_height": reading.ocr.height,
         "fields": {k: v for k, v in data.items() if k not in _META_KEYS},
-        "boxes": data["box"],
+        # The review page draws boxes over the extraction's page; a field read on another page of
+        # a multi-page invoice (totals on the last) keeps its value but no box there.
+        "boxes": {k: box if data["field_pages"].get(k, 1) == 1 else None for k, box in data["box"].items()},
         "confidence": data["confidence"],
         "checks": data["checks"],
         "flags": data["flags"],

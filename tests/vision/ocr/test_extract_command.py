@@ -67,3 +67,18 @@ def test_ocr_task_prints_lines_with_boxes(folder) -> None:
     lines = results[0]["lines"]
     assert any("Invoice No" in x["text"] for x in lines)
     assert all(len(x["box"]) == 4 and len(x["bbox"]) == 4 and 0 < x["confidence"] <= 1 for x in lines)
+
+
+def test_a_two_page_pdf_invoice_is_read_over_both_pages(tmp_path) -> None:
+    """GIVEN a generated two-page PDF invoice whose totals are on page 2 THEN the command reads the
+    header fields from page 1 and the totals from page 2."""
+    from tests.vision.ocr.invoice_gen import generate
+
+    invoice = generate(4, "multipage", "clean")
+    path = tmp_path / "two-pages.pdf"
+    path.write_bytes(invoice.data)
+    results, _, code = _run(str(path), "--task", "invoice", "--no-vlm", "--json")
+    assert code == 0
+    truth = invoice.truth.key_fields()
+    assert {k: results[0][k] for k in truth} == truth
+    assert results[0]["field_pages"]["total"] == 2 and results[0]["field_pages"]["invoice_number"] == 1

@@ -64,3 +64,27 @@ def test_ocr_job_result_has_lines_with_boxes(api_client, user_factory, redis_url
     done = wait_finished(api_client, response.json()["status_url"], timeout=240)
     assert done["status"] == "succeeded", done
     assert truth.invoice_number in done["result"]["text"]
+
+
+def test_invoice_job_on_a_two_page_pdf_reads_the_totals_on_the_last_page(
+    api_client, user_factory, redis_url
+) -> None:
+    """GIVEN a generated two-page PDF invoice (header on page 1, totals on page 2) uploaded as an
+    invoice job THEN the extraction has page 1's number and page 2's total, the total's box is not
+    drawn on page 1, and the job result says which page each field came from."""
+    from tests.vision.ocr.invoice_gen import generate
+
+    invoice = generate(4, "multipage", "clean")
+    api_client.force_authenticate(user_factory())
+    upload = SimpleUploadedFile("two-pages.pdf", invoice.data, content_type="application/pdf")
+    response = api_client.post(
+        "/api/jobs", {"task": "invoice", "file": upload, "max_tokens": 16}, format="multipart"
+    )
+    assert response.status_code == 202, response.content
+    done = wait_finished(api_client, response.json()["status_url"], timeout=300)
+    assert done["status"] == "succeeded", done
+    extraction = Extraction.objects.get(job_id=done["id"])
+    assert extraction.fields["invoice_number"] == invoice.truth.invoice_number
+    assert extraction.fields["total"] == str(invoice.truth.total)
+    assert extraction.boxes["invoice_number"] and extraction.boxes["total"] is None
+    assert done["result"]["data"]["field_pages"]["total"] == 2

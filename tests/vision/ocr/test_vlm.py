@@ -85,7 +85,7 @@ def layout_page():
         [("Subtotal:", 640, 800), ("1,000.00", 900, 1040)],
         [("VAT (20%):", 640, 800), ("200.00", 900, 1040)],
         [("Total:", 640, 800), ("$1,200.00", 880, 1040)],
-        [("Issued 2024-03-15 in Leeds", 60, 500)],
+        [("Printed 2024-03-15 in Leeds", 60, 500)],
     )
     return ocr, extract_invoice(ocr)
 
@@ -113,7 +113,7 @@ def test_vlm_only_field_is_located_on_the_page(layout_page) -> None:
     merged = cross_check(layout, ocr, answer(invoice_date="2024-03-15", buyer="Nobody Ltd"))
     found = merged.fields["invoice_date"]
     assert found.value == date(2024, 3, 15) and found.source == "vlm" and found.confidence <= 0.5
-    assert found.box is not None and found.box[1] == ocr.lines[-1].bbox[1]  # the "Issued ..." line
+    assert found.box is not None and found.box[1] == ocr.lines[-1].bbox[1]  # the "Printed ..." line
     assert merged.fields["buyer"].box is None  # not on the page at all
     assert {("invoice_date", "vlm_only"), ("buyer", "vlm_only")} <= {(f.field, f.code) for f in merged.flags}
 

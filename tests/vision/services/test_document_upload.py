@@ -14,6 +14,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
+def _restore_pillow_pixel_limit(monkeypatch):
+    """`open_image_checked` sets Pillow's global bomb limit from the setting; tests that lower the
+    setting must not leave a tiny limit for later tests that open big images."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+
+
+@pytest.fixture(autouse=True)
 def media_root(settings, tmp_path) -> Path:
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
@@ -73,6 +80,26 @@ def test_exif_orientation_is_applied_to_the_page(user_factory, media_root):
     assert (page.width, page.height) == (40, 80)
     assert page.file != document.file and page.file.endswith(".png")
     with Image.open(media_root / page.file) as image:
+        top, bottom = image.getpixel((20, 10)), image.getpixel((20, 70))
+    assert top[0] > 200 and top[2] < 60, top
+    assert bottom[2] > 200 and bottom[0] < 60, bottom
+
+
+def test_heic_photo_becomes_an_upright_png_page(user_factory, media_root):
+    """GIVEN an 80x40 HEIC (left red, right blue) tagged Orientation=6, as an iPhone sends a
+    portrait photo THEN it is stored as image/heic and its page is a 40x80 PNG with red on top,
+    the same page the JPEG with that tag gets."""
+    data = files.heic_bytes((80, 40), orientation=6)
+
+    document = document_upload(user=user_factory(), data=data, filename="IMG_0001.HEIC").document
+
+    assert (document.content_type, document.kind, document.page_count) == ("image/heic", "image", 1)
+    assert document.file.endswith("original.heic")
+    page = document.pages.get()
+    assert (page.width, page.height) == (40, 80)
+    assert page.file != document.file and page.file.endswith(".png")
+    with Image.open(media_root / page.file) as image:
+        assert image.format == "PNG"
         top, bottom = image.getpixel((20, 10)), image.getpixel((20, 70))
     assert top[0] > 200 and top[2] < 60, top
     assert bottom[2] > 200 and bottom[0] < 60, bottom

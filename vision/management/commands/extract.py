@@ -1,5 +1,7 @@
 """`manage.py extract FILE [FILE...] --task ocr|invoice [--no-vlm] [--json]`
 
+An invoice is read over all the pages of a PDF (totals on the last page); OCR prints the first page.
+
 Runs the pipeline the `ocr` and `invoice` jobs run (vision.ocr.pipeline) on local files, without
 a web server, a worker or a database. With the VLM cross-check (invoice, without `--no-vlm`) the
 engine is loaded in this process from VISION_MODEL: the simplest path that cannot get stuck on a
@@ -20,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vision.capabilities import model_disabled_reason
 
@@ -29,8 +31,9 @@ class FileRejected(Exception):
     pass
 
 
-def load_page(path: Path) -> Image.Image:
-    """The first page of an image or PDF file, as RGB; FileRejected with a readable reason."""
+def load_pages(path: Path) -> list[Image.Image]:
+    """The pages of an image (first frame) or PDF file (up to UPLOAD_PDF_MAX_PAGES), as RGB;
+    FileRejected with a readable reason."""
     if not path.is_file():
         raise FileRejected("no such file")
     head = path.open("rb").read(5)
@@ -39,13 +42,19 @@ def load_page(path: Path) -> Image.Image:
 
         try:
             pdf = pypdfium2.PdfDocument(str(path))
-            return pdf[0].render(scale=150 / 72).to_pil().convert("RGB")
-        except (pypdfium2.PdfiumError, IndexError) as exc:
+            count = min(len(pdf), settings.UPLOAD_PDF_MAX_PAGES)
+            if not count:
+                raise FileRejected("the PDF has no pages")
+            return [pdf[i].render(scale=150 / 72).to_pil().convert("RGB") for i in range(count)]
+        except pypdfium2.PdfiumError as exc:
             raise FileRejected(f"not a readable PDF ({exc})") from exc
+    import pillow_heif  # HEIC/HEIF phone photos, as uploads accept them
+
+    pillow_heif.register_heif_opener()
     try:
         with Image.open(path) as image:
             image.load()
-            return image.convert("RGB")
+            return [ImageOps.exif_transpose(image).convert("RGB")]
     except Image.DecompressionBombError as exc:
         raise FileRejected(f"image too large: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -64,7 +73,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         from vision.ocr.engine import ocr_image
-        from vision.ocr.pipeline import read_invoice
+        from vision.ocr.pipeline import read_invoice_pages
 
         ask_model, engine = None, None
         disabled = model_disabled_reason(engine="on", model=settings.VISION_MODEL)
@@ -78,11 +87,11 @@ class Command(BaseCommand):
             for path in options["files"]:
                 out: dict[str, Any] = {"file": str(path)}
                 try:
-                    image = load_page(path)
+                    pages = load_pages(path)
                     if options["task"] == "ocr":
-                        out |= ocr_image(image).to_dict()
+                        out |= ocr_image(pages[0]).to_dict()
                     else:
-                        out |= read_invoice(image, ask_model=ask_model).to_dict()
+                        out |= read_invoice_pages(pages, ask_model=ask_model).to_dict()
                 except FileRejected as exc:
                     failed += 1
                     out["error"] = f"{path}: {exc}"
