@@ -1,5 +1,6 @@
 """Generation parameters the web side, the worker and the engine share: the sampling fields, the
-per-task pixel budgets and the output constraints, each defined once.
+per-task pixel budgets, the output constraints, the weight-format grammar and the physical-core
+count (the default thread count), each defined once.
 
 Plain Python: no Django, no torch, no import of `vision.engine`. The web process builds
 `GenerationSpec`s from these without loading the engine, the settings take their pixel defaults
@@ -11,8 +12,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 # Pixel budgets per task. One merged image token covers 32x32 pixels (patch 16, merge 2), so
@@ -322,3 +325,65 @@ def _deepest(schema: dict[str, Any]) -> tuple[int, str]:
 
 def _escape(part: Any) -> str:
     return str(part).replace("~", "~0").replace("/", "~1")
+
+
+# The weight-format setting (VISION_DTYPE): one format for the whole model, or one per part. The
+# settings check it at start-up (a bad deploy fails early, in the web process too) and the engine
+# resolves it at load; both ask these functions.
+WEIGHT_FORMATS: tuple[str, ...] = ("fp32", "bf16", "int8", "int4", "w8a8")
+WEIGHT_FORMAT_PARTS: tuple[str, ...] = ("lm", "vision")
+
+
+def weight_format_parts(setting: str) -> dict[str, str]:
+    """Parse the weight-format setting: {"*": fmt} for one value ("auto", "int8", ...), else
+    {part: fmt} for the parts given ("lm=int8,vision=bf16"). Raises ValueError naming the fault."""
+    allowed = ("auto", *WEIGHT_FORMATS)
+    text = (setting or "").strip().lower()
+    if not text:
+        raise ValueError(
+            f"empty weight-format setting; expected one of {', '.join(allowed)} or 'lm=..,vision=..'"
+        )
+    if "=" not in text:
+        if text not in allowed:
+            raise ValueError(f"unknown weight format {setting!r}; expected one of {', '.join(allowed)}")
+        return {"*": text}
+    parts: dict[str, str] = {}
+    for item in text.split(","):
+        name, sep, value = (s.strip() for s in item.partition("="))
+        if not sep or name not in WEIGHT_FORMAT_PARTS:
+            raise ValueError(
+                f"bad weight-format part {item.strip()!r} in {setting!r}; expected lm=<fmt> or vision=<fmt>"
+            )
+        if name in parts:
+            raise ValueError(f"{name!r} given twice in weight-format setting {setting!r}")
+        if value not in allowed:
+            raise ValueError(
+                f"unknown weight format {value!r} for {name} in {setting!r}; expected one of {', '.join(allowed)}"
+            )
+        parts[name] = value
+    return parts
+
+
+def resolve_formats(setting: str) -> tuple[str, str]:
+    """The weight-format setting as (lm, vision); either may be "auto" (a part left out is)."""
+    parts = weight_format_parts(setting)
+    if "*" in parts:
+        return parts["*"], parts["*"]
+    return parts.get("lm", "auto"), parts.get("vision", "auto")
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on: the default engine thread count (hyper-threads
+    share one core's matmul units, so the engine gains nothing from them). Distinct (package,
+    core) pairs of the allowed CPUs in sysfs; the allowed CPU count where sysfs is missing."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores: set[tuple[str, str]] = set()
+    for cpu in allowed:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            core = (topology / "core_id").read_text().strip()
+        except OSError:
+            return max(len(allowed), 1)
+        cores.add((package, core))
+    return max(len(cores), 1)

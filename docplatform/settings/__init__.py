@@ -26,10 +26,9 @@ from docplatform.settings.env import (
     env_path,
     env_str,
 )
-from docplatform.settings.hardware import physical_cores
 from docplatform.settings.vision import parse_vision_dtype
 from vision.heartbeat import SHARED_QUEUE, WORKER_QUEUES
-from vision.params import CHAT_MAX_PIXELS, DEFAULT_MIN_PIXELS, DOCUMENT_MAX_PIXELS
+from vision.params import CHAT_MAX_PIXELS, DEFAULT_MIN_PIXELS, DOCUMENT_MAX_PIXELS, physical_cores
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = env_path("DATA_DIR", BASE_DIR / "data")

@@ -2,28 +2,19 @@
 
 from django.core.exceptions import ImproperlyConfigured
 
-DTYPES = {"fp32", "bf16", "int8", "int4", "w8a8", "auto"}
-DTYPE_PARTS = {"lm", "vision"}
+from vision.params import weight_format_parts
 
 
 def parse_vision_dtype(value: str) -> str:
     """Accept one format for the whole model ("int8") or one per part ("lm=int8,vision=bf16").
 
-    Returns the normalised string; the engine parses it again, this only fails a bad deploy early.
+    Returns the normalised string. The grammar is `vision.params.weight_format_parts`, which the
+    engine resolves again at load; this only fails a bad deploy early, in every process.
     """
-    value = value.strip().lower()
-    if "=" not in value:
-        if value not in DTYPES:
-            raise ImproperlyConfigured(
-                f"VISION_DTYPE must be one of {sorted(DTYPES)} or 'lm=…,vision=…', got {value!r}"
-            )
-        return value
-    parts: dict[str, str] = {}
-    for item in value.split(","):
-        part, _, dtype = (piece.strip() for piece in item.partition("="))
-        if part not in DTYPE_PARTS or dtype not in DTYPES or part in parts:
-            raise ImproperlyConfigured(
-                f"VISION_DTYPE part {item!r} is not '<lm|vision>=<{'|'.join(sorted(DTYPES))}>'"
-            )
-        parts[part] = dtype
+    try:
+        parts = weight_format_parts(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"VISION_DTYPE: {exc}") from exc
+    if "*" in parts:
+        return parts["*"]
     return ",".join(f"{part}={parts[part]}" for part in sorted(parts))

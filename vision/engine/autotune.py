@@ -43,7 +43,6 @@ from torch import nn
 
 from vision.engine.cpuinfo import cpu_description
 from vision.engine.quant import (
-    FORMATS,
     INT4_GROUP_SIZE,
     NEAR_LOSSLESS,
     Int8Linear,
@@ -52,6 +51,7 @@ from vision.engine.quant import (
     quantize_linear,
 )
 from vision.engine.types import FormatVerdict
+from vision.params import resolve_formats
 
 log = logging.getLogger(__name__)
 
@@ -667,39 +667,6 @@ def choose_formats(
     if best.calm:
         _store_cache(path, key, best)
     return best
-
-
-def resolve_formats(setting: str) -> tuple[str, str]:
-    """Parse the weight-format setting into (lm, vision); either may be "auto".
-
-    Accepts one value for both parts ("auto", "fp32", "bf16", "int8", "int4", "w8a8") or
-    "lm=int8,vision=bf16" (a part left out means "auto").
-    """
-    allowed = ("auto", *FORMATS)
-    text = (setting or "").strip().lower()
-    if not text:
-        raise ValueError(
-            f"empty weight-format setting; expected one of {', '.join(allowed)} or 'lm=..,vision=..'"
-        )
-    if "=" not in text:
-        if text not in allowed:
-            raise ValueError(f"unknown weight format {setting!r}; expected one of {', '.join(allowed)}")
-        return text, text
-    parts: dict[str, str] = {}
-    for item in text.split(","):
-        name, sep, value = (s.strip() for s in item.partition("="))
-        if not sep or name not in ("lm", "vision"):
-            raise ValueError(
-                f"bad weight-format part {item.strip()!r} in {setting!r}; expected lm=<fmt> or vision=<fmt>"
-            )
-        if name in parts:
-            raise ValueError(f"{name!r} given twice in weight-format setting {setting!r}")
-        if value not in allowed:
-            raise ValueError(
-                f"unknown weight format {value!r} for {name} in {setting!r}; expected one of {', '.join(allowed)}"
-            )
-        parts[name] = value
-    return parts.get("lm", "auto"), parts.get("vision", "auto")
 
 
 def formats_for(

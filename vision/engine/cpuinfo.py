@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from vision.params import physical_cores
+
 # Flags that change which matmul kernels torch/oneDNN pick: bf16 dot products (avx512_bf16,
 # amx_bf16), int8 dot products (avx512_vnni, avx_vnni, amx_int8), and the vector width.
 RELEVANT_FLAGS: tuple[str, ...] = (
@@ -66,22 +68,6 @@ def _read_proc_cpuinfo() -> tuple[str, set[str]]:
     return model or platform.processor() or "unknown", flags
 
 
-def _physical_cores(logical: int) -> int:
-    pairs: set[tuple[str, str]] = set()
-    for cpu in _CPU_SYSFS.glob("cpu[0-9]*"):
-        topo = cpu / "topology"
-        try:
-            pairs.add(
-                (
-                    (topo / "physical_package_id").read_text().strip(),
-                    (topo / "core_id").read_text().strip(),
-                )
-            )
-        except OSError:
-            continue
-    return len(pairs) or logical
-
-
 def _parse_size(text: str) -> int:
     text = text.strip().upper()
     mult = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:], 1)
@@ -111,6 +97,6 @@ def cpu_description() -> CpuInfo:
         model_name=model,
         flags=frozenset(f for f in RELEVANT_FLAGS if f in flags),
         logical_cores=logical,
-        physical_cores=_physical_cores(logical),
+        physical_cores=physical_cores(),
         llc_bytes=_llc_bytes(),
     )
