@@ -127,8 +127,14 @@ def test_a_fused_layer_quantizes_to_the_concatenation_of_its_parts(lively):
 # and 2.1 % (int8 weights + bf16 activations vs int8 + fp32). The bound allows twice the estimate:
 # 4 % relative L2 and 0.15 logit standard deviations for the largest single logit. A real 28-layer
 # model's error grows with depth (~sqrt(28/2) x); the greedy-identity tests stay on fp32.
-BF16_REL_L2 = 0.04
-BF16_MAX_STD = 0.15
+#
+# With int8 weights the engine's kernels also round each activation row to int8 per block of 32
+# (vision/engine/kernels), in both runs. A bf16 rounding that moves an activation across an int8
+# step changes it by a whole step, block max / 127 (up to 2^-7 of the block's largest value), not
+# by 2^-8 of itself: about twice bf16's own error per op. Measured 2.5-5.6 % relative L2 and up to
+# 0.19 logit standard deviations on these prompts; the bound allows 8 % and 0.3.
+BF16_REL_L2 = {"bf16": 0.04, "int8": 0.08}
+BF16_MAX_STD = {"bf16": 0.15, "int8": 0.30}
 
 
 @pytest.mark.parametrize("lm_format", ["bf16", "int8"])
@@ -150,8 +156,8 @@ def test_bf16_activations_stay_within_the_stated_bound_of_fp32(lively, lm_format
         ref = fp32.forward([_segment(fp32.new_kv(40), ids, 0)])[0]
         out = bf16.forward([_segment(bf16.new_kv(40), ids, 0)])[0]
         error = out - ref
-        assert error.norm() / ref.norm() <= BF16_REL_L2
-        assert error.abs().max() <= BF16_MAX_STD * ref.std()
+        assert error.norm() / ref.norm() <= BF16_REL_L2[lm_format]
+        assert error.abs().max() <= BF16_MAX_STD[lm_format] * ref.std()
         assert bf16.new_kv(1).keys[0].dtype == torch.bfloat16  # the KV cache is bf16 too
 
 
