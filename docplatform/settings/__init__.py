@@ -337,6 +337,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # finishing them would run them twice.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# `celery -A docplatform worker` with no flags is a working vision worker (docplatform/celery.py):
+# the threads pool (one process, one engine, several tasks feeding its batching scheduler; any
+# other pool is refused at start), WORKER_CONCURRENCY task threads, and the default queue `vision`.
+# -c / -Q / -n on the command line still override these.
+CELERY_WORKER_POOL = "threads"
+CELERY_WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 4, minimum=1)
 
 # --- worker heartbeat ------------------------------------------------------------------------
 
