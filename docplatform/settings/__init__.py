@@ -396,7 +396,10 @@ BATCH_MAX_FILES = env_int("BATCH_MAX_FILES", 50, minimum=1)
 
 # --- OpenAI-compatible API (/v1), answer cache, sticky routing --------------------------------
 
-# The model id /v1 reports besides VISION_MODEL; clients may use either.
+# The model id /v1/models lists and responses name (vLLM's --served-model-name): never the
+# checkpoint's folder, which is a server detail. Requests may also name OPENAI_MODEL_ALIAS or
+# VISION_MODEL itself, as earlier versions advertised them.
+VISION_SERVED_MODEL_NAME = env_str("VISION_SERVED_MODEL_NAME", "qwen3-vl-2b-instruct")
 OPENAI_MODEL_ALIAS = env_str("OPENAI_MODEL_ALIAS", "qwen3-vl-2b")
 # A request body holds the history and data: URL images (base64 is 4/3 of the bytes).
 OPENAI_MAX_BODY_BYTES = env_int("OPENAI_MAX_BODY_BYTES", 24 * 1024 * 1024, minimum=1024)
