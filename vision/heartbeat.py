@@ -9,7 +9,7 @@ web process imports this module.
 
 import json
 import logging
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import redis
 import redis.asyncio as aredis
@@ -27,6 +27,7 @@ class WorkerHeartbeat(TypedDict):
     started_at: float  # unix time the worker became ready
     ts: float  # unix time of this beat
     engine: dict[str, Any]  # engine.status().to_dict(), or {"state": "off" | "loading" | "error", ...}
+    metrics: NotRequired[dict[str, Any]]  # WorkerMetrics.snapshot(): counters, histograms (/metrics)
 
 
 # The queue every vision worker consumes (Celery's default queue, set from this in settings).

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from celery import signals
 from django.conf import settings
 
+from docplatform.metrics.recorder import WORKER_METRICS
 from vision.heartbeat import (
     WorkerHeartbeat,
     heartbeat_delete,
@@ -154,6 +155,7 @@ class _Heartbeat(threading.Thread):
             started_at=self.started_at,
             ts=time.time(),
             engine=engine_status(),
+            metrics=WORKER_METRICS.snapshot(),
         )
 
     def run(self) -> None:

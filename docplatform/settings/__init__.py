@@ -77,6 +77,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: times every response, static files included (docplatform/metrics/web.py).
+    "docplatform.metrics.web.http_metrics_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -343,6 +345,11 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # -c / -Q / -n on the command line still override these.
 CELERY_WORKER_POOL = "threads"
 CELERY_WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 4, minimum=1)
+
+# --- metrics ---------------------------------------------------------------------------------
+
+# GET /metrics (Prometheus) answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, it is off.
+METRICS_TOKEN = env_optional_str("METRICS_TOKEN")
 
 # --- worker heartbeat ------------------------------------------------------------------------
 
