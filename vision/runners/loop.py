@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from docplatform.storable import storable_json, storable_text
 from vision import streams
 from vision.connections import sync_redis
 from vision.heartbeat import worker_alive
@@ -167,8 +168,8 @@ def _job_finish(*, job: Job, outcome: JobOutcome) -> bool:
     usage = outcome.usage
     stored = claim_holds(job).update(
         status=outcome.status,
-        result_text=outcome.text,
-        result=outcome.result,
+        result_text=storable_text(outcome.text),
+        result=storable_json(outcome.result),
         finish_reason=outcome.finish_reason,
         error=outcome.error,
         error_code=outcome.error_code,

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.roles import REVIEW_PERMISSION
 from docplatform.errors import Conflict, PermissionDenied, ValidationFailed
+from docplatform.storable import storable_json
 from vision.models import (
     Document,
     Extraction,
@@ -41,11 +42,12 @@ def extraction_create_from_invoice(
         "page": page,
         "page_width": reading.ocr.width,
         "page_height": reading.ocr.height,
-        "fields": {k: v for k, v in data.items() if k not in _META_KEYS},
+        # The VLM cross-check's values and reasons are model output: no NUL (PostgreSQL).
+        "fields": storable_json({k: v for k, v in data.items() if k not in _META_KEYS}),
         "boxes": data["box"],
         "confidence": data["confidence"],
-        "checks": data["checks"],
-        "flags": data["flags"],
+        "checks": storable_json(data["checks"]),
+        "flags": storable_json(data["flags"]),
         "used_vlm": reading.used_vlm,
         "status": ExtractionStatus.AWAITING_REVIEW,
         "reviewer": None,
