@@ -131,10 +131,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
-    if TESTING:
-        # The test worker is a separate process, so the test database must be a file both open
-        # (pytest-django's default for SQLite is in-memory, invisible to other processes).
-        DATABASES["default"]["TEST"] = {"NAME": DATABASES["default"]["NAME"]}
+if TESTING:
+    # The test worker and the servers tests start are separate processes that open the database
+    # DATABASE_URL names, so pytest's test database must be that same one: for SQLite the file
+    # (pytest-django's default is in-memory, invisible to other processes), for PostgreSQL the
+    # database itself (the default `test_<name>` is one the worker never opens). pytest keeps it
+    # (tests/conftest.py: django_db_keepdb) and scripts/test.sh makes a fresh one for every run.
+    DATABASES["default"]["TEST"] = {"NAME": DATABASES["default"]["NAME"]}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -403,7 +406,7 @@ BATCH_MAX_FILES = env_int("BATCH_MAX_FILES", 50, minimum=1)
 
 # --- OpenAI-compatible API (/v1), answer cache, sticky routing --------------------------------
 
-# The model id /v1/models lists and responses name (vLLM's --served-model-name): never the
+# The model id /v1/models lists (vLLM's --served-model-name): never the
 # checkpoint's folder, which is a server detail. Requests may also name OPENAI_MODEL_ALIAS or
 # VISION_MODEL itself, as earlier versions advertised them.
 VISION_SERVED_MODEL_NAME = env_str("VISION_SERVED_MODEL_NAME", "qwen3-vl-2b-instruct")
