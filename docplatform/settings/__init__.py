@@ -80,7 +80,8 @@ MIDDLEWARE = [
     # Outermost: times every response, static files included (docplatform/metrics/web.py).
     "docplatform.metrics.web.http_metrics_middleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, async-capable: a sync middleware would put every ASGI request on a thread.
+    "docplatform.static.AsyncWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # After sessions, before common: the portal's language comes from the language cookie
     # (set_language) or else the browser's Accept-Language.
@@ -348,6 +349,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # -c / -Q / -n on the command line still override these.
 CELERY_WORKER_POOL = "threads"
 CELERY_WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 4, minimum=1)
+
+# --- web process ------------------------------------------------------------------------------
+
+# Threads that run the sync work (ORM, cache, image checks) of async requests, shared by all of
+# them (docplatform/aio.py): with 256 /v1 streams open the web process still has about this many
+# threads plus a few of its own, and at most this many database connections from them.
+WEB_SYNC_THREADS = env_int("WEB_SYNC_THREADS", 8, minimum=1)
 
 # --- metrics ---------------------------------------------------------------------------------
 
