@@ -97,7 +97,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     bypass = "no-cache" in request.headers.get("Cache-Control", "").lower()
     if chat_request.stream:
         stream = await chat_stream(user=user, request=chat_request, bypass_cache=bypass)
-        response = chat_sse_response(stream)
+        response = chat_sse_response(stream, request)
         for name, value in _headers(stream.prepared, cache=stream.cache, queue=stream.queue).items():
             response[name] = value
         return response

@@ -102,3 +102,27 @@ def test_counters_move_after_a_request(live_api, ready_worker, make_api_user):
         after, "vllm:inter_token_latency_seconds_count", **mine
     )
     assert _value(after, "process_resident_memory_bytes") > 0
+
+
+def test_open_streams_gauge_follows_a_stream(live_api, ready_worker, make_api_user):
+    _, key = make_api_user()
+    client = openai.OpenAI(base_url=f"{live_api.url}/v1", api_key=key, max_retries=0, timeout=120)
+    chat = "v1/chat/completions"
+    stream = client.chat.completions.create(
+        model="qwen3-vl-2b",
+        messages=[{"role": "user", "content": "Tell a story."}],
+        max_tokens=24,
+        extra_body={"min_tokens": 24},
+        stream=True,
+        extra_headers={"Cache-Control": "no-cache"},
+    )
+    first = next(iter(stream))
+    assert first.choices[0].delta.role == "assistant"
+    assert _value(_scrape(live_api.url), "docplatform_http_open_streams", route=chat) == 1
+    assert sum(1 for _ in stream) > 0
+    stream.close()
+    wait_for(
+        lambda: _value(_scrape(live_api.url), "docplatform_http_open_streams", route=chat) == 0,
+        timeout=10,
+        message="the stream counted as closed",
+    )
