@@ -52,21 +52,22 @@ def job_run(*, job_id: int, worker: str) -> JobStatus | None:
     """Run job `job_id` on this worker if it still needs running; returns the final status, or
     None when there was nothing to do. Raises EngineUnavailable when the engine cannot take it."""
     engine = _engine()
-    job = _job_claim(job_id=job_id, worker=worker)
+    job = _job_claim(job_id=job_id, worker=worker)  # marks it running here
     if job is None:
         return None
-    with _running_lock:
-        _running_here.add(job.pk)
     try:
-        outcome = _job_execute(job=job, engine=engine, worker=worker)
-    except EngineUnavailable:
-        _job_release(job)
-        raise
+        try:
+            outcome = _job_execute(job=job, engine=engine, worker=worker)
+        except EngineUnavailable:
+            _job_release(job)
+            raise
+        stored = _job_finish(job=job, outcome=outcome)
+        return outcome.status if stored else None
     finally:
+        # Only now: until the row says finished (or queued again), a duplicate delivery to
+        # another thread of this process must see it as running here, not as a lost job.
         with _running_lock:
             _running_here.discard(job.pk)
-    stored = _job_finish(job=job, outcome=outcome)
-    return outcome.status if stored else None
 
 
 def _engine():
@@ -80,6 +81,16 @@ def _engine():
 
 
 def _job_claim(*, job_id: int, worker: str) -> Job | None:
+    marked: list[int] = []  # filled once the claim marks the job running here
+    try:
+        return _job_claim_row(job_id=job_id, worker=worker, marked=marked)
+    except BaseException:
+        with _running_lock:  # the claim did not commit
+            _running_here.difference_update(marked)
+        raise
+
+
+def _job_claim_row(*, job_id: int, worker: str, marked: list[int]) -> Job | None:
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None:
@@ -96,6 +107,12 @@ def _job_claim(*, job_id: int, worker: str) -> Job | None:
         if job.attempts >= settings.JOB_MAX_ATTEMPTS:
             _job_give_up(job)
             return None
+        # Marked before the claim commits: a duplicate delivery taken by another thread of this
+        # process waits on the row lock, then must find it running here (two workers found their
+        # own jobs "lost" and ran them again, tests/reliability/test_concurrent_claims.py).
+        with _running_lock:
+            _running_here.add(job.pk)
+        marked.append(job.pk)
         job.status = JobStatus.RUNNING
         job.attempts += 1
         job.worker = worker
