@@ -2,8 +2,8 @@
 a few hundred job messages, every job delivered twice at once: each runs exactly once.
 
 The duplicates are what a broker redelivery or a re-send produces; here both copies are in the
-queue together, so the two workers' claims race on the same rows (vision.runners.loop._job_claim:
-SELECT ... FOR UPDATE on the job row, then the status decides).
+queue together, so the two workers' claims race on the same rows (vision.runners.loop: a job is
+marked in its process before the claim, then SELECT ... FOR UPDATE on the row and its status decide).
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def test_two_workers_run_each_of_hundreds_of_jobs_exactly_once(stack_redis, star
     refused = Counter(
         int(m)
         for m in re.findall(
-            r"job (\d+): (?:already \w+, redelivery|running on \S+, duplicate delivery) ignored", logs
+            r"job (\d+): (?:already \w+, redelivery|running (?:on \S+|in this process), duplicate delivery) ignored",
+            logs,
         )
     )
     assert started == Counter({job_id: 1 for job_id in ids})

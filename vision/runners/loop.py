@@ -52,10 +52,19 @@ def job_run(*, job_id: int, worker: str) -> JobStatus | None:
     """Run job `job_id` on this worker if it still needs running; returns the final status, or
     None when there was nothing to do. Raises EngineUnavailable when the engine cannot take it."""
     engine = _engine()
-    job = _job_claim(job_id=job_id, worker=worker)  # marks it running here
-    if job is None:
-        return None
+    # Marked before the claim and until the result is stored: a duplicate delivery taken by
+    # another thread of this process meanwhile is ignored here, never seen by the claim as a job
+    # "running on this worker's name" but not here, i.e. lost (two workers ran such jobs twice,
+    # tests/reliability/test_concurrent_claims.py).
+    with _running_lock:
+        if job_id in _running_here:
+            logger.info("job %s: running in this process, duplicate delivery ignored", job_id)
+            return None
+        _running_here.add(job_id)
     try:
+        job = _job_claim(job_id=job_id, worker=worker)
+        if job is None:
+            return None
         try:
             outcome = _job_execute(job=job, engine=engine, worker=worker)
         except EngineUnavailable:
@@ -64,10 +73,8 @@ def job_run(*, job_id: int, worker: str) -> JobStatus | None:
         stored = _job_finish(job=job, outcome=outcome)
         return outcome.status if stored else None
     finally:
-        # Only now: until the row says finished (or queued again), a duplicate delivery to
-        # another thread of this process must see it as running here, not as a lost job.
         with _running_lock:
-            _running_here.discard(job.pk)
+            _running_here.discard(job_id)
 
 
 def _engine():
@@ -81,16 +88,9 @@ def _engine():
 
 
 def _job_claim(*, job_id: int, worker: str) -> Job | None:
-    marked: list[int] = []  # filled once the claim marks the job running here
-    try:
-        return _job_claim_row(job_id=job_id, worker=worker, marked=marked)
-    except BaseException:
-        with _running_lock:  # the claim did not commit
-            _running_here.difference_update(marked)
-        raise
-
-
-def _job_claim_row(*, job_id: int, worker: str, marked: list[int]) -> Job | None:
+    """Claim the row for `worker`. The caller (job_run) has made sure no other thread of this
+    process holds the job, so a running row under this worker's own name is a leftover of its
+    previous life (a restart under the same name) and is taken over like a lost one."""
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None:
@@ -100,19 +100,13 @@ def _job_claim_row(*, job_id: int, worker: str, marked: list[int]) -> Job | None
             logger.info("job %s: already %s, redelivery ignored", job_id, job.status)
             return None
         if job.status == JobStatus.RUNNING:
-            if running_here(job.pk) or (job.worker != worker and worker_alive(sync_redis(), job.worker)):
+            if job.worker != worker and worker_alive(sync_redis(), job.worker):
                 logger.info("job %s: running on %s, duplicate delivery ignored", job_id, job.worker)
                 return None
             logger.warning("job %s: its worker %s is gone, taking over", job_id, job.worker or "?")
         if job.attempts >= settings.JOB_MAX_ATTEMPTS:
             _job_give_up(job)
             return None
-        # Marked before the claim commits: a duplicate delivery taken by another thread of this
-        # process waits on the row lock, then must find it running here (two workers found their
-        # own jobs "lost" and ran them again, tests/reliability/test_concurrent_claims.py).
-        with _running_lock:
-            _running_here.add(job.pk)
-        marked.append(job.pk)
         job.status = JobStatus.RUNNING
         job.attempts += 1
         job.worker = worker
