@@ -52,7 +52,7 @@ def test_plain_worker_command_becomes_a_ready_vision_worker(redis_url):
     client.flushdb()
     name = f"plain-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
     process, log_path = _start(name, broker, "-l", "info")
-    app = Celery(broker=broker, backend=broker)
+    app = Celery(broker=broker, backend=broker, set_as_current=False)
     try:
 
         def engine_ready() -> dict | None:
@@ -103,7 +103,7 @@ def test_worker_overrides_concurrency_on_the_command_line(redis_url):
     broker = redis_db_url(redis_url, WORKER_REDIS_DB)
     name = f"c2-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
     process, log_path = _start(name, broker, "-P", "threads", "-c", "2", "-Q", "vision")
-    app = Celery(broker=broker, backend=broker)
+    app = Celery(broker=broker, backend=broker, set_as_current=False)
     try:
 
         def stats() -> dict | None:
