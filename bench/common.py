@@ -61,6 +61,14 @@ def thread_count(pid: int) -> int:
     return 0
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc/<pid>/status (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def free_memory(*_objects: object) -> None:
     """Collect garbage and hand freed heap pages back to the OS (glibc keeps them otherwise), so the
     next phase's RSS starts from what is really live."""

@@ -33,6 +33,7 @@ from .common import (
     RunInfo,
     git_commit,
     md_table,
+    rss_mb,
     run_markdown,
     thread_count,
     write_results,
@@ -52,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--base-url", help="use a running platform instead of starting one (needs --api-key)")
     parser.add_argument("--api-key", help="Bearer token for --base-url")
     parser.add_argument("--web-pid", type=int, help="with --base-url: the web process to count threads of")
+    parser.add_argument(
+        "--keep-logs", metavar="DIR", help="copy the private stack's logs (web, worker, Redis) here"
+    )
     parser.add_argument("--model", default="qwen3-vl-2b", help="model id sent in the body")
     parser.add_argument("--tokens", type=int, default=16 if web else 32, help="max_tokens per request")
     parser.add_argument("--image-size", default="448x336", help="chart image per request, WxH")
@@ -182,10 +186,11 @@ def _thread_names(pid: int) -> dict[str, int]:
 
 
 class ThreadSampler:
-    """Max thread count of a process while a block runs."""
+    """Max thread count and resident memory of a process while a block runs."""
 
     def __init__(self, pid: int | None):
         self.pid, self.max, self.start_count = pid, 0, 0
+        self.rss_start_mb = self.rss_max_mb = 0.0
         self.names_at_max: dict[str, int] = {}  # thread names (/proc/<pid>/task/*/comm) when it peaked
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -196,6 +201,7 @@ class ThreadSampler:
                 count = thread_count(self.pid)
                 if count > self.max:
                     self.max, self.names_at_max = count, _thread_names(self.pid)
+                self.rss_max_mb = max(self.rss_max_mb, rss_mb(self.pid))
             except OSError:
                 return
             self._stop.wait(0.05)
@@ -203,6 +209,7 @@ class ThreadSampler:
     def __enter__(self) -> ThreadSampler:
         if self.pid:
             self.start_count = thread_count(self.pid)
+            self.rss_start_mb = rss_mb(self.pid)
             self._thread.start()
         return self
 
@@ -244,6 +251,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if stack is not None:
             stack.stop()
+            if args.keep_logs:
+                kept = Path(args.keep_logs)
+                kept.mkdir(parents=True, exist_ok=True)
+                for log in stack.data_dir.glob("*.log"):
+                    shutil.copy(log, kept / log.name)
             shutil.rmtree(stack.data_dir, ignore_errors=True)
     run_info.finish()
     data = {"kind": args.command, "run": run_info.to_dict(), "checkpoint": args.checkpoint, "dtype": args.dtype,
@@ -369,6 +381,8 @@ def _web_streams(base_url: str, key: str, args, size, web_pid: int | None, force
         "threads_before": threads.start_count or None,
         "threads_max": threads.max or None,
         "thread_names_at_max": threads.names_at_max,
+        "rss_before_mb": threads.rss_start_mb or None,
+        "rss_max_mb": threads.rss_max_mb or None,
     }
     all_ok = stats["ok"] == n
     markdown = "\n".join(
@@ -386,6 +400,8 @@ def _web_streams(base_url: str, key: str, args, size, web_pid: int | None, force
                     "max latency s",
                     "web threads before",
                     "web threads max",
+                    "web RSS before MB",
+                    "web RSS max MB",
                 ],
                 [
                     [
@@ -397,6 +413,8 @@ def _web_streams(base_url: str, key: str, args, size, web_pid: int | None, force
                         stats["max_latency_s"],
                         stats["threads_before"],
                         stats["threads_max"],
+                        stats["rss_before_mb"],
+                        stats["rss_max_mb"],
                     ]
                 ],
             ),  # fmt: skip

@@ -112,8 +112,10 @@ def start_stack(args: argparse.Namespace, concurrency: int) -> tuple[Stack, str]
             )
     stack.start(
         "worker",
+        # Task threads up to the engine's own queue bound (EngineConfig.max_waiting, 64): more
+        # would take messages only to be refused; the rest wait in Redis.
         [python, "-m", "celery", "-A", "docplatform", "worker", "-P", "threads", "-Q", "vision", "-c",
-         str(max(4, concurrency)), "-n", f"bench-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
+         str(min(max(4, concurrency), 48)), "-n", f"bench-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
          "-l", "warning"],
     )  # fmt: skip
     stack.start(

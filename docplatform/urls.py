@@ -4,10 +4,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.apis import ReviewPingApi
 from docplatform import views
+from docplatform.metrics.views import metrics
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/auth/", include("accounts.urls")),
     path("api/review/ping", ReviewPingApi.as_view(), name="review-ping"),

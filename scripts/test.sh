@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Run the whole test suite: installs what is missing, builds the tiny test checkpoint, starts a
-# private Redis on a free port and a real Celery vision worker, runs pytest "$@", stops them.
-# Exits with pytest's exit code.
+# Run the test suite: installs what is missing, builds the tiny test checkpoint, and for each
+# database in TEST_DATABASES (default "postgres sqlite": both, PostgreSQL first) starts a private
+# Redis on a free port, a private PostgreSQL cluster when needed and a real Celery vision worker,
+# runs pytest "$@", and stops them. Exits non-zero when any database's run failed.
+#
+#   bash scripts/test.sh tests/vision -q -x                 # both databases
+#   TEST_DATABASES=sqlite bash scripts/test.sh tests/vision # one of them (local runs)
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -9,7 +13,15 @@ cd "$REPO_ROOT"
 # shellcheck source=scripts/lib/setup.sh
 source scripts/lib/setup.sh
 
-ensure_system_packages redis-server libmagic1 g++ ninja-build chromium clamav-daemon fonts-dejavu-core fonts-wqy-zenhei  # fonts: rendered OCR test pages
+TEST_DATABASES=${TEST_DATABASES:-postgres sqlite}
+TEST_DATABASES=${TEST_DATABASES//,/ }
+for db in $TEST_DATABASES; do
+    case "$db" in postgres | sqlite) ;; *) die "TEST_DATABASES: unknown database '$db' (postgres, sqlite)" ;; esac
+done
+
+packages=(redis-server libmagic1 g++ ninja-build chromium clamav-daemon fonts-dejavu-core fonts-wqy-zenhei)  # fonts: rendered OCR test pages
+[[ " $TEST_DATABASES " == *" postgres "* ]] && packages+=(postgresql)
+ensure_system_packages "${packages[@]}"
 ensure_venv
 
 export DJANGO_ENV=test
@@ -18,10 +30,6 @@ export DATA_DIR="${DATA_DIR:-$REPO_ROOT/data}"
 RUN_DIR="$DATA_DIR/test-run"
 # Test uploads stay in the run folder, not next to the development server's.
 export MEDIA_ROOT="$RUN_DIR/media"
-rm -rf "$RUN_DIR"
-mkdir -p "$RUN_DIR/redis"
-# A fresh test database file, shared by pytest and the worker (see settings: DJANGO_ENV=test).
-rm -f "$DATA_DIR"/test-db.sqlite3*
 
 # The tiny random-weight checkpoint the engine tests and the test worker load. Rebuilt when the
 # writer changes.
@@ -38,36 +46,111 @@ export VISION_MODEL="$CHECKPOINT"
 python manage.py collectstatic --noinput -v 0
 export VISION_THREADS=${VISION_THREADS:-1}
 
-PIDS=()
-cleanup() {
-    # Newest first, each waited for: the worker and web server stop before Redis goes away.
+# Stop commands, run newest first by `stop_all` (after each database's run, and on exit).
+STOPS=()
+stop_all() {
     local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        kill -TERM "${PIDS[i]}" 2>/dev/null || true
-        wait "${PIDS[i]}" 2>/dev/null || true
+    for ((i = ${#STOPS[@]} - 1; i >= 0; i--)); do
+        eval "${STOPS[i]}" || true
     done
+    STOPS=()
 }
-trap cleanup EXIT
+trap stop_all EXIT
 
-REDIS_PORT=$(free_port)
-export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$RUN_DIR/redis" --logfile "$RUN_DIR/redis.log" &
-PIDS+=($!)
-wait_for_redis "$REDIS_URL" 15
+# stop_pid PID: TERM, then wait for it (the worker stops before the database and Redis go away).
+stop_pid() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
-# Fast heartbeats so tests see workers come and go within seconds.
-export WORKER_HEARTBEAT_INTERVAL_SECONDS=1 WORKER_HEARTBEAT_TTL_SECONDS=4
-export TEST_WORKER_NAME="test-vision@$(hostname)"
-celery -A docplatform worker -P threads -Q vision -c 4 -n "$TEST_WORKER_NAME" \
-    --without-gossip --without-mingle -l info >"$RUN_DIR/worker.log" 2>&1 &
-PIDS+=($!)
-export TEST_WORKER_LOG="$RUN_DIR/worker.log"
+# PostgreSQL runs as the `postgres` system user when we are root (initdb refuses root).
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
 
-log "Redis on $REDIS_URL, worker $TEST_WORKER_NAME (log: $TEST_WORKER_LOG)"
-set +e
-python -m pytest "$@"
-code=$?
-set -e
-[ $code -ne 0 ] && log "pytest failed (exit $code); worker log: $TEST_WORKER_LOG"
-exit $code
+# start_postgres: a private cluster in $RUN_DIR/pg (data, unix socket, log) on a free loopback
+# port; exports DATABASE_URL and TEST_PG_DATA / TEST_PG_BIN / TEST_PG_PORT, so a test can restart
+# it: `runuser -u postgres -- $TEST_PG_BIN/pg_ctl -D $TEST_PG_DATA restart -m fast -w`.
+start_postgres() {
+    local bin
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    [ -x "$bin/initdb" ] || die "PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin"
+    local dir="$RUN_DIR/pg"
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+    export TEST_PG_BIN="$bin" TEST_PG_DATA="$dir/data" TEST_PG_PORT
+    TEST_PG_PORT=$(free_port)
+    as_pg "$bin/initdb" -D "$TEST_PG_DATA" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+        || die "initdb failed: $dir/initdb.log"
+    # In postgresql.conf, not on pg_ctl's command line, so a test's `pg_ctl restart` keeps them.
+    # Loopback and the run folder's socket only; durability off (a throwaway cluster: only an OS
+    # crash could lose data, and then the run is lost anyway).
+    cat >>"$TEST_PG_DATA/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $TEST_PG_PORT
+unix_socket_directories = '$dir'
+max_connections = 200
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+log_min_messages = warning
+CONF
+    as_pg "$bin/pg_ctl" -D "$TEST_PG_DATA" -l "$dir/postgres.log" -w -t 60 start >/dev/null \
+        || die "PostgreSQL did not start: $dir/postgres.log"
+    STOPS+=("as_pg '$bin/pg_ctl' -D '$TEST_PG_DATA' stop -m fast -w >/dev/null")
+    as_pg "$bin/createdb" -h "$dir" -p "$TEST_PG_PORT" -U postgres docplatform_test || die "createdb failed"
+    # pytest and the worker both open this database (settings: DJANGO_ENV=test keeps its name).
+    export DATABASE_URL="postgres://postgres@127.0.0.1:$TEST_PG_PORT/docplatform_test"
+}
+
+# run_suite DATABASE PYTEST_ARGS...: fresh Redis, database and worker, then pytest.
+run_suite() {
+    local db=$1
+    shift
+    rm -rf "$RUN_DIR"
+    mkdir -p "$RUN_DIR/redis"
+    unset DATABASE_URL TEST_PG_DATA TEST_PG_BIN TEST_PG_PORT
+    if [ "$db" = postgres ]; then
+        start_postgres
+    else
+        # A fresh test database file, shared by pytest and the worker (see settings: DJANGO_ENV=test).
+        rm -f "$DATA_DIR"/test-db.sqlite3*
+    fi
+
+    REDIS_PORT=$(free_port)
+    export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$RUN_DIR/redis" --logfile "$RUN_DIR/redis.log" &
+    STOPS+=("stop_pid $!")
+    wait_for_redis "$REDIS_URL" 15
+
+    # Fast heartbeats so tests see workers come and go within seconds.
+    export WORKER_HEARTBEAT_INTERVAL_SECONDS=1 WORKER_HEARTBEAT_TTL_SECONDS=4
+    export TEST_WORKER_NAME="test-vision@$(hostname)"
+    celery -A docplatform worker -P threads -Q vision -c 4 -n "$TEST_WORKER_NAME" \
+        --without-gossip --without-mingle -l info >"$RUN_DIR/worker.log" 2>&1 &
+    STOPS+=("stop_pid $!")
+    export TEST_WORKER_LOG="$RUN_DIR/worker.log"
+
+    log "[$db] Redis on $REDIS_URL, worker $TEST_WORKER_NAME (log: $TEST_WORKER_LOG)${DATABASE_URL:+, $DATABASE_URL}"
+    local code started=$SECONDS
+    set +e
+    python -m pytest "$@"
+    code=$?
+    set -e
+    log "[$db] pytest exit $code after $((SECONDS - started)) s"
+    stop_all
+    # The next database's run starts from an empty run folder: keep this one's logs.
+    rm -rf "$DATA_DIR/test-logs/$db" && mkdir -p "$DATA_DIR/test-logs/$db"
+    find "$RUN_DIR" -name '*.log' -not -path '*/media/*' -exec cp {} "$DATA_DIR/test-logs/$db/" \;
+    [ $code -ne 0 ] && log "[$db] logs (worker, Redis, PostgreSQL, servers): $DATA_DIR/test-logs/$db/"
+    return $code
+}
+
+final=0
+summary=()
+for db in $TEST_DATABASES; do
+    code=0
+    run_suite "$db" "$@" || code=$?
+    summary+=("$db: exit $code")
+    [ $final -eq 0 ] && final=$code
+done
+log "results: ${summary[*]}"
+exit $final

@@ -24,6 +24,16 @@ _DJANGO_FIXTURES = {
 }
 
 
+@pytest.fixture(scope="session")
+def django_db_keepdb() -> bool:
+    """Create and migrate the test database if needed, never drop it (pytest-django's
+    `--reuse-db`, always on). The test worker already has that database open (settings:
+    DJANGO_ENV=test makes pytest's test database the one DATABASE_URL names): PostgreSQL refuses
+    DROP DATABASE while another session is connected, and a dropped SQLite file would vanish under
+    the worker. scripts/test.sh gives every run a fresh database instead."""
+    return True
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache(request: pytest.FixtureRequest) -> None:
     """Throttle counters and lockouts live in the cache: start every Django test from zero."""

@@ -33,9 +33,17 @@ def async_redis() -> aredis.Redis:
     per_loop = _clients.setdefault(loop, {})
     client = per_loop.get(settings.REDIS_URL)
     if client is None:
-        client = aredis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S
+        # Every waiting or streaming /v1 request holds a connection while its XREAD blocks, so the
+        # pool is sized by admission (OPENAI_MAX_PENDING) and a request past it waits for one
+        # instead of failing: redis-py's default pool refuses with "Too many connections".
+        pool = aredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL,
+            max_connections=2 * settings.OPENAI_MAX_PENDING + 32,
+            timeout=SOCKET_TIMEOUT_S,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
         )
+        client = aredis.Redis(connection_pool=pool)
         per_loop[settings.REDIS_URL] = client
     return client
 

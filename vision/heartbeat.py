@@ -9,7 +9,7 @@ web process imports this module.
 
 import json
 import logging
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import redis
 import redis.asyncio as aredis
@@ -46,6 +46,7 @@ class WorkerHeartbeat(TypedDict):
     ts: float  # unix time of this beat
     engine: dict[str, Any]  # engine.status().to_dict(), or {"state": "off" | "loading" | "error", ...}
     capabilities: dict[str, CapabilityStatus]  # OCR and VLM: what this worker can run now
+    metrics: NotRequired[dict[str, Any]]  # WorkerMetrics.snapshot(): counters, histograms (/metrics)
 
 
 # The queue of work that needs the VLM (caption, vqa and chat jobs, /v1 generations): Celery's

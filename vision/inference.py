@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 from django.conf import settings
 
+from docplatform.metrics.recorder import WORKER_METRICS
 from vision import streams
 from vision.engine import (
     ChatMessage,
@@ -161,12 +162,20 @@ def generate_to_stream(
     try:
         tokens = 0
         last_poll = time.monotonic()
+        last_token_at: float | None = None  # for the inter-token latency histogram (/metrics)
         had_reader = False  # jobs have no reader; a /v1 stream's web side holds a lease while it reads
         while not handle.finished:
             try:
                 delta = handle.next_delta(timeout=CANCEL_POLL_S)
             except queue.Empty:
                 delta = None
+            if delta is not None and delta.token_ids:  # the last token may come with the final delta
+                now = time.monotonic()
+                if last_token_at is not None:
+                    WORKER_METRICS.token_gap(now - last_token_at, len(delta.token_ids))
+                elif len(delta.token_ids) > 1:  # tokens that came with the first one: no gap
+                    WORKER_METRICS.token_gap(0.0, len(delta.token_ids) - 1)
+                last_token_at = now
             if delta is not None and not delta.finished:
                 tokens += len(delta.token_ids)
                 if delta.text:
@@ -187,6 +196,14 @@ def generate_to_stream(
     if output.text and final is not None and final.text:
         publish("delta", text=final.text)
     publish("final", data=output_payload(output))
+    WORKER_METRICS.request_finished(
+        finish_reason=output.finish_reason.value,
+        prompt_tokens=output.usage.prompt_tokens,
+        completion_tokens=output.usage.completion_tokens,
+        cached_tokens=output.usage.cached_tokens,
+        first_token_s=output.timings.first_token_s,
+        total_s=output.timings.total_s,
+    )
     log.info(
         "generation %s finished: %s, %d+%d tokens (%d cached), %.2fs",
         spec.request_id,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from celery import signals
 from django.conf import settings
 
+from docplatform.metrics.recorder import WORKER_METRICS
 from vision.capabilities import model_disabled_reason
 from vision.heartbeat import (
     LOADING,
@@ -254,6 +255,7 @@ class _Heartbeat(threading.Thread):
             ts=time.time(),
             engine=engine_status(),
             capabilities=capabilities(),
+            metrics=WORKER_METRICS.snapshot(),
         )
 
     def run(self) -> None:

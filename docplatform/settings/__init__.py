@@ -77,8 +77,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: times every response, static files included (docplatform/metrics/web.py).
+    "docplatform.metrics.web.http_metrics_middleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, async-capable: a sync middleware would put every ASGI request on a thread.
+    "docplatform.static.AsyncWhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # After sessions, before common: the portal's language comes from the language cookie
     # (set_language) or else the browser's Accept-Language.
@@ -129,10 +132,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
-    if TESTING:
-        # The test worker is a separate process, so the test database must be a file both open
-        # (pytest-django's default for SQLite is in-memory, invisible to other processes).
-        DATABASES["default"]["TEST"] = {"NAME": DATABASES["default"]["NAME"]}
+if TESTING:
+    # The test worker and the servers tests start are separate processes that open the database
+    # DATABASE_URL names, so pytest's test database must be that same one: for SQLite the file
+    # (pytest-django's default is in-memory, invisible to other processes), for PostgreSQL the
+    # database itself (the default `test_<name>` is one the worker never opens). pytest keeps it
+    # (tests/conftest.py: django_db_keepdb) and scripts/test.sh makes a fresh one for every run.
+    DATABASES["default"]["TEST"] = {"NAME": DATABASES["default"]["NAME"]}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -341,6 +347,24 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # finishing them would run them twice.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# `celery -A docplatform worker` with no flags is a working vision worker (docplatform/celery.py):
+# the threads pool (one process, one engine, several tasks feeding its batching scheduler; any
+# other pool is refused at start), WORKER_CONCURRENCY task threads, and the default queue `vision`.
+# -c / -Q / -n on the command line still override these.
+CELERY_WORKER_POOL = "threads"
+CELERY_WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 4, minimum=1)
+
+# --- web process ------------------------------------------------------------------------------
+
+# Threads that run the sync work (ORM, cache, image checks) of async requests, shared by all of
+# them (docplatform/aio.py): with 256 /v1 streams open the web process still has about this many
+# threads plus a few of its own, and at most this many database connections from them.
+WEB_SYNC_THREADS = env_int("WEB_SYNC_THREADS", 8, minimum=1)
+
+# --- metrics ---------------------------------------------------------------------------------
+
+# GET /metrics (Prometheus) answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, it is off.
+METRICS_TOKEN = env_optional_str("METRICS_TOKEN")
 
 # --- worker heartbeat ------------------------------------------------------------------------
 
@@ -398,7 +422,10 @@ BATCH_MAX_FILES = env_int("BATCH_MAX_FILES", 50, minimum=1)
 
 # --- OpenAI-compatible API (/v1), answer cache, sticky routing --------------------------------
 
-# The model id /v1 reports besides VISION_MODEL; clients may use either.
+# The model id /v1/models lists (vLLM's --served-model-name): never the
+# checkpoint's folder, which is a server detail. Requests may also name OPENAI_MODEL_ALIAS or
+# VISION_MODEL itself, as earlier versions advertised them.
+VISION_SERVED_MODEL_NAME = env_str("VISION_SERVED_MODEL_NAME", "qwen3-vl-2b-instruct")
 OPENAI_MODEL_ALIAS = env_str("OPENAI_MODEL_ALIAS", "qwen3-vl-2b")
 # A request body holds the history and data: URL images (base64 is 4/3 of the bytes).
 OPENAI_MAX_BODY_BYTES = env_int("OPENAI_MAX_BODY_BYTES", 24 * 1024 * 1024, minimum=1024)

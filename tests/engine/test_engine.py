@@ -170,12 +170,18 @@ def test_three_turn_conversation_reuses_prefix_and_matches_recompute(engine):
 
 def test_same_image_twice_is_encoded_once(engine):
     parts = (picture(4), text("Summarise."))
+    before = engine.status().vision_cache
     first = engine.generate(ask(parts, 2, use_prefix_cache=False), timeout=60)
     second = engine.generate(
         ask((parts[0], text("Now list the totals.")), 2, use_prefix_cache=False), timeout=60
     )
     assert first.timings.vision_s > 0
     assert second.timings.vision_s == 0
+    # What /metrics reports as vllm:mm_cache_queries / _hits.
+    after = engine.status().vision_cache
+    assert after["hits"] == before["hits"] + 1
+    assert after["misses"] == before["misses"] + 1
+    assert after["entries"] >= 1 and after["mb"] <= after["max_mb"]
 
 
 def test_stream_deltas_concatenate_to_final_text(engine):

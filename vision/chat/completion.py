@@ -7,7 +7,6 @@ stored-image paths), and `chat_relay` reads the request's Redis Stream asynchron
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -15,9 +14,9 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from docplatform.aio import pooled_sync_to_async
 from docplatform.errors import ApplicationError, ServiceUnavailable
 from vision import streams
 from vision.chat import admission, answer_cache, routing
@@ -138,12 +137,12 @@ def _record_request(user, key: str, model: str, turns: list[TurnMessage]) -> int
 
 async def chat_prepare(*, user, request: ChatRequest, keep_conversation: bool = True) -> PreparedChat:
     """Store the images (as the user's Documents), build the spec and keys, record the turn."""
-    images = await sync_to_async(_store_images)(user, request)
+    images = await pooled_sync_to_async(_store_images)(user, request)
     spec = _spec(request, images)
     key = routing.conversation_key(user_id=user.pk, spec=spec, explicit_id=request.conversation_id)
     conversation_pk = None
     if keep_conversation:
-        conversation_pk = await sync_to_async(_record_request)(
+        conversation_pk = await pooled_sync_to_async(_record_request)(
             user, key, request.model, _turn_messages(request, images)
         )
     cache_key = None
@@ -206,8 +205,7 @@ async def chat_submit(client, prepared: PreparedChat) -> str:
 async def _enqueue(prepared: PreparedChat, queue: str) -> None:
     from vision.tasks import chat_generate
 
-    await asyncio.to_thread(
-        chat_generate.apply_async,
+    await pooled_sync_to_async(chat_generate.apply_async)(
         args=[prepared.spec.to_json()],
         # A second send (re-dispatch) needs its own Celery id; the worker-side claim on the
         # request id keeps the generation single (vision/inference.py).
@@ -364,4 +362,4 @@ async def chat_keep_answer(prepared: PreparedChat, completion: Completion) -> No
                 ),
             )
 
-    await sync_to_async(record)()
+    await pooled_sync_to_async(record)()

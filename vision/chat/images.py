@@ -27,6 +27,16 @@ class ImageRefused(ValidationFailed):
     code = "invalid_image_url"
 
 
+class ImageUnusable(ValidationFailed):
+    """The bytes behind an image_url broke an upload rule. OpenAI answers an unusable image with
+    400 invalid_request_error (SDKs raise BadRequestError), not the upload API's 413/415/422;
+    `code` keeps the rule (`type_unsupported`, `image_corrupt`, ...)."""
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        super().__init__(message, extra={"rule": rule})
+        self.code = rule
+
+
 @dataclass(frozen=True)
 class StoredImage:
     document_id: int
@@ -75,11 +85,14 @@ def image_store(*, user, url: str) -> StoredImage:
     """Fetch or decode `url` and store it as the user's Document (sync: DB and file I/O)."""
     from vision.models import DocumentKind
     from vision.services.documents import document_upload
-    from vision.validators import detect_type
+    from vision.validators import UploadRejected, detect_type
 
     data, filename = image_bytes(url)
-    if detect_type(data).kind != DocumentKind.IMAGE:  # a PDF is a document: /api/jobs, not chat
-        raise ImageRefused("image_url must point at an image (JPEG, PNG, WebP, TIFF, BMP), not a PDF")
-    document = document_upload(user=user, data=data, filename=filename).document
+    try:
+        if detect_type(data).kind != DocumentKind.IMAGE:  # a PDF is a document: /api/jobs, not chat
+            raise ImageRefused("image_url must point at an image (JPEG, PNG, WebP, TIFF, BMP), not a PDF")
+        document = document_upload(user=user, data=data, filename=filename).document
+    except UploadRejected as exc:
+        raise ImageUnusable(f"Invalid image in image_url: {exc.message}", rule=exc.code) from None
     page = document.spec_images(pages=[1])[0]  # the (EXIF-rotated) page the engine reads
     return StoredImage(document_id=document.pk, path=page.path, sha256=page.sha256)

@@ -174,6 +174,7 @@ class Engine:
             waiting=self._waiting_count(),
             load_s=round(self._load_s, 2),
             prefix_cache=sched.prefix_cache.stats() if sched else {},
+            vision_cache=sched.vision_cache.stats() if sched else {},
         )
 
     # -- requests -------------------------------------------------------------------------------

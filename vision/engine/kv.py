@@ -275,6 +275,15 @@ class VisionCache:
             self.hits += 1
             return item
 
+    def stats(self) -> dict:
+        return {
+            "entries": len(self._items),
+            "mb": round(self._bytes / 2**20, 1),
+            "max_mb": round(self.max_bytes / 2**20, 1),
+            "hits": self.hits,
+            "misses": self.misses,
+        }
+
     def put(self, key: tuple, item, nbytes: int) -> None:
         if nbytes > self.max_bytes:
             return

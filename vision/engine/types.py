@@ -202,6 +202,7 @@ class EngineStatus:
     waiting: int = 0
     load_s: float = 0.0
     prefix_cache: dict = field(default_factory=dict)
+    vision_cache: dict = field(default_factory=dict)  # {"entries", "mb", "max_mb", "hits", "misses"}
 
     def to_dict(self) -> dict:
         return asdict(self)

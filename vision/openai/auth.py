@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 from rest_framework import exceptions
 from rest_framework.parsers import BaseParser, DataAndFiles
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
+from docplatform.aio import pooled_sync_to_async
 from vision.openai.errors import OpenAIError
 
 _MISSING = (
@@ -70,4 +70,4 @@ def _authenticate(request: HttpRequest):
 
 async def authenticate(request: HttpRequest):
     """→ the authenticated user, or OpenAIError (401/403/429)."""
-    return await sync_to_async(_authenticate)(request)
+    return await pooled_sync_to_async(_authenticate)(request)

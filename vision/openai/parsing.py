@@ -33,8 +33,16 @@ MAX_CONVERSATION_ID_LENGTH = 256
 _ROLE_ALIASES = {"developer": "system"}
 
 
+def served_model_name() -> str:
+    """The one id GET /v1/models lists (never VISION_MODEL, a hub id or a folder on the server)."""
+    return settings.VISION_SERVED_MODEL_NAME
+
+
 def model_ids() -> tuple[str, ...]:
-    return tuple(dict.fromkeys((settings.VISION_MODEL, settings.OPENAI_MODEL_ALIAS)))
+    """Every id a request may name: the served name first, then its aliases."""
+    return tuple(
+        dict.fromkeys((settings.VISION_SERVED_MODEL_NAME, settings.OPENAI_MODEL_ALIAS, settings.VISION_MODEL))
+    )
 
 
 def read_body_bounded(request: HttpRequest) -> bytes:
@@ -101,7 +109,7 @@ def parse_chat_request(body: dict[str, Any], *, conversation_header: str | None 
     if model not in model_ids():
         raise OpenAIError(
             404,
-            f"The model `{model[:200]}` does not exist. Available: {', '.join(model_ids())}.",
+            f"The model `{model[:200]}` does not exist. Available: {served_model_name()}.",
             param="model",
             code="model_not_found",
         )

@@ -50,7 +50,7 @@ _REQUEST = {
     "properties": {
         "model": {
             "type": "string",
-            "description": "The configured VISION_MODEL or its alias (GET /v1/models).",
+            "description": "The served model name (VISION_SERVED_MODEL_NAME, listed by GET /v1/models) or an alias: OPENAI_MODEL_ALIAS, VISION_MODEL.",
         },
         "messages": {
             "type": "array",

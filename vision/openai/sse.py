@@ -10,9 +10,10 @@ import logging
 from collections.abc import AsyncIterator
 
 import redis
-from django.http import StreamingHttpResponse
+from django.http import HttpRequest, StreamingHttpResponse
 
 from docplatform.errors import ApplicationError
+from docplatform.metrics.web import OPEN_STREAMS, route_label
 from vision.chat.completion import Completion
 from vision.chat.service import ChatStream
 from vision.openai import responses
@@ -29,22 +30,26 @@ class SSEResponse(StreamingHttpResponse):
     generation) would only run at garbage collection. Closing it here runs it at once.
     """
 
-    def __init__(self, source: AsyncIterator[bytes]):
+    def __init__(self, source: AsyncIterator[bytes], *, route: str):
         super().__init__(source, content_type="text/event-stream")
         self._source = source
+        self._route = route  # URL pattern, for the open-streams gauge on /metrics
         self["Cache-Control"] = "no-cache"
         self["X-Accel-Buffering"] = "no"  # proxies must pass chunks on as they come
 
     async def __aiter__(self):
+        open_streams = OPEN_STREAMS.labels(self._route)
+        open_streams.inc()
         try:
             async for part in super().__aiter__():
                 yield part
         finally:
+            open_streams.dec()
             await self._source.aclose()
 
 
-def chat_sse_response(stream: ChatStream) -> SSEResponse:
-    return SSEResponse(chat_chunks(stream))
+def chat_sse_response(stream: ChatStream, request: HttpRequest) -> SSEResponse:
+    return SSEResponse(chat_chunks(stream), route=route_label(request))
 
 
 async def chat_chunks(stream: ChatStream) -> AsyncIterator[bytes]:

@@ -22,7 +22,13 @@ from vision.chat.service import chat_complete, chat_stream
 from vision.openai import responses
 from vision.openai.auth import authenticate
 from vision.openai.errors import QUEUE_ERRORS, OpenAIError, error_response, queue_unavailable
-from vision.openai.parsing import decode_body, model_ids, parse_chat_request, read_body_bounded
+from vision.openai.parsing import (
+    decode_body,
+    model_ids,
+    parse_chat_request,
+    read_body_bounded,
+    served_model_name,
+)
 from vision.openai.sse import chat_sse_response
 
 logger = logging.getLogger(__name__)
@@ -70,7 +76,7 @@ def openai_view(*methods: str) -> Callable[[View], View]:
 @openai_view("GET")
 async def models_list(request: HttpRequest) -> HttpResponse:
     await authenticate(request)
-    return JsonResponse({"object": "list", "data": [responses.model_payload(m) for m in model_ids()]})
+    return JsonResponse({"object": "list", "data": [responses.model_payload(served_model_name())]})
 
 
 @openai_view("GET")
@@ -91,7 +97,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     bypass = "no-cache" in request.headers.get("Cache-Control", "").lower()
     if chat_request.stream:
         stream = await chat_stream(user=user, request=chat_request, bypass_cache=bypass)
-        response = chat_sse_response(stream)
+        response = chat_sse_response(stream, request)
         for name, value in _headers(stream.prepared, cache=stream.cache, queue=stream.queue).items():
             response[name] = value
         return response

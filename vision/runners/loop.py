@@ -27,6 +27,7 @@ from django.db import InterfaceError, OperationalError
 from django.db.models import F
 from django.utils import timezone
 
+from docplatform.storable import storable_json, storable_text
 from vision.capabilities import TASK_NEEDS, capability_summary
 from vision.connections import sync_redis
 from vision.heartbeat import OCR, UNAVAILABLE, VLM, heartbeats_read, worker_alive
@@ -64,8 +65,8 @@ def running_here(job_id: int) -> bool:
 def job_run(*, job_id: int, worker: str) -> JobStatus | None:
     """Run job `job_id` on this worker if it still needs running; returns the final status, or
     None when there was nothing to do. Raises EngineUnavailable when this worker lacks what the
-    task needs: the VLM engine for caption, vqa and chat; OCR for OCR and invoice jobs, which get
-    the engine only if it is ready (an invoice then adds the VLM cross-check)."""
+    task needs: the VLM engine for caption, vqa, chat and extract; OCR for OCR and invoice jobs,
+    which get the engine only if it is ready (an invoice then adds the VLM cross-check)."""
     task = db_retry(
         lambda: Job.objects.filter(pk=job_id).values_list("task", flat=True).first(),
         what=f"job {job_id}: read",
@@ -78,13 +79,22 @@ def job_run(*, job_id: int, worker: str) -> JobStatus | None:
     else:
         _require_ocr()
         engine = _engine_if_ready()
-    token = uuid.uuid4().hex[:12]
-    job = db_retry(lambda: _job_claim(job_id=job_id, worker=worker, token=token), what=f"job {job_id}: claim")
-    if job is None:
-        return None
+    # Marked before the claim and until the result is stored: a duplicate delivery taken by
+    # another thread of this process meanwhile is ignored here, never seen by the claim as a job
+    # "running on this worker's name" but not here, i.e. lost (two workers ran such jobs twice,
+    # tests/reliability/test_concurrent_claims.py).
     with _running_lock:
-        _running_here.add(job.pk)
+        if job_id in _running_here:
+            logger.info("job %s: running in this process, duplicate delivery ignored", job_id)
+            return None
+        _running_here.add(job_id)
     try:
+        token = uuid.uuid4().hex[:12]
+        job = db_retry(
+            lambda: _job_claim(job_id=job_id, worker=worker, token=token), what=f"job {job_id}: claim"
+        )
+        if job is None:
+            return None
         try:
             attempt = _job_attempts(job=job, engine=engine, worker=worker)
         except EngineUnavailable:
@@ -94,10 +104,10 @@ def job_run(*, job_id: int, worker: str) -> JobStatus | None:
             return None
         job, outcome = attempt
         stored = _job_finish(job=job, outcome=outcome)
+        return outcome.status if stored else None
     finally:
         with _running_lock:
-            _running_here.discard(job.pk)
-    return outcome.status if stored else None
+            _running_here.discard(job_id)
 
 
 def _engine():
@@ -155,7 +165,10 @@ def _request_id(job_id: int, attempt: int, token: str) -> str:
 def _job_claim(*, job_id: int, worker: str, token: str | None = None) -> Job | None:
     """Claim the job for one attempt on `worker`: a compare-and-set on the row as read, so two
     deliveries (or a delivery and a recovery) racing for it claim it once. `token` makes a retry
-    after a lost database reply find its own claim instead of claiming again."""
+    after a lost database reply find its own claim instead of claiming again. The caller
+    (job_run) has made sure no other thread of this process holds the job, so a running row under
+    this worker's own name is a leftover of its previous life (a restart under the same name) and
+    is taken over like a lost one."""
     token = token or uuid.uuid4().hex[:12]
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
@@ -167,7 +180,7 @@ def _job_claim(*, job_id: int, worker: str, token: str | None = None) -> Job | N
         logger.info("job %s: already %s, redelivery ignored", job_id, job.status)
         return None
     if job.status == JobStatus.RUNNING:
-        if running_here(job.pk) or (job.worker != worker and _worker_maybe_alive(job.worker)):
+        if job.worker != worker and _worker_maybe_alive(job.worker):
             logger.info("job %s: running on %s, duplicate delivery ignored", job_id, job.worker)
             return None
         logger.warning("job %s: its worker %s is gone, taking over", job_id, job.worker or "?")
@@ -338,8 +351,8 @@ def _job_finish(*, job: Job, outcome: JobOutcome) -> bool:
     usage = outcome.usage
     fields = {
         "status": outcome.status,
-        "result_text": outcome.text,
-        "result": outcome.result,
+        "result_text": storable_text(outcome.text),
+        "result": storable_json(outcome.result),
         "finish_reason": outcome.finish_reason,
         "error": outcome.error,
         "error_code": outcome.error_code,

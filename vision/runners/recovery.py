@@ -2,7 +2,8 @@
 
 Found by `jobs_recover_stuck` (worker start and the watchdog thread in every worker,
 `vision.runners.watchdog`) and by `job_recover_if_stuck` (each `GET /api/jobs/{id}`). Every
-recovery is a conditional update on the unchanged row, so concurrent recoverers act once.
+recovery locks the row with SKIP LOCKED (PostgreSQL) and is a conditional update on the unchanged
+row, so concurrent recoverers act once and never queue behind each other.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def job_recover(*, job: Job) -> int:
     """Requeue one running job whose worker is gone, or fail it when its attempts are used up.
     Conditional on the row being unchanged, so concurrent recoverers act once."""
     with transaction.atomic():
+        # SKIP LOCKED: every worker's watchdog scans the same running jobs; a row another one is
+        # recovering right now (or its worker is finishing) is left to it, not waited for.
+        # SQLite has no row locks; there the conditional updates below alone decide.
+        if claim_holds(job).select_for_update(skip_locked=True).only("pk").first() is None:
+            return 0
         if job.attempts - job.retries >= settings.JOB_MAX_ATTEMPTS:
             changed = claim_holds(job).update(
                 status=JobStatus.FAILED,

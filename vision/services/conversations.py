@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from docplatform.storable import storable_text
 from vision.models import Conversation, Document, Message
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def conversation_record_request(
     *, user, key: str, model: str, messages: Sequence[TurnMessage]
 ) -> Conversation:
     """Find or start the user's conversation `key` and append the messages it does not have yet."""
-    title = next((m.text for m in messages if m.role == "user" and m.text), "")[:TITLE_LENGTH]
+    title = storable_text(next((m.text for m in messages if m.role == "user" and m.text), "")[:TITLE_LENGTH])
     for attempt in range(2):  # a concurrent turn may win the race for the same positions once
         try:
             with transaction.atomic():
@@ -51,7 +52,10 @@ def conversation_record_request(
                 stored = conversation.messages.count()
                 for position, message in enumerate(messages[stored:], start=stored):
                     row = Message.objects.create(
-                        conversation=conversation, position=position, role=message.role, text=message.text
+                        conversation=conversation,
+                        position=position,
+                        role=message.role,
+                        text=storable_text(message.text),
                     )
                     if message.document_ids:
                         row.images.set(Document.objects.filter(owner=user, pk__in=message.document_ids))
@@ -72,7 +76,7 @@ def conversation_record_answer(*, conversation: Conversation, answer: TurnAnswer
             conversation=conversation,
             position=0 if last is None else last + 1,
             role="assistant",
-            text=answer.text,
+            text=storable_text(answer.text),
             finish_reason=answer.finish_reason,
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts.roles import REVIEW_PERMISSION
 from docplatform.errors import Conflict, PermissionDenied, ValidationFailed
+from docplatform.storable import storable_json
 from vision.models import (
     Document,
     DocumentTypeVersion,
@@ -77,11 +78,11 @@ def extraction_create_from_answer(
         "page": page,
         "page_width": page_size[0],
         "page_height": page_size[1],
-        "fields": fields,
+        "fields": storable_json(fields),  # model output: no NUL (PostgreSQL)
         "boxes": boxes,
         "confidence": confidence,
         "checks": [],
-        "flags": flags,
+        "flags": storable_json(flags),
         "used_vlm": True,
         "status": ExtractionStatus.AWAITING_REVIEW,
         "reviewer": None,
@@ -101,13 +102,14 @@ def extraction_create_from_invoice(
         "page": page,
         "page_width": reading.ocr.width,
         "page_height": reading.ocr.height,
-        "fields": {k: v for k, v in data.items() if k not in _META_KEYS},
+        # The VLM cross-check's values and reasons are model output: no NUL (PostgreSQL).
+        "fields": storable_json({k: v for k, v in data.items() if k not in _META_KEYS}),
         # The review page draws boxes over the extraction's page; a field read on another page of
         # a multi-page invoice (totals on the last) keeps its value but no box there.
         "boxes": {k: box if data["field_pages"].get(k, 1) == 1 else None for k, box in data["box"].items()},
         "confidence": data["confidence"],
-        "checks": data["checks"],
-        "flags": data["flags"],
+        "checks": storable_json(data["checks"]),
+        "flags": storable_json(data["flags"]),
         "used_vlm": reading.used_vlm,
         "status": ExtractionStatus.AWAITING_REVIEW,
         "reviewer": None,

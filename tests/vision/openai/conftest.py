@@ -38,6 +38,7 @@ SERVER_ENV = {
     "OPENAI_REQUEST_TIMEOUT_SECONDS": "120",
     "THROTTLE_USER_RATE": "off",
     "THROTTLE_ANON_RATE": "off",
+    "METRICS_TOKEN": "metrics-test-token",
 }
 
 

@@ -121,11 +121,42 @@ def test_refused_image_urls_are_400_and_store_nothing(api, url):
 
 
 def test_a_non_image_data_url_is_refused_by_the_upload_checks(api):
-    _, _, http = api
+    """OpenAI answers an unusable image with 400 invalid_request_error (the upload API's 415 / 422
+    would reach SDK users as a generic APIStatusError); `code` keeps the upload rule."""
+    user, _, http = api
     html = base64.b64encode(b"<html><script>alert(1)</script></html>").decode()
     body = {"model": "qwen3-vl-2b", "messages": _image_message(f"data:image/png;base64,{html}")}
-    error = _assert_error(http.post("chat/completions", json=body), 415)  # the upload rules' verdict
+    error = _assert_error(http.post("chat/completions", json=body), 400, code="type_unsupported")
     assert error["type"] == "invalid_request_error"
+
+
+def _png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"<html><script>alert(1)</script></html>", "type_unsupported"),
+        (_png_bytes()[:60], "image_corrupt"),  # a real PNG's header, cut off
+        (b"%PDF-1.4 not really", None),  # not an image: refused whatever the PDF checks say
+    ],
+    ids=["html", "truncated-png", "pdf"],
+)
+def test_invalid_data_url_images_are_bad_request_errors_for_the_sdk(api, payload, code):
+    from vision.models import Document
+
+    user, client, _ = api
+    url = "data:image/png;base64," + base64.b64encode(payload).decode()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="qwen3-vl-2b", messages=_image_message(url), max_tokens=1)
+    assert caught.value.status_code == 400
+    assert caught.value.body["type"] == "invalid_request_error"
+    if code is not None:
+        assert caught.value.body["code"] == code
+    assert not Document.objects.filter(owner=user).exists()
 
 
 def test_too_many_images_are_refused_before_any_is_stored(api):

@@ -43,10 +43,18 @@ def _model(client: openai.OpenAI) -> str:
     return "qwen3-vl-2b"
 
 
-def test_models_lists_the_configured_model_and_its_alias(sdk, settings):
+def test_models_lists_the_served_name_not_the_checkpoint_path(sdk, settings):
+    """/v1/models names the model as vLLM's --served-model-name does; the checkpoint folder
+    (VISION_MODEL) is a server detail. The alias and VISION_MODEL are still accepted."""
     _, client = sdk()
-    ids = {m.id for m in client.models.list()}
-    assert ids == {settings.VISION_MODEL, "qwen3-vl-2b"}
+    assert [m.id for m in client.models.list()] == ["qwen3-vl-2b-instruct"]
+    assert settings.VISION_MODEL.startswith("/")  # the test worker's folder, never listed
+    for model in ("qwen3-vl-2b-instruct", "qwen3-vl-2b", settings.VISION_MODEL):
+        completion = client.chat.completions.create(model=model, messages=HELLO, max_tokens=1, temperature=0)
+        assert completion.choices[0].finish_reason in {"stop", "length"}
+    assert client.models.retrieve("qwen3-vl-2b").id == "qwen3-vl-2b"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4o")
 
 
 def test_non_streaming_completion(sdk):

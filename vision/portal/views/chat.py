@@ -85,6 +85,6 @@ async def chat_stream(request: HttpRequest) -> HttpResponse:
     except QUEUE_ERRORS as exc:
         logger.warning("portal chat: queue unavailable: %s", exc)
         return error_response(queue_unavailable())
-    response = chat_sse_response(stream)
+    response = chat_sse_response(stream, request)
     response[CONVERSATION_HEADER] = str(stream.prepared.conversation_pk or "")
     return response

@@ -17,7 +17,10 @@ from docplatform.errors import ApplicationError
 @never_cache
 @login_required
 def keys(request: HttpRequest) -> HttpResponse:
-    context: dict = {"base_url": request.build_absolute_uri("/v1"), "model": settings.OPENAI_MODEL_ALIAS}
+    context: dict = {
+        "base_url": request.build_absolute_uri("/v1"),
+        "model": settings.VISION_SERVED_MODEL_NAME,
+    }
     if request.method == "POST":
         try:
             context["created"] = api_key_create(user=request.user, name=request.POST.get("name", ""))
