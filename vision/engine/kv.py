@@ -22,6 +22,11 @@ from dataclasses import dataclass
 import torch
 
 
+# Arenas up to this size per layer tensor are zeroed at creation (KVArena.__init__). Above it
+# glibc and torch's CPU allocator take the memory from mmap, whose pages are zero.
+_ZERO_ARENA_BYTES = 32 * 1024 * 1024
+
+
 class KVArena:
     """The KV buffers of the sequences running at once, one tensor per layer for keys and one for
     values: (slots, kv_heads, slot_tokens, head_dim). A running sequence owns one slot; its
@@ -37,6 +42,15 @@ class KVArena:
         shape = (slots, kv_heads, slot_tokens, head_dim)
         self.keys = [torch.empty(shape, dtype=dtype) for _ in range(layers)]
         self.values = [torch.empty(shape, dtype=dtype) for _ in range(layers)]
+        # Batched decode attention reads every slot of its view up to the batch's longest sequence
+        # and masks what a sequence has not written. A masked key still enters the product, so a
+        # NaN or inf there (and 0 x NaN in the values) would poison the row: the unwritten part
+        # must hold finite numbers. A big arena is mapped straight from the OS, whose fresh pages
+        # are zero (and stay unmapped until written); a small one may reuse freed heap memory
+        # holding anything, so it is zeroed here (a few MB at most).
+        if self.keys and self.keys[0].nbytes <= _ZERO_ARENA_BYTES:
+            for tensor in (*self.keys, *self.values):
+                tensor.zero_()
         self.slot_tokens = slot_tokens
         self._free = list(range(slots - 1, -1, -1))  # pop() hands out the lowest slot first
 
