@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import torch
 
-
 # Arenas up to this size per layer tensor are zeroed at creation (KVArena.__init__). Above it
 # glibc and torch's CPU allocator take the memory from mmap, whose pages are zero.
 _ZERO_ARENA_BYTES = 32 * 1024 * 1024
