@@ -65,7 +65,8 @@ def test_plain_worker_command_becomes_a_ready_vision_worker(redis_url):
 
         beat = wait_for(engine_ready, timeout=120, interval=0.5, message=f"{name} engine ready")
         assert beat["pool"] == "threads"
-        assert beat["queues"] == sorted(["vision", f"vision.w.{name}"])
+        # The shared VLM queue, the OCR queue (every worker consumes both) and its own queue.
+        assert beat["queues"] == sorted(["ocr", "vision", f"vision.w.{name}"])
 
         assert app.control.ping(destination=[name], timeout=5) == [{name: {"ok": "pong"}}]
         stats = app.control.inspect(destination=[name], timeout=5).stats()[name]
