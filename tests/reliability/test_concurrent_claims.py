@@ -83,4 +83,8 @@ def test_two_workers_run_each_of_hundreds_of_jobs_exactly_once(stack_redis, star
         )
     )
     assert started == Counter({job_id: 1 for job_id in ids})
-    assert refused == Counter({job_id: DELIVERIES - 1 for job_id in ids})
+    # At least the extra copies sent here; the workers' watchdogs may add re-sends of their own
+    # (vision.runners.recovery.jobs_resend_lost sends queued jobs again while the queue is empty,
+    # as it is before the test sends its messages), and those are refused the same way.
+    assert set(refused) == set(ids)
+    assert min(refused.values()) >= DELIVERIES - 1
