@@ -27,7 +27,16 @@ from decimal import Decimal
 from typing import Any
 
 from vision.ocr.engine import BBox, OcrLine, OcrResult
-from vision.ocr.labels import ADDRESS, COLUMN_RES, COMPANY, LABEL_RE, PERCENT, TITLE, fix_legal_form
+from vision.ocr.labels import (
+    ADDRESS,
+    COLUMN_RES,
+    COMPANY,
+    INVOICE_TITLE,
+    LABEL_RE,
+    PERCENT,
+    TITLE,
+    fix_legal_form,
+)
 from vision.ocr.layout import span_box, union
 from vision.ocr.normalize import (
     CURRENCY_SYMBOLS,
@@ -385,6 +394,15 @@ class _Reader:
         for party in ("seller", "buyer"):
             if party not in self.result.fields and any(x.field == party for x in self.labels):
                 self.result.flags.append(Flag(party, "missing", f"a {party} label is on the page but no name was read"))  # fmt: skip
+        # An invoice is addressed to someone; a receipt often is not. A page titled as an invoice
+        # with no buyer read has a garbled or unread buyer label, not a blank one.
+        titled = any(INVOICE_TITLE.match(line.text.strip()) for line in self.lines)
+        if (
+            titled
+            and "buyer" not in self.result.fields
+            and not any(f.field == "buyer" for f in self.result.flags)
+        ):
+            self.result.flags.append(Flag("buyer", "missing", "the page is titled an invoice but no buyer was read"))  # fmt: skip
         number = self.result.fields.get("invoice_number")
         if number is not None and _LOOKALIKE_SEGMENT.search(number.value):
             number.confidence *= AMBIGUOUS_DATE_FACTOR

@@ -46,6 +46,10 @@ COLUMN_RES = [(name, re.compile(pattern, re.I)) for name, pattern in COLUMNS]
 TITLE = re.compile(
     r"^(?:(?:tax|commercial|proforma|vat|sales)\s*)?(?:invoice|receipt|bill)$|发票|^收据$", re.I
 )
+# The title of an invoice (not a receipt, not a label such as 发票号码): such a page names a buyer.
+INVOICE_TITLE = re.compile(
+    r"^(?:(?:tax|commercial|proforma|vat|sales)\s*)?invoice$|^[^:：]*发票[）)]?$", re.I
+)
 COMPANY = re.compile(
     r"\b(?:ltd|llc|inc|gmbh|co|corp|corporation|limited|plc|s\.?a|ag|bv|b\.v|sarl|srl|oy|ab|kg|pty)\b\.?|公司",
     re.I,

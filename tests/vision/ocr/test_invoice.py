@@ -142,6 +142,23 @@ def test_labels_do_not_shadow_each_other() -> None:
     assert {f.field for f in result.flags if f.code == "missing"} == {"invoice_number", "invoice_date"}
 
 
+def test_a_page_titled_invoice_without_a_buyer_flags_the_buyer() -> None:
+    """A garbled buyer label ('S0ld t0:') leaves no buyer; the invoice title says one was due."""
+    rows = [
+        [("Acme Supplies Ltd", 60, 400)],
+        [("Invoice No: INV-2041", 60, 500)],
+        [("Date: 2024-03-05", 60, 500)],
+        [("S0ld t0:", 60, 200)],
+        [("Northwind Traders Ltd", 60, 420)],
+        [("Total:", 640, 800), ("EUR 1.200,00", 880, 1040)],
+    ]
+    invoice = extract_invoice(_page([("INVOICE", 800, 1040)], *rows))
+    receipt = extract_invoice(_page(*rows))
+    assert invoice.value("buyer") is None and receipt.value("buyer") is None
+    assert [f.code for f in invoice.flags if f.field == "buyer"] == ["missing"]
+    assert not [f for f in receipt.flags if f.field == "buyer"]
+
+
 def test_arithmetic_checks_per_item_and_without_subtotal() -> None:
     items = [
         Item("a", Decimal("2"), Decimal("12.50"), Decimal("25.00"), None, 1.0),
