@@ -104,6 +104,30 @@ def test_running_streams_get_a_token_every_step_while_a_big_page_is_admitted(par
     assert steps >= blocks + prefill_steps - 1
 
 
+def test_a_page_larger_than_a_step_runs_each_vision_block_in_row_pieces(parts):
+    """GIVEN streams decoding WHEN a page with more patches than `vision_step_rows` arrives THEN
+    each of its vision blocks runs as q/k/v of all rows plus bounded row pieces, one per step,
+    and the streams still get a token every step."""
+    scheduler = _scheduler(parts, interleave=True)
+    scheduler.config.vision_step_rows = 256
+    streams = _start_two_streams(scheduler)
+    page = _big_page(scheduler)
+    scheduler.add_request(page)
+    blocks = len(parts[2].visual.blocks)
+    vision_pieces = 0
+    patches = None
+    while page.status <= SeqStatus.ENCODING:
+        before = [len(s.generated) for s in streams]
+        out = _step(scheduler)
+        assert [len(s.generated) for s in streams] == [b + 1 for b in before]
+        if out.vision is not None:
+            assert out.vision.rows == 256
+            patches = patches or out.vision.patches
+            vision_pieces += 1
+    assert patches > 256
+    assert vision_pieces == blocks * (1 + math.ceil(patches / 256))
+
+
 def test_without_interleaving_the_page_is_admitted_in_one_go(parts):
     scheduler = _scheduler(parts, interleave=False)
     streams = _start_two_streams(scheduler)

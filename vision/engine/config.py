@@ -34,6 +34,10 @@ class EngineConfig:
     # Patches of the images batched into one vision pass while streams decode (the first image
     # always runs): a full A4 scan is ~8,600 patches, one block of it ~4-6 s on two cores.
     vision_step_patches: int = 8192
+    # One image larger than this while streams decode runs each block in pieces: the q/k/v of all
+    # rows, then attention + MLP for this many rows at a time. For a full A4 scan (~8,600 patches)
+    # a piece is about a quarter of a block (~1-1.5 s on two cores instead of ~5-6 s).
+    vision_step_rows: int = 2048
     interleave: bool = True  # False: admit new work whole (benchmark comparison only)
     arrival_wait_s: float = 0.005  # short wait for more arrivals before a step with room left
     # KV of the sequences running at once (prompt + max_tokens each, reserved at admission); a

@@ -11,7 +11,9 @@ norms, rotary tables, MLPs, vision blocks — quantized or not) and writes only 
   weight bytes). Decoding sequences keep their KV in slots of one arena (`kv.KVArena`), so their
   attention is one masked call per layer; prompt chunks attend one by one.
 - The lm_head runs only on the rows that need a next token, not on every prompt token.
-- The vision tower is a `VisionJob` whose `step()` runs a bounded number of blocks.
+- The vision tower is a `VisionJob` whose `step()` runs a bounded number of blocks; while streams
+  decode, one block of a large image runs in pieces of rows (`step_rows()`), so a full-page scan
+  never stalls them for a whole block.
 
 Correctness is checked against transformers' own `generate` in the tests (token-identical greedy).
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb_vision
 from transformers.vision_utils import (
     get_vision_attention_seqlens,
     get_vision_interpolation_indices_and_weights,
@@ -55,6 +58,17 @@ class EncodedImage:
         return sum(t.numel() * t.element_size() for t in [self.embeds, *self.deepstack])
 
 
+@dataclass
+class _PartialBlock:
+    """A vision block part-way through `VisionJob.step_rows`."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    out: torch.Tensor  # the block's output, filled row piece by row piece
+    done: int = 0  # rows of `out` written
+
+
 class VisionJob:
     """One image through the vision tower, a few blocks at a time.
 
@@ -85,6 +99,7 @@ class VisionJob:
         self.next_block = 0
         self.deepstack: list[torch.Tensor] = []
         self.result: EncodedImage | None = None
+        self._partial: _PartialBlock | None = None  # a block being run a piece of rows at a time
 
     @property
     def blocks_left(self) -> int:
@@ -94,9 +109,20 @@ class VisionJob:
     def patches(self) -> int:
         return self.hidden.shape[0] if self.result is None else 0
 
+    @property
+    def in_block(self) -> bool:
+        """A block was started row-wise (`step_rows`) and is not finished."""
+        return self._partial is not None
+
     @torch.inference_mode()
     def step(self, max_blocks: int) -> bool:
-        """Run up to `max_blocks` blocks; return True once the image is fully encoded."""
+        """Run up to `max_blocks` blocks; return True once the image is fully encoded. A block
+        started row-wise is finished first (it counts as one)."""
+        if self._partial is not None:
+            self.step_rows(1 << 30)
+            max_blocks -= 1
+            if self.result is not None or max_blocks <= 0:
+                return self.result is not None
         end = min(len(self.visual.blocks), self.next_block + max(1, max_blocks))
         for index in range(self.next_block, end):
             hidden = self.visual.blocks[index](
@@ -106,6 +132,40 @@ class VisionJob:
                 position_embeddings=self.position_embeddings,
             )
             self._after_block(index, hidden)
+        return self.result is not None
+
+    @torch.inference_mode()
+    def step_rows(self, max_rows: int) -> bool:
+        """Advance the current block by one piece: first the q/k/v of all rows (with rotary),
+        then attention, projection and MLP for the next `max_rows` rows. Each output row of a
+        block depends on every row only through k and v, so the block splits by rows exactly.
+        Images with several attention spans (video frames) run whole blocks instead."""
+        if len(self.cu_seqlens) != 2:
+            return self.step(1)
+        block = self.visual.blocks[self.next_block]
+        attn = block.attn
+        rows = self.hidden.shape[0]
+        if self._partial is None:
+            qkv = attn.qkv(block.norm1(self.hidden)).reshape(rows, 3, attn.num_heads, -1)
+            q, k, v = qkv.permute(1, 0, 2, 3).unbind(0)
+            cos, sin = self.position_embeddings
+            q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
+            self._partial = _PartialBlock(
+                q=q.transpose(0, 1).unsqueeze(0),  # (1, heads, rows, head_dim), as the block's SDPA call
+                k=k.transpose(0, 1).unsqueeze(0),
+                v=v.transpose(0, 1).unsqueeze(0),
+                out=torch.empty_like(self.hidden),
+            )
+            return False
+        part = self._partial
+        start, end = part.done, min(rows, part.done + max(1, max_rows))
+        a = F.scaled_dot_product_attention(part.q[:, :, start:end], part.k, part.v, scale=attn.scaling)
+        h = self.hidden[start:end] + attn.proj(a.transpose(1, 2).reshape(end - start, -1))
+        part.out[start:end] = h + block.mlp(block.norm2(h))
+        part.done = end
+        if end == rows:
+            self._partial = None
+            self._after_block(self.next_block, part.out)
         return self.result is not None
 
     def _after_block(self, index: int, hidden: torch.Tensor) -> None:
@@ -121,19 +181,24 @@ class VisionJob:
 
 
 @torch.inference_mode()
-def run_vision_jobs(jobs: list[VisionJob], max_blocks: int) -> None:
+def run_vision_jobs(jobs: list[VisionJob], max_blocks: int, max_rows: int | None = None) -> None:
     """Advance every job by up to `max_blocks` blocks; images at the same block run as one pass.
 
     The patches of several images are concatenated, so each block's linears (qkv, proj, MLP) run
     once over all of them; attention stays per image (the block splits by `cu_seqlens`, as in
     `Qwen3VLVisionModel.forward` for several images). Images admitted together stay in step;
-    one admitted later runs its own pass in the same step.
+    one admitted later runs its own pass in the same step. `max_rows` (one job only): one piece
+    of its current block instead (`VisionJob.step_rows`).
     """
+    if max_rows is not None and len(jobs) == 1:
+        jobs[0].step_rows(max_rows)
+        return
     for _ in range(max(1, max_blocks)):
         groups: dict[int, list[VisionJob]] = {}
         for job in jobs:
             if job.result is None:
-                groups.setdefault(job.next_block, []).append(job)
+                # a block started row-wise finishes on its own
+                groups.setdefault(-1 - id(job) if job.in_block else job.next_block, []).append(job)
         if not groups:
             return
         for index, group in groups.items():

@@ -83,6 +83,7 @@ class VisionWork:
 
     jobs: list[tuple[Sequence, int, VisionJob]]  # (sequence, its image index, the image's job)
     blocks: int  # blocks per image in this step
+    rows: int | None = None  # one large image alone: one piece of this many rows of its block instead
 
     @property
     def patches(self) -> int:
@@ -165,7 +166,7 @@ class Scheduler:
         start = time.monotonic()
         patches = work.patches
         try:
-            run_vision_jobs([job for _, _, job in work.jobs], work.blocks)
+            run_vision_jobs([job for _, _, job in work.jobs], work.blocks, work.rows)
         except Exception:  # find the image that fails; the others carry on
             for seq, _, job in work.jobs:
                 if seq.status >= SeqStatus.FINISHED or job.result is not None:
@@ -329,10 +330,18 @@ class Scheduler:
                 continue
             for index, job in self._vision_jobs(seq):
                 if jobs and decoding and patches + job.patches > self.config.vision_step_patches:
-                    return VisionWork(jobs, blocks)
+                    return self._pieces(jobs, blocks, decoding)
                 jobs.append((seq, index, job))
                 patches += job.patches
-        return VisionWork(jobs, blocks) if jobs else None
+        return self._pieces(jobs, blocks, decoding) if jobs else None
+
+    def _pieces(self, jobs: list[tuple[Sequence, int, VisionJob]], blocks: int, decoding: bool) -> VisionWork:
+        """While streams decode, an image too large for one short step (a full-page scan: one
+        block is seconds) runs its block `vision_step_rows` rows at a time."""
+        rows = self.config.vision_step_rows
+        if decoding and self.config.interleave and len(jobs) == 1 and (jobs[0][2].patches > rows or jobs[0][2].in_block):  # fmt: skip
+            return VisionWork(jobs, blocks, rows)
+        return VisionWork(jobs, blocks)
 
     def _vision_jobs(self, seq: Sequence) -> list[tuple[int, VisionJob]]:
         """The sequence's pending images, preprocessed into jobs on first use."""
