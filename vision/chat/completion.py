@@ -7,6 +7,7 @@ stored-image paths), and `chat_relay` reads the request's Redis Stream asynchron
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -252,15 +253,32 @@ async def _check_progress(client, prepared: PreparedChat, started_by: str) -> No
         await _enqueue(prepared, routing.SHARED_QUEUE)
 
 
+def _raise_if_cancel_requested(request_id: str) -> None:
+    """Re-raise a cancellation of the current task that something below swallowed.
+
+    Django cancels the request's task when the client disconnects. redis-py sends every command
+    under `asyncio.wait_for`, and Python 3.11's wait_for returns the inner result instead of
+    raising when the cancel arrives after the inner send already finished (CPython gh-86296,
+    fixed in 3.12). A relay cancelled in that window went on reading, and touching its reader
+    lease, until the generation ended. The task still counts the request (`cancelling()`), so
+    the relay honours it at its next step instead."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        logger.info("chat %s: a cancel of its reader was swallowed below; raised now", request_id)
+        raise asyncio.CancelledError()
+
+
 async def chat_relay(client, prepared: PreparedChat) -> AsyncIterator[streams.StreamEvent]:
     """Every event of the generation up to and including "final"; GenerationTimeout if none,
-    WorkerLost when the worker that started it died."""
+    WorkerLost when the worker that started it died. A cancel of the reading task is always
+    raised here, even one a Redis call swallowed (`_raise_if_cancel_requested`)."""
     deadline = time.monotonic() + settings.OPENAI_REQUEST_TIMEOUT_SECONDS + _WAIT_SLACK_S
     after = "0-0"
     started_by = ""
     last_event = time.monotonic()
     last_touch = 0.0
     while True:
+        _raise_if_cancel_requested(prepared.spec.request_id)
         if time.monotonic() - last_touch >= 1.0:  # the lease that tells the worker we still read
             last_touch = time.monotonic()
             await streams.atouch_reader(client, prepared.spec.request_id)
@@ -270,6 +288,7 @@ async def chat_relay(client, prepared: PreparedChat) -> AsyncIterator[streams.St
                 f"No answer within {settings.OPENAI_REQUEST_TIMEOUT_SECONDS} s; the generation was cancelled."
             )
         events = await streams.aread(client, prepared.spec.request_id, after=after)
+        _raise_if_cancel_requested(prepared.spec.request_id)
         for event in events:
             after = event.id
             if event.type == "started":
