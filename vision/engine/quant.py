@@ -155,7 +155,8 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from . import kernels
 
-        x2 = _flatten(x, self.in_features)  # (B*T, K)
+        flat = x.dim() == 2  # the runner's calls: (tokens, K), no reshape either way
+        x2 = x if flat else _flatten(x, self.in_features)  # (B*T, K)
         if self.prefill_dtype is not None and x2.shape[0] >= self.PREFILL_MIN_ROWS:
             y = self._dense(x2, self.prefill_dtype).to(x.dtype)
             if self.bias is not None:
@@ -167,24 +168,20 @@ class Int8Linear(nn.Module):
                     "this Int8Linear was packed for the engine kernels; build it again for torch's op"
                 )
             bias = self.bias_padded if self.bias_padded is not None else _NO_BIAS
-            y = (
-                kernels.module()
-                .linear(
-                    x2.float().contiguous(),
-                    self.packed,
-                    self.wscale,
-                    bias,
-                    self.out_features,
-                    kernels.isa_index(isa),
-                )
-                .to(x.dtype)
+            # fp32 or bf16 in, the same dtype out (the kernel casts at its edges); other float
+            # dtypes are cast here.
+            xk = x2 if x2.dtype in (torch.float32, torch.bfloat16) else x2.float()
+            y = kernels.module().linear(
+                xk, self.packed, self.wscale, bias, self.out_features, kernels.isa_index(isa)
             )
+            if y.dtype != x.dtype:
+                y = y.to(x.dtype)
         else:
             y = torch.ops.aten._weight_int8pack_mm(x2.to(_KERNEL_ACT_DTYPE), self.qweight_nk, self.scales_act)
             y = y.to(x.dtype)
             if self.bias is not None:
                 y = y + self.bias.to(x.dtype)
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return y if flat else y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         kernel = "packed panels" if self.packed_layout else "torch int8pack"

@@ -251,8 +251,15 @@ class _DecodeBatch:
     lo: int  # slots lo..hi are attended together (a view of the arena, no copy)
     width: int  # hi - lo + 1
     keys_len: int  # longest sequence after this token: the key axis of the view
-    mask: torch.Tensor  # (width, 1, 1, keys_len) bool: key j is valid for slot lo + i
+    # (width, 1, 1, keys_len) additive mask in the activation dtype (0 where key j is valid for slot
+    # lo + i, -inf elsewhere: what SDPA turns a bool mask into on every call), built once per step;
+    # None when every slot of the view sees all keys_len keys (batch 1: no mask at all).
+    mask: torch.Tensor | None
     dense: bool  # the B slots are exactly lo..hi in order: no scatter of queries needed
+    # The decode rows are every row of the step, in order (no prompt chunk beside them): queries,
+    # keys and outputs are used as they are, with no gather or scatter by `rows`.
+    all_rows: bool
+    single: tuple[int, int] | None  # B == 1: (slot, position), written with plain indexing
 
 
 class ModelRunner:
@@ -331,6 +338,10 @@ class ModelRunner:
         vis_mask, deepstack = self._place_images(segments, hidden)
         cos, sin = lm.rotary_emb(hidden, positions.unsqueeze(1))  # (1, N, head_dim) each
         cos, sin = cos[0, :, None, :], sin[0, :, None, :]  # (N, 1, head_dim): broadcast over heads
+        # rotate_half(x) * sin == roll(x, half) * sin with its first half negated (negation is
+        # exact): made once per step, so each layer's rotary is 4 ops instead of 7.
+        half = self.head_dim // 2
+        sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
         bounds = []
         offset = 0
         for seg in segments:
@@ -371,16 +382,25 @@ class ModelRunner:
                 alone.append((seg, start, end))
         if not decode:
             return None, alone
-        rows, slots, lengths = (torch.tensor(column) for column in zip(*decode, strict=True))
-        lo, hi = int(slots.min()), int(slots.max())
+        row_list, slot_list, length_list = (list(column) for column in zip(*decode, strict=True))
+        rows, slots, lengths = torch.tensor(row_list), torch.tensor(slot_list), torch.tensor(length_list)
+        lo, hi = min(slot_list), max(slot_list)
         width = hi - lo + 1
-        keys_len = int(lengths.max()) + 1
-        valid = torch.zeros(width, dtype=torch.long)  # keys each slot of the view may see
-        valid[slots - lo] = lengths + 1
-        valid = valid.clamp(min=1)  # a slot that is not decoding attends its key 0; output unused
-        mask = (torch.arange(keys_len)[None, :] < valid[:, None])[:, None, None, :]
-        dense = width == len(decode) and bool(torch.equal(slots, torch.arange(lo, hi + 1)))
-        return _DecodeBatch(rows, slots, lengths, lo, width, keys_len, mask, dense), alone
+        keys_len = max(length_list) + 1
+        dense = slot_list == list(range(lo, hi + 1))
+        mask = None
+        if not (dense and min(length_list) == keys_len - 1):
+            valid = torch.zeros(width, dtype=torch.long)  # keys each slot of the view may see
+            valid[slots - lo] = lengths + 1
+            valid = valid.clamp(min=1)  # a slot that is not decoding attends its key 0; output unused
+            allowed = (torch.arange(keys_len)[None, :] < valid[:, None])[:, None, None, :]
+            mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill_(~allowed, float("-inf"))
+        all_rows = row_list == list(range(bounds[-1][1]))
+        single = (slot_list[0], length_list[0]) if len(decode) == 1 else None
+        return (
+            _DecodeBatch(rows, slots, lengths, lo, width, keys_len, mask, dense, all_rows, single),
+            alone,
+        )
 
     def _mlp(self, mlp, x: torch.Tensor) -> torch.Tensor:
         fused = getattr(mlp, "gate_up_proj", None)
@@ -405,9 +425,12 @@ class ModelRunner:
         k = F.rms_norm(qkv[:, h : h + kvh], (self.head_dim,), norms.k, self.eps)
         v = qkv[:, h + kvh :]
         qk = torch.cat([q, k], dim=1)  # (N, heads + kv_heads, head_dim): one rotary pass for both
-        qk = qk * cos + _rotate_half(qk) * sin
+        qk = qk * cos + qk.roll(self.head_dim // 2, dims=-1) * sin  # sin: first half negated (forward)
         q, k = qk[:, :h], qk[:, h:]
 
+        if batch is not None and batch.all_rows:  # a pure decode step: the batch is every row
+            out = self._decode_attention(layer_idx, q, k, v, batch)
+            return attn.o_proj(out.view(n_tokens, h * self.head_dim))
         out = torch.empty(n_tokens, h, self.head_dim, dtype=q.dtype)
         if batch is not None:
             out[batch.rows] = self._decode_attention(layer_idx, q, k, v, batch)
@@ -445,13 +468,20 @@ class ModelRunner:
         (width, kv_heads, groups, head_dim), as repeat_kv pairs them (q head i -> kv head i // groups).
         """
         keys_all, values_all = self.arena.keys[layer_idx], self.arena.values[layer_idx]
-        keys_all[batch.slots, :, batch.positions] = k[batch.rows]
-        values_all[batch.slots, :, batch.positions] = v[batch.rows]
+        if not batch.all_rows:
+            q, k, v = q[batch.rows], k[batch.rows], v[batch.rows]
+        if batch.single is not None:  # plain indexing: a copy into a view, no index_put
+            slot, position = batch.single
+            keys_all[slot, :, position] = k[0]
+            values_all[slot, :, position] = v[0]
+        else:
+            keys_all[batch.slots, :, batch.positions] = k
+            values_all[batch.slots, :, batch.positions] = v
         end = batch.lo + batch.width
         keys = keys_all[batch.lo : end, :, : batch.keys_len]
         values = values_all[batch.lo : end, :, : batch.keys_len]
         groups = self.num_heads // self.num_kv_heads
-        queries = q[batch.rows].view(-1, self.num_kv_heads, groups, self.head_dim)
+        queries = q.view(-1, self.num_kv_heads, groups, self.head_dim)
         if not batch.dense:
             scattered = queries.new_zeros(batch.width, self.num_kv_heads, groups, self.head_dim)
             scattered[batch.slots - batch.lo] = queries
@@ -483,8 +513,3 @@ class ModelRunner:
             torch.cat([parts[i] for parts in deepstack_parts]).to(hidden.dtype) for i in range(layers)
         ]
         return mask, deepstack
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
