@@ -307,13 +307,14 @@ def test_int4_packing_round_trips(built) -> None:
     assert int(q.min()) >= -8 and int(q.max()) <= 7 and bool((q[:, 70:] == 0).all())
     # the signed extreme of each block maps to -8 exactly, so every block uses the full range
     assert bool((q.view(37, 3, 32).amin(-1) == -8).all())
-    packed = kernels.pack_int4(q)
-    assert packed.shape == (3, 96 * 8) and packed.dtype == torch.uint8
-    assert torch.equal(kernels.unpack_int4(packed, 37), q)
-    flat = kernels.pack_int4_scales(scales)
-    assert torch.equal(kernels.unpack_int4_scales(flat, 37, 3), scales)
-    # one byte: low nibble k = 4p + t, high nibble k = 16 + 4p + t (csrc/vk.h)
-    assert int(packed[0, 1 * 64 + 2 * 4 + 3]) == (int(q[2, 7]) + 8) | ((int(q[2, 23]) + 8) << 4)
+    packed = kernels.pack_int4(q, scales)
+    assert packed.shape == (3, 3 * 320) and packed.dtype == torch.uint8  # 4 bits + 1 fp32 per 32
+    q2, s2 = kernels.unpack_int4(packed, 37)
+    assert torch.equal(q2, q) and torch.equal(s2, scales)
+    # block 1 of panel 0, pair 2, column 3, t = 1: low nibble k = 32 + 9, high nibble k = 32 + 25
+    assert int(packed[0, 320 + 2 * 64 + 3 * 4 + 1]) == (int(q[3, 41]) + 8) | ((int(q[3, 57]) + 8) << 4)
+    # then the block's 16 column scales, fp32
+    assert packed[0, 320 + 256 : 320 + 320].view(torch.float32)[3].item() == scales[3, 1].item()
 
 
 def _int4_layer(n: int, k: int, seed_rows: int, bias: bool = True) -> tuple[nn.Linear, Int4Linear]:
@@ -346,14 +347,12 @@ def test_int4_every_path_on_every_shape(built, shape: tuple[int, int]) -> None:
 
 
 def test_int4_lm_head_full_size(built) -> None:
-    """151936 x 2048 (156 MB packed) at M=1, every path."""
+    """151936 x 2048 (195 MB packed) at M=1, every path."""
     n, k = 151936, 2048
     torch.manual_seed(2)
     q = torch.randint(-8, 8, (n, k), dtype=torch.int8)
     scales = torch.rand(n, k // kernels.BLOCK) * 1e-3 + 1e-4
-    layer = Int4Linear(
-        kernels.pack_int4(q), None, None, k, n, kernels.BLOCK, kernels.pack_int4_scales(scales)
-    )
+    layer = Int4Linear(kernels.pack_int4(q, scales), None, None, k, n, kernels.BLOCK, kernel_layout=True)
     x = torch.randn(1, k)
     outs = _int4_paths(layer, x)
     assert all(torch.equal(outs["ref"], y) for y in outs.values())
@@ -374,8 +373,8 @@ def test_int4_format_uses_the_kernel(built) -> None:
     lin, _ = _case(256, 512, 1)
     layer = quantize_linear(lin, "int4")
     assert isinstance(layer, Int4Linear) and layer.kernel_layout and layer.group_size == kernels.BLOCK
-    # 4 bits per weight + one fp32 scale per 32: 5 bits; the packed weight is K*N/2 bytes
-    assert layer.packed.numel() == 256 * 512 // 2 and layer.wscale.numel() == 256 * 512 // 32
+    # 4 bits per weight + one fp32 scale per 32: 5 bits per weight
+    assert layer.packed.numel() * 8 == 256 * 512 * 5
 
 
 _INT4_SCRIPT = """

@@ -219,18 +219,17 @@ class Int4Linear(nn.Module):
         in_features: int,
         out_features: int,
         group_size: int,
-        wscale: torch.Tensor | None = None,
+        kernel_layout: bool = False,
     ) -> None:
         super().__init__()
         from . import kernels
 
         self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
-        # our panels: packed (N/16, Kp*8) uint8 + wscale (flat fp32, kernels.pack_int4_scales);
+        # ours: packed (N/16, Kp/32 * 320) uint8, nibbles and fp32 scales (kernels.pack_int4);
         # torch's: packed (N, K/2) uint8 + scales_zeros (K/g, N, 2) bf16
-        self.kernel_layout = wscale is not None
+        self.kernel_layout = kernel_layout
         self.register_buffer("packed", packed)
         self.register_buffer("scales_zeros", scales_zeros)
-        self.register_buffer("wscale", wscale)
         self.register_buffer(
             "bias_padded",
             None if bias is None or not self.kernel_layout else kernels.pad_to_panels(bias, out_features),
@@ -259,9 +258,7 @@ class Int4Linear(nn.Module):
         bias = None if lin.bias is None else lin.bias.detach().clone()
         if group_size is None and cls._kernels_available():
             q, scales = kernels.quantize_int4(lin.weight)
-            return cls(
-                kernels.pack_int4(q), None, bias, k, n, kernels.BLOCK, kernels.pack_int4_scales(scales)
-            )
+            return cls(kernels.pack_int4(q, scales), None, bias, k, n, kernels.BLOCK, kernel_layout=True)
         group_size = group_size or INT4_GROUP_SIZE
         wg = lin.weight.detach().float().reshape(n, k // group_size, group_size)
         lo, hi = wg.amin(-1, keepdim=True), wg.amax(-1, keepdim=True)
@@ -278,9 +275,8 @@ class Int4Linear(nn.Module):
         from . import kernels
 
         assert self.kernel_layout, "only the kernel layout is dequantized here"
-        q = kernels.unpack_int4(self.packed, self.out_features)
-        nblk = q.shape[1] // kernels.BLOCK
-        s = kernels.unpack_int4_scales(self.wscale, self.out_features, nblk)
+        q, s = kernels.unpack_int4(self.packed, self.out_features)
+        nblk = s.shape[1]
         return (q.float().view(self.out_features, nblk, -1) * s[..., None]).view(self.out_features, -1)[
             :, : self.in_features
         ]
@@ -301,7 +297,6 @@ class Int4Linear(nn.Module):
                 .linear4(
                     x2.float().contiguous(),
                     self.packed,
-                    self.wscale,
                     bias,
                     self.out_features,
                     kernels.isa_index(isa),

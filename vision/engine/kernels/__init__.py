@@ -253,44 +253,38 @@ def quantize_int4(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q.view(n, kp), scale.view(n, kp // BLOCK)
 
 
-def pack_int4(q: torch.Tensor) -> torch.Tensor:
-    """(N, Kp) int8 in [-8, 7] -> (ceil(N/16), Kp*8) uint8 (layout: csrc/vk.h).
+BLOCK_BYTES4 = 320  # per panel per block: 256 bytes of nibbles + 16 fp32 scales (csrc/vk.h)
 
-    Per panel and block of 32: 4 pairs x 16 columns x 4 k bytes; byte (p, c, t) holds q + 8 of
-    k = 4p + t in its low nibble and of k = 16 + 4p + t in its high nibble.
+
+def pack_int4(q: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """(N, Kp) int8 in [-8, 7] and (N, Kp/32) fp32 -> (ceil(N/16), Kp/32 * 320) uint8 (csrc/vk.h).
+
+    Per panel and block of 32: 4 pairs x 16 columns x 4 k bytes, byte (p, c, t) holding q + 8 of
+    k = 4p + t in its low nibble and of k = 16 + 4p + t in its high nibble; then the block's 16
+    column scales. Padding columns have q = 0 and scale 0.
     """
     n, kp = q.shape
-    assert kp % BLOCK == 0, "quantize_int4 pads K to whole blocks"
-    np_ = -(-n // PANEL) * PANEL
+    assert kp % BLOCK == 0 and scales.shape == (n, kp // BLOCK), "quantize_int4 pads K to whole blocks"
+    np_, nblk = -(-n // PANEL) * PANEL, kp // BLOCK
     u = (q.to(torch.int16) + 8).to(torch.uint8)
+    s = scales.float()
     if np_ != n:
-        u = torch.cat([u, torch.full((np_ - n, kp), 8, dtype=torch.uint8)])  # q = 0 in the padding
+        u = torch.cat([u, torch.full((np_ - n, kp), 8, dtype=torch.uint8)])
+        s = torch.cat([s, torch.zeros(np_ - n, nblk)])
     # k within a block = 16 * half + 4 * pair + t
-    u = u.view(np_ // PANEL, PANEL, kp // BLOCK, 2, 4, 4).permute(0, 2, 3, 4, 1, 5)  # (P, b, half, p, c, t)
-    packed = u[:, :, 0] | (u[:, :, 1] << 4)
-    return packed.contiguous().view(np_ // PANEL, kp * PANEL // 2)
+    u = u.view(np_ // PANEL, PANEL, nblk, 2, 4, 4).permute(0, 2, 3, 4, 1, 5)  # (P, b, half, p, c, t)
+    nibbles = (u[:, :, 0] | (u[:, :, 1] << 4)).reshape(np_ // PANEL, nblk, 256)
+    sb = s.view(np_ // PANEL, PANEL, nblk).permute(0, 2, 1).contiguous().view(torch.uint8)  # (P, b, 64)
+    return torch.cat([nibbles, sb], dim=-1).view(np_ // PANEL, nblk * BLOCK_BYTES4)
 
 
-def unpack_int4(packed: torch.Tensor, n: int) -> torch.Tensor:
-    """Inverse of pack_int4: (N, Kp) int8."""
+def unpack_int4(packed: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of pack_int4: (q (N, Kp) int8, scales (N, Kp/32) fp32)."""
     panels = packed.shape[0]
-    kp = packed.shape[1] * 2 // PANEL
-    b = packed.view(panels, kp // BLOCK, 4, PANEL, 4)
+    nblk = packed.shape[1] // BLOCK_BYTES4
+    blocks = packed.view(panels, nblk, BLOCK_BYTES4)
+    b = blocks[:, :, :256].reshape(panels, nblk, 4, PANEL, 4)
     u = torch.stack([b & 15, b >> 4], dim=2)  # (P, b, half, p, c, t)
-    q = u.permute(0, 4, 1, 2, 3, 5).reshape(panels * PANEL, kp).to(torch.int8) - 8
-    return q[:n].contiguous()
-
-
-def pack_int4_scales(scales: torch.Tensor) -> torch.Tensor:
-    """(N, nblk) -> flat (ceil(N/16) * nblk * 16,) fp32 in [panel][block][column] order, 0 padded."""
-    n, nblk = scales.shape
-    np_ = -(-n // PANEL) * PANEL
-    out = torch.zeros(np_, nblk, dtype=torch.float32)
-    out[:n] = scales.float()
-    return out.view(np_ // PANEL, PANEL, nblk).permute(0, 2, 1).contiguous().view(-1)
-
-
-def unpack_int4_scales(flat: torch.Tensor, n: int, nblk: int) -> torch.Tensor:
-    """Inverse of pack_int4_scales: (N, nblk) fp32."""
-    panels = flat.numel() // (nblk * PANEL)
-    return flat.view(panels, nblk, PANEL).permute(0, 2, 1).reshape(panels * PANEL, nblk)[:n].contiguous()
+    q = u.permute(0, 4, 1, 2, 3, 5).reshape(panels * PANEL, nblk * BLOCK).to(torch.int8) - 8
+    s = blocks[:, :, 256:].contiguous().view(torch.float32).view(panels, nblk, PANEL).permute(0, 2, 1)
+    return q[:n].contiguous(), s.reshape(panels * PANEL, nblk)[:n].contiguous()

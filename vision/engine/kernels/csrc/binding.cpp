@@ -107,19 +107,18 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed, const 
   return run_linear(x, packed, wscale.data_ptr<float>(), bias, n, isa, gemm_for(isa));
 }
 
-// int4 group-wise (layout in vk.h). packed: (n_panels, kp * 8) uint8; wscale: (n_panels * kp/32 * 16,)
-// fp32; bias: (n_panels * 16,) fp32 or empty. Returns (m, n) fp32.
-torch::Tensor linear4(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& wscale,
-                      const torch::Tensor& bias, int64_t n, int64_t isa) {
+// int4 group-wise (layout in vk.h: nibbles and scales in one stream). packed: (n_panels,
+// kp/32 * 320) uint8, 4-byte aligned; bias: (n_panels * 16,) fp32 or empty. Returns (m, n) fp32.
+torch::Tensor linear4(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& bias, int64_t n,
+                      int64_t isa) {
   check_common(x, packed, isa);
   const int64_t kp = round_up(x.size(1), vk::kBlock), n_panels = packed.size(0);
-  TORCH_CHECK(packed.size(1) == kp * vk::kPanel / 2, "packed int4 weight does not match k=", x.size(1));
-  TORCH_CHECK(wscale.scalar_type() == torch::kFloat && wscale.is_contiguous() &&
-                  wscale.numel() == n_panels * (kp / vk::kBlock) * vk::kPanel,
-              "int4 scales: (n_panels * kp/32 * 16,) fp32");
+  TORCH_CHECK(packed.size(1) == kp / vk::kBlock * vk::kBlockBytes4, "packed int4 weight does not match k=",
+              x.size(1));
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(packed.data_ptr<uint8_t>()) % 4 == 0, "packed int4: 4-byte aligned");
   TORCH_CHECK(n <= n_panels * vk::kPanel);
   TORCH_CHECK(bias.numel() == 0 || bias.numel() == n_panels * vk::kPanel);
-  return run_linear(x, packed, wscale.data_ptr<float>(), bias, n, isa, gemm4_for(isa));
+  return run_linear(x, packed, nullptr, bias, n, isa, gemm4_for(isa));
 }
 
 // Rows [n0, n1) of the dequantized weight (w - 128) * wscale as fp32 or bf16: one chunk of the

@@ -53,7 +53,9 @@ void gemm4(const vk::Args& a, int64_t pb, int64_t pe) {
             const int32_t q = static_cast<int32_t>(g < 4 ? (byte & 15) : (byte >> 4)) - 8;
             dot += q * xr[b * vk::kBlock + kk];
           }
-          const float s = a.xscale[m * nblk + b] * a.wscale[(p * nblk + b) * vk::kPanel + j];
+          float ws;
+          std::memcpy(&ws, wb + vk::kNibbleBytes4 + j * 4, 4);
+          const float s = a.xscale[m * nblk + b] * ws;
           acc = std::fma(static_cast<float>(dot), s, acc);
         }
         a.y[m * a.ldy + col] = acc + (a.bias ? a.bias[col] : 0.f);

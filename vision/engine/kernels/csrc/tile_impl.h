@@ -116,8 +116,8 @@ void tile4(const vk::Args& a, int64_t m0, int64_t p0) {
       }
     }
     for (int v = 0; v < NV; ++v) {
-      const float* wsb = a.wscale + ((p0 + v / H) * nblk + b) * vk::kPanel + (v % H) * V::kLanes;
-      const typename V::F ws = V::loadu_f(wsb);
+      const uint8_t* sb = wb + (v / H) * pstride + vk::kNibbleBytes4 + (v % H) * V::kLanes * 4;
+      const typename V::F ws = V::loadu_f(reinterpret_cast<const float*>(sb));
       for (int r = 0; r < MR; ++r) {
         const typename V::F s = V::mul(V::set1_f(a.xscale[(m0 + r) * nblk + b]), ws);
         facc[r][v] = V::fma(V::cvt(acc[r][v]), s, facc[r][v]);

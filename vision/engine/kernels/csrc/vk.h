@@ -26,13 +26,16 @@ struct Args {
 };
 
 // int4 group-wise (Q4_0 x Q8_0, as llama.cpp): the same Args with
-//   w:      [n_panels][kp/32 blocks][4 pairs][16 columns][4 k] bytes; byte (pair p, column c, t)
-//           holds q + 8 of k = 32 b + 4 p + t in its low nibble and of k = 32 b + 4 (p + 4) + t in
-//           its high nibble (q in [-8, 7]), so a 64-byte load gives two dpbusd operands;
-//   wscale: [n_panels][kp/32][16] fp32, one scale per output column per 32-k block (0 in padding);
+//   w:      [n_panels][kp/32 blocks] of 320 bytes: 256 bytes of nibbles, [4 pairs][16 columns][4 k],
+//           then the block's 16 fp32 column scales (one stream per panel, as llama.cpp keeps the
+//           scale beside its quants: one prefetch stream instead of two). Byte (pair p, column c,
+//           t) holds q + 8 of k = 32 b + 4 p + t in its low nibble and of k = 32 b + 4 (p + 4) + t
+//           in its high nibble (q in [-8, 7]), so one 64-byte load gives two dpbusd operands;
+//   wscale: unused (nullptr);
 //   xcorr:  as for int8 (-128 * block sum); the int4 tile starts each block at xcorr / 16 = -8 * sum.
-constexpr int kPairBytes = kGroupBytes;            // one 64-byte load: two k-groups of 16 columns
-constexpr int kBlockBytes4 = kPanel * kBlock / 2;  // 256 bytes per panel per block
+constexpr int kPairBytes = kGroupBytes;                  // one 64-byte load: two k-groups of 16 columns
+constexpr int kNibbleBytes4 = kPanel * kBlock / 2;       // 256 bytes of weights per panel per block
+constexpr int kBlockBytes4 = kNibbleBytes4 + kPanel * 4;  // + 16 fp32 scales: 320
 
 using GemmFn = void (*)(const Args&, int64_t panel_begin, int64_t panel_end);
 // Quantize rows [r0, r1) of x (m x k fp32, row stride ldx) into xq/xscale/xcorr (row stride kp).
