@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("kernels", help="one int8 linear: engine kernels vs torch's op and dense GEMMs")
     kernels.add_arguments(p)
+    from . import kernels_int4
+
+    p = sub.add_parser(
+        "kernels-int4", help="one int4 linear: our Q4_0 x Q8_0 kernel vs our int8 and torch's int4"
+    )
+    kernels_int4.add_arguments(p)
     p = sub.add_parser("kernel-decode", help="whole-model int8 decode at batch 1 and 8 per kernel path")
     kernels.add_decode_arguments(p)
     p = sub.add_parser(
@@ -92,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import kernels
 
         kernels.run(args)
+    elif args.command == "kernels-int4":
+        from . import kernels_int4
+
+        kernels_int4.run(args)
     elif args.command == "kernel-decode":
         from . import kernels
 

@@ -1,4 +1,4 @@
-"""The engine's int8 kernels: every ISA path this CPU runs, on every linear shape of the 2B model
+"""The engine's int8 and int4 kernels: every ISA path this CPU runs, on every linear shape of the 2B model
 and odd tails, against a float reference; CPU detection; the fallback when nothing can be built.
 
 Two references:
@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vision.engine import kernels
-from vision.engine.quant import Int8Linear, quantize_per_channel
+from vision.engine.quant import Int4Linear, Int8Linear, quantize_linear, quantize_per_channel
 
-from .test_quant import BOUNDS, rel_err
+from .test_quant import ACT_ROUNDING, BOUNDS, rel_err
 
 REPO = Path(__file__).resolve().parents[2]
 EXACT = 1e-5
@@ -259,3 +259,153 @@ def test_isa_forced_from_the_environment(built, isa: str) -> None:
     got, packed, err = result.stdout.split()
     assert (got, packed) == (isa, str(isa != "torch"))
     assert float(err) < BOUNDS["int8"]
+
+
+# ---------------------------------------------------------------- int4 group-wise (Q4_0 x Q8_0)
+
+# Accuracy of int4 round-to-nearest vs fp32, for N(0, sigma) weights (as test_quant's _linear):
+# one scale per block of 32 along K, step d = |signed extreme| / 8. The largest |w| of 32 Gaussian
+# values is ~2.04 sigma on average, so d ~ 0.255 sigma and rounding errs by U(-d/2, d/2): std
+# d / sqrt(12) ~ 0.074 sigma. Values of the opposite sign beyond 7.5 d clamp to 7 and err by up to
+# a further d; with that the measured weight error is 0.084-0.094 (2048x2048: 0.086). As in
+# test_quant, independent errors add in quadrature over K, so the relative output error is the
+# relative weight error, ~0.09, and the int8 activation blocks add ~0.005 in quadrature. Bound
+# 0.12. A lower bound too: an error below 0.06 would mean the layer is not really 4-bit.
+INT4_BOUNDS = (0.06, 0.12)
+# decode 1..9 (every tile height and one remainder), and a many-row call with a row remainder
+ROWS4 = (1, 2, 3, 4, 5, 6, 7, 8, 9, 33)
+
+
+def reference4(
+    x: torch.Tensor, q: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """Dequantized int4 weights x quantized activations in float64 (q: (N, Kp), scales (N, Kp/32))."""
+    m, k = x.shape
+    kp = q.shape[1]
+    xb = F.pad(x.float(), (0, kp - k)).view(m, -1, kernels.BLOCK)
+    amax = xb.abs().amax(-1, keepdim=True)
+    inv = torch.where(amax > 0, torch.full_like(amax, 127.0) / amax, torch.zeros_like(amax))
+    xq = torch.round(xb * inv).clamp_(-127, 127).double() * (amax / 127.0).double()  # (m, nblk, 32)
+    wd = q.view(q.shape[0], -1, kernels.BLOCK).double() * scales.double()[..., None]  # (n, nblk, 32)
+    y = torch.einsum("mbk,nbk->mn", xq, wd)
+    return y if bias is None else y + bias.double()
+
+
+def _int4_paths(layer, x: torch.Tensor, isas: list[str] = RUNNABLE) -> dict[str, torch.Tensor]:
+    outs = {}
+    for isa in isas:
+        with kernels.use_isa(isa):
+            outs[isa] = layer(x)
+    return outs
+
+
+def test_int4_packing_round_trips(built) -> None:
+    torch.manual_seed(3)
+    w = torch.randn(37, 70)
+    q, scales = kernels.quantize_int4(w)
+    assert q.shape == (37, 96) and scales.shape == (37, 3)
+    assert int(q.min()) >= -8 and int(q.max()) <= 7 and bool((q[:, 70:] == 0).all())
+    # the signed extreme of each block maps to -8 exactly, so every block uses the full range
+    assert bool((q.view(37, 3, 32).amin(-1) == -8).all())
+    packed = kernels.pack_int4(q, scales)
+    assert packed.shape == (3, 3 * 320) and packed.dtype == torch.uint8  # 4 bits + 1 fp32 per 32
+    q2, s2 = kernels.unpack_int4(packed, 37)
+    assert torch.equal(q2, q) and torch.equal(s2, scales)
+    # block 1 of panel 0, pair 2, column 3, t = 1: low nibble k = 32 + 9, high nibble k = 32 + 25
+    assert int(packed[0, 320 + 2 * 64 + 3 * 4 + 1]) == (int(q[3, 41]) + 8) | ((int(q[3, 57]) + 8) << 4)
+    # then the block's 16 column scales, fp32
+    assert packed[0, 320 + 256 : 320 + 320].view(torch.float32)[3].item() == scales[3, 1].item()
+
+
+def _int4_layer(n: int, k: int, seed_rows: int, bias: bool = True) -> tuple[nn.Linear, Int4Linear]:
+    lin, _ = _case(n, k, seed_rows, bias)
+    layer = Int4Linear.from_linear(lin)
+    assert layer.kernel_layout
+    return lin, layer
+
+
+@pytest.mark.parametrize(
+    "shape", list(SHAPES_2B.values()) + list(ODD_SHAPES.values()), ids=[*SHAPES_2B, *ODD_SHAPES]
+)
+def test_int4_every_path_on_every_shape(built, shape: tuple[int, int]) -> None:
+    n, k = shape
+    lin, layer = _int4_layer(n, k, 0)
+    q, scales = kernels.quantize_int4(lin.weight)
+    cols = _check_columns(n)
+    for rows in ROWS4:
+        x = torch.randn(rows, k, generator=torch.Generator().manual_seed(n + k + rows))
+        outs = _int4_paths(layer, x)
+        for isa, y in outs.items():
+            assert y.shape == (rows, n) and y.dtype == torch.float32
+            assert torch.equal(y, outs["ref"]), f"{isa} differs from the scalar path at M={rows}"
+        exact = reference4(x, q[cols], scales[cols], lin.bias.detach()[cols])
+        assert rel_err(outs["ref"][:, cols], exact) < EXACT, f"M={rows}"
+        if k >= 256 and rows in (1, 9, 33):  # the statistical bound needs enough terms per output
+            with torch.no_grad():
+                err = rel_err(outs["ref"], lin(x))
+            assert INT4_BOUNDS[0] < err < INT4_BOUNDS[1], f"M={rows}: {err}"
+
+
+def test_int4_lm_head_full_size(built) -> None:
+    """151936 x 2048 (195 MB packed) at M=1, every path."""
+    n, k = 151936, 2048
+    torch.manual_seed(2)
+    q = torch.randint(-8, 8, (n, k), dtype=torch.int8)
+    scales = torch.rand(n, k // kernels.BLOCK) * 1e-3 + 1e-4
+    layer = Int4Linear(kernels.pack_int4(q, scales), None, None, k, n, kernels.BLOCK, kernel_layout=True)
+    x = torch.randn(1, k)
+    outs = _int4_paths(layer, x)
+    assert all(torch.equal(outs["ref"], y) for y in outs.values())
+    cols = _check_columns(n)
+    assert rel_err(outs["ref"][:, cols], reference4(x, q[cols], scales[cols], None)) < EXACT
+
+
+def test_int4_without_bias_and_bf16_in_out(built) -> None:
+    lin, layer = _int4_layer(300, 512, 5, bias=False)
+    x = torch.randn(5, 512)
+    y = layer(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    assert rel_err(y, layer(x.bfloat16().float())) < 4e-3
+    assert rel_err(layer(x), x @ layer.dequantized().T) < ACT_ROUNDING
+
+
+def test_int4_format_uses_the_kernel(built) -> None:
+    lin, _ = _case(256, 512, 1)
+    layer = quantize_linear(lin, "int4")
+    assert isinstance(layer, Int4Linear) and layer.kernel_layout and layer.group_size == kernels.BLOCK
+    # 4 bits per weight + one fp32 scale per 32: 5 bits per weight
+    assert layer.packed.numel() * 8 == 256 * 512 * 5
+
+
+_INT4_SCRIPT = """
+import logging, torch
+from torch import nn
+logging.basicConfig(level=logging.WARNING)
+from vision.engine import kernels
+from vision.engine.quant import quantize_linear
+torch.manual_seed(0)
+lin = nn.Linear(256, 64); nn.init.normal_(lin.weight, std=0.02)
+layer = quantize_linear(lin, "int4")
+x = torch.randn(3, 256)
+err = ((layer(x) - lin(x)).norm() / lin(x).norm()).item()
+print(kernels.active_isa(), type(layer).__name__, layer.kernel_layout, round(err, 5))
+"""
+
+
+def test_int4_falls_back_to_torch_op_when_the_build_fails(tmp_path: Path) -> None:
+    result = _python(_INT4_SCRIPT, XDG_CACHE_HOME=str(tmp_path), CXX=str(tmp_path / "no-such-c++"))
+    assert result.returncode == 0, result.stderr
+    isa, cls, packed, err = result.stdout.split()
+    assert (isa, cls, packed) == ("torch", "Int4Linear", "False")
+    assert float(err) < BOUNDS["int4"]
+    warnings = [line for line in result.stderr.splitlines() if "engine kernels unavailable" in line]
+    assert len(warnings) == 1 and "int4" in warnings[0], result.stderr
+
+
+@pytest.mark.parametrize("isa", RUNNABLE)
+def test_int4_isa_forced_from_the_environment(built, isa: str) -> None:
+    result = _python(_INT4_SCRIPT, **{kernels.ISA_ENV: isa})
+    assert result.returncode == 0, result.stderr
+    got, cls, packed, err = result.stdout.split()
+    assert (got, cls, packed) == (isa, "Int4Linear", "True")
+    assert INT4_BOUNDS[0] < float(err) < INT4_BOUNDS[1]

@@ -22,9 +22,10 @@ its input to bf16 for the matmul and casts the result back: callers keep fp32 in
 cast of one activation row is noise next to reading the weights: 0.78 vs 0.64 ms above).
 `torch.ao.quantization` is deprecated in torch 2.13 and is not used.
 
-int8 now runs on the engine's own kernels (`vision.engine.kernels`: int8 activations per block
+int8 and int4 now run on the engine's own kernels (`vision.engine.kernels`: int8 activations per block
 of 32, VNNI / AVX2 integer dot products, one weight pass for up to 8 rows, a blocked GEMM for
-prompt-sized calls) wherever they build; the torch op above remains the fallback. Measured
+prompt-sized calls; int4 as llama.cpp's Q4_0 x Q8_0) wherever they build; the torch ops above
+remain the fallback. Measured
 figures: `python -m bench kernels`, bench/results/kernels-*.md.
 """
 
@@ -195,30 +196,67 @@ _NO_BIAS = torch.empty(0)
 
 
 class Int4Linear(nn.Module):
-    """Weight-only int4 linear: asymmetric group-wise scales (tinygemm layout), bf16 activations."""
+    """Weight-only int4 linear, group-wise along K. Two implementations, as Int8Linear:
+
+    - our kernel (`vision.engine.kernels.linear4`, whenever the kernels build and no explicit
+      group size is asked for): symmetric round-to-nearest, one fp32 scale per output channel per
+      group of 32 (= the activation block, llama.cpp's Q4_0 x Q8_0), two weights per byte in
+      the int8 panels' order; activations int8 per block of 32, integer dot products by cpuid.
+      5 bits per weight with the scales. Relative error vs fp32 ~0.09 (tests/engine/test_kernels.py).
+    - torch's `_weight_int4pack_mm_for_cpu` (tinygemm layout, asymmetric scale + zero per group of
+      `group_size`, bf16 activations): where the kernels are unavailable (logged once by
+      `kernels.module()`), or when a caller passes `group_size`.
+    """
 
     def __init__(
         self,
         packed: torch.Tensor,
-        scales_zeros: torch.Tensor,
+        scales_zeros: torch.Tensor | None,
         bias: torch.Tensor | None,
         in_features: int,
         out_features: int,
         group_size: int,
+        kernel_layout: bool = False,
     ) -> None:
         super().__init__()
+        from . import kernels
+
         self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
-        self.register_buffer("packed", packed)  # (N, K/2) uint8, two nibbles per byte
-        self.register_buffer("scales_zeros", scales_zeros)  # (K/g, N, 2) bf16: scale, zero
+        # ours: packed (N/16, Kp/32 * 320) uint8, nibbles and fp32 scales (kernels.pack_int4);
+        # torch's: packed (N, K/2) uint8 + scales_zeros (K/g, N, 2) bf16
+        self.kernel_layout = kernel_layout
+        self.register_buffer("packed", packed)
+        self.register_buffer("scales_zeros", scales_zeros)
+        self.register_buffer(
+            "bias_padded",
+            None if bias is None or not self.kernel_layout else kernels.pad_to_panels(bias, out_features),
+        )
         self.register_buffer("bias", bias)
 
     @staticmethod
-    def supports(lin: nn.Linear, group_size: int = INT4_GROUP_SIZE) -> bool:
-        return lin.in_features % group_size == 0 and lin.in_features % 2 == 0
+    def _kernels_available() -> bool:
+        from . import kernels
+
+        return kernels.active_isa() != kernels.TORCH_OP
 
     @classmethod
-    def from_linear(cls, lin: nn.Linear, group_size: int = INT4_GROUP_SIZE) -> Int4Linear:
+    def supports(cls, lin: nn.Linear, group_size: int = INT4_GROUP_SIZE) -> bool:
+        """Whole groups along K: 32 on our kernel, `group_size` (64) on torch's op."""
+        from . import kernels
+
+        group = kernels.BLOCK if cls._kernels_available() else group_size
+        return lin.in_features % group == 0 and lin.in_features % 2 == 0
+
+    @classmethod
+    def from_linear(cls, lin: nn.Linear, group_size: int | None = None) -> Int4Linear:
+        from . import kernels
+
         n, k = lin.weight.shape
+        bias = None if lin.bias is None else lin.bias.detach().clone()
+        if group_size is None and cls._kernels_available():
+            q, scales = kernels.quantize_int4(lin.weight)
+            return cls(kernels.pack_int4(q, scales), None, bias, k, n, kernels.BLOCK, kernel_layout=True)
+        group_size = group_size or INT4_GROUP_SIZE
         wg = lin.weight.detach().float().reshape(n, k // group_size, group_size)
         lo, hi = wg.amin(-1, keepdim=True), wg.amax(-1, keepdim=True)
         scale = ((hi - lo) / 15.0).clamp(min=1e-12)
@@ -227,19 +265,53 @@ class Int4Linear(nn.Module):
         zero = lo + 8.0 * scale
         scales_zeros = torch.cat([scale, zero], dim=-1).transpose(0, 1).contiguous()  # (K/g, N, 2)
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
-        bias = None if lin.bias is None else lin.bias.detach().clone()
         return cls(packed, scales_zeros.to(_KERNEL_ACT_DTYPE), bias, k, n, group_size)
 
+    def dequantized(self) -> torch.Tensor:
+        """(N, K) fp32 weight the kernel layout computes with (tests)."""
+        from . import kernels
+
+        assert self.kernel_layout, "only the kernel layout is dequantized here"
+        q, s = kernels.unpack_int4(self.packed, self.out_features)
+        nblk = s.shape[1]
+        return (q.float().view(self.out_features, nblk, -1) * s[..., None]).view(self.out_features, -1)[
+            :, : self.in_features
+        ]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x2 = _flatten(x, self.in_features).to(_KERNEL_ACT_DTYPE)
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, self.group_size, self.scales_zeros)
+        from . import kernels
+
+        x2 = _flatten(x, self.in_features)
+        if self.kernel_layout:
+            isa = kernels.active_isa()
+            if isa == kernels.TORCH_OP:
+                raise RuntimeError(
+                    "this Int4Linear was packed for the engine kernels; build it again for torch's op"
+                )
+            bias = self.bias_padded if self.bias_padded is not None else _NO_BIAS
+            y = (
+                kernels.module()
+                .linear4(
+                    x2.float().contiguous(),
+                    self.packed,
+                    bias,
+                    self.out_features,
+                    kernels.isa_index(isa),
+                )
+                .to(x.dtype)
+            )
+            return y.reshape(*x.shape[:-1], self.out_features)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            x2.to(_KERNEL_ACT_DTYPE), self.packed, self.group_size, self.scales_zeros
+        )
         y = y.to(x.dtype)
         if self.bias is not None:
             y = y + self.bias.to(x.dtype)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, int4 group={self.group_size}"
+        kernel = "symmetric, packed panels" if self.kernel_layout else "asymmetric, torch int4pack"
+        return f"in={self.in_features}, out={self.out_features}, int4 group={self.group_size}, {kernel}"
 
 
 class W8A8Linear(nn.Module):

@@ -1,4 +1,4 @@
-"""The engine's own CPU kernels: an int8 weight-only linear that reads weights at memory speed.
+"""The engine's own CPU kernels: int8 and int4 weight-only linears that read weights at memory speed.
 
 Why our own: torch's `_weight_int8pack_mm` turns every weight into fp32 and multiplies in fp32
 tiles (no VNNI, no AMX): ~12-19 GB/s of weights at M=1 where DRAM gives ~30, 2.3x the M=1 cost
@@ -15,6 +15,12 @@ does (Q8_0 activations, `ggml-cpu/repack.cpp`):
   converted and scaled to fp32 per block; one tile serves up to 8 rows, so a decode step of 8
   sequences reads every weight once; parallel over column panels with torch's threads.
 
+int4 (`linear4`) is llama.cpp's Q4_0 x Q8_0 dot in the same panels: weights symmetric 4-bit
+round-to-nearest with one fp32 scale per output column per block of 32 along K (the activation
+block, so the two scales multiply per block), stored q + 8 two per byte: one 64-byte load holds
+two k-groups of a 16-column panel (low and high nibbles, split with and/shift), and the +8 cancels
+with the activation block sum as int8's +128 does (`pack_int4`, `quantize_int4`).
+
 Every vector path gives bit-identical results (the integer dots are exact, the fp32 sums run in
 the same order), equal to the scalar path. All ISA files are built into one library with
 per-function target pragmas and the path is chosen at run time from cpuid; `VISION_KERNEL_ISA`
@@ -24,7 +30,8 @@ diagnosis; like ONEDNN_MAX_CPU_ISA it is a kernel knob, not an engine setting).
 Build: `torch.utils.cpp_extension.load` compiles the sources on first use (g++ and ninja; about a
 minute on two cores) into `$XDG_CACHE_HOME/docplatform/kernels/<torch>-<source hash>/` (default
 `~/.cache`), reused by later processes. Without a compiler, or when the build fails, the engine
-logs one warning and its int8 layers use torch's `_weight_int8pack_mm` as before.
+logs one warning; its int8 layers use torch's `_weight_int8pack_mm` and its int4 layers torch's
+`_weight_int4pack_mm_for_cpu` (asymmetric, group 64), as before.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +122,9 @@ def _build() -> ModuleType | None:
         )
     except Exception as exc:  # a missing compiler surfaces as OSError, RuntimeError, CalledProcessError...
         log.warning(
-            "engine kernels unavailable (%s: %s); int8 layers use torch's _weight_int8pack_mm, "
-            "about 2x slower at decode. Install g++ and ninja to build them (cached in %s).",
+            "engine kernels unavailable (%s: %s); int8 layers use torch's _weight_int8pack_mm and int4 "
+            "layers _weight_int4pack_mm_for_cpu, about 2x slower at decode. Install g++ and ninja to "
+            "build them (cached in %s).",
             type(exc).__name__,
             str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else "",
             folder,
@@ -221,3 +230,61 @@ def pad_to_panels(v: torch.Tensor, n: int) -> torch.Tensor:
     out = torch.zeros(-(-n // PANEL) * PANEL, dtype=torch.float32)
     out[:n] = v.float()
     return out
+
+
+def quantize_int4(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric 4-bit round-to-nearest per block of 32 along K, as llama.cpp's Q4_0.
+
+    Returns (q (N, Kp) int8 in [-8, 7], scales (N, Kp/32) fp32), w ~ q * scale; Kp = K rounded up
+    to 32 (padding is 0). The scale is the block's signed extreme / -8, so that value maps to -8
+    exactly and all 16 levels are used (amax/7 would waste one and make the step 8/7 coarser).
+    """
+    w = w.detach().float()
+    n, k = w.shape
+    kp = -(-k // BLOCK) * BLOCK
+    if kp != k:
+        w = F.pad(w, (0, kp - k))
+    wb = w.view(n, kp // BLOCK, BLOCK)
+    idx = wb.abs().argmax(-1, keepdim=True)
+    scale = wb.gather(-1, idx) / -8.0  # (N, nblk, 1), may be negative
+    safe = torch.where(scale == 0, torch.ones_like(scale), scale)
+    q = torch.round(wb / safe).clamp_(-8, 7).to(torch.int8)
+    q = torch.where(scale == 0, torch.zeros_like(q), q)
+    return q.view(n, kp), scale.view(n, kp // BLOCK)
+
+
+BLOCK_BYTES4 = 320  # per panel per block: 256 bytes of nibbles + 16 fp32 scales (csrc/vk.h)
+
+
+def pack_int4(q: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """(N, Kp) int8 in [-8, 7] and (N, Kp/32) fp32 -> (ceil(N/16), Kp/32 * 320) uint8 (csrc/vk.h).
+
+    Per panel and block of 32: 4 pairs x 16 columns x 4 k bytes, byte (p, c, t) holding q + 8 of
+    k = 4p + t in its low nibble and of k = 16 + 4p + t in its high nibble; then the block's 16
+    column scales. Padding columns have q = 0 and scale 0.
+    """
+    n, kp = q.shape
+    assert kp % BLOCK == 0 and scales.shape == (n, kp // BLOCK), "quantize_int4 pads K to whole blocks"
+    np_, nblk = -(-n // PANEL) * PANEL, kp // BLOCK
+    u = (q.to(torch.int16) + 8).to(torch.uint8)
+    s = scales.float()
+    if np_ != n:
+        u = torch.cat([u, torch.full((np_ - n, kp), 8, dtype=torch.uint8)])
+        s = torch.cat([s, torch.zeros(np_ - n, nblk)])
+    # k within a block = 16 * half + 4 * pair + t
+    u = u.view(np_ // PANEL, PANEL, nblk, 2, 4, 4).permute(0, 2, 3, 4, 1, 5)  # (P, b, half, p, c, t)
+    nibbles = (u[:, :, 0] | (u[:, :, 1] << 4)).reshape(np_ // PANEL, nblk, 256)
+    sb = s.view(np_ // PANEL, PANEL, nblk).permute(0, 2, 1).contiguous().view(torch.uint8)  # (P, b, 64)
+    return torch.cat([nibbles, sb], dim=-1).view(np_ // PANEL, nblk * BLOCK_BYTES4)
+
+
+def unpack_int4(packed: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of pack_int4: (q (N, Kp) int8, scales (N, Kp/32) fp32)."""
+    panels = packed.shape[0]
+    nblk = packed.shape[1] // BLOCK_BYTES4
+    blocks = packed.view(panels, nblk, BLOCK_BYTES4)
+    b = blocks[:, :, :256].reshape(panels, nblk, 4, PANEL, 4)
+    u = torch.stack([b & 15, b >> 4], dim=2)  # (P, b, half, p, c, t)
+    q = u.permute(0, 4, 1, 2, 3, 5).reshape(panels * PANEL, nblk * BLOCK).to(torch.int8) - 8
+    s = blocks[:, :, 256:].contiguous().view(torch.float32).view(panels, nblk, PANEL).permute(0, 2, 1)
+    return q[:n].contiguous(), s.reshape(panels * PANEL, nblk)[:n].contiguous()

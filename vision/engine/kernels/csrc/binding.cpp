@@ -28,6 +28,19 @@ bool cpu_supports(int64_t isa) {
   }
 }
 
+vk::GemmFn gemm4_for(int64_t isa) {
+  switch (isa) {
+    case kAvx2:
+      return vk::gemm4_avx2();
+    case kAvxVnni:
+      return vk::gemm4_avxvnni();
+    case kAvx512Vnni:
+      return vk::gemm4_avx512vnni();
+    default:
+      return vk::gemm4_ref();
+  }
+}
+
 vk::GemmFn gemm_for(int64_t isa) {
   switch (isa) {
     case kAvx2:
@@ -43,24 +56,16 @@ vk::GemmFn gemm_for(int64_t isa) {
 
 int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
-// x: (m, k) fp32 or bf16. packed: (n_panels, kp * 16) uint8. wscale, bias: (n_panels * 16,)
-// fp32 (bias may be empty). Returns (m, n) in x's dtype. bf16 activations are widened here
-// (exact) and the fp32 result rounded to bf16 here (round to nearest even, as Tensor.to does):
-// the same numbers as casting in Python, without two more dispatched ops per call (a decode
-// step makes 113 calls).
-torch::Tensor linear(const torch::Tensor& x_in, const torch::Tensor& packed, const torch::Tensor& wscale,
-                     const torch::Tensor& bias, int64_t n, int64_t isa) {
-  TORCH_CHECK(cpu_supports(isa), "this CPU cannot run kernel ISA ", isa);
-  TORCH_CHECK(x_in.dim() == 2 && (x_in.scalar_type() == torch::kFloat || x_in.scalar_type() == torch::kBFloat16),
-              "x: (m, k) fp32 or bf16");
+// Quantize x's rows, then run `gemm` over the column panels (both formats share this). x: (m, k)
+// fp32 or bf16; the result has x's dtype. bf16 activations are widened here (exact) and the fp32
+// result rounded to bf16 here (round to nearest even, as Tensor.to does): the same numbers as
+// casting in Python, without two more dispatched ops per call (a decode step makes 113 calls).
+torch::Tensor run_linear(const torch::Tensor& x_in, const torch::Tensor& packed, const float* wscale,
+                         const torch::Tensor& bias, int64_t n, int64_t isa, vk::GemmFn gemm) {
   const bool bf16 = x_in.scalar_type() == torch::kBFloat16;
   const torch::Tensor x = x_in.to(torch::kFloat).contiguous();  // no copy for contiguous fp32
-  TORCH_CHECK(packed.dim() == 2 && packed.scalar_type() == torch::kUInt8 && packed.is_contiguous());
   const int64_t m = x.size(0), k = x.size(1), kp = round_up(k, vk::kBlock);
   const int64_t n_panels = packed.size(0);
-  TORCH_CHECK(packed.size(1) == kp * vk::kPanel, "packed weight does not match k=", k);
-  TORCH_CHECK(n <= n_panels * vk::kPanel && wscale.numel() == n_panels * vk::kPanel);
-  TORCH_CHECK(bias.numel() == 0 || bias.numel() == n_panels * vk::kPanel);
   auto y = torch::empty({m, n}, x.options());
   if (m == 0 || n == 0) return y;
   const int64_t nblk = kp / vk::kBlock;
@@ -74,7 +79,7 @@ torch::Tensor linear(const torch::Tensor& x_in, const torch::Tensor& packed, con
   int32_t* xcp = xc.data_ptr<int32_t>();
   at::parallel_for(0, m, 16, [&](int64_t b, int64_t e) { quant(xp, k, k, kp, b, e, xqp, xsp, xcp); });
   vk::Args a{packed.data_ptr<uint8_t>(),
-             wscale.data_ptr<float>(),
+             wscale,
              bias.numel() ? bias.data_ptr<float>() : nullptr,
              xqp,
              xsp,
@@ -84,10 +89,42 @@ torch::Tensor linear(const torch::Tensor& x_in, const torch::Tensor& packed, con
              n,
              kp,
              n};
-  const vk::GemmFn gemm = gemm_for(isa);
   // Contiguous panel ranges per thread: each thread streams its own part of the weights.
   at::parallel_for(0, n_panels, 1, [&](int64_t b, int64_t e) { gemm(a, b, e); });
   return bf16 ? y.to(torch::kBFloat16) : y;
+}
+
+void check_common(const torch::Tensor& x, const torch::Tensor& packed, int64_t isa) {
+  TORCH_CHECK(cpu_supports(isa), "this CPU cannot run kernel ISA ", isa);
+  TORCH_CHECK(x.dim() == 2 && (x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kBFloat16),
+              "x: (m, k) fp32 or bf16");
+  TORCH_CHECK(packed.dim() == 2 && packed.scalar_type() == torch::kUInt8 && packed.is_contiguous());
+}
+
+// x: (m, k) fp32 or bf16. packed: (n_panels, kp * 16) uint8. wscale, bias: (n_panels * 16,)
+// fp32 (bias may be empty). Returns (m, n) in x's dtype.
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& wscale,
+                     const torch::Tensor& bias, int64_t n, int64_t isa) {
+  check_common(x, packed, isa);
+  const int64_t kp = round_up(x.size(1), vk::kBlock), n_panels = packed.size(0);
+  TORCH_CHECK(packed.size(1) == kp * vk::kPanel, "packed weight does not match k=", x.size(1));
+  TORCH_CHECK(n <= n_panels * vk::kPanel && wscale.numel() == n_panels * vk::kPanel);
+  TORCH_CHECK(bias.numel() == 0 || bias.numel() == n_panels * vk::kPanel);
+  return run_linear(x, packed, wscale.data_ptr<float>(), bias, n, isa, gemm_for(isa));
+}
+
+// int4 group-wise (layout in vk.h: nibbles and scales in one stream). packed: (n_panels,
+// kp/32 * 320) uint8, 4-byte aligned; bias: (n_panels * 16,) fp32 or empty. Returns (m, n) in x's dtype.
+torch::Tensor linear4(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& bias, int64_t n,
+                      int64_t isa) {
+  check_common(x, packed, isa);
+  const int64_t kp = round_up(x.size(1), vk::kBlock), n_panels = packed.size(0);
+  TORCH_CHECK(packed.size(1) == kp / vk::kBlock * vk::kBlockBytes4, "packed int4 weight does not match k=",
+              x.size(1));
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(packed.data_ptr<uint8_t>()) % 4 == 0, "packed int4: 4-byte aligned");
+  TORCH_CHECK(n <= n_panels * vk::kPanel);
+  TORCH_CHECK(bias.numel() == 0 || bias.numel() == n_panels * vk::kPanel);
+  return run_linear(x, packed, nullptr, bias, n, isa, gemm4_for(isa));
 }
 
 // Rows [n0, n1) of the dequantized weight (w - 128) * wscale as fp32 or bf16: one chunk of the
@@ -139,6 +176,8 @@ torch::Tensor dequant(const torch::Tensor& packed, const torch::Tensor& wscale, 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_supports", &cpu_supports, "whether this CPU runs kernel ISA i (0 ref, 1 avx2, 2 avxvnni, 3 avx512vnni)");
   m.def("linear", &linear, "int8 weight-only linear, int8 activations per 32-block",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("linear4", &linear4, "int4 group-wise (32) weight-only linear, int8 activations per 32-block",
         py::call_guard<py::gil_scoped_release>());
   m.def("dequant", &dequant, "columns [n0, n1) of the weight, dequantized", py::call_guard<py::gil_scoped_release>());
   m.attr("BLOCK") = vk::kBlock;

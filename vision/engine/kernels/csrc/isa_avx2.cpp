@@ -40,6 +40,18 @@ struct V {
   static inline F zero_f() { return _mm256_setzero_ps(); }
   static inline F cvt(I v) { return _mm256_cvtepi32_ps(v); }
   static inline F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static inline F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  // int4: the nibbles (0..15) are already the unsigned side of vpmaddubsw, no sign trick needed
+  // (a pair sums to at most 2 * 15 * 127 = 3,810: no saturation).
+  using W4 = __m256i;
+  static inline void unpack4(const uint8_t* p, W4* lo, W4* hi) {
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), mask = _mm256_set1_epi8(0x0f);
+    *lo = _mm256_and_si256(raw, mask);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+  }
+  static inline I dot4(I acc, W4 w, I x) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
+  }
   static inline F loadu_f(const float* p) { return _mm256_loadu_ps(p); }
   static inline void store_f(float* p, F v, int n) {
     if (n == kLanes) {
@@ -59,9 +71,11 @@ struct V {
 #include "tile_impl.h"
 
 void gemm(const vk::Args& a, int64_t pb, int64_t pe) { run(a, pb, pe); }
+void gemm4(const vk::Args& a, int64_t pb, int64_t pe) { run<true>(a, pb, pe); }
 
 }  // namespace
 
 namespace vk {
 GemmFn gemm_avx2() { return &gemm; }
+GemmFn gemm4_avx2() { return &gemm4; }
 }  // namespace vk

@@ -29,6 +29,14 @@ struct V {
   static inline F zero_f() { return _mm512_setzero_ps(); }
   static inline F cvt(I v) { return _mm512_cvtepi32_ps(v); }
   static inline F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static inline F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  using W4 = __m512i;
+  static inline void unpack4(const uint8_t* p, W4* lo, W4* hi) {
+    const __m512i raw = _mm512_loadu_si512(p), mask = _mm512_set1_epi8(0x0f);
+    *lo = _mm512_and_si512(raw, mask);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), mask);
+  }
+  static inline I dot4(I acc, W4 w, I x) { return _mm512_dpbusd_epi32(acc, w, x); }
   static inline F loadu_f(const float* p) { return _mm512_loadu_ps(p); }
   static inline void store_f(float* p, F v, int n) {
     if (n == kLanes) {
@@ -86,10 +94,12 @@ void quant_rows_512(const float* x, int64_t ldx, int64_t k, int64_t kp, int64_t 
 }
 
 void gemm(const vk::Args& a, int64_t pb, int64_t pe) { run(a, pb, pe); }
+void gemm4(const vk::Args& a, int64_t pb, int64_t pe) { run<true>(a, pb, pe); }
 
 }  // namespace
 
 namespace vk {
 GemmFn gemm_avx512vnni() { return &gemm; }
+GemmFn gemm4_avx512vnni() { return &gemm4; }
 QuantFn quant_avx512() { return &quant_rows_512; }
 }  // namespace vk

@@ -29,6 +29,14 @@ struct V {
   static inline F zero_f() { return _mm256_setzero_ps(); }
   static inline F cvt(I v) { return _mm256_cvtepi32_ps(v); }
   static inline F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static inline F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  using W4 = __m256i;
+  static inline void unpack4(const uint8_t* p, W4* lo, W4* hi) {
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), mask = _mm256_set1_epi8(0x0f);
+    *lo = _mm256_and_si256(raw, mask);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+  }
+  static inline I dot4(I acc, W4 w, I x) { return _mm256_dpbusd_avx_epi32(acc, w, x); }
   static inline F loadu_f(const float* p) { return _mm256_loadu_ps(p); }
   static inline void store_f(float* p, F v, int n) {
     if (n == kLanes) {
@@ -53,9 +61,11 @@ struct V {
 #include "tile_impl.h"
 
 void gemm(const vk::Args& a, int64_t pb, int64_t pe) { run(a, pb, pe); }
+void gemm4(const vk::Args& a, int64_t pb, int64_t pe) { run<true>(a, pb, pe); }
 
 }  // namespace
 
 namespace vk {
 GemmFn gemm_avxvnni() { return &gemm; }
+GemmFn gemm4_avxvnni() { return &gemm4; }
 }  // namespace vk

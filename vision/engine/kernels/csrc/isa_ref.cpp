@@ -32,11 +32,44 @@ void gemm(const vk::Args& a, int64_t pb, int64_t pe) {
   }
 }
 
+// int4 (layout in vk.h): signed q * x summed exactly per block, then the same fp32 steps as the
+// vector tiles: acc = fma(dot, xscale * wscale, acc) per block, y = acc + bias.
+void gemm4(const vk::Args& a, int64_t pb, int64_t pe) {
+  const int64_t nblk = a.kp / vk::kBlock;
+  const int64_t pstride = nblk * vk::kBlockBytes4;
+  for (int64_t p = pb; p < pe; ++p) {
+    for (int j = 0; j < vk::kPanel; ++j) {
+      const int64_t col = p * vk::kPanel + j;
+      if (col >= a.n) break;
+      for (int64_t m = 0; m < a.m; ++m) {
+        const int8_t* xr = a.xq + m * a.kp;
+        float acc = 0.f;
+        for (int64_t b = 0; b < nblk; ++b) {
+          const uint8_t* wb = a.w + p * pstride + b * vk::kBlockBytes4;
+          int32_t dot = 0;
+          for (int kk = 0; kk < vk::kBlock; ++kk) {
+            const int g = kk / 4, t = kk % 4;
+            const uint8_t byte = wb[(g % 4) * vk::kPairBytes + j * 4 + t];
+            const int32_t q = static_cast<int32_t>(g < 4 ? (byte & 15) : (byte >> 4)) - 8;
+            dot += q * xr[b * vk::kBlock + kk];
+          }
+          float ws;
+          std::memcpy(&ws, wb + vk::kNibbleBytes4 + j * 4, 4);
+          const float s = a.xscale[m * nblk + b] * ws;
+          acc = std::fma(static_cast<float>(dot), s, acc);
+        }
+        a.y[m * a.ldy + col] = acc + (a.bias ? a.bias[col] : 0.f);
+      }
+    }
+  }
+}
+
 #include "quant_impl.h"
 
 }  // namespace
 
 namespace vk {
 GemmFn gemm_ref() { return &gemm; }
+GemmFn gemm4_ref() { return &gemm4; }
 QuantFn quant_ref() { return &quant_rows; }
 }  // namespace vk

@@ -11,6 +11,11 @@
 // panel), kLanes, kUnsigned (dot() takes the +128 weights as unsigned: start each block at
 // xcorr so the +128 cancels), kMaxVec (accumulator vectors per tile that fit the registers),
 // prep(), dot(), set1_i(), set1_f(), zero_f(), cvt(), fma(), loadu_f(), store_f(), choose().
+//
+// The int4 tile (Q4 = true, layout in vk.h) needs besides: W4 (an unpacked nibble vector, values
+// 0..15), unpack4() (one load -> low and high nibbles), dot4() (unsigned nibbles x signed
+// activation bytes into int32: exact, no saturation since 2 * 15 * 127 < 32767) and mul(). Per
+// block it scales by xscale[m, b] * wscale[n, b] (one fp32 product, as the scalar path does).
 
 
 constexpr int64_t kPrefetchBytes = 1024;  // 16 k-groups ahead in the same panel stream
@@ -70,38 +75,104 @@ void tile(const vk::Args& a, int64_t m0, int64_t p0) {
   }
 }
 
-using TileFn = void (*)(const vk::Args&, int64_t, int64_t);
 
 template <int MR, int NR>
+void tile4(const vk::Args& a, int64_t m0, int64_t p0) {
+  constexpr int H = V::kHalves;
+  constexpr int NV = NR * H;
+  constexpr int kVecBytes = vk::kPairBytes / H;
+  const int64_t nblk = a.kp / vk::kBlock;
+  const int64_t pstride = nblk * vk::kBlockBytes4;  // bytes per panel
+  const uint8_t* wp = a.w + p0 * pstride;
+  const int8_t* xrow[MR];
+  for (int r = 0; r < MR; ++r) xrow[r] = a.xq + (m0 + r) * a.kp;
+
+  typename V::F facc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) facc[r][v] = V::zero_f();
+
+  for (int64_t b = 0; b < nblk; ++b) {
+    typename V::I acc[MR][NV];
+    for (int r = 0; r < MR; ++r) {
+      const typename V::I init = V::set1_i(a.xcorr[(m0 + r) * nblk + b] / 16);  // -8 * block sum
+      for (int v = 0; v < NV; ++v) acc[r][v] = init;
+    }
+    const uint8_t* wb = wp + b * vk::kBlockBytes4;
+    const int64_t kb = b * vk::kBlock;
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; ++p) {
+      typename V::W4 lo[NV], hi[NV];
+      for (int n = 0; n < NR; ++n) {
+        const uint8_t* src = wb + n * pstride + p * vk::kPairBytes;
+        __builtin_prefetch(src + kPrefetchBytes, 0, 3);
+        for (int h = 0; h < H; ++h) V::unpack4(src + h * kVecBytes, &lo[n * H + h], &hi[n * H + h]);
+      }
+      for (int r = 0; r < MR; ++r) {
+        int32_t xl, xh;
+        std::memcpy(&xl, xrow[r] + kb + p * 4, 4);
+        std::memcpy(&xh, xrow[r] + kb + (p + 4) * 4, 4);
+        const typename V::I xvl = V::set1_i(xl), xvh = V::set1_i(xh);
+        for (int v = 0; v < NV; ++v) acc[r][v] = V::dot4(V::dot4(acc[r][v], lo[v], xvl), hi[v], xvh);
+      }
+    }
+    for (int v = 0; v < NV; ++v) {
+      const uint8_t* sb = wb + (v / H) * pstride + vk::kNibbleBytes4 + (v % H) * V::kLanes * 4;
+      const typename V::F ws = V::loadu_f(reinterpret_cast<const float*>(sb));
+      for (int r = 0; r < MR; ++r) {
+        const typename V::F s = V::mul(V::set1_f(a.xscale[(m0 + r) * nblk + b]), ws);
+        facc[r][v] = V::fma(V::cvt(acc[r][v]), s, facc[r][v]);
+      }
+    }
+  }
+
+  const typename V::F one = V::set1_f(1.f);
+  for (int v = 0; v < NV; ++v) {
+    const int64_t col = (p0 + v / H) * vk::kPanel + (v % H) * V::kLanes;
+    if (col >= a.n) continue;
+    const int valid = static_cast<int>(std::min<int64_t>(V::kLanes, a.n - col));
+    const typename V::F bs = a.bias ? V::loadu_f(a.bias + col) : V::zero_f();  // bias padded to np
+    for (int r = 0; r < MR; ++r) V::store_f(a.y + (m0 + r) * a.ldy + col, V::fma(facc[r][v], one, bs), valid);
+  }
+}
+
+using TileFn = void (*)(const vk::Args&, int64_t, int64_t);
+
+template <bool Q4, int MR, int NR>
 constexpr TileFn tile_or_null() {
   if constexpr (MR * NR * V::kHalves <= V::kMaxVec) {
-    return &tile<MR, NR>;
+    if constexpr (Q4) {
+      return &tile4<MR, NR>;
+    } else {
+      return &tile<MR, NR>;
+    }
   } else {
     return nullptr;
   }
 }
 
-template <int MR>
+template <bool Q4, int MR>
 constexpr TileFn pick_nr(int nr) {
-  return nr == 1 ? tile_or_null<MR, 1>()
-         : nr == 2 ? tile_or_null<MR, 2>()
-         : nr == 3 ? tile_or_null<MR, 3>()
-                   : tile_or_null<MR, 4>();
+  return nr == 1 ? tile_or_null<Q4, MR, 1>()
+         : nr == 2 ? tile_or_null<Q4, MR, 2>()
+         : nr == 3 ? tile_or_null<Q4, MR, 3>()
+                   : tile_or_null<Q4, MR, 4>();
 }
 
+template <bool Q4>
 TileFn pick(int mr, int nr) {
   switch (mr) {
-    case 1: return pick_nr<1>(nr);
-    case 2: return pick_nr<2>(nr);
-    case 3: return pick_nr<3>(nr);
-    case 4: return pick_nr<4>(nr);
-    case 5: return pick_nr<5>(nr);
-    case 6: return pick_nr<6>(nr);
-    case 7: return pick_nr<7>(nr);
-    default: return pick_nr<8>(nr);
+    case 1: return pick_nr<Q4, 1>(nr);
+    case 2: return pick_nr<Q4, 2>(nr);
+    case 3: return pick_nr<Q4, 3>(nr);
+    case 4: return pick_nr<Q4, 4>(nr);
+    case 5: return pick_nr<Q4, 5>(nr);
+    case 6: return pick_nr<Q4, 6>(nr);
+    case 7: return pick_nr<Q4, 7>(nr);
+    default: return pick_nr<Q4, 8>(nr);
   }
 }
 
+template <bool Q4 = false>
 void run(const vk::Args& a, int64_t pb, int64_t pe) {
   int mr = 1, nr = 1;
   V::choose(a.m, &mr, &nr);
@@ -109,7 +180,7 @@ void run(const vk::Args& a, int64_t pb, int64_t pe) {
     const int nrr = (pe - p >= nr) ? nr : 1;
     for (int64_t m = 0; m < a.m; m += mr) {
       const int mrr = static_cast<int>(std::min<int64_t>(mr, a.m - m));
-      pick(mrr, nrr)(a, m, p);
+      pick<Q4>(mrr, nrr)(a, m, p);
     }
     p += nrr;
   }

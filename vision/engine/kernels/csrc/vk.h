@@ -25,6 +25,18 @@ struct Args {
   int64_t m, n, kp, ldy;
 };
 
+// int4 group-wise (Q4_0 x Q8_0, as llama.cpp): the same Args with
+//   w:      [n_panels][kp/32 blocks] of 320 bytes: 256 bytes of nibbles, [4 pairs][16 columns][4 k],
+//           then the block's 16 fp32 column scales (one stream per panel, as llama.cpp keeps the
+//           scale beside its quants: one prefetch stream instead of two). Byte (pair p, column c,
+//           t) holds q + 8 of k = 32 b + 4 p + t in its low nibble and of k = 32 b + 4 (p + 4) + t
+//           in its high nibble (q in [-8, 7]), so one 64-byte load gives two dpbusd operands;
+//   wscale: unused (nullptr);
+//   xcorr:  as for int8 (-128 * block sum); the int4 tile starts each block at xcorr / 16 = -8 * sum.
+constexpr int kPairBytes = kGroupBytes;                  // one 64-byte load: two k-groups of 16 columns
+constexpr int kNibbleBytes4 = kPanel * kBlock / 2;       // 256 bytes of weights per panel per block
+constexpr int kBlockBytes4 = kNibbleBytes4 + kPanel * 4;  // + 16 fp32 scales: 320
+
 using GemmFn = void (*)(const Args&, int64_t panel_begin, int64_t panel_end);
 // Quantize rows [r0, r1) of x (m x k fp32, row stride ldx) into xq/xscale/xcorr (row stride kp).
 using QuantFn = void (*)(const float* x, int64_t ldx, int64_t k, int64_t kp, int64_t r0, int64_t r1,
@@ -35,6 +47,10 @@ GemmFn gemm_avx512vnni();
 GemmFn gemm_avxvnni();
 GemmFn gemm_avx2();
 GemmFn gemm_ref();
+GemmFn gemm4_avx512vnni();
+GemmFn gemm4_avxvnni();
+GemmFn gemm4_avx2();
+GemmFn gemm4_ref();
 QuantFn quant_avx512();
 QuantFn quant_ref();
 
