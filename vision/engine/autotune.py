@@ -306,7 +306,13 @@ def _act_dtype(fmt: str) -> torch.dtype:
 
 
 def _bytes_per_weight(fmt: str) -> float:
-    return {"fp32": 4.0, "bf16": 2.0, "int8": 1.0, "w8a8": 1.0, "int4": 0.5 + 4.0 / INT4_GROUP_SIZE}[fmt]
+    if fmt == "int4":
+        from . import kernels
+
+        # ours: one fp32 scale per 32 weights; torch's op: a bf16 scale and zero per group
+        ours = kernels.active_isa() != kernels.TORCH_OP
+        return 0.5 + (4.0 / kernels.BLOCK if ours else 4.0 / INT4_GROUP_SIZE)
+    return {"fp32": 4.0, "bf16": 2.0, "int8": 1.0, "w8a8": 1.0}[fmt]
 
 
 def weight_bytes_per_token(fmt: str, dims: LayerDims | None = None) -> float:
