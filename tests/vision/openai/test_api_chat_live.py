@@ -252,6 +252,7 @@ def test_client_disconnect_cancels_the_generation(make_api_user, ready_worker, r
     import asyncio
 
     from docplatform.asgi import application
+    from tests.vision.openai.asgi_driver import disconnect_after_chunks
 
     settings.OPENAI_MAX_TOKENS_LIMIT = 100_000  # more than the tiny model can finish meanwhile
     _, key = make_api_user()
@@ -269,61 +270,15 @@ def test_client_disconnect_cancels_the_generation(make_api_user, ready_worker, r
             "top_k": 0,
         }
     ).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1"),
-            (b"authorization", f"Bearer {key}".encode()),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 80),
-    }
-    headers: dict[bytes, bytes] = {}
-    ended = {"by_disconnect": False}  # the request ended by itself, not by the test's cancel
-
-    async def scenario() -> None:
-        gone = asyncio.Event()
-        body_sent = False
-        content_chunks = 0
-
-        async def receive() -> dict:
-            nonlocal body_sent
-            if not body_sent:
-                body_sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await gone.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict) -> None:
-            nonlocal content_chunks
-            if message["type"] == "http.response.start":
-                headers.update({k.lower(): v for k, v in message["headers"]})
-                headers[b":status"] = str(message["status"]).encode()
-            elif message["type"] == "http.response.body" and b'"content"' in message.get("body", b""):
-                content_chunks += 1
-                if content_chunks >= 3:
-                    gone.set()
-
-        served = asyncio.create_task(application(scope, receive, send))
-        done, _ = await asyncio.wait({served}, timeout=60)
-        ended["by_disconnect"] = bool(done)
-        if not done:  # a cancel by the test would end it as cancelled too: fail instead
-            served.cancel()
-            await asyncio.wait({served}, timeout=30)
-
-    asyncio.run(scenario())
+    seen = asyncio.run(
+        disconnect_after_chunks(
+            application, "/v1/chat/completions", [(b"authorization", f"Bearer {key}".encode())], body
+        )
+    )
+    headers = seen.headers
     assert headers.get(b":status") == b"200", headers
-    assert ended["by_disconnect"], "the request went on after the disconnect"
+    # a cancel by the driver's timeout would end the generation as cancelled too: fail instead
+    assert seen.ended_by_disconnect, "the request went on after the disconnect"
     request_id = headers[b"x-request-id"].decode()
     sync = redis.Redis.from_url(redis_url)
     final = wait_for(

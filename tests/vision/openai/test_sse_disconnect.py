@@ -20,6 +20,7 @@ import time
 import pytest
 import redis
 
+from tests.vision.openai.asgi_driver import Disconnected, disconnect_after_chunks
 from vision import streams
 from vision.chat import routing
 from vision.chat.admission import PENDING_KEY
@@ -90,28 +91,6 @@ def fake_worker(redis_url):
     client.delete(worker.queue)
 
 
-def _scope(path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> dict:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            *headers,
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 80),
-    }
-
-
 def _disconnect_after_three_chunks(
     worker: FakeWorker, *, user_id: int, path: str, headers: list[tuple[bytes, bytes]]
 ) -> tuple[dict[bytes, bytes], int]:
@@ -131,40 +110,16 @@ def _disconnect_after_three_chunks(
             "user": conversation_id,  # the conversation id: routed to the fake worker's own queue
         }
     ).encode()
-    received: dict[bytes, bytes] = {}
-    content_chunks = 0
 
-    async def scenario() -> None:
-        nonlocal content_chunks
+    async def scenario() -> Disconnected:
         key = routing.conversation_key(user_id=user_id, spec=None, explicit_id=conversation_id)
         await routing.route_remember(async_redis(), key, worker.hostname)
-        gone = asyncio.Event()
-        body_sent = False
-
-        async def receive() -> dict:
-            nonlocal body_sent
-            if not body_sent:
-                body_sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await gone.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict) -> None:
-            nonlocal content_chunks
-            if message["type"] == "http.response.start":
-                received.update({k.lower(): v for k, v in message["headers"]})
-                received[b":status"] = str(message["status"]).encode()
-            elif message["type"] == "http.response.body" and b'"content"' in message.get("body", b""):
-                content_chunks += 1
-                if content_chunks >= 3:
-                    gone.set()
-
-        await application(_scope(path, headers, body), receive, send)
+        return await disconnect_after_chunks(application, path, headers, body, timeout=STREAM_LIMIT_S + 5)
 
     worker.start()
-    asyncio.run(scenario())
+    seen = asyncio.run(scenario())
     worker.join(timeout=STREAM_LIMIT_S + 10)
-    return received, content_chunks
+    return seen.headers, seen.content_chunks
 
 
 def _assert_cancelled(
