@@ -185,7 +185,7 @@ def _job_claim(*, job_id: int, worker: str, token: str | None = None) -> Job | N
             return None
         logger.warning("job %s: its worker %s is gone, taking over", job_id, job.worker or "?")
     if job.attempts - job.retries >= settings.JOB_MAX_ATTEMPTS:
-        _job_give_up(job)
+        job_give_up(job)
         return None
     attempt = job.attempts + 1
     fields = {
@@ -220,12 +220,14 @@ def _worker_maybe_alive(hostname: str) -> bool:
         return True
 
 
-def _job_give_up(job: Job) -> None:
+def job_give_up(job: Job) -> int:
+    """Fail a job whose workers were lost `JOB_MAX_ATTEMPTS` times (the claim at the next start,
+    or the recovery of a running one), conditional on the row being unchanged. → rows changed."""
     lost = job.attempts - job.retries
     changed = Job.objects.filter(pk=job.pk, status=job.status, request_id=job.request_id).update(
         status=JobStatus.FAILED,
         error=(
-            f"The job was started {lost} times and its worker was lost each time "
+            f"The job was started {job.attempts} times and its worker was lost {lost} times "
             f"(last: {job.worker or 'unknown'}); it is not retried again."
         ),
         error_code="worker_lost",
@@ -233,6 +235,7 @@ def _job_give_up(job: Job) -> None:
     )
     if changed:
         logger.error("job %s failed after %d attempts (worker lost)", job.pk, job.attempts)
+    return changed
 
 
 def claim_holds(job: Job):

@@ -20,7 +20,7 @@ from vision.capabilities import CAPABILITY_QUEUE, task_queue
 from vision.connections import sync_redis
 from vision.heartbeat import engine_ready, heartbeats_read, worker_alive
 from vision.models import Job, JobStatus
-from vision.runners.loop import claim_holds, running_here
+from vision.runners.loop import claim_holds, job_give_up, running_here
 from vision.services.jobs import job_enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def jobs_recover_stuck(*, restarted_worker: str | None = None) -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.JOB_STUCK_GRACE_SECONDS)
     candidates = Job.objects.filter(status=JobStatus.RUNNING)
     recovered = 0
-    for job in candidates.only("pk", "task", "attempts", "retries", "worker", "request_id", "started_at"):
+    for job in candidates.only("pk", "status", "task", "attempts", "retries", "worker", "request_id", "started_at"):
         if running_here(job.pk):  # this process is running it: alive, whatever Redis says
             continue
         leftover = restarted_worker is not None and job.worker == restarted_worker
@@ -56,15 +56,7 @@ def job_recover(*, job: Job) -> int:
         if claim_holds(job).select_for_update(skip_locked=True).only("pk").first() is None:
             return 0
         if job.attempts - job.retries >= settings.JOB_MAX_ATTEMPTS:
-            changed = claim_holds(job).update(
-                status=JobStatus.FAILED,
-                error=(
-                    f"The worker running this job ({job.worker or 'unknown'}) was lost "
-                    f"{job.attempts - job.retries} times; it is not retried again."
-                ),
-                error_code="worker_lost",
-                finished_at=timezone.now(),
-            )
+            changed = job_give_up(job)  # job.status is RUNNING here: the claim above holds
         else:
             changed = claim_holds(job).update(status=JobStatus.QUEUED, progress_tokens=0)
             if changed:
