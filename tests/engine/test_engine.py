@@ -129,6 +129,34 @@ def test_vision_blocks_run_in_row_pieces_match_transformers_image_features(livel
         assert torch.allclose(ours, theirs[0], rtol=1e-5, atol=1e-4)
 
 
+def test_a_block_started_in_row_pieces_finishes_alone_when_images_batch(lively):
+    """An image part-way through a block (row pieces) and a new one advance together: the first
+    finishes its block on its own, the other runs block 0; both end as transformers' features."""
+    from vision.engine.preprocess import Preprocessor
+    from vision.engine.runner import ModelRunner, run_vision_jobs
+
+    pre = Preprocessor(lively.tokenizer, lively.processor.image_processor, lively.processor.chat_template)
+    runner = ModelRunner(lively.model)
+    inputs = []
+    for seed in (2, 3):
+        prompt = pre.prepare(
+            [ChatMessage("user", (picture(seed), text("hi")))], PixelBudget.for_task("chat"), 4096
+        )
+        inputs.append(pre.pixel_values(prompt.images[0]))
+    first, second = (runner.encode_image(pixels, grid) for pixels, grid in inputs)
+    first.step_rows(7)
+    first.step_rows(7)
+    assert first.in_block and first.next_block == 0
+    run_vision_jobs([first, second], 1)
+    assert not first.in_block and (first.next_block, second.next_block) == (1, 1)
+    while first.result is None or second.result is None:
+        run_vision_jobs([first, second], 1)
+    for job, (pixels, grid) in zip((first, second), inputs, strict=True):
+        with torch.inference_mode():
+            ref = lively.model.model.get_image_features(pixels, grid.view(1, 3))
+        assert torch.allclose(job.result.embeds, ref.pooler_output[0], rtol=1e-5, atol=1e-4)
+
+
 def test_positions_match_transformers_rope_index(lively):
     from vision.engine.preprocess import Preprocessor
 

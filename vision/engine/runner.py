@@ -195,12 +195,17 @@ def run_vision_jobs(jobs: list[VisionJob], max_blocks: int, max_rows: int | None
         return
     for _ in range(max(1, max_blocks)):
         groups: dict[int, list[VisionJob]] = {}
+        alone: list[VisionJob] = []  # a block started row-wise finishes on its own
         for job in jobs:
             if job.result is None:
-                # a block started row-wise finishes on its own
-                groups.setdefault(-1 - id(job) if job.in_block else job.next_block, []).append(job)
-        if not groups:
+                if job.in_block:
+                    alone.append(job)
+                else:
+                    groups.setdefault(job.next_block, []).append(job)
+        if not groups and not alone:
             return
+        for job in alone:
+            job.step(1)
         for index, group in groups.items():
             if len(group) == 1:
                 group[0].step(1)
