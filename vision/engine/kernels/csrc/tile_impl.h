@@ -18,12 +18,20 @@
 // block it scales by xscale[m, b] * wscale[n, b] (one fp32 product, as the scalar path does).
 
 
-constexpr int64_t kPrefetchBytes = 1024;  // 16 k-groups ahead in the same panel stream
+// Software prefetch, into L2 (prefetcht1), about 24 KiB ahead in total over the tile's NR panel
+// streams: one stream per core at M = 8 needs that much in flight to reach DRAM speed (DRAM
+// latency x bandwidth per core), and four streams at M = 1 need a quarter each. Measured on an
+// AMD EPYC (Zen, AVX-512 VNNI) against a plain read of 512 MiB in the same process: 1 KiB ahead
+// into L1 gave M = 8 at 2.0x the M = 1 time; this gives 1.2-1.45x, and M = 1 at 85-90 % of the
+// read (was 82-85 %). No prefetch, or prefetchnta, was slower at every M.
+constexpr int64_t kPrefetchTotal = 24576;
+constexpr int kPrefetchLocality = 2;  // __builtin_prefetch: 2 = prefetcht1 (L2)
 
 template <int MR, int NR>
 void tile(const vk::Args& a, int64_t m0, int64_t p0) {
   constexpr int H = V::kHalves;
   constexpr int NV = NR * H;
+  constexpr int64_t kPrefetchBytes = kPrefetchTotal / NR / 64 * 64;
   constexpr int kVecBytes = vk::kGroupBytes / H;
   constexpr int kGroups = vk::kBlock / 4;
   const int64_t nblk = a.kp / vk::kBlock;
@@ -49,7 +57,7 @@ void tile(const vk::Args& a, int64_t m0, int64_t p0) {
       typename V::W w[NV];
       for (int n = 0; n < NR; ++n) {
         const uint8_t* src = wb + n * pstride + g * vk::kGroupBytes;
-        __builtin_prefetch(src + kPrefetchBytes, 0, 3);
+        __builtin_prefetch(src + kPrefetchBytes, 0, kPrefetchLocality);
         for (int h = 0; h < H; ++h) w[n * H + h] = V::prep(src + h * kVecBytes);
       }
       for (int r = 0; r < MR; ++r) {
@@ -80,6 +88,7 @@ template <int MR, int NR>
 void tile4(const vk::Args& a, int64_t m0, int64_t p0) {
   constexpr int H = V::kHalves;
   constexpr int NV = NR * H;
+  constexpr int64_t kPrefetchBytes = kPrefetchTotal / NR / 64 * 64;
   constexpr int kVecBytes = vk::kPairBytes / H;
   const int64_t nblk = a.kp / vk::kBlock;
   const int64_t pstride = nblk * vk::kBlockBytes4;  // bytes per panel
@@ -104,7 +113,7 @@ void tile4(const vk::Args& a, int64_t m0, int64_t p0) {
       typename V::W4 lo[NV], hi[NV];
       for (int n = 0; n < NR; ++n) {
         const uint8_t* src = wb + n * pstride + p * vk::kPairBytes;
-        __builtin_prefetch(src + kPrefetchBytes, 0, 3);
+        __builtin_prefetch(src + kPrefetchBytes, 0, kPrefetchLocality);
         for (int h = 0; h < H; ++h) V::unpack4(src + h * kVecBytes, &lo[n * H + h], &hi[n * H + h]);
       }
       for (int r = 0; r < MR; ++r) {
