@@ -210,6 +210,9 @@ def md_table(headers: list[str], rows: list[list[object]]) -> str:
             return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
         return str(v)
 
+    for row in rows:  # a row longer or shorter than the header shifts every later column
+        if len(row) != len(headers):
+            raise ValueError(f"table row has {len(row)} cells for {len(headers)} headers: {row[:3]}...")
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
