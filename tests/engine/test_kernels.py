@@ -183,6 +183,30 @@ def test_bf16_activations_in_and_out(built) -> None:
     assert rel_err(y, layer(x.bfloat16().float())) < 4e-3
 
 
+@pytest.mark.parametrize(
+    "shape, heads",
+    [((1, 2048), None), ((9, 2048), None), ((300, 2048), None), ((3, 2051), None), ((1, 32, 128), (0, 16)),
+     ((5, 32, 128), (16, 24))],
+)  # fmt: skip
+def test_rms_norm_bf16_matches_f_rms_norm(
+    built, shape: tuple[int, ...], heads: tuple[int, int] | None
+) -> None:
+    """The one-call bf16 RMSNorm against F.rms_norm, on rows and on head slices of a fused qkv
+    (a strided view, as the runner passes). Same fp32 arithmetic; only the sum of squares runs in
+    another order, so an output may differ by one bf16 step (2^-8 relative) where F.rms_norm's
+    fp32 result sits next to a rounding boundary: at most 1 in 10^4 do."""
+    gen = torch.Generator().manual_seed(sum(shape))
+    base = (torch.randn(*shape, generator=gen) * 3).bfloat16()
+    x = base if heads is None else base[:, heads[0] : heads[1]]
+    w = (torch.rand(shape[-1], generator=gen) + 0.5).bfloat16()
+    want = F.rms_norm(x, (shape[-1],), w, 1e-6)
+    got = built.rms_norm_bf16(x, w, 1e-6)
+    assert got.shape == want.shape and got.dtype == torch.bfloat16 and got.is_contiguous()
+    differ = got != want
+    assert differ.float().mean().item() <= 1e-4
+    assert torch.all((got.float() - want.float()).abs()[differ] <= want.float().abs()[differ] * 2**-7)
+
+
 def test_outlier_channel_spoils_only_its_block(built) -> None:
     """Per-block activation scales: a 100x outlier (as real LLMs have) coarsens its own 32 values,
     not the whole row. With one scale per row the error here would be ~100x the usual ~0.005."""

@@ -272,7 +272,7 @@ class ModelRunner:
 
     Per layer: one fused QKV projection and one fused gate/up projection when the model was fused
     at load (`fusion.fuse_projections`; a model shared with transformers keeps its separate
-    projections and works too), `F.rms_norm`, rotary on queries and keys together, one attention
+    projections and works too), RMSNorm as one op (`_rms_norm`), rotary on queries and keys together, one attention
     call for all decoding sequences, one per prompt chunk.
     """
 
@@ -306,9 +306,22 @@ class ModelRunner:
             for layer in self.lm.layers
         ]
         self.final_norm = self.lm.norm.weight.detach().to(self.dtype)
+        self._rms_bf16 = None  # the kernels' bf16 RMSNorm op, when built
+        if self.dtype == torch.bfloat16:
+            from . import kernels
+
+            built = kernels.module()
+            self._rms_bf16 = getattr(built, "rms_norm_bf16", None) if built is not None else None
         self.arena = KVArena(
             self.num_layers, self.num_kv_heads, self.head_dim, self.dtype, kv_slots, kv_slot_tokens
         )
+
+    def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """RMSNorm over the last axis. bf16: the kernels' one-call op (F.rms_norm's arithmetic; a
+        rare last-bit difference from its sum order); fp32, or without the kernels: F.rms_norm."""
+        if self._rms_bf16 is not None and x.dtype == torch.bfloat16:
+            return self._rms_bf16(x, weight, self.eps)
+        return F.rms_norm(x, (x.shape[-1],), weight, self.eps)
 
     def _activation_dtype(self, requested: torch.dtype | None) -> torch.dtype:
         """Float linears take activations in their own dtype. Quantized ones cast inside, so their
@@ -357,9 +370,9 @@ class ModelRunner:
 
         for layer_idx, layer in enumerate(lm.layers):
             norms = self.norms[layer_idx]
-            x = F.rms_norm(hidden, (self.hidden_size,), norms.input, self.eps)
+            x = self._rms_norm(hidden, norms.input)
             hidden = hidden + self._attention(layer.self_attn, layer_idx, norms, x, cos, sin, batch, alone)
-            x = F.rms_norm(hidden, (self.hidden_size,), norms.post_attention, self.eps)
+            x = self._rms_norm(hidden, norms.post_attention)
             hidden = hidden + self._mlp(layer.mlp, x)
             if deepstack is not None and layer_idx < len(deepstack):
                 hidden[vis_mask] = hidden[vis_mask] + deepstack[layer_idx]
@@ -369,7 +382,7 @@ class ModelRunner:
         rows = [end - 1 for seg, (_, end) in zip(segments, bounds, strict=True) if seg.want_logits]
         if not rows:
             return hidden.new_zeros((0, self.model.lm_head.out_features), dtype=torch.float32)
-        last = F.rms_norm(hidden[rows], (self.hidden_size,), self.final_norm, self.eps)
+        last = self._rms_norm(hidden[rows], self.final_norm)
         return self.model.lm_head(last).float()
 
     def _plan(
@@ -426,8 +439,8 @@ class ModelRunner:
         n_tokens = x.shape[0]
         h, kvh = self.num_heads, self.num_kv_heads
         qkv = self._qkv(attn, x)
-        q = F.rms_norm(qkv[:, :h], (self.head_dim,), norms.q, self.eps)
-        k = F.rms_norm(qkv[:, h : h + kvh], (self.head_dim,), norms.k, self.eps)
+        q = self._rms_norm(qkv[:, :h], norms.q)
+        k = self._rms_norm(qkv[:, h : h + kvh], norms.k)
         v = qkv[:, h + kvh :]
         qk = torch.cat([q, k], dim=1)  # (N, heads + kv_heads, head_dim): one rotary pass for both
         qk = qk * cos + qk.roll(self.head_dim // 2, dims=-1) * sin  # sin: first half negated (forward)
