@@ -207,6 +207,46 @@ def test_rms_norm_bf16_matches_f_rms_norm(
     assert torch.all((got.float() - want.float()).abs()[differ] <= want.float().abs()[differ] * 2**-7)
 
 
+def _attention_fp64(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, slot: int, n: int
+) -> torch.Tensor:
+    """(heads, head_dim): one decode row against keys [0, n) of `slot`, GQA as repeat_kv pairs heads."""
+    groups = q.shape[0] // keys.shape[1]
+    k = keys[slot, :, :n].double().repeat_interleave(groups, 0)
+    v = values[slot, :, :n].double().repeat_interleave(groups, 0)
+    weights = torch.softmax(q.double()[:, None, :] @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, dim=-1)
+    return (weights @ v)[:, 0]
+
+
+@pytest.mark.parametrize("groups, head_dim", [(2, 128), (1, 128), (3, 64), (2, 48)])
+def test_decode_attention_against_fp64(built, groups: int, head_dim: int) -> None:
+    """The decode attention op: each row against its own arena slot and length (1, odd, not a
+    multiple of 16, the whole slot), within one bf16 step of fp64; a row's result does not depend
+    on the other rows of the batch; a length past the slot is refused."""
+    gen = torch.Generator().manual_seed(groups * head_dim)
+    kv_heads, cap = 4, 300
+    keys = (torch.randn(5, kv_heads, cap, head_dim, generator=gen) * 2).bfloat16()
+    values = torch.randn(5, kv_heads, cap, head_dim, generator=gen).bfloat16()
+    fused = (torch.randn(4, kv_heads * groups + 7, head_dim, generator=gen) * 2).bfloat16()
+    q = fused[:, 3 : 3 + kv_heads * groups]  # a strided view, as the runner's q after rotary
+    slots, lens = torch.tensor([4, 0, 2, 1]), torch.tensor([1, 77, 300, 16])
+    if not built.cpu_has_avx512():
+        with pytest.raises(RuntimeError, match="AVX-512"):
+            built.decode_attention(q, keys, values, slots, lens, head_dim**-0.5)
+        return
+    got = built.decode_attention(q, keys, values, slots, lens, head_dim**-0.5)
+    assert got.shape == (4, kv_heads * groups, head_dim) and got.dtype == torch.bfloat16
+    for b in range(4):
+        want = _attention_fp64(q[b], keys, values, int(slots[b]), int(lens[b]))
+        assert torch.all((got[b].double() - want).abs() <= want.abs() * 2**-8 + 1e-6), b
+        alone = built.decode_attention(
+            q[b : b + 1], keys, values, slots[b : b + 1], lens[b : b + 1], head_dim**-0.5
+        )
+        assert torch.equal(alone[0], got[b])
+    with pytest.raises(RuntimeError, match="out of range"):
+        built.decode_attention(q, keys, values, slots, torch.tensor([1, 2, 301, 1]), head_dim**-0.5)
+
+
 def test_outlier_channel_spoils_only_its_block(built) -> None:
     """Per-block activation scales: a 100x outlier (as real LLMs have) coarsens its own 32 values,
     not the whole row. With one scale per row the error here would be ~100x the usual ~0.005."""

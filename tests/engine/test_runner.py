@@ -192,3 +192,42 @@ def test_several_images_through_the_vision_tower_in_one_pass_equal_each_alone(li
         assert torch.allclose(a.result.embeds, b.result.embeds, atol=1e-5)
         for x, y in zip(a.result.deepstack, b.result.deepstack, strict=True):
             assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_bf16_decode_attention_op_batched_equals_alone_and_tracks_sdpa(lively):
+    """bf16 activations decode through the kernels' attention op (on AVX-512 CPUs): 4 sequences in
+    one step give what each gives decoding alone in its own slot, and the logits stay within bf16
+    noise of the same runner on SDPA (the op's fp32 softmax weights are the closer of the two)."""
+    from vision.engine import kernels
+    from vision.engine.quant import quantize_qwen3vl
+
+    model = copy.deepcopy(lively.model)
+    fuse_projections(model)
+    quantize_qwen3vl(model, lm_format="bf16", vision_format="fp32")
+    runners = [ModelRunner(model, act_dtype=torch.bfloat16, kv_slots=6, kv_slot_tokens=64) for _ in range(3)]
+    batched, alone, sdpa = runners
+    built = kernels.module()
+    assert (batched._decode_attn is not None) == bool(built is not None and built.cpu_has_avx512())
+    sdpa._decode_attn = None
+    prompts = _prompts()
+    kvs = {id(r): [r.new_kv(40) for _ in prompts] for r in runners}
+    for r in runners:
+        for kv, ids in zip(kvs[id(r)], prompts, strict=True):
+            r.forward([_segment(kv, ids, 0)])
+    for step in range(3):
+        tokens = [7 + step, 8 + step, 9 + step, 10 + step]
+        together = batched.forward(
+            [_segment(kv, [t], kv.length) for kv, t in zip(kvs[id(batched)], tokens, strict=True)]
+        )
+        one_by_one = torch.cat(
+            [
+                alone.forward([_segment(kv, [t], kv.length)])
+                for kv, t in zip(kvs[id(alone)], tokens, strict=True)
+            ]
+        )
+        reference = sdpa.forward(
+            [_segment(kv, [t], kv.length) for kv, t in zip(kvs[id(sdpa)], tokens, strict=True)]
+        )
+        assert torch.allclose(together, one_by_one, atol=1e-4, rtol=1e-5), (together - one_by_one).abs().max()
+        assert (together - reference).norm() / reference.norm() <= BF16_REL_L2["bf16"]
+        assert not torch.allclose(together[0], together[1])

@@ -60,7 +60,14 @@ BLOCK = 32  # activation quantization block along K (csrc/vk.h kBlock)
 PANEL = 16  # output columns per packed panel (csrc/vk.h kPanel)
 
 _SRC = Path(__file__).with_name("csrc")
-_SOURCES = ("binding.cpp", "isa_avx512vnni.cpp", "isa_avxvnni.cpp", "isa_avx2.cpp", "isa_ref.cpp")
+_SOURCES = (
+    "binding.cpp",
+    "isa_avx512vnni.cpp",
+    "isa_avxvnni.cpp",
+    "isa_avx2.cpp",
+    "isa_ref.cpp",
+    "attn_avx512.cpp",
+)
 _HEADERS = ("vk.h", "tile_impl.h", "quant_impl.h")
 
 _lock = threading.Lock()

@@ -2,6 +2,7 @@
 // ISA the caller picked (checked against cpuid here), and the chunk dequantizer of the dense path.
 #include <ATen/Parallel.h>
 #include <cmath>
+#include <vector>
 #include <torch/extension.h>
 
 #include "vk.h"
@@ -215,6 +216,57 @@ torch::Tensor rms_norm_bf16(const torch::Tensor& x, const torch::Tensor& w, doub
   return out;
 }
 
+bool cpu_has_avx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+}
+
+// Attention of the decoding rows of a step, each against its own KV-arena slot. q: (B, heads,
+// head_dim) bf16, last axis contiguous; keys, values: (slots, kv_heads, slot_tokens, head_dim) bf16
+// contiguous (one layer of the arena); slots, lens: (B,) int64, row b attends keys [0, lens[b]) of
+// slot slots[b]. Query head h uses KV head h / (heads / kv_heads), as repeat_kv pairs them.
+// Returns (B, heads, head_dim) bf16. Each row is computed alone: the same numbers whatever the batch.
+torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
+                               const torch::Tensor& slots, const torch::Tensor& lens, double scale) {
+  TORCH_CHECK(cpu_has_avx512(), "decode_attention needs AVX-512");
+  TORCH_CHECK(q.scalar_type() == torch::kBFloat16 && keys.scalar_type() == torch::kBFloat16 &&
+                  values.scalar_type() == torch::kBFloat16, "bf16 q, keys, values");
+  TORCH_CHECK(q.dim() == 3 && q.stride(2) == 1, "q: (B, heads, head_dim), last axis contiguous");
+  TORCH_CHECK(keys.dim() == 4 && keys.is_contiguous() && values.sizes() == keys.sizes() && values.is_contiguous());
+  const int64_t batch = q.size(0), heads = q.size(1), hd = q.size(2);
+  const int64_t kvh = keys.size(1), cap = keys.size(2);
+  TORCH_CHECK(keys.size(3) == hd && heads % kvh == 0, "head_dim and heads must match the arena");
+  const int64_t groups = heads / kvh;
+  TORCH_CHECK(groups <= vk::attn_max_groups() && hd % 16 == 0 && hd <= vk::attn_max_head_dim(), "unsupported shape");
+  TORCH_CHECK(slots.scalar_type() == torch::kLong && lens.scalar_type() == torch::kLong && slots.numel() == batch &&
+              lens.numel() == batch);
+  const torch::Tensor sl = slots.contiguous(), ln = lens.contiguous();
+  const int64_t* slp = sl.data_ptr<int64_t>();
+  const int64_t* lnp = ln.data_ptr<int64_t>();
+  for (int64_t b = 0; b < batch; ++b)
+    TORCH_CHECK(slp[b] >= 0 && slp[b] < keys.size(0) && lnp[b] >= 1 && lnp[b] <= cap, "slot or length out of range");
+  auto out = torch::empty({batch, heads, hd}, q.options());
+  const auto* qp = reinterpret_cast<const uint16_t*>(q.data_ptr<at::BFloat16>());
+  const auto* kp = reinterpret_cast<const uint16_t*>(keys.data_ptr<at::BFloat16>());
+  const auto* vp = reinterpret_cast<const uint16_t*>(values.data_ptr<at::BFloat16>());
+  auto* op = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
+  const vk::AttnArgs args{groups, hd, q.stride(1), hd, static_cast<float>(scale)};
+  const vk::AttnFn attend = vk::attn_avx512();
+  const int64_t q_row = q.stride(0);
+  at::parallel_for(0, batch * kvh, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> scores;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t b = t / kvh, h = t % kvh, len = lnp[b];
+      scores.resize(static_cast<size_t>(groups * len));
+      const int64_t base = (slp[b] * kvh + h) * cap * hd;
+      attend(args, qp + b * q_row + h * groups * q.stride(1), kp + base, vp + base, len, scores.data(),
+             op + (b * heads + h * groups) * hd);
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -225,6 +277,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("dequant", &dequant, "columns [n0, n1) of the weight, dequantized", py::call_guard<py::gil_scoped_release>());
   m.def("rms_norm_bf16", &rms_norm_bf16, "RMSNorm of bf16 rows (F.rms_norm's arithmetic), one call",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("cpu_has_avx512", &cpu_has_avx512, "whether decode_attention can run here");
+  m.def("decode_attention", &decode_attention, "decode rows of a step against their KV-arena slots, bf16",
         py::call_guard<py::gil_scoped_release>());
   m.attr("BLOCK") = vk::kBlock;
   m.attr("PANEL") = vk::kPanel;

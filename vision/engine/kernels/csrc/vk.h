@@ -52,6 +52,19 @@ GemmFn gemm4_avxvnni();
 GemmFn gemm4_avx2();
 GemmFn gemm4_ref();
 QuantFn quant_avx512();
+
+// Decode attention (attn_avx512.cpp): one sequence's `groups` query heads sharing one KV head.
+// q: groups rows of head_dim bf16, q_head_stride apart; k, v: `len` rows, kv_row_stride apart;
+// scores: groups * len floats of scratch; out: groups rows of head_dim bf16, contiguous.
+struct AttnArgs {
+  int64_t groups, head_dim, q_head_stride, kv_row_stride;
+  float scale;
+};
+using AttnFn = void (*)(const AttnArgs&, const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t len,
+                        float* scores, uint16_t* out);
+AttnFn attn_avx512();
+int attn_max_groups();
+int attn_max_head_dim();
 QuantFn quant_ref();
 
 }  // namespace vk
