@@ -65,17 +65,32 @@ int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 torch::Tensor run_linear(const torch::Tensor& x_in, const torch::Tensor& packed, const float* wscale,
                          const torch::Tensor& bias, int64_t n, int64_t isa, vk::GemmFn gemm) {
   const bool bf16 = x_in.scalar_type() == torch::kBFloat16;
-  const torch::Tensor x = x_in.to(torch::kFloat).contiguous();  // no copy for contiguous fp32
+  const torch::Tensor x = x_in.contiguous();  // no copy for a contiguous x
   const int64_t m = x.size(0), k = x.size(1), kp = round_up(k, vk::kBlock);
   const int64_t n_panels = packed.size(0);
   auto y = torch::empty({m, n}, x.options());
   if (m == 0 || n == 0) return y;
+  // bf16 rows are widened into a plain buffer and the fp32 result rounded into y here, not with
+  // Tensor.to (two dispatched ops and two tensors per call; a decode step makes 113 calls).
+  std::vector<float> xwide, ywide;
+  const float* xp;
+  if (bf16) {
+    xwide.resize(static_cast<size_t>(m * k));
+    const at::BFloat16* src = x.data_ptr<at::BFloat16>();
+    at::parallel_for(0, m, 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b * k; i < e * k; ++i) xwide[i] = static_cast<float>(src[i]);
+    });
+    xp = xwide.data();
+    ywide.resize(static_cast<size_t>(m * n));
+  } else {
+    xp = x.data_ptr<float>();
+  }
+  float* yp = bf16 ? ywide.data() : y.data_ptr<float>();
   const int64_t nblk = kp / vk::kBlock;
   auto xq = torch::empty({m, kp}, x.options().dtype(torch::kInt8));
-  auto xs = torch::empty({m, nblk}, x.options());
+  auto xs = torch::empty({m, nblk}, x.options().dtype(torch::kFloat));
   auto xc = torch::empty({m, nblk}, x.options().dtype(torch::kInt));
   const vk::QuantFn quant = isa == kAvx512Vnni ? vk::quant_avx512() : vk::quant_ref();
-  const float* xp = x.data_ptr<float>();
   int8_t* xqp = xq.data_ptr<int8_t>();
   float* xsp = xs.data_ptr<float>();
   int32_t* xcp = xc.data_ptr<int32_t>();
@@ -86,14 +101,20 @@ torch::Tensor run_linear(const torch::Tensor& x_in, const torch::Tensor& packed,
              xqp,
              xsp,
              xcp,
-             y.data_ptr<float>(),
+             yp,
              m,
              n,
              kp,
              n};
   // Contiguous panel ranges per thread: each thread streams its own part of the weights.
   at::parallel_for(0, n_panels, 1, [&](int64_t b, int64_t e) { gemm(a, b, e); });
-  return bf16 ? y.to(torch::kBFloat16) : y;
+  if (bf16) {  // round to nearest even, as Tensor.to
+    at::BFloat16* dst = y.data_ptr<at::BFloat16>();
+    at::parallel_for(0, m, 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b * n; i < e * n; ++i) dst[i] = static_cast<at::BFloat16>(ywide[i]);
+    });
+  }
+  return y;
 }
 
 void check_common(const torch::Tensor& x, const torch::Tensor& packed, int64_t isa) {
