@@ -27,6 +27,10 @@ per-function target pragmas and the path is chosen at run time from cpuid; `VISI
 (`ref`, `avx2`, `avxvnni`, `avx512vnni`, `torch`) forces a lower one (tests, benchmarks,
 diagnosis; like ONEDNN_MAX_CPU_ISA it is a kernel knob, not an engine setting).
 
+Two more ops serve the runner's bf16 decode step (docs/engine.md): `rms_norm_bf16` (RMSNorm in
+one call, F.rms_norm's arithmetic) and `decode_attention` (each decoding row against its own
+KV-arena slot, AVX-512F, `attn_avx512.cpp`; `cpu_has_avx512` says whether it can run).
+
 Build: `torch.utils.cpp_extension.load` compiles the sources on first use (g++ and ninja; about a
 minute on two cores) into `$XDG_CACHE_HOME/docplatform/kernels/<torch>-<source hash>/` (default
 `~/.cache`), reused by later processes. Without a compiler, or when the build fails, the engine
