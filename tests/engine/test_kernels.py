@@ -218,11 +218,16 @@ def _attention_fp64(
     return (weights @ v)[:, 0]
 
 
+ATTENTION_ISAS = {"avx512": 3, "avx2": 1}
+
+
+@pytest.mark.parametrize("isa", sorted(ATTENTION_ISAS))
 @pytest.mark.parametrize("groups, head_dim", [(2, 128), (1, 128), (3, 64), (2, 48)])
-def test_decode_attention_against_fp64(built, groups: int, head_dim: int) -> None:
-    """The decode attention op: each row against its own arena slot and length (1, odd, not a
-    multiple of 16, the whole slot), within one bf16 step of fp64; a row's result does not depend
-    on the other rows of the batch; a length past the slot is refused."""
+def test_decode_attention_against_fp64(built, isa: str, groups: int, head_dim: int) -> None:
+    """The decode attention op on each path this CPU runs (AVX-512 and AVX2 on an AVX-512 CPU):
+    each row against its own arena slot and length (1, odd, not a multiple of 16, the whole slot),
+    within one bf16 step of fp64; a row's result does not depend on the other rows of the batch; a
+    length past the slot is refused; a path the CPU lacks is refused."""
     gen = torch.Generator().manual_seed(groups * head_dim)
     kv_heads, cap = 4, 300
     keys = (torch.randn(5, kv_heads, cap, head_dim, generator=gen) * 2).bfloat16()
@@ -230,21 +235,24 @@ def test_decode_attention_against_fp64(built, groups: int, head_dim: int) -> Non
     fused = (torch.randn(4, kv_heads * groups + 7, head_dim, generator=gen) * 2).bfloat16()
     q = fused[:, 3 : 3 + kv_heads * groups]  # a strided view, as the runner's q after rotary
     slots, lens = torch.tensor([4, 0, 2, 1]), torch.tensor([1, 77, 300, 16])
-    if not built.cpu_has_avx512():
-        with pytest.raises(RuntimeError, match="AVX-512"):
-            built.decode_attention(q, keys, values, slots, lens, head_dim**-0.5)
+    path = ATTENTION_ISAS[isa]
+
+    def attend(*args: torch.Tensor) -> torch.Tensor:
+        return built.decode_attention(*args, head_dim**-0.5, path)
+
+    if path > built.best_attention_isa():
+        with pytest.raises(RuntimeError, match="cannot run path"):
+            attend(q, keys, values, slots, lens)
         return
-    got = built.decode_attention(q, keys, values, slots, lens, head_dim**-0.5)
+    got = attend(q, keys, values, slots, lens)
     assert got.shape == (4, kv_heads * groups, head_dim) and got.dtype == torch.bfloat16
     for b in range(4):
         want = _attention_fp64(q[b], keys, values, int(slots[b]), int(lens[b]))
         assert torch.all((got[b].double() - want).abs() <= want.abs() * 2**-8 + 1e-6), b
-        alone = built.decode_attention(
-            q[b : b + 1], keys, values, slots[b : b + 1], lens[b : b + 1], head_dim**-0.5
-        )
+        alone = attend(q[b : b + 1], keys, values, slots[b : b + 1], lens[b : b + 1])
         assert torch.equal(alone[0], got[b])
     with pytest.raises(RuntimeError, match="out of range"):
-        built.decode_attention(q, keys, values, slots, torch.tensor([1, 2, 301, 1]), head_dim**-0.5)
+        attend(q, keys, values, slots, torch.tensor([1, 2, 301, 1]))
 
 
 def test_outlier_channel_spoils_only_its_block(built) -> None:

@@ -195,7 +195,7 @@ def test_several_images_through_the_vision_tower_in_one_pass_equal_each_alone(li
 
 
 def test_bf16_decode_attention_op_batched_equals_alone_and_tracks_sdpa(lively):
-    """bf16 activations decode through the kernels' attention op (on AVX-512 CPUs): 4 sequences in
+    """bf16 activations decode through the kernels' attention op (AVX-512 or AVX2 CPUs): 4 sequences in
     one step give what each gives decoding alone in its own slot, and the logits stay within bf16
     noise of the same runner on SDPA (the op's fp32 softmax weights are the closer of the two)."""
     from vision.engine import kernels
@@ -207,7 +207,7 @@ def test_bf16_decode_attention_op_batched_equals_alone_and_tracks_sdpa(lively):
     runners = [ModelRunner(model, act_dtype=torch.bfloat16, kv_slots=6, kv_slot_tokens=64) for _ in range(3)]
     batched, alone, sdpa = runners
     built = kernels.module()
-    assert (batched._decode_attn is not None) == bool(built is not None and built.cpu_has_avx512())
+    assert (batched._decode_attn is not None) == bool(built is not None and built.best_attention_isa())
     sdpa._decode_attn = None
     prompts = _prompts()
     kvs = {id(r): [r.new_kv(40) for _ in prompts] for r in runners}
@@ -231,3 +231,20 @@ def test_bf16_decode_attention_op_batched_equals_alone_and_tracks_sdpa(lively):
         assert torch.allclose(together, one_by_one, atol=1e-4, rtol=1e-5), (together - one_by_one).abs().max()
         assert (together - reference).norm() / reference.norm() <= BF16_REL_L2["bf16"]
         assert not torch.allclose(together[0], together[1])
+
+
+def test_a_kernel_path_forced_lower_lowers_the_decode_attention_path(lively):
+    """VISION_KERNEL_ISA (here `use_isa`) simulates a smaller CPU for the attention op too: avx2
+    runs its AVX2 path, ref falls back to SDPA; the default takes the best path the CPU runs."""
+    from vision.engine import kernels
+    from vision.engine.quant import quantize_qwen3vl
+
+    model = copy.deepcopy(lively.model)
+    quantize_qwen3vl(model, lm_format="bf16", vision_format="fp32")
+    best = kernels.module().best_attention_isa()
+    assert ModelRunner(model, act_dtype=torch.bfloat16)._attn_isa == best
+    with kernels.use_isa("avx2"):
+        assert ModelRunner(model, act_dtype=torch.bfloat16)._attn_isa == min(best, 1)
+    with kernels.use_isa("ref"):
+        runner = ModelRunner(model, act_dtype=torch.bfloat16)
+        assert runner._decode_attn is None and runner._attn_isa == 0

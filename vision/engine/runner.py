@@ -308,21 +308,19 @@ class ModelRunner:
         ]
         self.final_norm = self.lm.norm.weight.detach().to(self.dtype)
         self._rms_bf16 = None  # the kernels' bf16 RMSNorm op, when built
-        self._decode_attn = None  # the kernels' bf16 decode attention (AVX-512), when built and runnable
+        self._decode_attn = None  # the kernels' bf16 decode attention (AVX-512 or AVX2), when built
+        self._attn_isa = 0
         if self.dtype == torch.bfloat16:
             from . import kernels
 
             built = kernels.module()
             self._rms_bf16 = getattr(built, "rms_norm_bf16", None) if built is not None else None
             groups = self.num_heads // self.num_kv_heads
-            if (
-                built is not None
-                and built.cpu_has_avx512()
-                and self.head_dim % 16 == 0
-                and self.head_dim <= 256
-                and groups <= 8
-            ):
-                self._decode_attn = built.decode_attention
+            isa = built.best_attention_isa() if built is not None else 0
+            # A kernel path forced lower (VISION_KERNEL_ISA) lowers the attention path with it.
+            isa = min(isa, {"ref": 0, "avx2": 1, "avxvnni": 1}.get(kernels.active_isa(), isa))
+            if isa and self.head_dim % 16 == 0 and self.head_dim <= 256 and groups <= 8:
+                self._decode_attn, self._attn_isa = built.decode_attention, isa
         self.arena = KVArena(
             self.num_layers, self.num_kv_heads, self.head_dim, self.dtype, kv_slots, kv_slot_tokens
         )
@@ -498,7 +496,7 @@ class ModelRunner:
         the queries of the heads sharing a KV head become that head's query rows,
         (width, kv_heads, groups, head_dim), as repeat_kv pairs them (q head i -> kv head i // groups).
 
-        bf16 with the kernels built on an AVX-512 CPU: the kernels' decode attention instead, each
+        bf16 with the kernels built (AVX-512 or AVX2 CPU): the kernels' decode attention instead, each
         row against its own slot (reads each key and value once for the heads sharing it; fp32
         softmax weights; within one bf16 step of an fp64 reference, closer than SDPA's bf16 path;
         3-3.5x faster than SDPA at 64-2048 keys, batch 1 and 8).
@@ -515,7 +513,9 @@ class ModelRunner:
             values_all[batch.slots, :, batch.positions] = v
         if self._decode_attn is not None and q.dtype == torch.bfloat16:
             # Each row against its own slot's first length + 1 keys: no view width, mask or scatter.
-            return self._decode_attn(q, keys_all, values_all, batch.slots, batch.key_counts, self.scaling)
+            return self._decode_attn(
+                q, keys_all, values_all, batch.slots, batch.key_counts, self.scaling, self._attn_isa
+            )
         end = batch.lo + batch.width
         keys = keys_all[batch.lo : end, :, : batch.keys_len]
         values = values_all[batch.lo : end, :, : batch.keys_len]

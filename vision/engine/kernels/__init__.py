@@ -29,7 +29,7 @@ diagnosis; like ONEDNN_MAX_CPU_ISA it is a kernel knob, not an engine setting).
 
 Two more ops serve the runner's bf16 decode step (docs/engine.md): `rms_norm_bf16` (RMSNorm in
 one call, F.rms_norm's arithmetic) and `decode_attention` (each decoding row against its own
-KV-arena slot, AVX-512F, `attn_avx512.cpp`; `cpu_has_avx512` says whether it can run).
+KV-arena slot; AVX-512F or AVX2 + FMA, `attn_impl.h`; `best_attention_isa` says which runs).
 
 Build: `torch.utils.cpp_extension.load` compiles the sources on first use (g++ and ninja; about a
 minute on two cores) into `$XDG_CACHE_HOME/docplatform/kernels/<torch>-<source hash>/` (default
@@ -71,8 +71,9 @@ _SOURCES = (
     "isa_avx2.cpp",
     "isa_ref.cpp",
     "attn_avx512.cpp",
+    "attn_avx2.cpp",
 )
-_HEADERS = ("vk.h", "tile_impl.h", "quant_impl.h")
+_HEADERS = ("vk.h", "tile_impl.h", "quant_impl.h", "attn_impl.h")
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}  # "module": ModuleType | None once tried, "isa": chosen name

@@ -237,20 +237,25 @@ torch::Tensor rms_norm_bf16(const torch::Tensor& x, const torch::Tensor& w, doub
   return out;
 }
 
-bool cpu_has_avx512() {
+// The best decode-attention path this CPU runs: 3 (AVX-512F), 1 (AVX2 + FMA) or 0 (none: SDPA).
+int64_t best_attention_isa() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq"))
+    return kAvx512Vnni;
+  return cpu_supports(kAvx2) ? kAvx2 : kRef;
 }
 
 // Attention of the decoding rows of a step, each against its own KV-arena slot. q: (B, heads,
 // head_dim) bf16, last axis contiguous; keys, values: (slots, kv_heads, slot_tokens, head_dim) bf16
 // contiguous (one layer of the arena); slots, lens: (B,) int64, row b attends keys [0, lens[b]) of
 // slot slots[b]. Query head h uses KV head h / (heads / kv_heads), as repeat_kv pairs them.
-// Returns (B, heads, head_dim) bf16. Each row is computed alone: the same numbers whatever the batch.
+// isa: 3 (AVX-512F) or 1 (AVX2), at most best_attention_isa(). Returns (B, heads, head_dim) bf16.
+// Each row is computed alone: the same numbers whatever the batch.
 torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
-                               const torch::Tensor& slots, const torch::Tensor& lens, double scale) {
-  TORCH_CHECK(cpu_has_avx512(), "decode_attention needs AVX-512");
+                               const torch::Tensor& slots, const torch::Tensor& lens, double scale, int64_t isa) {
+  TORCH_CHECK((isa == kAvx512Vnni || isa == kAvx2) && isa <= best_attention_isa(),
+              "decode_attention: this CPU cannot run path ", isa, " (AVX-512F or AVX2 + FMA needed)");
   TORCH_CHECK(q.scalar_type() == torch::kBFloat16 && keys.scalar_type() == torch::kBFloat16 &&
                   values.scalar_type() == torch::kBFloat16, "bf16 q, keys, values");
   TORCH_CHECK(q.dim() == 3 && q.stride(2) == 1, "q: (B, heads, head_dim), last axis contiguous");
@@ -273,7 +278,7 @@ torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& keys
   const auto* vp = reinterpret_cast<const uint16_t*>(values.data_ptr<at::BFloat16>());
   auto* op = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
   const vk::AttnArgs args{groups, hd, q.stride(1), hd, static_cast<float>(scale)};
-  const vk::AttnFn attend = vk::attn_avx512();
+  const vk::AttnFn attend = isa == kAvx512Vnni ? vk::attn_avx512() : vk::attn_avx2();
   const int64_t q_row = q.stride(0);
   at::parallel_for(0, batch * kvh, 1, [&](int64_t t0, int64_t t1) {
     std::vector<float> scores;
@@ -299,7 +304,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("dequant", &dequant, "columns [n0, n1) of the weight, dequantized", py::call_guard<py::gil_scoped_release>());
   m.def("rms_norm_bf16", &rms_norm_bf16, "RMSNorm of bf16 rows (F.rms_norm's arithmetic), one call",
         py::call_guard<py::gil_scoped_release>());
-  m.def("cpu_has_avx512", &cpu_has_avx512, "whether decode_attention can run here");
+  m.def("best_attention_isa", &best_attention_isa, "decode_attention's best path here: 3 AVX-512, 1 AVX2, 0 none");
   m.def("decode_attention", &decode_attention, "decode rows of a step against their KV-arena slots, bf16",
         py::call_guard<py::gil_scoped_release>());
   m.attr("BLOCK") = vk::kBlock;

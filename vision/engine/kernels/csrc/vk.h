@@ -63,6 +63,7 @@ struct AttnArgs {
 using AttnFn = void (*)(const AttnArgs&, const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t len,
                         float* scores, uint16_t* out);
 AttnFn attn_avx512();
+AttnFn attn_avx2();
 int attn_max_groups();
 int attn_max_head_dim();
 QuantFn quant_ref();
