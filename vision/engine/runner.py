@@ -265,7 +265,7 @@ class _DecodeBatch:
     # keys and outputs are used as they are, with no gather or scatter by `rows`.
     all_rows: bool
     single: tuple[int, int] | None  # B == 1: (slot, position), written with plain indexing
-    key_counts: torch.Tensor | None = None  # (B,) positions + 1: the keys each row attends
+    key_counts: torch.Tensor  # (B,) positions + 1: the keys each row attends (the kernels' op)
 
 
 class ModelRunner:
@@ -273,8 +273,8 @@ class ModelRunner:
 
     Per layer: one fused QKV projection and one fused gate/up projection when the model was fused
     at load (`fusion.fuse_projections`; a model shared with transformers keeps its separate
-    projections and works too), RMSNorm as one op (`_rms_norm`), rotary on queries and keys together, one attention
-    call for all decoding sequences, one per prompt chunk.
+    projections and works too), RMSNorm as one op (`_rms_norm`), rotary on queries and keys
+    together, one attention call for all decoding sequences, one per prompt chunk.
     """
 
     def __init__(
@@ -314,7 +314,7 @@ class ModelRunner:
             from . import kernels
 
             built = kernels.module()
-            self._rms_bf16 = getattr(built, "rms_norm_bf16", None) if built is not None else None
+            self._rms_bf16 = built.rms_norm_bf16 if built is not None else None
             groups = self.num_heads // self.num_kv_heads
             isa = built.best_attention_isa() if built is not None else 0
             # A kernel path forced lower (VISION_KERNEL_ISA) lowers the attention path with it.
@@ -415,8 +415,8 @@ class ModelRunner:
         width = hi - lo + 1
         keys_len = max(length_list) + 1
         dense = slot_list == list(range(lo, hi + 1))
-        mask = None
-        if not (dense and min(length_list) == keys_len - 1):
+        mask = None  # the kernels' decode attention takes each row's length instead of a mask
+        if self._decode_attn is None and not (dense and min(length_list) == keys_len - 1):
             valid = torch.zeros(width, dtype=torch.long)  # keys each slot of the view may see
             valid[slots - lo] = lengths + 1
             valid = valid.clamp(min=1)  # a slot that is not decoding attends its key 0; output unused
@@ -511,7 +511,7 @@ class ModelRunner:
         else:
             keys_all[batch.slots, :, batch.positions] = k
             values_all[batch.slots, :, batch.positions] = v
-        if self._decode_attn is not None and q.dtype == torch.bfloat16:
+        if self._decode_attn is not None:  # set only for bf16 activations
             # Each row against its own slot's first length + 1 keys: no view width, mask or scatter.
             return self._decode_attn(
                 q, keys_all, values_all, batch.slots, batch.key_counts, self.scaling, self._attn_isa

@@ -72,20 +72,21 @@ torch::Tensor run_linear(const torch::Tensor& x_in, const torch::Tensor& packed,
   if (m == 0 || n == 0) return y;
   // bf16 rows are widened into a plain buffer and the fp32 result rounded into y here, not with
   // Tensor.to (two dispatched ops and two tensors per call; a decode step makes 113 calls).
-  std::vector<float> xwide, ywide;
+  torch::Tensor xwide, ywide;  // fp32 buffers (torch::empty: no zero fill) for bf16 calls
   const float* xp;
   if (bf16) {
-    xwide.resize(static_cast<size_t>(m * k));
+    xwide = torch::empty({m, k}, x.options().dtype(torch::kFloat));
+    float* xw = xwide.data_ptr<float>();
     const at::BFloat16* src = x.data_ptr<at::BFloat16>();
     at::parallel_for(0, m, 16, [&](int64_t b, int64_t e) {
-      for (int64_t i = b * k; i < e * k; ++i) xwide[i] = static_cast<float>(src[i]);
+      for (int64_t i = b * k; i < e * k; ++i) xw[i] = static_cast<float>(src[i]);
     });
-    xp = xwide.data();
-    ywide.resize(static_cast<size_t>(m * n));
+    xp = xw;
+    ywide = torch::empty({m, n}, x.options().dtype(torch::kFloat));
   } else {
     xp = x.data_ptr<float>();
   }
-  float* yp = bf16 ? ywide.data() : y.data_ptr<float>();
+  float* yp = bf16 ? ywide.data_ptr<float>() : y.data_ptr<float>();
   const int64_t nblk = kp / vk::kBlock;
   auto xq = torch::empty({m, kp}, x.options().dtype(torch::kInt8));
   auto xs = torch::empty({m, nblk}, x.options().dtype(torch::kFloat));
@@ -111,7 +112,7 @@ torch::Tensor run_linear(const torch::Tensor& x_in, const torch::Tensor& packed,
   if (bf16) {  // round to nearest even, as Tensor.to
     at::BFloat16* dst = y.data_ptr<at::BFloat16>();
     at::parallel_for(0, m, 16, [&](int64_t b, int64_t e) {
-      for (int64_t i = b * n; i < e * n; ++i) dst[i] = static_cast<at::BFloat16>(ywide[i]);
+      for (int64_t i = b * n; i < e * n; ++i) dst[i] = static_cast<at::BFloat16>(yp[i]);
     });
   }
   return y;

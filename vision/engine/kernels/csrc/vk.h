@@ -52,8 +52,10 @@ GemmFn gemm4_avxvnni();
 GemmFn gemm4_avx2();
 GemmFn gemm4_ref();
 QuantFn quant_avx512();
+QuantFn quant_ref();
 
-// Decode attention (attn_avx512.cpp): one sequence's `groups` query heads sharing one KV head.
+// Decode attention (attn_impl.h, built once per ISA file): one sequence's `groups` query heads
+// sharing one KV head.
 // q: groups rows of head_dim bf16, q_head_stride apart; k, v: `len` rows, kv_row_stride apart;
 // scores: groups * len floats of scratch; out: groups rows of head_dim bf16, contiguous.
 struct AttnArgs {
@@ -66,6 +68,5 @@ AttnFn attn_avx512();
 AttnFn attn_avx2();
 int attn_max_groups();
 int attn_max_head_dim();
-QuantFn quant_ref();
 
 }  // namespace vk
