@@ -115,6 +115,19 @@ def test_cpu_detection_agrees_with_proc_cpuinfo(built) -> None:
     assert kernels.active_isa() == RUNNABLE[-1]  # the best path unless told otherwise
 
 
+def test_ops_use_torchs_threads(built) -> None:
+    """The library shares torch's OpenMP pool: without -fopenmp ATen's parallel_for runs serially
+    and every op here would use one core whatever torch.set_num_threads says."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert built.parallel_threads(64) == 2
+        torch.set_num_threads(1)
+        assert built.parallel_threads(64) == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("isa", kernels.ISAS)
 def test_paths_this_cpu_cannot_run_are_refused(built, isa: str) -> None:
     if isa in RUNNABLE:

@@ -74,6 +74,11 @@ _SOURCES = (
     "attn_avx2.cpp",
 )
 _HEADERS = ("vk.h", "tile_impl.h", "quant_impl.h", "attn_impl.h")
+# -fopenmp is what makes at::parallel_for parallel: ATen's header runs the loop serially in a
+# library compiled without it. libgomp.so.1 resolves to the copy torch already loaded (same
+# soname), so the kernels share torch's thread pool and follow torch.set_num_threads.
+_CFLAGS = ("-O3", "-std=c++17", "-fopenmp")
+_LDFLAGS = ("-fopenmp",)
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}  # "module": ModuleType | None once tried, "isa": chosen name
@@ -82,7 +87,7 @@ _forced: list[str] = []  # use_isa() stack
 
 def build_directory() -> Path:
     """Where the compiled library lives: per torch version and per source content."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(" ".join(_CFLAGS + _LDFLAGS).encode())
     for name in _SOURCES + _HEADERS:
         digest.update((_SRC / name).read_bytes())
     cache = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
@@ -127,7 +132,8 @@ def _build() -> ModuleType | None:
         return load(
             name=name,
             sources=[str(_SRC / s) for s in _SOURCES],
-            extra_cflags=["-O3", "-std=c++17"],
+            extra_cflags=list(_CFLAGS),
+            extra_ldflags=list(_LDFLAGS),
             extra_include_paths=[str(_SRC)],
             build_directory=str(folder),
             verbose=False,

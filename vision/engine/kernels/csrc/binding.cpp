@@ -294,6 +294,19 @@ torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& keys
   return out;
 }
 
+// How many threads one at::parallel_for of `items` work items ran on: what every op here relies on
+// to use all cores (1 when the library was built without OpenMP, whatever torch's setting).
+int64_t parallel_threads(int64_t items) {
+  std::vector<int> used(static_cast<size_t>(at::get_num_threads()) + 1, 0);
+  at::parallel_for(0, items, 1, [&](int64_t, int64_t) {
+    const int t = at::get_thread_num();
+    if (t >= 0 && t < static_cast<int>(used.size())) used[static_cast<size_t>(t)] = 1;
+  });
+  int64_t n = 0;
+  for (int u : used) n += u;
+  return n;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -307,6 +320,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("best_attention_isa", &best_attention_isa, "decode_attention's best path here: 3 AVX-512, 1 AVX2, 0 none");
   m.def("decode_attention", &decode_attention, "decode rows of a step against their KV-arena slots, bf16",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("parallel_threads", &parallel_threads, "threads one parallel_for of n items ran on",
         py::call_guard<py::gil_scoped_release>());
   m.attr("BLOCK") = vk::kBlock;
   m.attr("PANEL") = vk::kPanel;
