@@ -268,6 +268,92 @@ def test_decode_attention_against_fp64(built, isa: str, groups: int, head_dim: i
         attend(q, keys, values, slots, torch.tensor([1, 2, 301, 1]))
 
 
+FLASH_CPU = NEEDS["avx512vnni"] | {"avx512_bf16"} <= _FLAGS
+
+
+def _prefill_fp64(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: int) -> torch.Tensor:
+    """(nq, heads * head_dim): softmax attention in float64, GQA as repeat_kv pairs heads."""
+    groups = q.shape[0] // k.shape[0]
+    kk, vv = k.double().repeat_interleave(groups, 0), v.double().repeat_interleave(groups, 0)
+    scores = q.double() @ kk.transpose(1, 2) * q.shape[-1] ** -0.5
+    if causal >= 0:
+        seen = torch.arange(k.shape[1])[None, :] <= (torch.arange(q.shape[1]) + causal)[:, None]
+        scores = scores.masked_fill(~seen, float("-inf"))
+    return (scores.softmax(-1) @ vv).transpose(0, 1).reshape(q.shape[1], -1)
+
+
+# (heads, kv_heads, query rows, keys, head_dim, causal): the vision tower (16 x 64, every key),
+# the 2B language model's prompt chunks (16 over 8 KV heads x 128, causal from 0 or after cached
+# tokens), the tiny test model (16 and 32), one row and one key, tails off the 4-row group, the
+# 32-row item and the 64-key block.
+PREFILL_CASES = [
+    (16, 16, 37, 37, 64, -1),
+    (16, 16, 200, 333, 64, -1),
+    (16, 8, 50, 50, 128, 0),
+    (16, 8, 33, 130, 128, 97),
+    (4, 2, 70, 90, 16, 20),
+    (2, 1, 40, 40, 32, -1),
+    (4, 4, 1, 1, 64, -1),
+]
+
+
+@pytest.mark.parametrize("case", PREFILL_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_prefill_attention_against_fp64(built, case: tuple[int, ...]) -> None:
+    """The AVX-512 BF16 prefill attention on strided q/k/v views (as the runner passes them): within
+    one bf16 step of each float64 value plus 1/1024 of the largest. The bound: the kernel rounds
+    the softmax weights to bf16 (relative 2^-9 each, random in sign, so their sum errs far less)
+    and the output once; fp32 sums add nothing visible. SDPA's bf16 kernel, for scale, meets the
+    same bound on the same inputs. A CPU without AVX-512 BF16 refuses, and the runner's check says so."""
+    heads, kv_heads, nq, nk, d, causal = case
+    gen = torch.Generator().manual_seed(nq * 131 + nk)
+    fused = (torch.randn(max(nq, nk), heads + 2 * kv_heads + 3, d, generator=gen) * 1.5).bfloat16()
+    q = fused[:nq, 3 : 3 + heads].transpose(0, 1)  # (heads, nq, d), rows strided as the runner's
+    k = fused[:nk, 3 + heads : 3 + heads + kv_heads].transpose(0, 1)
+    v = fused[:nk, 3 + heads + kv_heads :].transpose(0, 1)
+    assert built.flash_supported() == FLASH_CPU
+    assert kernels.flash_available(d) == FLASH_CPU
+    if not FLASH_CPU:
+        with pytest.raises(RuntimeError, match="AVX-512 BF16"):
+            built.attention_pack(k, v)
+        return
+    got = kernels.prefill_attention(q, kernels.pack_kv(k, v), d**-0.5, causal)
+    want = _prefill_fp64(q, k, v, causal)
+    assert got.shape == (nq, heads * d) and got.dtype == torch.bfloat16
+    bound = want.abs() * 2**-8 + want.abs().max() * 2**-10
+    assert torch.all((got.double() - want).abs() <= bound), (got.double() - want).abs().max()
+    mask = None if causal < 0 else torch.arange(nk)[None, :] <= (torch.arange(nq) + causal)[:, None]
+    sdpa = F.scaled_dot_product_attention(q[None], k[None], v[None], attn_mask=mask, enable_gqa=True)
+    assert torch.all((sdpa[0].transpose(0, 1).reshape(nq, -1).double() - want).abs() <= bound)
+
+
+def test_prefill_attention_rows_are_computed_alone(built) -> None:
+    """Row pieces (the vision tower's step_rows, prompt chunks) give bit for bit what the whole call
+    gives, whatever rows share a 32-row item, with `causal` shifted by the piece's first row; the
+    output lands in a row slice of a larger buffer; wrong sizes are refused."""
+    if not FLASH_CPU:  # what such a CPU does instead is checked in the test above
+        assert not kernels.flash_available(64)
+        return
+    gen = torch.Generator().manual_seed(5)
+    heads, kv_heads, n, d = 8, 4, 150, 64
+    q = torch.randn(heads, n, d, generator=gen).bfloat16()
+    k, v = (torch.randn(kv_heads, n + 7, d, generator=gen).bfloat16() for _ in range(2))
+    packed = kernels.pack_kv(k, v)
+    for causal in (-1, 0, 7):
+        whole = kernels.prefill_attention(q, packed, 0.125, causal)
+        out = torch.zeros(n + 10, heads * d, dtype=torch.bfloat16)
+        for start, end in ((0, 5), (5, 41), (41, 150)):
+            shifted = causal if causal < 0 else causal + start
+            kernels.prefill_attention(q[:, start:end], packed, 0.125, shifted, out[start + 3 : end + 3])
+        assert torch.equal(out[3 : n + 3], whole), causal
+        assert torch.count_nonzero(out[:3]) == 0 and torch.count_nonzero(out[n + 3 :]) == 0
+    with pytest.raises(RuntimeError, match="nk does not match"):
+        built.prefill_attention(q, packed.keys, packed.values, n + 64, 0.125, -1, whole)
+    with pytest.raises(RuntimeError, match="past nk"):
+        built.prefill_attention(q, packed.keys, packed.values, n + 7, 0.125, 8, whole)
+    with pytest.raises(RuntimeError, match="head_dim"):
+        built.attention_pack(k[..., :48], v[..., :48])
+
+
 def test_outlier_channel_spoils_only_its_block(built) -> None:
     """Per-block activation scales: a 100x outlier (as real LLMs have) coarsens its own 32 values,
     not the whole row. With one scale per row the error here would be ~100x the usual ~0.005."""

@@ -48,6 +48,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -72,6 +73,7 @@ _SOURCES = (
     "isa_ref.cpp",
     "attn_avx512.cpp",
     "attn_avx2.cpp",
+    "flash_avx512bf16.cpp",
 )
 _HEADERS = ("vk.h", "tile_impl.h", "quant_impl.h", "attn_impl.h")
 # -fopenmp is what makes at::parallel_for parallel: ATen's header runs the loop serially in a
@@ -217,6 +219,53 @@ def use_isa(name: str) -> Iterator[None]:
 
 def isa_index(name: str) -> int:
     return ISAS.index(name)
+
+
+# Prefill attention (csrc/flash_avx512bf16.cpp) takes at least this many query rows: below it the
+# per-call packing of every key outweighs what the kernel saves over SDPA.
+FLASH_MIN_ROWS = 16
+
+
+@dataclass
+class PackedKV:
+    """Keys and values of one attention, packed once for `prefill_attention` (several calls over
+    row pieces of the same block reuse it)."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    count: int  # keys before padding
+
+
+def flash_available(head_dim: int) -> bool:
+    """Whether bf16 prefill attention of this head size runs on the kernels here: built, the CPU has
+    AVX-512 BF16, and the kernel path is not forced below AVX-512 (`VISION_KERNEL_ISA`: a forced
+    lower path lowers the attention to SDPA with it, as for decode attention)."""
+    mod = module()
+    if mod is None or head_dim not in (16, 32, 64, 128) or not mod.flash_supported():
+        return False
+    return active_isa() not in ("ref", "avx2", "avxvnni")
+
+
+def pack_kv(keys: torch.Tensor, values: torch.Tensor) -> PackedKV:
+    """keys, values: (kv_heads, nk, head_dim) bf16, last axis contiguous (strided views are fine)."""
+    mod = module()
+    assert mod is not None
+    kp, vp = mod.attention_pack(keys, values)
+    return PackedKV(kp, vp, keys.shape[1])
+
+
+def prefill_attention(
+    q: torch.Tensor, kv: PackedKV, scale: float, causal: int = -1, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Softmax attention of q (heads, nq, head_dim) bf16 against packed keys/values: (nq, heads *
+    head_dim) bf16, written into `out` when given. Query head h uses kv head h // (heads /
+    kv_heads). causal -1: every key; else row i sees keys j <= i + causal. fp32 softmax; the
+    weights are rounded to bf16 for the second product (as the first takes bf16 q and keys)."""
+    mod = module()
+    assert mod is not None
+    if out is None:
+        out = torch.empty(q.shape[1], q.shape[0] * q.shape[2], dtype=torch.bfloat16)
+    return mod.prefill_attention(q, kv.keys, kv.values, kv.count, scale, causal, out)
 
 
 def pack_int8(qweight: torch.Tensor) -> torch.Tensor:

@@ -294,6 +294,86 @@ torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& keys
   return out;
 }
 
+// Whether this CPU runs the prefill attention (AVX-512 BF16: vdpbf16ps).
+bool flash_supported() {
+  __builtin_cpu_init();
+  return cpu_supports(kAvx512Vnni) && __builtin_cpu_supports("avx512bf16");
+}
+
+int64_t flash_padded(int64_t nk) { return round_up(nk, vk::kFlashKeyBlock); }
+
+// Keys and values of a prefill attention, packed for `prefill_attention` (flash_avx512bf16.cpp):
+// k, v: (kv_heads, nk, head_dim) bf16, last axis contiguous, any other strides. Returns the packed
+// keys and values, each (kv_heads, padded nk * head_dim / 2) int32.
+std::vector<torch::Tensor> attention_pack(const torch::Tensor& k, const torch::Tensor& v) {
+  TORCH_CHECK(flash_supported(), "attention_pack: this CPU lacks AVX-512 BF16");
+  TORCH_CHECK(k.scalar_type() == torch::kBFloat16 && v.scalar_type() == torch::kBFloat16, "bf16 keys and values");
+  TORCH_CHECK(k.dim() == 3 && k.sizes() == v.sizes() && k.stride(2) == 1 && v.stride(2) == 1,
+              "keys, values: (kv_heads, nk, head_dim), last axis contiguous");
+  const int64_t kvh = k.size(0), nk = k.size(1), d = k.size(2);
+  TORCH_CHECK(nk >= 1 && vk::flash_head_dim_supported(d), "unsupported head_dim ", d, " or no keys");
+  const int64_t nkp = flash_padded(nk), tiles = nkp / 16;
+  auto kp = torch::empty({kvh, nkp * d / 2}, k.options().dtype(torch::kInt));
+  auto vp = torch::empty({kvh, nkp * d / 2}, k.options().dtype(torch::kInt));
+  const auto* k16 = reinterpret_cast<const uint16_t*>(k.data_ptr<at::BFloat16>());
+  const auto* v16 = reinterpret_cast<const uint16_t*>(v.data_ptr<at::BFloat16>());
+  auto* kpp = reinterpret_cast<uint32_t*>(kp.data_ptr<int32_t>());
+  auto* vpp = reinterpret_cast<uint32_t*>(vp.data_ptr<int32_t>());
+  at::parallel_for(0, kvh * tiles, 16, [&](int64_t a0, int64_t a1) {
+    for (int64_t a = a0; a < a1; ++a) {
+      const int64_t h = a / tiles;
+      vk::flash_pack_tile(k16 + h * k.stride(0), k.stride(1), v16 + h * v.stride(0), v.stride(1), nk, d, a % tiles,
+                          kpp + h * nkp * d / 2, vpp + h * nkp * d / 2);
+    }
+  });
+  return {kp, vp};
+}
+
+// Attention of query rows against packed keys/values (`attention_pack` of nk keys), written into
+// `out`. q: (heads, nq, head_dim) bf16, last axis contiguous; out: (nq, heads * head_dim) bf16, last
+// axis contiguous (a row slice of a larger buffer is fine). causal: -1 for every key, else row i
+// sees keys j <= i + causal (a prompt chunk after `causal` cached tokens). Each row is computed
+// alone: the same numbers whatever rows are in the call. Returns out.
+torch::Tensor prefill_attention(const torch::Tensor& q, const torch::Tensor& kpack, const torch::Tensor& vpack,
+                                int64_t nk, double scale, int64_t causal, torch::Tensor out) {
+  TORCH_CHECK(flash_supported(), "prefill_attention: this CPU lacks AVX-512 BF16");
+  TORCH_CHECK(q.scalar_type() == torch::kBFloat16 && out.scalar_type() == torch::kBFloat16, "bf16 q and out");
+  TORCH_CHECK(q.dim() == 3 && q.stride(2) == 1, "q: (heads, nq, head_dim), last axis contiguous");
+  const int64_t heads = q.size(0), nq = q.size(1), d = q.size(2);
+  TORCH_CHECK(vk::flash_head_dim_supported(d), "unsupported head_dim ", d);
+  TORCH_CHECK(kpack.scalar_type() == torch::kInt && vpack.sizes() == kpack.sizes() && kpack.dim() == 2 &&
+                  kpack.is_contiguous() && vpack.is_contiguous(), "packs from attention_pack");
+  const int64_t kvh = kpack.size(0), nkp = flash_padded(nk);
+  TORCH_CHECK(nk >= 1 && kpack.size(1) == nkp * d / 2, "nk does not match the packs");
+  TORCH_CHECK(kvh >= 1 && heads % kvh == 0, "heads must be a multiple of kv_heads");
+  TORCH_CHECK(causal >= -1, "causal: -1 or a key offset");
+  TORCH_CHECK(causal == -1 || nq - 1 + causal < nk, "causal: the last row would see keys past nk");
+  TORCH_CHECK(out.dim() == 2 && out.size(0) == nq && out.size(1) == heads * d && out.stride(1) == 1,
+              "out: (nq, heads * head_dim), last axis contiguous");
+  vk::FlashArgs a{};
+  a.q = reinterpret_cast<const uint16_t*>(q.data_ptr<at::BFloat16>());
+  a.q_head_stride = q.stride(0);
+  a.q_row_stride = q.stride(1);
+  a.kpack = reinterpret_cast<const uint32_t*>(kpack.data_ptr<int32_t>());
+  a.vpack = reinterpret_cast<const uint32_t*>(vpack.data_ptr<int32_t>());
+  a.nk = nk;
+  a.nk_padded = nkp;
+  a.head_dim = d;
+  a.groups = heads / kvh;
+  a.causal = causal;
+  a.scale_log2 = static_cast<float>(scale * 1.4426950408889634);
+  a.out = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
+  a.out_row_stride = out.stride(0);
+  const int64_t per = vk::flash_rows_per_item(), blocks = (nq + per - 1) / per;
+  at::parallel_for(0, heads * blocks, 1, [&](int64_t w0, int64_t w1) {
+    for (int64_t w = w0; w < w1; ++w) {
+      const int64_t h = w / blocks, q0 = (w % blocks) * per;
+      vk::flash_rows(a, h, q0, std::min(per, nq - q0));
+    }
+  });
+  return out;
+}
+
 // How many threads one at::parallel_for of `items` work items ran on: what every op here relies on
 // to use all cores (1 when the library was built without OpenMP, whatever torch's setting).
 int64_t parallel_threads(int64_t items) {
@@ -320,6 +400,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("best_attention_isa", &best_attention_isa, "decode_attention's best path here: 3 AVX-512, 1 AVX2, 0 none");
   m.def("decode_attention", &decode_attention, "decode rows of a step against their KV-arena slots, bf16",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("flash_supported", &flash_supported, "whether this CPU runs prefill_attention (AVX-512 BF16)");
+  m.def("attention_pack", &attention_pack, "keys and values packed for prefill_attention",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("prefill_attention", &prefill_attention, "query rows against packed keys/values into out, bf16",
         py::call_guard<py::gil_scoped_release>());
   m.def("parallel_threads", &parallel_threads, "threads one parallel_for of n items ran on",
         py::call_guard<py::gil_scoped_release>());

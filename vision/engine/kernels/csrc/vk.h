@@ -69,4 +69,26 @@ AttnFn attn_avx2();
 int attn_max_groups();
 int attn_max_head_dim();
 
+// Prefill attention (flash_avx512bf16.cpp, AVX-512 BF16 only): query rows of several heads against
+// packed keys and values (see that file for the packing), fp32 online softmax, bf16 out.
+constexpr int kFlashKeyBlock = 64;  // keys per block; packed keys are padded to a whole block
+struct FlashArgs {
+  const uint16_t* q;  // row i of head h at q + h * q_head_stride + i * q_row_stride (head_dim contiguous)
+  int64_t q_head_stride, q_row_stride;
+  const uint32_t* kpack;  // [kv head][nk_padded / 16][head_dim / 2][16]
+  const uint32_t* vpack;  // [kv head][nk_padded / 2][head_dim]
+  int64_t nk, nk_padded, head_dim, groups;  // query head h uses kv head h / groups
+  int64_t causal;    // -1: every key; else query row i of the call sees keys j <= i + causal
+  float scale_log2;  // softmax scale * log2(e)
+  uint16_t* out;     // row i, head h at out + i * out_row_stride + h * head_dim
+  int64_t out_row_stride;
+};
+bool flash_head_dim_supported(int64_t head_dim);
+// Keys [16 tile, 16 tile + 16) of one KV head (rows k_row / v_row apart; keys >= nk packed as 0).
+void flash_pack_tile(const uint16_t* k, int64_t k_row, const uint16_t* v, int64_t v_row, int64_t nk, int64_t d,
+                     int64_t tile, uint32_t* kpack, uint32_t* vpack);
+// Query rows [q0, q0 + rows) of one head (q0 counts in the call's rows, as `causal` does).
+void flash_rows(const FlashArgs& a, int64_t head, int64_t q0, int64_t rows);
+int flash_rows_per_item();
+
 }  // namespace vk
