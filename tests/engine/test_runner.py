@@ -294,12 +294,14 @@ def test_bf16_prompt_chunks_on_the_kernels_prefill_attention_track_sdpa(lively, 
     assert torch.equal(got[2], short)  # 5 rows: SDPA in both
 
 
-def test_bf16_vision_on_the_kernels_prefill_attention(lively, monkeypatch):
-    """A bf16 vision tower attends through the kernels' prefill attention on AVX-512 BF16 CPUs: the
-    image features stay within bf16 noise of the tower's own SDPA blocks (measured 0.75-0.9 % relative
-    L2 on this 3-block tower; bound 2 %, the runner's 4 % for a 2-layer model halved for 3 blocks
-    with fewer rounded ops each), a block run in row pieces (keys and values packed once) gives
-    the whole block's result, and two images in one pass give what each gives alone."""
+@pytest.mark.parametrize("vision_format", ["bf16", "int8"])
+def test_vision_on_the_kernels_prefill_attention(lively, monkeypatch, vision_format):
+    """A bf16 or int8 vision tower attends through the kernels' prefill attention on AVX-512 BF16
+    CPUs (int8: q, k, v rounded to bf16 for it, the hidden state stays fp32). Against the exact
+    fp32 tower its image features are as close as the same tower on SDPA (measured: bf16 1.47 /
+    0.99 % relative L2 vs SDPA's 1.47 / 0.94 %; int8 3.93 / 2.25 % vs 3.91 / 2.14 %; bound: 10 %
+    more, plus 0.2 points). A block run in row pieces (keys and values packed once) gives the
+    whole block's result; two images in one pass give what each gives alone."""
     from tests.engine.engine_helpers import picture
     from vision.engine import ChatMessage, PixelBudget
     from vision.engine import runner as runner_module
@@ -308,38 +310,41 @@ def test_bf16_vision_on_the_kernels_prefill_attention(lively, monkeypatch):
     from vision.engine.runner import run_vision_jobs
 
     model = copy.deepcopy(lively.model)
-    quantize_qwen3vl(model, lm_format="fp32", vision_format="bf16")
+    quantize_qwen3vl(model, lm_format="fp32", vision_format=vision_format)
     pre = Preprocessor(lively.tokenizer, lively.processor.image_processor, lively.processor.chat_template)
     prompt = pre.prepare(
         [ChatMessage("user", (picture(2), picture(4, (300, 200))))], PixelBudget.for_task("chat"), 8192
     )
     inputs = [pre.pixel_values(image) for image in prompt.images]
-    runner = ModelRunner(model)
     blocks = len(model.model.visual.blocks)
 
-    def encode(pieces: int | None = None):
-        jobs = [runner.encode_image(p, g) for p, g in inputs]
-        for job in jobs:
+    def encode(runner: ModelRunner, pieces: int | None = None) -> list[torch.Tensor]:
+        out = []
+        for p, g in inputs:
+            job = runner.encode_image(p, g)
             if pieces is None:
                 assert job.step(blocks)
             else:
                 while not job.step_rows(pieces):
                     pass
-        return jobs
+            out.append(job.result.embeds)
+        return out
 
-    whole, in_pieces = encode(), encode(pieces=7)
+    runner = ModelRunner(model)
+    whole, in_pieces = encode(runner), encode(runner, pieces=7)
     together = [runner.encode_image(p, g) for p, g in inputs]
     run_vision_jobs(together, blocks)
-    assert together[0].result is not None and together[1].result is not None
+    exact = encode(ModelRunner(lively.model))  # the fp32 tower: SDPA whatever the CPU
     monkeypatch.setattr(runner_module.kernels, "flash_available", lambda head_dim: False)
-    reference = encode()
-    for w, p, t, r in zip(whole, in_pieces, together, reference, strict=True):
-        assert w.result.embeds.dtype == torch.bfloat16
-        ref = r.result.embeds.float()
-        assert (w.result.embeds.float() - ref).norm() / ref.norm() <= 0.02
-        assert torch.equal(t.result.embeds, w.result.embeds)
+    sdpa = encode(runner)
+    dtype = {"bf16": torch.bfloat16, "int8": torch.float32}[vision_format]
+    for w, p, t, s_, e in zip(whole, in_pieces, together, sdpa, exact, strict=True):
+        assert w.dtype == dtype
+        ours, theirs = ((x.float() - e).norm() / e.norm() for x in (w, s_))
+        assert ours <= 1.1 * theirs + 0.002, (ours, theirs)
+        assert torch.equal(t.result.embeds, w)
         # row pieces: the same attention rows; the projections and MLP over 7 rows may round
-        # differently from one call over all rows (bf16 GEMMs pick their blocking by M)
-        assert (p.result.embeds.float() - w.result.embeds.float()).norm() / ref.norm() <= 0.02
+        # differently from one call over all rows (GEMMs pick their blocking by M)
+        assert (p.float() - w.float()).norm() / e.norm() <= 0.01
     if _flash_cpu():  # the kernels' attention really ran: its result is not SDPA's bit for bit
-        assert not torch.equal(whole[0].result.embeds, reference[0].result.embeds)
+        assert not torch.equal(whole[0], sdpa[0])

@@ -33,6 +33,7 @@ from transformers.vision_utils import (
 
 from . import kernels
 from .kv import KVArena, SequenceKV
+from .quant import Int4Linear, Int8Linear
 
 
 @dataclass
@@ -76,6 +77,20 @@ def _flash_for(x: torch.Tensor, head_dim: int) -> bool:
     return x.dtype == torch.bfloat16 and kernels.flash_available(head_dim)
 
 
+def _vision_flash(block: torch.nn.Module, hidden: torch.Tensor) -> bool:
+    """A vision block's attention runs on the kernels' prefill attention: with bf16 activations, and
+    with fp32 ones when the block's weights are quantized (int8/int4 formats). Their linears
+    already round each activation row to int8 per block of 32 (up to 2^-8 of the block's largest
+    value), so rounding q, k and v to bf16 (2^-9 of each value) adds less error than the format
+    has; an fp32 tower (the exact path) keeps SDPA."""
+    attn = block.attn
+    if not kernels.flash_available(attn.head_dim):
+        return False
+    if hidden.dtype == torch.bfloat16:
+        return True
+    return hidden.dtype == torch.float32 and isinstance(attn.qkv, (Int8Linear, Int4Linear))
+
+
 def _vision_block(
     block: torch.nn.Module, hidden: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen, position_embeddings
 ):
@@ -83,7 +98,7 @@ def _vision_block(
     kernels' prefill attention when the activations are bf16 and the CPU has AVX-512 BF16 (about
     2.5x SDPA's CPU flash kernel on a full page); otherwise the block itself."""
     attn = block.attn
-    if not _flash_for(hidden, attn.head_dim):
+    if not _vision_flash(block, hidden):
         return block(
             hidden, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, position_embeddings=position_embeddings
         )
@@ -92,12 +107,13 @@ def _vision_block(
     q, k, v = qkv.permute(1, 0, 2, 3).unbind(0)
     cos, sin = position_embeddings
     q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
-    a = torch.empty(rows, attn.dim, dtype=hidden.dtype)
+    q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()  # no copy when already bf16
+    a = torch.empty(rows, attn.dim, dtype=torch.bfloat16)
     bounds = cu_seqlens.tolist()
     for start, end in zip(bounds[:-1], bounds[1:], strict=True):  # one span per image (or frame)
         packed = kernels.pack_kv(k[start:end].transpose(0, 1), v[start:end].transpose(0, 1))
         kernels.prefill_attention(q[start:end].transpose(0, 1), packed, attn.scaling, out=a[start:end])
-    hidden = hidden + attn.proj(a)
+    hidden = hidden + attn.proj(a.to(hidden.dtype))
     return hidden + block.mlp(block.norm2(hidden))
 
 
@@ -189,13 +205,17 @@ class VisionJob:
                 v=v.transpose(0, 1).unsqueeze(0),
                 out=torch.empty_like(self.hidden),
             )
-            if _flash_for(q, attn.head_dim):  # packed once for all the block's pieces
-                self._partial.kv = kernels.pack_kv(self._partial.k[0], self._partial.v[0])
+            if _vision_flash(block, self.hidden):  # packed once for all the block's pieces
+                part = self._partial
+                part.q, part.k, part.v = part.q.bfloat16(), part.k.bfloat16(), part.v.bfloat16()
+                part.kv = kernels.pack_kv(part.k[0], part.v[0])
             return False
         part = self._partial
         start, end = part.done, min(rows, part.done + max(1, max_rows))
         if part.kv is not None:
-            a = kernels.prefill_attention(part.q[0, :, start:end], part.kv, attn.scaling)
+            a = kernels.prefill_attention(part.q[0, :, start:end], part.kv, attn.scaling).to(
+                self.hidden.dtype
+            )
         else:
             a = F.scaled_dot_product_attention(part.q[:, :, start:end], part.k, part.v, scale=attn.scaling)
             a = a.transpose(1, 2).reshape(end - start, -1)
