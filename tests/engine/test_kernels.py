@@ -354,6 +354,65 @@ def test_prefill_attention_rows_are_computed_alone(built) -> None:
         built.attention_pack(k[..., :48], v[..., :48])
 
 
+# (out, in) of the bf16 language model's linears (the lm_head separately below), and odd tails.
+BF16_SHAPES = [
+    (4096, 2048),
+    (2048, 2048),
+    (12288, 2048),
+    (2048, 6144),
+    (1, 1),
+    (17, 33),
+    (100, 70),
+    (37, 1000),
+]
+
+
+@pytest.mark.parametrize("shape", BF16_SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_bf16_linear_against_fp64_and_f_linear(built, shape: tuple[int, int]) -> None:
+    """The bf16 GEMV (AVX-512 BF16) at decode's row counts, bias or not: within one bf16 rounding of
+    the float64 result plus fp32 summation error (bf16 x bf16 products are exact in fp32; the sum
+    over K in fp32 errs by about K x 2^-24 of sum |x w|), and equal to F.linear's bf16 result or one
+    step from it plus both fp32 sums' error (they run in another order; a cancelling sum then
+    differs by more than a step of its small result). A CPU without AVX-512 BF16 refuses."""
+    n, k = shape
+    gen = torch.Generator().manual_seed(n * 31 + k)
+    w = (torch.randn(n, k, generator=gen) * 0.05).bfloat16()
+    bias = (torch.randn(n, generator=gen) * 0.1).bfloat16()
+    if not FLASH_CPU:
+        with pytest.raises(RuntimeError, match="AVX-512 BF16"):
+            built.linear_bf16(torch.zeros(1, k, dtype=torch.bfloat16), w, bias)
+        return
+    for rows in (1, 3, 8, 11, 16):
+        x = torch.randn(rows, k, generator=gen).bfloat16()
+        for b in (bias, None):
+            got = built.linear_bf16(x, w, torch.empty(0) if b is None else b)
+            want = x.double() @ w.double().t() + (0 if b is None else b.double())
+            slack = (x.double().abs() @ w.double().abs().t()) * k * 2**-24 + 1e-30
+            assert torch.all((got.double() - want).abs() <= want.abs() * 2**-8 + slack), (rows, b is None)
+            theirs = F.linear(x, w, b)  # one bf16 step at that magnitude, plus both sums' error
+            step = theirs.double().abs() * 2**-7 + 2 * slack
+            assert torch.all((got.double() - theirs.double()).abs() <= step), (rows, b is None)
+
+
+def test_bf16_linear_module_uses_the_kernel_for_few_rows(built) -> None:
+    """Bf16Linear (what use_bf16_kernel makes of a bf16 nn.Linear) runs few-row bf16 calls on the
+    kernel and the rest on F.linear; a tied weight stays the same tensor; fp32 calls stay F.linear."""
+    from vision.engine.quant import Bf16Linear, use_bf16_kernel
+
+    lin = nn.Linear(2048, 512).bfloat16()
+    weight = lin.weight
+    assert use_bf16_kernel(lin) == (1 if FLASH_CPU else 0)
+    assert lin.weight is weight
+    if not FLASH_CPU:
+        assert type(lin) is nn.Linear
+        return
+    assert isinstance(lin, Bf16Linear)
+    x = torch.randn(2, 3, 2048).bfloat16()
+    assert torch.equal(lin(x), built.linear_bf16(x.reshape(6, 2048), weight, lin.bias).reshape(2, 3, 512))
+    many = torch.randn(Bf16Linear.KERNEL_MAX_ROWS + 1, 2048).bfloat16()
+    assert torch.equal(lin(many), F.linear(many, weight, lin.bias))
+
+
 def test_outlier_channel_spoils_only_its_block(built) -> None:
     """Per-block activation scales: a 100x outlier (as real LLMs have) coarsens its own 32 values,
     not the whole row. With one scale per row the error here would be ~100x the usual ~0.005."""
@@ -515,6 +574,21 @@ def test_int4_every_path_on_every_shape(built, shape: tuple[int, int]) -> None:
             with torch.no_grad():
                 err = rel_err(outs["ref"], lin(x))
             assert INT4_BOUNDS[0] < err < INT4_BOUNDS[1], f"M={rows}: {err}"
+
+
+def test_bf16_lm_head_full_size(built) -> None:
+    """The tied bf16 lm_head (151936 x 2048, one call per decode step) on the kernel: within one
+    bf16 step of F.linear (plus the fp32 sums' error) at batch 1 and 8."""
+    if not FLASH_CPU:
+        assert not built.flash_supported()
+        return
+    gen = torch.Generator().manual_seed(11)
+    w = (torch.randn(151936, 2048, generator=gen) * 0.02).bfloat16()
+    for rows in (1, 8):
+        x = torch.randn(rows, 2048, generator=gen).bfloat16()
+        got, theirs = built.linear_bf16(x, w, torch.empty(0)), F.linear(x, w)
+        slack = (x.double().abs() @ w.double().abs().t()) * 2048 * 2**-24  # both fp32 sums' error
+        assert torch.all((got.double() - theirs.double()).abs() <= theirs.double().abs() * 2**-7 + 2 * slack)
 
 
 def test_int4_lm_head_full_size(built) -> None:

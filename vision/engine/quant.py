@@ -349,6 +349,49 @@ class W8A8Linear(nn.Module):
         return f"in={self.in_features}, out={self.out_features}, w8a8 dynamic per-token"
 
 
+class Bf16Linear(nn.Linear):
+    """A bf16 Linear whose few-row bf16 calls (decode) run on the kernels' bf16 GEMV.
+
+    oneDNN's bf16 GEMV read weights at about half the memory bandwidth here (issue #15), and a
+    bf16 decode step is nothing but weight reads. The kernel (`csrc/gemv_bf16.cpp`, AVX-512 BF16)
+    reads the weight as nn.Linear keeps it, so nothing is copied and a tied lm_head stays tied;
+    calls of more than KERNEL_MAX_ROWS rows (prefill, compute-bound) stay on F.linear. Made by
+    `use_bf16_kernel` on CPUs that have AVX-512 BF16; outputs match F.linear to the last bf16 bit
+    or one step (fp32 sums in another order).
+    """
+
+    KERNEL_MAX_ROWS = 8
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // self.in_features if self.in_features else 0
+        if x.dtype != torch.bfloat16 or rows == 0 or rows > self.KERNEL_MAX_ROWS:
+            return F.linear(x, self.weight, self.bias)
+        from . import kernels
+
+        bias = self.bias if self.bias is not None else _NO_BIAS
+        y = kernels.module().linear_bf16(x.reshape(rows, self.in_features), self.weight, bias)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+
+def use_bf16_kernel(module: nn.Module) -> int:
+    """Make every plain bf16 nn.Linear under `module` (itself included) a Bf16Linear sharing its
+    parameters, where the kernels run it (AVX-512 BF16); returns how many. A no-op elsewhere."""
+    from . import kernels
+
+    mod = kernels.module()
+    if mod is None or not mod.flash_supported() or kernels.active_isa() in ("ref", "avx2", "avxvnni"):
+        return 0
+    if type(module) is nn.Linear and module.weight.dtype == torch.bfloat16:
+        module.__class__ = Bf16Linear  # same parameters, same state dict: only forward changes
+        return 1
+    changed = 0
+    for _, _, _, lin in _linears(module):
+        if type(lin) is nn.Linear and lin.weight.dtype == torch.bfloat16:
+            lin.__class__ = Bf16Linear
+            changed += 1
+    return changed
+
+
 class KeepFp32Linear(nn.Linear):
     """A Linear that `skip` exempted from bf16: stays fp32 inside a bf16 module, casts at its edges."""
 
@@ -557,6 +600,9 @@ def quantize_qwen3vl(
         else:
             # Same tensor as the embedding (already cast with the language model).
             report.add(lm_format, head_bytes_before, _tensor_bytes(lm_head.weight))
+        if lm_format == "bf16":  # decode's few-row calls on the kernels' bf16 GEMV
+            use_bf16_kernel(inner.language_model)
+            use_bf16_kernel(model.lm_head)
         return report
 
     if tied:

@@ -74,6 +74,7 @@ _SOURCES = (
     "attn_avx512.cpp",
     "attn_avx2.cpp",
     "flash_avx512bf16.cpp",
+    "gemv_bf16.cpp",
 )
 _HEADERS = ("vk.h", "tile_impl.h", "quant_impl.h", "attn_impl.h")
 # -fopenmp is what makes at::parallel_for parallel: ATen's header runs the loop serially in a

@@ -374,6 +374,34 @@ torch::Tensor prefill_attention(const torch::Tensor& q, const torch::Tensor& kpa
   return out;
 }
 
+// bf16 linear of few rows (decode) on AVX-512 BF16 (gemv_bf16.cpp): x (m, k) bf16, weight (n, k)
+// bf16 as nn.Linear keeps it, bias (n,) bf16 or empty. Returns (m, n) bf16. Parallel over weight
+// rows: each thread streams its own part of the weight.
+torch::Tensor linear_bf16(const torch::Tensor& x_in, const torch::Tensor& w_in, const torch::Tensor& bias_in) {
+  TORCH_CHECK(flash_supported(), "linear_bf16: this CPU lacks AVX-512 BF16");
+  TORCH_CHECK(x_in.scalar_type() == torch::kBFloat16 && w_in.scalar_type() == torch::kBFloat16, "bf16 x and weight");
+  TORCH_CHECK(x_in.dim() == 2 && w_in.dim() == 2 && x_in.size(1) == w_in.size(1), "x (m, k), weight (n, k)");
+  const torch::Tensor x = x_in.contiguous(), w = w_in.contiguous();
+  const int64_t m = x.size(0), k = x.size(1), n = w.size(0);
+  const bool has_bias = bias_in.numel() > 0;
+  TORCH_CHECK(!has_bias || (bias_in.scalar_type() == torch::kBFloat16 && bias_in.numel() == n), "bias: (n,) bf16");
+  const torch::Tensor bias = has_bias ? bias_in.contiguous() : bias_in;
+  auto y = torch::empty({m, n}, x.options());
+  if (m == 0 || n == 0) return y;
+  const vk::GemvArgs a{reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>()),
+                       reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>()),
+                       has_bias ? reinterpret_cast<const uint16_t*>(bias.data_ptr<at::BFloat16>()) : nullptr,
+                       reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>()),
+                       m,
+                       n,
+                       k};
+  constexpr int64_t kRowsPerItem = 64;
+  at::parallel_for(0, (n + kRowsPerItem - 1) / kRowsPerItem, 1, [&](int64_t b, int64_t e) {
+    vk::gemv_bf16(a, b * kRowsPerItem, std::min(n, e * kRowsPerItem));
+  });
+  return y;
+}
+
 // How many threads one at::parallel_for of `items` work items ran on: what every op here relies on
 // to use all cores (1 when the library was built without OpenMP, whatever torch's setting).
 int64_t parallel_threads(int64_t items) {
@@ -405,6 +433,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("attention_pack", &attention_pack, "keys and values packed for prefill_attention",
         py::call_guard<py::gil_scoped_release>());
   m.def("prefill_attention", &prefill_attention, "query rows against packed keys/values into out, bf16",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("linear_bf16", &linear_bf16, "bf16 linear of few rows (decode), weight as nn.Linear keeps it",
         py::call_guard<py::gil_scoped_release>());
   m.def("parallel_threads", &parallel_threads, "threads one parallel_for of n items ran on",
         py::call_guard<py::gil_scoped_release>());

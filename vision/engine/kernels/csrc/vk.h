@@ -91,4 +91,15 @@ void flash_pack_tile(const uint16_t* k, int64_t k_row, const uint16_t* v, int64_
 void flash_rows(const FlashArgs& a, int64_t head, int64_t q0, int64_t rows);
 int flash_rows_per_item();
 
+// bf16 x bf16 linear for few rows (gemv_bf16.cpp, AVX-512 BF16 only), weights as nn.Linear keeps
+// them: y[m][n] = round_bf16(sum_k x[m][k] w[n][k] + bias[n]), fp32 sums.
+struct GemvArgs {
+  const uint16_t* x;     // [m][k] bf16
+  const uint16_t* w;     // [n][k] bf16
+  const uint16_t* bias;  // [n] bf16 or nullptr
+  uint16_t* y;           // [m][n] bf16
+  int64_t m, n, k;
+};
+void gemv_bf16(const GemvArgs& a, int64_t n0, int64_t n1);  // weight rows [n0, n1)
+
 }  // namespace vk
