@@ -378,8 +378,7 @@ def use_bf16_kernel(module: nn.Module) -> int:
     parameters, where the kernels run it (AVX-512 BF16); returns how many. A no-op elsewhere."""
     from . import kernels
 
-    mod = kernels.module()
-    if mod is None or not mod.flash_supported() or kernels.active_isa() in ("ref", "avx2", "avxvnni"):
+    if not kernels.bf16_ops_available():
         return 0
     if type(module) is nn.Linear and module.weight.dtype == torch.bfloat16:
         module.__class__ = Bf16Linear  # same parameters, same state dict: only forward changes

@@ -72,11 +72,6 @@ class _PartialBlock:
     done: int = 0  # rows of `out` written
 
 
-def _flash_for(x: torch.Tensor, head_dim: int) -> bool:
-    """bf16 attention over many rows runs on the kernels' prefill attention here (AVX-512 BF16)."""
-    return x.dtype == torch.bfloat16 and kernels.flash_available(head_dim)
-
-
 def _vision_flash(block: torch.nn.Module, hidden: torch.Tensor) -> bool:
     """A vision block's attention runs on the kernels' prefill attention: with bf16 activations, and
     with fp32 ones when the block's weights are quantized (int8/int4 formats). Their linears
@@ -95,8 +90,8 @@ def _vision_block(
     block: torch.nn.Module, hidden: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen, position_embeddings
 ):
     """One vision block: `Qwen3VLVisionBlock.forward` (transformers 5.24), with its attention on the
-    kernels' prefill attention when the activations are bf16 and the CPU has AVX-512 BF16 (about
-    2.5x SDPA's CPU flash kernel on a full page); otherwise the block itself."""
+    kernels' prefill attention where `_vision_flash` says so (about 2.5x SDPA's CPU flash kernel
+    on a full page); otherwise the block itself."""
     attn = block.attn
     if not _vision_flash(block, hidden):
         return block(

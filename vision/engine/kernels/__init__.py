@@ -237,14 +237,17 @@ class PackedKV:
     count: int  # keys before padding
 
 
-def flash_available(head_dim: int) -> bool:
-    """Whether bf16 prefill attention of this head size runs on the kernels here: built, the CPU has
+def bf16_ops_available() -> bool:
+    """Whether the AVX-512 BF16 ops (prefill attention, bf16 GEMV) run here: built, the CPU has
     AVX-512 BF16, and the kernel path is not forced below AVX-512 (`VISION_KERNEL_ISA`: a forced
-    lower path lowers the attention to SDPA with it, as for decode attention)."""
+    lower path turns them off with it, as it lowers the decode attention)."""
     mod = module()
-    if mod is None or head_dim not in (16, 32, 64, 128) or not mod.flash_supported():
-        return False
-    return active_isa() not in ("ref", "avx2", "avxvnni")
+    return mod is not None and bool(mod.flash_supported()) and active_isa() not in ("ref", "avx2", "avxvnni")
+
+
+def flash_available(head_dim: int) -> bool:
+    """Whether bf16 prefill attention of this head size runs on the kernels here."""
+    return head_dim in (16, 32, 64, 128) and bf16_ops_available()
 
 
 def pack_kv(keys: torch.Tensor, values: torch.Tensor) -> PackedKV:
