@@ -165,6 +165,12 @@ class StreamTrace:
         t = self.delta_times
         return [b - a for a, b in zip(t, t[1:], strict=False) if b > after]
 
+    def token_gaps(self, after: float = 0.0) -> list[tuple[float, int]]:
+        """(seconds, tokens) per delta after the first, for deltas arriving after `after`: the
+        seconds since the previous delta and the tokens (engine steps) this delta carries."""
+        t, n = self.delta_times, self.delta_tokens
+        return [(b - a, k) for a, b, k in zip(t, t[1:], n[1:], strict=False) if b > after]
+
 
 def stream(engine, request: EngineRequest, t0: float | None = None) -> StreamTrace:
     """Submit and consume one request in this thread, timing every delta."""

@@ -141,9 +141,12 @@ def _concurrent(engine, tokens: int, sampled: bool) -> dict:
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    # Steady batch-8 steps: gaps after the last request's first token.
+    # Steady batch-8 steps: gaps after the last request's first token, per token. A delta carries
+    # several tokens when the earlier ones end inside a UTF-8 character (the text is held until
+    # it is whole), which sampled random weights do often and greedy rarely: its gap spans that
+    # many steps, so it counts as that many steps of gap / tokens.
     last_first = max(t.delta_times[0] for t in traces)
-    gaps = [g for t in traces for g in t.gaps(after=last_first)]
+    gaps = [g / n for t in traces for g, n in t.token_gaps(after=last_first) for _ in range(n)]
     return {"tokens_per_s": round(sum(t.output.usage.completion_tokens for t in traces) / wall, 3),
             "wall_s": round(wall, 2), "median_step_s": round(statistics.median(gaps), 4) if gaps else None}  # fmt: skip
 
