@@ -292,6 +292,9 @@ def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
         "--paths", default="best,torch", help="kernel paths to compare: best, torch, avx2, ..."
     )
     parser.add_argument("--tokens", type=int, default=32, help="output tokens per stream")
+    parser.add_argument(
+        "--decode-rounds", type=int, default=3, help="batch-1 streams, each between bandwidth samples"
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: physical cores)")
     parser.add_argument("--tag", help="results file suffix (default: checkpoint name)")
     parser.add_argument("--out", help="results folder (default bench/results)")
@@ -304,14 +307,13 @@ def _median_gap(traces: list) -> float:
     return statistics.median(gaps)
 
 
-def _streams(engine, tokens: int) -> tuple[object, list]:
-    """One stream alone, then 8 concurrent streams: their traces."""
+def _streams(engine, tokens: int) -> list:
+    """8 concurrent streams: their traces."""
     import threading
 
     from .runs import image_request, stream
     from .seed_table import DECODE_PROMPT
 
-    one = stream(engine, image_request(None, DECODE_PROMPT, tokens))
     traces: list = [None] * 8
     barrier = threading.Barrier(9)
 
@@ -325,18 +327,18 @@ def _streams(engine, tokens: int) -> tuple[object, list]:
     barrier.wait()
     for t in workers:
         t.join()
-    return one, traces
+    return traces
 
 
 def decode_run(args: argparse.Namespace) -> dict:
     """int8 decode s/token of the whole model at batch 1 and 8, per kernel path, same process."""
     from vision.engine import Engine, EngineConfig, kernels
-    from vision.engine.autotune import bandwidth_floor_s, measure_memory_bandwidth
+    from vision.engine.autotune import bandwidth_floor_s
     from vision.engine.loading import configure_threads, load_for_engine
 
     from .common import PeakRss, resolve_checkpoint
-    from .runs import warm_up_engine
-    from .seed_table import layer_dims
+    from .runs import paired_decode, warm_up_engine
+    from .seed_table import DECODE_PROMPT, layer_dims
 
     path = resolve_checkpoint(args.checkpoint)
     tag = args.tag or args.checkpoint.rstrip("/").split("/")[-1]
@@ -355,21 +357,26 @@ def decode_run(args: argparse.Namespace) -> dict:
                 loaded, formats, _ = load_for_engine(config)
             engine = Engine(config, loaded=loaded).load()
             warm_up_engine(engine)
-            bandwidth = measure_memory_bandwidth()
-            bandwidths.append(bandwidth)
             load_start = loadavg()[0]
-            one, traces = _streams(engine, args.tokens)
+            paired = paired_decode(
+                engine, DECODE_PROMPT, args.tokens, args.decode_rounds,
+                lambda gbs: bandwidth_floor_s("int8", gbs, dims),
+            )  # fmt: skip
+            bandwidths.append(paired["best_bandwidth_gbs"])
+            traces = _streams(engine, args.tokens)
             engine.shutdown()
-        floor = bandwidth_floor_s("int8", bandwidth, dims)
-        b1, b8 = _median_gap([one]), _median_gap(traces)
+        b1, b8 = paired["s_per_token"], _median_gap(traces)
         row = {
             "path": isa,
             "formats": formats,
             "peak_rss_mib": rss.peak_mib,
-            "bandwidth_gbs": round(bandwidth, 2),
-            "floor_s_per_token": round(floor, 4),
-            "batch1_s_per_token": round(b1, 4),
-            "batch1_floor_fraction": round(floor / b1, 3),
+            "bandwidth_gbs": paired["bandwidth_gbs"],
+            "floor_s_per_token": paired["floor_s_per_token"],
+            "batch1_s_per_token": b1,
+            "batch1_floor_fraction": paired["floor_fraction"],
+            "batch1_floor_fraction_vs_best_bandwidth": paired["floor_fraction_vs_best_bandwidth"],
+            "best_bandwidth_gbs": paired["best_bandwidth_gbs"],
+            "batch1_rounds": paired["rounds"],
             "batch8_s_per_step": round(b8, 4),
             "batch8_over_batch1": round(b8 / b1, 2),
             "batch8_tokens_per_s": round(8 / b8, 2),
@@ -391,7 +398,10 @@ def decode_run(args: argparse.Namespace) -> dict:
     )
     body = [
         [r["path"], r["bandwidth_gbs"], r["floor_s_per_token"], r["batch1_s_per_token"],
-         f"{round(100 * r['batch1_floor_fraction'])} %", r["batch8_s_per_step"], f"{r['batch8_over_batch1']}×",
+         f"{round(100 * r['batch1_floor_fraction'])} %",
+         " / ".join(f"{round(100 * x['floor_fraction'])} %" for x in r["batch1_rounds"]),
+         f"{round(100 * r['batch1_floor_fraction_vs_best_bandwidth'])} % ({r['best_bandwidth_gbs']} GB/s)",
+         r["batch8_s_per_step"], f"{r['batch8_over_batch1']}×",
          r["batch8_tokens_per_s"], r["peak_rss_mib"], r["loadavg"]]
         for r in rows
     ]  # fmt: skip
@@ -404,8 +414,11 @@ def decode_run(args: argparse.Namespace) -> dict:
             run_markdown(info),
             "",
             f"Text-only streams of {args.tokens} tokens, language model and lm_head int8 (`dtype=int8`), caches off. "
-            "s/token = median gap between tokens of one stream; batch 8 = 8 concurrent streams, s per decode step. "
-            "Floor = int8 weight bytes per token / the read bandwidth measured just before.",
+            f"Batch 1: {args.decode_rounds} rounds of three 512 MiB sums, one stream, three more sums "
+            "(`bench/runs.py` `paired_decode`): a round's floor = int8 weight bytes per token / the median of its "
+            "six sums, its s/token = the stream's median gap between tokens; *of floor* = the median over rounds "
+            "of floor / s/token (per round beside it), *vs best* = against the fastest sum of the run. "
+            "Batch 8 = 8 concurrent streams, s per decode step.",
             "",
             md_table(
                 [
@@ -414,6 +427,8 @@ def decode_run(args: argparse.Namespace) -> dict:
                     "floor s/token",
                     "batch 1 s/token",
                     "of floor",
+                    "rounds",
+                    "vs best (GB/s)",
                     "batch 8 s/step",
                     "batch 8 / batch 1",
                     "batch 8 tok/s",

@@ -445,3 +445,26 @@ def test_a_missing_model_fails_before_any_tuning(tmp_path, monkeypatch):
     with pytest.raises(EngineNotReady, match="nowhere"):
         engine.load(timeout=60)
     assert not (tmp_path / "f.json").exists()
+
+
+def test_patch_embed_as_one_matrix_product_equals_the_convolution(lively):
+    """The vision patch embedding runs as F.linear (its Conv3d has kernel == stride): equal to
+    the module within fp32 rounding, and a convolution of another shape keeps the module."""
+    from vision.engine.runner import _patch_embed
+
+    embed = lively.model.model.visual.patch_embed
+    proj = embed.proj
+    flat = proj.weight[0].numel()
+    pixels = torch.randn(37, flat, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref = embed(pixels)
+        ours = _patch_embed(embed, pixels)
+    assert ours.shape == ref.shape
+    assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(ours, torch.zeros_like(ours))
+    strided = torch.nn.Module()
+    strided.proj = torch.nn.Conv3d(proj.in_channels, 8, kernel_size=tuple(proj.kernel_size), stride=1)
+    calls = []
+    strided.forward = lambda x: calls.append(x) or x  # the module's own forward, recorded
+    _patch_embed(strided, pixels)
+    assert len(calls) == 1
