@@ -220,6 +220,67 @@ def test_rms_norm_bf16_matches_f_rms_norm(
     assert torch.all((got.float() - want.float()).abs()[differ] <= want.float().abs()[differ] * 2**-7)
 
 
+def _rope_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The runner's separate bf16 rotary ops (sin with its first half negated)."""
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin
+
+
+@pytest.mark.parametrize("rows, n", [(1, 2048), (8, 2048), (3, 2051), (2, 64)])
+def test_add_rms_norm_bf16_is_the_add_and_the_norm_bit_for_bit(built, rows: int, n: int) -> None:
+    """The residual add with the RMSNorm after it, one call: the same bits as `hidden + delta`
+    (torch's bf16 add) then rms_norm_bf16, on the 2B width (AVX-512 path where the CPU has it), an
+    odd width (scalar path) and a small one; hidden is updated in place."""
+    gen = torch.Generator().manual_seed(rows * n)
+    hidden = (torch.randn(rows, n, generator=gen) * 4).bfloat16()
+    delta = (torch.randn(rows, n, generator=gen) * 2).bfloat16()
+    w = (torch.rand(n, generator=gen) + 0.5).bfloat16()
+    want_hidden = hidden + delta
+    want = built.rms_norm_bf16(want_hidden, w, 1e-6)
+    got = built.add_rms_norm_bf16(hidden, delta, w, 1e-6)
+    assert torch.equal(hidden, want_hidden)
+    assert torch.equal(got, want)
+    assert (got.float() - F.rms_norm(want_hidden, (n,), w, 1e-6).float()).abs().max() < 0.1
+
+
+@pytest.mark.parametrize("batch, heads, kv_heads, d", [(1, 16, 8, 128), (8, 16, 8, 128), (3, 4, 2, 16)])
+def test_decode_qk_rope_store_is_the_separate_ops_bit_for_bit(
+    built, batch: int, heads: int, kv_heads: int, d: int
+) -> None:
+    """Decode rows' q/k RMSNorm, rotary and KV writes in one call: the same bits as the runner's
+    separate ops (rms_norm_bf16 per head, bf16 products and sum, indexed writes into the arena
+    slots), on the 2B heads (AVX-512 path where the CPU has it) and the tiny model's (scalar)."""
+    gen = torch.Generator().manual_seed(batch * d)
+    width = (heads + 2 * kv_heads) * d
+    qkv = (torch.randn(batch, width, generator=gen) * 3).bfloat16()
+    qn, kn = ((torch.rand(d, generator=gen) + 0.5).bfloat16() for _ in range(2))
+    angle = torch.rand(batch, d, generator=gen) * 6
+    cos = angle.cos().bfloat16()
+    sin = angle.sin()
+    sin = torch.cat([-sin[:, : d // 2], sin[:, d // 2 :]], dim=-1).bfloat16()
+    slots = torch.randperm(10, generator=gen)[:batch]
+    positions = torch.randint(0, 40, (batch,), generator=gen)
+    keys, values = (torch.zeros(10, kv_heads, 48, d, dtype=torch.bfloat16) for _ in range(2))
+    heads3 = qkv.view(batch, -1, d)
+    want_q = _rope_reference(built.rms_norm_bf16(heads3[:, :heads], qn, 1e-6), cos[:, None], sin[:, None])
+    want_k = _rope_reference(
+        built.rms_norm_bf16(heads3[:, heads : heads + kv_heads], kn, 1e-6), cos[:, None], sin[:, None]
+    )
+    want_keys, want_values = keys.clone(), values.clone()
+    want_keys[slots, :, positions] = want_k
+    want_values[slots, :, positions] = heads3[:, heads + kv_heads :]
+    q = built.decode_qk_rope_store(
+        qkv, qn, kn, cos, sin, keys, values, slots, positions, heads, kv_heads, 1e-6
+    )
+    assert q.shape == (batch, heads, d) and q.is_contiguous()
+    assert torch.equal(q, want_q)
+    assert torch.equal(keys, want_keys) and torch.equal(values, want_values)
+    assert keys.abs().sum() > 0
+    with pytest.raises(RuntimeError, match="out of range"):
+        built.decode_qk_rope_store(
+            qkv, qn, kn, cos, sin, keys, values, slots, positions + 48, heads, kv_heads, 1e-6
+        )
+
+
 def _attention_fp64(
     q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, slot: int, n: int
 ) -> torch.Tensor:

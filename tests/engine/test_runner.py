@@ -348,3 +348,48 @@ def test_vision_on_the_kernels_prefill_attention(lively, monkeypatch, vision_for
         assert (p.float() - w.float()).norm() / e.norm() <= 0.01
     if _flash_cpu():  # the kernels' attention really ran: its result is not SDPA's bit for bit
         assert not torch.equal(whole[0], sdpa[0])
+
+
+@pytest.mark.parametrize("lm_format", ["bf16", "int8"])
+def test_fused_bf16_decode_ops_give_the_same_bits_as_the_ops_they_replace(lively, lm_format):
+    """bf16 activations: the residual add with the RMSNorm after it (`add_rms_norm_bf16`) and the
+    decode rows' q/k norms, rotary and KV writes (`decode_qk_rope_store`) are one kernel call each.
+    They round where torch's ops round, so prompts and decode steps (4 sequences together, then one
+    alone) give bit-identical logits and KV caches to the same runner on the separate ops."""
+    from vision.engine import kernels
+    from vision.engine.quant import quantize_qwen3vl
+
+    built = kernels.module()
+    if built is None or not built.best_attention_isa():
+        pytest.fail("the engine kernels (decode attention) must build on the test machine")
+    model = copy.deepcopy(lively.model)
+    fuse_projections(model)
+    quantize_qwen3vl(model, lm_format=lm_format, vision_format="fp32")
+    fused, plain = (
+        ModelRunner(model, act_dtype=torch.bfloat16, kv_slots=6, kv_slot_tokens=64) for _ in range(2)
+    )
+    assert fused._qk_rope_store is not None and fused._add_rms_bf16 is not None
+    plain._qk_rope_store = plain._add_rms_bf16 = None
+    calls = []
+    store = fused._qk_rope_store
+    fused._qk_rope_store = lambda *args: calls.append(args[0].shape[0]) or store(*args)
+    prompts = _prompts()
+    kvs = {id(r): [r.new_kv(40) for _ in prompts] for r in (fused, plain)}
+    for kv_f, kv_p, ids in zip(kvs[id(fused)], kvs[id(plain)], prompts, strict=True):
+        assert torch.equal(fused.forward([_segment(kv_f, ids, 0)]), plain.forward([_segment(kv_p, ids, 0)]))
+    for step in range(4):
+        tokens = [7 + step, 8 + step, 9 + step, 10 + step][: 4 if step < 3 else 1]  # then one alone
+        got = [
+            r.forward([_segment(kv, [t], kv.length) for kv, t in zip(kvs[id(r)], tokens, strict=False)])
+            for r in (fused, plain)
+        ]
+        assert torch.equal(got[0], got[1]), (got[0] - got[1]).abs().max()
+        assert not torch.allclose(got[0][0], got[0][-1]) or len(tokens) == 1
+    layers = len(model.model.language_model.layers)
+    assert calls == [4] * (3 * layers) + [1] * layers
+    for kv_f, kv_p in zip(kvs[id(fused)], kvs[id(plain)], strict=True):
+        n = kv_f.length
+        assert n == kv_p.length
+        for layer in range(layers):
+            assert torch.equal(kv_f.keys[layer][:, :n], kv_p.keys[layer][:, :n])
+            assert torch.equal(kv_f.values[layer][:, :n], kv_p.values[layer][:, :n])

@@ -403,6 +403,8 @@ class ModelRunner:
         ]
         self.final_norm = self.lm.norm.weight.detach().to(self.dtype)
         self._rms_bf16 = None  # the kernels' bf16 RMSNorm op, when built
+        self._add_rms_bf16 = None  # residual add + RMSNorm in one call (bf16), when built
+        self._qk_rope_store = None  # decode rows: q/k norm, rotary, KV writes in one call (bf16)
         self._decode_attn = None  # the kernels' bf16 decode attention (AVX-512 or AVX2), when built
         self._attn_isa = 0
         self._flash = False  # prompt chunks on the kernels' prefill attention (AVX-512 BF16)
@@ -410,12 +412,14 @@ class ModelRunner:
             self._flash = kernels.flash_available(self.head_dim)
             built = kernels.module()
             self._rms_bf16 = built.rms_norm_bf16 if built is not None else None
+            self._add_rms_bf16 = getattr(built, "add_rms_norm_bf16", None)
             groups = self.num_heads // self.num_kv_heads
             isa = built.best_attention_isa() if built is not None else 0
             # A kernel path forced lower (VISION_KERNEL_ISA) lowers the attention path with it.
             isa = min(isa, {"ref": 0, "avx2": 1, "avxvnni": 1}.get(kernels.active_isa(), isa))
             if isa and self.head_dim % 16 == 0 and self.head_dim <= 256 and groups <= 8:
                 self._decode_attn, self._attn_isa = built.decode_attention, isa
+                self._qk_rope_store = built.decode_qk_rope_store
         self.arena = KVArena(
             self.num_layers, self.num_kv_heads, self.head_dim, self.dtype, kv_slots, kv_slot_tokens
         )
@@ -426,6 +430,14 @@ class ModelRunner:
         if self._rms_bf16 is not None and x.dtype == torch.bfloat16:
             return self._rms_bf16(x, weight, self.eps)
         return F.rms_norm(x, (x.shape[-1],), weight, self.eps)
+
+    def _add_rms_norm(self, hidden: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """hidden += delta (in place), then RMSNorm of it: one kernel call with bf16 activations
+        (the same bits as the add and `_rms_norm` apart), the two ops otherwise."""
+        if self._add_rms_bf16 is not None and hidden.dtype == torch.bfloat16 and delta.is_contiguous():
+            return self._add_rms_bf16(hidden, delta, weight, self.eps)
+        hidden.add_(delta)
+        return self._rms_norm(hidden, weight)
 
     def _activation_dtype(self, requested: torch.dtype | None) -> torch.dtype:
         """Float linears take activations in their own dtype. Quantized ones cast inside, so their
@@ -472,14 +484,24 @@ class ModelRunner:
             offset += n
         batch, alone = self._plan(segments, bounds)
 
-        for layer_idx, layer in enumerate(lm.layers):
+        # Each residual add runs with the RMSNorm after it (`_add_rms_norm`, in place): the next
+        # layer's input norm, except after a deepstack layer (its image rows are added first) and
+        # after the last layer (the final norm runs on the logit rows only).
+        layers = lm.layers
+        x = self._rms_norm(hidden, self.norms[0].input)
+        for layer_idx, layer in enumerate(layers):
             norms = self.norms[layer_idx]
-            x = self._rms_norm(hidden, norms.input)
-            hidden = hidden + self._attention(layer.self_attn, layer_idx, norms, x, cos, sin, batch, alone)
-            x = self._rms_norm(hidden, norms.post_attention)
-            hidden = hidden + self._mlp(layer.mlp, x)
-            if deepstack is not None and layer_idx < len(deepstack):
-                hidden[vis_mask] = hidden[vis_mask] + deepstack[layer_idx]
+            a = self._attention(layer.self_attn, layer_idx, norms, x, cos, sin, batch, alone)
+            x = self._add_rms_norm(hidden, a, norms.post_attention)
+            m = self._mlp(layer.mlp, x)
+            final = layer_idx + 1 == len(layers)
+            if final or (deepstack is not None and layer_idx < len(deepstack)):
+                hidden.add_(m)
+                if not final:
+                    hidden[vis_mask] = hidden[vis_mask] + deepstack[layer_idx]
+                    x = self._rms_norm(hidden, self.norms[layer_idx + 1].input)
+            else:
+                x = self._add_rms_norm(hidden, m, self.norms[layer_idx + 1].input)
 
         for seg, (start, end) in zip(segments, bounds, strict=True):
             seg.kv.commit(end - start)
@@ -545,6 +567,18 @@ class ModelRunner:
         n_tokens = x.shape[0]
         h, kvh = self.num_heads, self.num_kv_heads
         qkv = self._qkv(attn, x)
+        if batch is not None and batch.all_rows and self._qk_rope_store and self._decode_attn:
+            # A pure decode step in bf16: norms, rotary and the KV writes in one kernel call (the
+            # same bits as the ops below), then one attention call for the batch.
+            keys_all, values_all = self.arena.keys[layer_idx], self.arena.values[layer_idx]
+            q = self._qk_rope_store(
+                qkv.view(n_tokens, -1), norms.q, norms.k, cos[:, 0], sin[:, 0], keys_all, values_all,
+                batch.slots, batch.positions, h, kvh, self.eps,
+            )  # fmt: skip
+            out = self._decode_attn(
+                q, keys_all, values_all, batch.slots, batch.key_counts, self.scaling, self._attn_isa
+            )
+            return attn.o_proj(out.view(n_tokens, h * self.head_dim))
         q = self._rms_norm(qkv[:, :h], norms.q)
         k = self._rms_norm(qkv[:, h : h + kvh], norms.k)
         v = qkv[:, h + kvh :]

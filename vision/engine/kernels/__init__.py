@@ -27,9 +27,13 @@ per-function target pragmas and the path is chosen at run time from cpuid; `VISI
 (`ref`, `avx2`, `avxvnni`, `avx512vnni`, `torch`) forces a lower one (tests, benchmarks,
 diagnosis; like ONEDNN_MAX_CPU_ISA it is a kernel knob, not an engine setting).
 
-Two more ops serve the runner's bf16 decode step (docs/engine.md): `rms_norm_bf16` (RMSNorm in
-one call, F.rms_norm's arithmetic) and `decode_attention` (each decoding row against its own
-KV-arena slot; AVX-512F or AVX2 + FMA, `attn_impl.h`; `best_attention_isa` says which runs).
+More ops serve the runner's bf16 decode step (docs/engine.md): `rms_norm_bf16` (RMSNorm in one
+call, F.rms_norm's arithmetic), `decode_attention` (each decoding row against its own KV-arena
+slot; AVX-512F or AVX2 + FMA, `attn_impl.h`; `best_attention_isa` says which runs),
+`add_rms_norm_bf16` (the residual add with the RMSNorm after it) and `decode_qk_rope_store` (the
+decode rows' q/k norms, rotary and KV writes). The last two give the same bits as the separate
+ops they replace (tests); their elementwise loops run on AVX-512F/BW where the CPU has it
+(`fused_avx512.cpp`), scalar C++ elsewhere.
 
 Build: `torch.utils.cpp_extension.load` compiles the sources on first use (g++ and ninja; about a
 minute on two cores) into `$XDG_CACHE_HOME/docplatform/kernels/<torch>-<source hash>/` (default
@@ -75,6 +79,7 @@ _SOURCES = (
     "attn_avx2.cpp",
     "flash_avx512bf16.cpp",
     "gemv_bf16.cpp",
+    "fused_avx512.cpp",
 )
 _HEADERS = ("vk.h", "tile_impl.h", "quant_impl.h", "attn_impl.h")
 # -fopenmp is what makes at::parallel_for parallel: ATen's header runs the loop serially in a

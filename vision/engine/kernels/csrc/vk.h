@@ -102,4 +102,11 @@ struct GemvArgs {
 };
 void gemv_bf16(const GemvArgs& a, int64_t n0, int64_t n1);  // weight rows [n0, n1)
 
+// Elementwise pieces of the fused bf16 decode ops (fused_avx512.cpp), bit-identical to the scalar
+// code: true when this CPU runs them on rows of n values.
+bool fused_avx512_ok(int64_t n);
+void add_bf16_avx512(uint16_t* h, const uint16_t* d, int64_t n);  // h = bf16(h + d)
+void rms_bf16_avx512(const uint16_t* x, const uint16_t* w, uint16_t* out, int64_t n, float eps);
+void rope_bf16_avx512(const uint16_t* x, const uint16_t* cos, const uint16_t* sin, uint16_t* out, int64_t d);
+
 }  // namespace vk
