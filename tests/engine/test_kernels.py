@@ -715,3 +715,40 @@ def test_int4_isa_forced_from_the_environment(built, isa: str) -> None:
     got, cls, packed, err = result.stdout.split()
     assert (got, cls, packed) == (isa, "Int4Linear", "True")
     assert INT4_BOUNDS[0] < float(err) < INT4_BOUNDS[1]
+
+
+def test_release_thread_pool_frees_the_calling_threads_openmp_workers(built) -> None:
+    """A thread that ran a parallel op keeps an OpenMP pool (one worker per extra thread); with it
+    left behind, libgomp manages more threads than CPUs and shortens every team's spin-waits.
+    release_thread_pool() in that thread makes its workers exit (the process has fewer threads)."""
+    import os
+    import threading
+    import time
+
+    def tasks() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen: dict[str, object] = {}
+
+    def work() -> None:
+        torch.set_num_threads(2)
+        x = torch.ones(1 << 24)
+        assert built.parallel_threads(64) == 2  # this thread's pool now has its worker
+        x.sum()
+        seen["with_pool"] = tasks()
+        seen["released"] = kernels.release_thread_pool()
+        deadline = time.monotonic() + 5
+        while tasks() >= seen["with_pool"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen["after"] = tasks()
+
+    try:
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+    finally:
+        torch.set_num_threads(previous)
+    assert seen["released"] is True
+    assert seen["after"] < seen["with_pool"], seen

@@ -137,6 +137,12 @@ class Engine:
         if self._thread is not None:
             return
         self._state = "loading"
+        if self._loaded is not None:
+            # The model was loaded in this thread: free its OpenMP pool, or libgomp, seeing more
+            # threads than CPUs, cuts the engine thread's spin-waits short (kernels.release_thread_pool).
+            from . import kernels
+
+            kernels.release_thread_pool()
         self._thread = threading.Thread(target=self._main, name="vision-engine", daemon=True)
         self._thread.start()
 

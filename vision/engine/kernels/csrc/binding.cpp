@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <cmath>
 #include <cstring>
+#include <omp.h>
 #include <vector>
 #include <torch/extension.h>
 
@@ -535,6 +536,13 @@ int64_t parallel_threads(int64_t items) {
   return n;
 }
 
+// Frees the calling thread's OpenMP thread pool (its workers exit; the next parallel region from
+// this thread makes a new one). libgomp cuts every team's spin-wait from ~300k to 1,000 rounds
+// while it manages more threads than there are CPUs: a pool left behind by the thread that loaded
+// the model (on two cores: its one idle worker) makes the engine thread's worker fall asleep
+// between the step's ~170 parallel regions, and each region then waits for a futex wake-up.
+int64_t release_thread_pool() { return omp_pause_resource_all(omp_pause_soft); }
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -561,6 +569,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("linear_bf16", &linear_bf16, "bf16 linear of few rows (decode), weight as nn.Linear keeps it",
         py::call_guard<py::gil_scoped_release>());
+  m.def("release_thread_pool", &release_thread_pool, "free the calling thread's OpenMP pool; 0 on success");
   m.def("parallel_threads", &parallel_threads, "threads one parallel_for of n items ran on",
         py::call_guard<py::gil_scoped_release>());
   m.attr("BLOCK") = vk::kBlock;
