@@ -137,12 +137,13 @@ class Engine:
         if self._thread is not None:
             return
         self._state = "loading"
-        if self._loaded is not None:
-            # The model was loaded in this thread: free its OpenMP pool, or libgomp, seeing more
-            # threads than CPUs, cuts the engine thread's spin-waits short (kernels.release_thread_pool).
-            from . import kernels
+        # This thread may have run torch's parallel ops (loaded the model it passes, or other
+        # work): free its OpenMP pool, or libgomp, seeing more threads than CPUs, cuts the engine
+        # thread's spin-waits short (kernels.release_thread_pool). A thread without one: no-op.
+        # Only with the kernels already loaded: start() never compiles them in the caller's thread.
+        from . import kernels
 
-            kernels.release_thread_pool()
+        kernels.release_thread_pool(build=False)
         self._thread = threading.Thread(target=self._main, name="vision-engine", daemon=True)
         self._thread.start()
 

@@ -277,14 +277,15 @@ def prefill_attention(
     return mod.prefill_attention(q, kv.keys, kv.values, kv.count, scale, causal, out)
 
 
-def release_thread_pool() -> bool:
+def release_thread_pool(build: bool = True) -> bool:
     """Free the calling thread's OpenMP thread pool, if it has one (the kernels' libgomp is the one
     torch uses). Call it in a thread that ran torch's or our parallel ops and hands the compute to
     another thread: while libgomp manages more threads than there are CPUs it shortens every
     team's spin-wait to 1,000 rounds, so an idle pool left in the loading thread made the engine
     thread's int8 linear ~1.3-1.5x slower on two cores (its worker slept between calls). True when
-    freed (or nothing to free); False without the kernels or inside a parallel region."""
-    built = module()
+    freed (or nothing to free); False without the kernels or inside a parallel region.
+    `build=False`: only if the kernels are already loaded (never compiles in the caller's thread)."""
+    built = module() if build else _state.get("module")
     return built is not None and built.release_thread_pool() == 0
 
 
