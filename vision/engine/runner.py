@@ -412,7 +412,7 @@ class ModelRunner:
             self._flash = kernels.flash_available(self.head_dim)
             built = kernels.module()
             self._rms_bf16 = built.rms_norm_bf16 if built is not None else None
-            self._add_rms_bf16 = getattr(built, "add_rms_norm_bf16", None)
+            self._add_rms_bf16 = built.add_rms_norm_bf16 if built is not None else None
             groups = self.num_heads // self.num_kv_heads
             isa = built.best_attention_isa() if built is not None else 0
             # A kernel path forced lower (VISION_KERNEL_ISA) lowers the attention path with it.
