@@ -243,7 +243,7 @@ def paired_decode(engine, prompt: str, tokens: int, rounds: int, floor_of) -> di
 
     from vision.engine.autotune import measure_memory_bandwidth
 
-    per_round = []
+    per_round, steps = [], []
     best = 0.0
     for r in range(rounds):
         samples = [measure_memory_bandwidth(reps=1) for _ in range(3)]
@@ -251,18 +251,19 @@ def paired_decode(engine, prompt: str, tokens: int, rounds: int, floor_of) -> di
         samples += [measure_memory_bandwidth(reps=1) for _ in range(3)]
         best = max(best, *samples)
         gbs = statistics.median(samples)
-        step = statistics.median(per_token_gaps(trace))
-        per_round.append({"bandwidth_gbs": round(gbs, 2), "s_per_token": round(step, 4),
-                          "floor_fraction": round(floor_of(gbs) / step, 3),
+        steps.append(statistics.median(per_token_gaps(trace)))
+        per_round.append({"bandwidth_gbs": round(gbs, 2), "s_per_token": round(steps[-1], 6),
+                          "floor_fraction": round(floor_of(gbs) / steps[-1], 3),
                           "bandwidth_samples": [round(s, 1) for s in samples]})  # fmt: skip
-    step = statistics.median(r["s_per_token"] for r in per_round)
+    # The medians come from the unrounded steps: a tiny checkpoint's step rounds to 0 at 4 digits.
+    step = statistics.median(steps)
     gbs = statistics.median(r["bandwidth_gbs"] for r in per_round)
     return {
         "rounds": per_round,
         "bandwidth_gbs": round(gbs, 2),
         "best_bandwidth_gbs": round(best, 2),
         "floor_s_per_token": round(floor_of(gbs), 4),
-        "s_per_token": round(step, 4),
+        "s_per_token": round(step, 6),
         "floor_fraction": round(statistics.median(r["floor_fraction"] for r in per_round), 3),
         "floor_fraction_vs_best_bandwidth": round(floor_of(best) / step, 3),
     }
