@@ -14,7 +14,9 @@ pid, never by name).
 
 from __future__ import annotations
 
+import collections
 import os
+import re
 import shutil
 import signal
 import socket
@@ -128,6 +130,23 @@ def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def logged_successes(processes, job_ids, *, timeout: float = 30.0) -> collections.Counter:
+    """How often each job's "job N succeeded: " line appears over the processes' logs, once every
+    job in `job_ids` has one. A worker writes that line just after the database commit that the
+    caller saw, so reading the logs at once can miss the last jobs' lines."""
+    pattern = re.compile(r"job (\d+) succeeded: ")
+    logs = {p.log_path: p for p in processes}.values()  # a restarted worker shares its log
+
+    def counted() -> collections.Counter | None:
+        stored = collections.Counter(int(m) for p in logs for m in pattern.findall(p.log()))
+        return stored if all(stored[pk] for pk in job_ids) else None
+
+    try:
+        return wait_until(counted, timeout=timeout, interval=0.2, what="every job's success line")
+    except TimeoutError:
+        return collections.Counter(int(m) for p in logs for m in pattern.findall(p.log()))
 
 
 def _stop(process: subprocess.Popen, sig: int, timeout: float) -> None:
