@@ -393,3 +393,34 @@ def test_fused_bf16_decode_ops_give_the_same_bits_as_the_ops_they_replace(lively
         for layer in range(layers):
             assert torch.equal(kv_f.keys[layer][:, :n], kv_p.keys[layer][:, :n])
             assert torch.equal(kv_f.values[layer][:, :n], kv_p.values[layer][:, :n])
+
+
+@pytest.mark.parametrize("vision_format", ["fp32", "int8"])
+def test_a_quantized_vision_towers_mlp_runs_its_gelu_on_the_kernels(lively, monkeypatch, vision_format):
+    """int8 vision weights with fp32 activations: every block's MLP takes its tanh GELU from the
+    kernels (in place, counted here), and the MLP's output equals the module's own (torch's GELU)
+    within 1e-5 relative L2: the GELUs differ by a few fp32 ulps, the int8 linears round far more.
+    The exact fp32 tower keeps the module (no kernel call), bit for bit."""
+    from vision.engine import kernels
+    from vision.engine import runner as runner_module
+    from vision.engine.quant import quantize_qwen3vl
+
+    if kernels.module() is None:
+        pytest.fail("the kernels did not build here")
+    model = copy.deepcopy(lively.model)
+    quantize_qwen3vl(model, lm_format="fp32", vision_format=vision_format)
+    calls: list[tuple[int, ...]] = []
+    real = kernels.gelu_tanh_
+    monkeypatch.setattr(
+        runner_module.kernels, "gelu_tanh_", lambda x: calls.append(tuple(x.shape)) or real(x)
+    )
+    blocks = model.model.visual.blocks
+    x = torch.randn(37, blocks[0].mlp.linear_fc1.in_features, generator=torch.Generator().manual_seed(5))
+    for block in blocks:
+        got, want = runner_module._vision_mlp(block.mlp, x), block.mlp(x)
+        if vision_format == "fp32":
+            assert torch.equal(got, want)
+        else:
+            assert (got - want).norm() / want.norm() <= 1e-5
+    width = blocks[0].mlp.linear_fc1.out_features
+    assert calls == ([] if vision_format == "fp32" else [(37, width)] * len(blocks))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from transformers.activations import GELUTanh
 from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb_vision
 from transformers.vision_utils import (
     get_vision_attention_seqlens,
@@ -86,6 +87,25 @@ def _vision_flash(block: torch.nn.Module, hidden: torch.Tensor) -> bool:
     return hidden.dtype == torch.float32 and isinstance(attn.qkv, (Int8Linear, Int4Linear))
 
 
+def _vision_mlp(mlp: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`Qwen3VLVisionMLP.forward`, with the tanh GELU on the kernels (in place, 2.3 -> ~0.5 ms for
+    560 x 4096 values) when the tower's weights are quantized (int8/int4) and its activations fp32.
+    Those linears round every activation row to int8 per block of 32, far coarser than the
+    kernel's few ulps (torch's own tanh form is off by up to 5e-5 relative, ours by 1e-6); an fp32
+    or bf16 tower keeps torch's GELU, the exact path bit for bit."""
+    fc1 = mlp.linear_fc1
+    if (
+        isinstance(fc1, (Int8Linear, Int4Linear))
+        and isinstance(mlp.act_fn, GELUTanh)
+        and x.dtype == torch.float32
+    ):
+        h = fc1(x)
+        if kernels.gelu_tanh_(h) is None:  # no kernels, or a non-contiguous result
+            h = mlp.act_fn(h)
+        return mlp.linear_fc2(h)
+    return mlp(x)
+
+
 def _vision_block(
     block: torch.nn.Module, hidden: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen, position_embeddings
 ):
@@ -109,7 +129,7 @@ def _vision_block(
         packed = kernels.pack_kv(k[start:end].transpose(0, 1), v[start:end].transpose(0, 1))
         kernels.prefill_attention(q[start:end].transpose(0, 1), packed, attn.scaling, out=a[start:end])
     hidden = hidden + attn.proj(a.to(hidden.dtype))
-    return hidden + block.mlp(block.norm2(hidden))
+    return hidden + _vision_mlp(block.mlp, block.norm2(hidden))
 
 
 def _exact_tower(visual: torch.nn.Module) -> bool:
@@ -255,7 +275,7 @@ class VisionJob:
             a = F.scaled_dot_product_attention(part.q[:, :, start:end], part.k, part.v, scale=attn.scaling)
             a = a.transpose(1, 2).reshape(end - start, -1)
         h = self.hidden[start:end] + attn.proj(a)
-        part.out[start:end] = h + block.mlp(block.norm2(h))
+        part.out[start:end] = h + _vision_mlp(block.mlp, block.norm2(h))
         part.done = end
         if end == rows:
             self._partial = None

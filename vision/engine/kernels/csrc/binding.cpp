@@ -1,6 +1,7 @@
 // Python entry points of the int8 weight-only linear: activation quantization, the GEMM on the
 // ISA the caller picked (checked against cpuid here), and the chunk dequantizer of the dense path.
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <omp.h>
@@ -536,6 +537,29 @@ int64_t parallel_threads(int64_t items) {
   return n;
 }
 
+// GELU (tanh approximation) of a contiguous fp32 tensor, in place: the vision MLP's activation
+// (transformers' gelu_pytorch_tanh). AVX-512F 16 lanes at a time (fused_avx512.cpp, sigmoid form
+// with a polynomial exp, within a few fp32 ulps of the exact function); scalar C++ with std::exp
+// elsewhere (`vector` false forces it: tests). Parallel over blocks of 16k values.
+torch::Tensor gelu_tanh_(torch::Tensor x, bool vector) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 && x.is_contiguous(), "contiguous fp32 x");
+  static const bool avx512 = vk::fused_avx512_ok(16);
+  const bool vec = vector && avx512;
+  float* p = x.data_ptr<float>();
+  at::parallel_for(0, x.numel(), 16384, [&](int64_t i0, int64_t i1) {
+    if (vec) {
+      vk::gelu_tanh_f32_avx512(p + i0, i1 - i0);
+      return;
+    }
+    for (int64_t i = i0; i < i1; ++i) {
+      const float v = p[i];
+      const float a = std::min(88.f, std::max(-88.f, -2.f * 0.7978845608028654f * (v + 0.044715f * v * v * v)));
+      p[i] = v / (1.f + std::exp(a));
+    }
+  });
+  return x;
+}
+
 // Frees the calling thread's OpenMP thread pool (its workers exit; the next parallel region from
 // this thread makes a new one). libgomp cuts every team's spin-wait from ~300k to 1,000 rounds
 // while it manages more threads than there are CPUs: a pool left behind by the thread that loaded
@@ -569,6 +593,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("linear_bf16", &linear_bf16, "bf16 linear of few rows (decode), weight as nn.Linear keeps it",
         py::call_guard<py::gil_scoped_release>());
+  m.def("gelu_tanh_", &gelu_tanh_, "GELU (tanh approximation) of contiguous fp32 values, in place",
+        py::arg("x"), py::arg("vector") = true, py::call_guard<py::gil_scoped_release>());
   m.def("release_thread_pool", &release_thread_pool, "free the calling thread's OpenMP pool; 0 on success");
   m.def("parallel_threads", &parallel_threads, "threads one parallel_for of n items ran on",
         py::call_guard<py::gil_scoped_release>());

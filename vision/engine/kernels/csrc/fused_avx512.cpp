@@ -1,5 +1,6 @@
 // Elementwise pieces of the runner's fused bf16 decode ops (binding.cpp: add_rms_norm_bf16,
-// decode_qk_rope_store) on AVX-512F/BW, 16 lanes at a time. They round exactly as the scalar
+// decode_qk_rope_store) on AVX-512F/BW, 16 lanes at a time, and the vision MLP's tanh GELU
+// (gelu_tanh_f32_avx512, at the end). They round exactly as the scalar
 // code and torch's bf16 ops do: fp32 arithmetic, round to nearest even (c10's
 // round_to_nearest_even, NaN -> 0x7FC0), done with integer ops so denormals keep their value
 // (vcvtneps2bf16 would flush them).
@@ -75,6 +76,44 @@ void rope_bf16_avx512(const uint16_t* x, const uint16_t* cos, const uint16_t* si
     const __m512 a = rounded(_mm512_mul_ps(widen(x + t), widen(cos + t)));
     const __m512 b = rounded(_mm512_mul_ps(widen(x + r), widen(sin + t)));
     store(out + t, _mm512_add_ps(a, b));
+  }
+}
+
+// The tanh approximation of GELU, in place on n fp32 values (any n: the tail is masked):
+// 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3). The sigmoid form
+// needs no tanh and does not cancel where tanh(u) -> -1 (torch's form loses digits there). exp is
+// Cephes' single-precision polynomial (error ~1 ulp) with the argument clamped to +-88 (x / (1 +
+// e^88) is 0 to fp32's resolution there), scaled by 2^n with vscalefps. torch's vectorized
+// F.gelu(approximate="tanh") takes 2.3 ms for a vision MLP's 560 x 4096 values on two cores.
+void gelu_tanh_f32_avx512(float* x, int64_t n) {
+  const __m512 k0 = _mm512_set1_ps(-2.f * 0.7978845608028654f);  // -2 sqrt(2/pi)
+  const __m512 k1 = _mm512_set1_ps(0.044715f);
+  const __m512 one = _mm512_set1_ps(1.f);
+  const __m512 hi = _mm512_set1_ps(88.f), lo = _mm512_set1_ps(-88.f);
+  const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
+  const __m512 ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
+  const __m512 p0 = _mm512_set1_ps(1.9875691500e-4f), p1 = _mm512_set1_ps(1.3981999507e-3f),
+               p2 = _mm512_set1_ps(8.3334519073e-3f), p3 = _mm512_set1_ps(4.1665795894e-2f),
+               p4 = _mm512_set1_ps(1.6666665459e-1f), p5 = _mm512_set1_ps(5.0000001201e-1f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    // a = -2u = -2 sqrt(2/pi) (v + 0.044715 v^3)
+    __m512 a = _mm512_mul_ps(k0, _mm512_fmadd_ps(_mm512_mul_ps(k1, v), _mm512_mul_ps(v, v), v));
+    a = _mm512_min_ps(_mm512_max_ps(a, lo), hi);
+    // exp(a) = 2^e * exp(r), e = round(a log2e), r = a - e ln2 (ln2 in two parts)
+    const __m512 e = _mm512_roundscale_ps(_mm512_mul_ps(a, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(e, ln2_hi, a);
+    r = _mm512_fnmadd_ps(e, ln2_lo, r);
+    const __m512 r2 = _mm512_mul_ps(r, r);
+    __m512 y = _mm512_fmadd_ps(p0, r, p1);
+    y = _mm512_fmadd_ps(y, r, p2);
+    y = _mm512_fmadd_ps(y, r, p3);
+    y = _mm512_fmadd_ps(y, r, p4);
+    y = _mm512_fmadd_ps(y, r, p5);
+    y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, one));
+    const __m512 ex = _mm512_scalef_ps(y, e);
+    _mm512_mask_storeu_ps(x + i, m, _mm512_div_ps(v, _mm512_add_ps(one, ex)));
   }
 }
 

@@ -108,5 +108,6 @@ bool fused_avx512_ok(int64_t n);
 void add_bf16_avx512(uint16_t* h, const uint16_t* d, int64_t n);  // h = bf16(h + d)
 void rms_bf16_avx512(const uint16_t* x, const uint16_t* w, uint16_t* out, int64_t n, float eps);
 void rope_bf16_avx512(const uint16_t* x, const uint16_t* cos, const uint16_t* sin, uint16_t* out, int64_t d);
+void gelu_tanh_f32_avx512(float* x, int64_t n);
 
 }  // namespace vk
