@@ -226,6 +226,33 @@ def _rope_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> to
 
 
 @pytest.mark.parametrize("vector", [True, False])
+@pytest.mark.parametrize("rows, heads, d", [(560, 16, 64), (24, 4, 16), (3, 2, 34)])
+def test_vision_qkv_rope_bf16_is_transformers_rotary_then_bf16_bit_for_bit(
+    built, vector, rows, heads, d
+) -> None:
+    """A vision block's q/k rotary and the bf16 rounding of q, k and v in one call: the same bits as
+    transformers' apply_rotary_pos_emb_vision on the (rows, 3, heads, d) view of the qkv output
+    followed by .bfloat16(), on the 2B tower's heads (AVX-512 path where the CPU has it), the tiny
+    model's and an odd half width (scalar), and on the forced scalar path."""
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb_vision
+
+    gen = torch.Generator().manual_seed(rows + heads + d)
+    qkv = torch.randn(rows, 3 * heads * d, generator=gen) * 3
+    angles = torch.rand(rows, d // 2, generator=gen) * 40
+    emb = torch.cat([angles, angles], dim=-1)
+    cos, sin = emb.cos(), emb.sin()
+    q, k, v = qkv.reshape(rows, 3, heads, d).permute(1, 0, 2, 3).unbind(0)
+    q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
+    got = built.vision_qkv_rope_bf16(qkv, cos, sin, heads, vector)
+    assert got.shape == (3, rows, heads, d) and got.dtype == torch.bfloat16
+    for ours, theirs in zip(got.unbind(0), (q, k, v), strict=True):
+        assert torch.equal(ours, theirs.bfloat16())
+    assert kernels.vision_qkv_rope_bf16(qkv.bfloat16(), cos, sin, heads) is None
+    with pytest.raises(RuntimeError):
+        built.vision_qkv_rope_bf16(qkv, cos[:, :-2].contiguous(), sin[:, :-2].contiguous(), heads, vector)
+
+
+@pytest.mark.parametrize("vector", [True, False])
 @pytest.mark.parametrize("shape", [(560, 4096), (37,), (3, 5)])
 def test_gelu_tanh_is_within_a_few_ulps_of_the_exact_function(built, vector: bool, shape) -> None:
     """The vision MLP's tanh GELU, in place: within 4e-7 + 2e-6 |y| of the function computed in

@@ -424,3 +424,35 @@ def test_a_quantized_vision_towers_mlp_runs_its_gelu_on_the_kernels(lively, monk
             assert (got - want).norm() / want.norm() <= 1e-5
     width = blocks[0].mlp.linear_fc1.out_features
     assert calls == ([] if vision_format == "fp32" else [(37, width)] * len(blocks))
+
+
+def test_a_quantized_vision_blocks_qkv_and_rotary_come_from_one_kernel_call(lively, monkeypatch):
+    """int8 vision weights, fp32 activations: a block's q, k (rotary) and v for the kernels'
+    attention come from one `vision_qkv_rope_bf16` call per block (counted), bit for bit what
+    transformers' rotary and .bfloat16() give on the same projection."""
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb_vision
+
+    from vision.engine import kernels
+    from vision.engine import runner as runner_module
+    from vision.engine.quant import quantize_qwen3vl
+
+    if kernels.module() is None:
+        pytest.fail("the kernels did not build here")
+    model = copy.deepcopy(lively.model)
+    quantize_qwen3vl(model, lm_format="fp32", vision_format="int8")
+    visual = model.model.visual
+    flat = visual.patch_embed.proj.in_channels * 2 * visual.patch_embed.proj.kernel_size[1] ** 2
+    job = ModelRunner(model).encode_image(torch.randn(4 * 6, flat), torch.tensor([[1, 4, 6]]))
+    calls = []
+    real = kernels.vision_qkv_rope_bf16
+    monkeypatch.setattr(
+        runner_module.kernels, "vision_qkv_rope_bf16", lambda *a: calls.append(a[0].shape) or real(*a)
+    )
+    attn = visual.blocks[0].attn
+    x = visual.blocks[0].norm1(job.hidden)
+    got = runner_module._vision_qkv_bf16(attn, x, job.position_embeddings)
+    q, k, v = attn.qkv(x).reshape(x.shape[0], 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+    q, k = apply_rotary_pos_emb_vision(q, k, *job.position_embeddings)
+    assert calls == [(x.shape[0], 3 * attn.dim)]
+    for ours, theirs in zip(got, (q, k, v), strict=True):
+        assert torch.equal(ours, theirs.bfloat16())

@@ -106,6 +106,22 @@ def _vision_mlp(mlp: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return mlp(x)
 
 
+def _vision_qkv_bf16(attn: torch.nn.Module, x: torch.Tensor, position_embeddings):
+    """A block's q, k (rotary applied) and v in bf16, each (rows, heads, head_dim), for the
+    kernels' attention. fp32 activations (quantized towers): one kernel call from the qkv
+    projection's output, the same bits as the ops below (`kernels.vision_qkv_rope_bf16`)."""
+    rows = x.shape[0]
+    qkv = attn.qkv(x)
+    cos, sin = position_embeddings
+    if qkv.dtype == torch.float32:
+        packed = kernels.vision_qkv_rope_bf16(qkv, cos, sin, attn.num_heads)
+        if packed is not None:
+            return packed.unbind(0)
+    q, k, v = qkv.reshape(rows, 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+    q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
+    return q.bfloat16(), k.bfloat16(), v.bfloat16()  # no copy when already bf16
+
+
 def _vision_block(
     block: torch.nn.Module, hidden: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen, position_embeddings
 ):
@@ -118,11 +134,7 @@ def _vision_block(
             hidden, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, position_embeddings=position_embeddings
         )
     rows = hidden.shape[0]
-    qkv = attn.qkv(block.norm1(hidden)).reshape(rows, 3, attn.num_heads, -1)
-    q, k, v = qkv.permute(1, 0, 2, 3).unbind(0)
-    cos, sin = position_embeddings
-    q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
-    q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()  # no copy when already bf16
+    q, k, v = _vision_qkv_bf16(attn, block.norm1(hidden), position_embeddings)
     a = torch.empty(rows, attn.dim, dtype=torch.bfloat16)
     bounds = cu_seqlens.tolist()
     for start, end in zip(bounds[:-1], bounds[1:], strict=True):  # one span per image (or frame)
@@ -250,19 +262,22 @@ class VisionJob:
         attn = block.attn
         rows = self.hidden.shape[0]
         if self._partial is None:
-            qkv = attn.qkv(block.norm1(self.hidden)).reshape(rows, 3, attn.num_heads, -1)
-            q, k, v = qkv.permute(1, 0, 2, 3).unbind(0)
-            cos, sin = self.position_embeddings
-            q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
+            flash = _vision_flash(block, self.hidden)
+            if flash:
+                q, k, v = _vision_qkv_bf16(attn, block.norm1(self.hidden), self.position_embeddings)
+            else:
+                qkv = attn.qkv(block.norm1(self.hidden)).reshape(rows, 3, attn.num_heads, -1)
+                q, k, v = qkv.permute(1, 0, 2, 3).unbind(0)
+                cos, sin = self.position_embeddings
+                q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
             self._partial = _PartialBlock(
                 q=q.transpose(0, 1).unsqueeze(0),
                 k=k.transpose(0, 1).unsqueeze(0),
                 v=v.transpose(0, 1).unsqueeze(0),
                 out=torch.empty_like(self.hidden),
             )
-            if _vision_flash(block, self.hidden):  # packed once for all the block's pieces
+            if flash:  # packed once for all the block's pieces
                 part = self._partial
-                part.q, part.k, part.v = part.q.bfloat16(), part.k.bfloat16(), part.v.bfloat16()
                 part.kv = kernels.pack_kv(part.k[0], part.v[0])
             return False
         part = self._partial

@@ -34,7 +34,8 @@ slot; AVX-512F or AVX2 + FMA, `attn_impl.h`; `best_attention_isa` says which run
 decode rows' q/k norms, rotary and KV writes). The last two give the same bits as the separate
 ops they replace (tests); their elementwise loops run on AVX-512F/BW where the CPU has it
 (`fused_avx512.cpp`), scalar C++ elsewhere. `gelu_tanh_` is the quantized vision towers' MLP
-activation (fp32, in place, same file).
+activation (fp32, in place, same file), and `vision_qkv_rope_bf16` their blocks' rotary and bf16
+rounding of q, k and v for the prefill attention.
 
 Build: `torch.utils.cpp_extension.load` compiles the sources on first use (g++ and ninja; about a
 minute on two cores) into `$XDG_CACHE_HOME/docplatform/kernels/<torch>-<source hash>/` (default
@@ -287,6 +288,20 @@ def gelu_tanh_(x: torch.Tensor) -> torch.Tensor | None:
     if mod is None or x.dtype != torch.float32 or not x.is_contiguous():
         return None
     return mod.gelu_tanh_(x)
+
+
+def vision_qkv_rope_bf16(
+    qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads: int
+) -> torch.Tensor | None:
+    """A vision block's q and k with its rotary, and v, from the fp32 output of its fused qkv
+    projection (rows, 3 * heads * d), as one (3, rows, heads, d) bf16 tensor: the same bits as
+    transformers' `apply_rotary_pos_emb_vision` then `.bfloat16()`, in one call. None where the
+    kernels did not build or the inputs are not contiguous fp32."""
+    mod = module()
+    tensors = (qkv, cos, sin)
+    if mod is None or any(t.dtype != torch.float32 or not t.is_contiguous() for t in tensors):
+        return None
+    return mod.vision_qkv_rope_bf16(qkv, cos, sin, heads)
 
 
 def release_thread_pool(build: bool = True) -> bool:

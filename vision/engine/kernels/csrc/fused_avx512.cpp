@@ -117,4 +117,28 @@ void gelu_tanh_f32_avx512(float* x, int64_t n) {
   }
 }
 
+// The vision tower's rotary for one fp32 head row of d values (d/2 a multiple of 16), rounded to
+// bf16: out = bf16(x * cos + rotate_half(x) * sin), rotate_half(x)[t] = -x[t + d/2] for t < d/2,
+// x[t - d/2] after; fp32 products and sum as transformers' apply_rotary_pos_emb_vision computes
+// them (no fused multiply-add), then one rounding: the same bits as that function and .bfloat16().
+void vision_rope_f32_bf16_avx512(const float* x, const float* cos, const float* sin, uint16_t* out, int64_t d) {
+  const int64_t half = d / 2;
+  const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));  // AVX-512F (no DQ xor_ps)
+  for (int64_t t = 0; t < d; t += 16) {
+    __m512 rot = _mm512_loadu_ps(x + (t < half ? t + half : t - half));
+    if (t < half) rot = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(rot), sign));
+    __m512 a = _mm512_mul_ps(_mm512_loadu_ps(x + t), _mm512_loadu_ps(cos + t));
+    __m512 b = _mm512_mul_ps(rot, _mm512_loadu_ps(sin + t));
+    // Both products rounded before the sum: keeps g++ from contracting a mul and the add into
+    // one fused multiply-add (AVX-512F has it), which rounds once and changes ~1 in 30,000 bits.
+    __asm__("" : "+v"(a), "+v"(b));
+    store(out + t, _mm512_add_ps(a, b));
+  }
+}
+
+// n (a multiple of 16) fp32 values rounded to bf16 (nearest even), as .bfloat16() does.
+void f32_to_bf16_avx512(const float* x, uint16_t* out, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) store(out + i, _mm512_loadu_ps(x + i));
+}
+
 }  // namespace vk

@@ -109,5 +109,7 @@ void add_bf16_avx512(uint16_t* h, const uint16_t* d, int64_t n);  // h = bf16(h 
 void rms_bf16_avx512(const uint16_t* x, const uint16_t* w, uint16_t* out, int64_t n, float eps);
 void rope_bf16_avx512(const uint16_t* x, const uint16_t* cos, const uint16_t* sin, uint16_t* out, int64_t d);
 void gelu_tanh_f32_avx512(float* x, int64_t n);
+void vision_rope_f32_bf16_avx512(const float* x, const float* cos, const float* sin, uint16_t* out, int64_t d);
+void f32_to_bf16_avx512(const float* x, uint16_t* out, int64_t n);
 
 }  // namespace vk
