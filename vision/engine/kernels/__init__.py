@@ -279,12 +279,20 @@ def prefill_attention(
     return mod.prefill_attention(q, kv.keys, kv.values, kv.count, scale, causal, out)
 
 
+def _vector_module() -> ModuleType | None:
+    """The kernels, where their AVX-512F/BW elementwise loops run. The vision ops below replace
+    torch's vectorized ops only there: their scalar C++ (tests) is slower than torch's own
+    (a scalar exp per GELU value), so an AVX2-only CPU keeps torch's ops."""
+    mod = module()
+    return mod if mod is not None and mod.fused_avx512_supported() else None
+
+
 def gelu_tanh_(x: torch.Tensor) -> torch.Tensor | None:
     """GELU's tanh approximation (transformers' `gelu_pytorch_tanh`) of a contiguous fp32 tensor,
-    in place, on the kernels; None (x untouched) where they did not build or x is not contiguous
-    fp32. Within a few fp32 ulps of the exact function (torch's own tanh form is not closer: it
+    in place, on the kernels; None (x untouched) where they did not build, the CPU lacks AVX-512
+    (`_vector_module`) or x is not contiguous fp32. Within a few fp32 ulps of the exact function (torch's own tanh form is not closer: it
     cancels where tanh -> -1); 2.3 -> 0.3-0.4 ms for a vision MLP's 560 x 4096 values on two cores."""
-    mod = module()
+    mod = _vector_module()
     if mod is None or x.dtype != torch.float32 or not x.is_contiguous():
         return None
     return mod.gelu_tanh_(x)
@@ -296,8 +304,9 @@ def vision_qkv_rope_bf16(
     """A vision block's q and k with its rotary, and v, from the fp32 output of its fused qkv
     projection (rows, 3 * heads * d), as one (3, rows, heads, d) bf16 tensor: the same bits as
     transformers' `apply_rotary_pos_emb_vision` then `.bfloat16()`, in one call. None where the
-    kernels did not build or the inputs are not contiguous fp32."""
-    mod = module()
+    kernels did not build, the CPU lacks AVX-512 (`_vector_module`) or the inputs are not
+    contiguous fp32."""
+    mod = _vector_module()
     tensors = (qkv, cos, sin)
     if mod is None or any(t.dtype != torch.float32 or not t.is_contiguous() for t in tensors):
         return None

@@ -648,6 +648,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("linear_bf16", &linear_bf16, "bf16 linear of few rows (decode), weight as nn.Linear keeps it",
         py::call_guard<py::gil_scoped_release>());
+  m.def("fused_avx512_supported", []() { return vk::fused_avx512_ok(16); },
+        "whether the AVX-512F/BW elementwise loops (fused_avx512.cpp) run here");
   m.def("gelu_tanh_", &gelu_tanh_, "GELU (tanh approximation) of contiguous fp32 values, in place",
         py::arg("x"), py::arg("vector") = true, py::call_guard<py::gil_scoped_release>());
   m.def("vision_qkv_rope_bf16", &vision_qkv_rope_bf16,
