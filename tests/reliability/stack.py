@@ -139,14 +139,17 @@ def logged_successes(processes, job_ids, *, timeout: float = 30.0) -> collection
     pattern = re.compile(r"job (\d+) succeeded: ")
     logs = {p.log_path: p for p in processes}.values()  # a restarted worker shares its log
 
-    def counted() -> collections.Counter | None:
-        stored = collections.Counter(int(m) for p in logs for m in pattern.findall(p.log()))
+    def count() -> collections.Counter:
+        return collections.Counter(int(m) for p in logs for m in pattern.findall(p.log()))
+
+    def complete() -> collections.Counter | None:
+        stored = count()
         return stored if all(stored[pk] for pk in job_ids) else None
 
     try:
-        return wait_until(counted, timeout=timeout, interval=0.2, what="every job's success line")
-    except TimeoutError:
-        return collections.Counter(int(m) for p in logs for m in pattern.findall(p.log()))
+        return wait_until(complete, timeout=timeout, interval=0.2, what="every job's success line")
+    except TimeoutError:  # the caller's assertion names the jobs without a line
+        return count()
 
 
 def _stop(process: subprocess.Popen, sig: int, timeout: float) -> None:
