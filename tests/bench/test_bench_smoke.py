@@ -35,3 +35,23 @@ def test_seed_table_writes_results(tmp_path: Path) -> None:
     assert {"floor_s_per_token", "measured_s_per_token", "floor_fraction"} <= set(phase["decode"])
     assert "| image |" in (tmp_path / "seed-table-smoke.md").read_text()
     assert (tmp_path / "seed-table-smoke.png").stat().st_size > 0
+
+
+def test_batching_writes_its_table_and_ceiling(tmp_path: Path) -> None:
+    """GIVEN the tiny checkpoint WHEN the batching bench runs 2 image requests of 3 tokens
+    THEN the JSON holds both modes and the ceiling's numbers, and the Markdown states them."""
+    checkpoint = build_cached_checkpoint("tiny")
+    argv = ["batching", "--checkpoint", str(checkpoint), "--concurrency", "1,2", "--tokens", "3"]
+    argv += ["--image-size", "320x240", "--tag", "smoke", "--out", str(tmp_path)]
+
+    assert main(argv) == 0
+
+    data = json.loads((tmp_path / "batching-smoke.json").read_text())
+    assert data["sequential"]["requests"] == 2 and data["sequential"]["tokens"] == 6
+    assert set(data["concurrent"]) == {"1", "2"}
+    limits = data["ceiling"]
+    assert limits["flops_per_request_g"] > 0 and limits["decode_step_2_s"] > 0
+    assert limits["first_token_s"] == data["sequential"]["mean_ttft_s"]
+    assert limits["schedule_ceiling"] > 0 and limits["int8_peak_gops"] > 0
+    text = (tmp_path / "batching-smoke.md").read_text()
+    assert "How far batching can go" in text and f"{limits['peak_ceiling']}×" in text

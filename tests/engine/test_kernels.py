@@ -128,6 +128,31 @@ def test_ops_use_torchs_threads(built) -> None:
         torch.set_num_threads(before)
 
 
+# multiply-adds per dot product of each path's tile: lanes x 4 bytes, times its independent chains
+DOT_PEAK_MACS = {"avx2": 4 * 8 * 4, "avxvnni": 6 * 8 * 4, "avx512vnni": 12 * 16 * 4}
+
+
+@pytest.mark.parametrize("isa", sorted(DOT_PEAK_MACS))
+def test_int8_dot_peak_counts_every_threads_work(built, isa: str) -> None:
+    """`int8_peak_gops` divides the loop's multiply-adds by its time: the count must be every
+    thread's rounds (a loop left on one thread would halve the peak the batching bench states)."""
+    if isa not in RUNNABLE:
+        with pytest.raises(RuntimeError, match="no int8 dot-product loop"):
+            built.int8_dot_peak(kernels.isa_index(isa), 10)
+        assert kernels.int8_peak_gops(isa) is None
+        return
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert built.int8_dot_peak(kernels.isa_index(isa), 1000) == threads * 1000 * DOT_PEAK_MACS[isa]
+        peak = kernels.int8_peak_gops(isa, seconds=0.02)
+        assert peak is not None and peak > 0
+    finally:
+        torch.set_num_threads(before)
+    assert kernels.int8_peak_gops("ref") is None
+
+
 @pytest.mark.parametrize("isa", kernels.ISAS)
 def test_paths_this_cpu_cannot_run_are_refused(built, isa: str) -> None:
     if isa in RUNNABLE:

@@ -314,6 +314,30 @@ def vision_qkv_rope_bf16(
     return mod.vision_qkv_rope_bf16(qkv, cos, sin, heads)
 
 
+def int8_peak_gops(isa: str | None = None, seconds: float = 0.25) -> float | None:
+    """This CPU's int8 multiply-add peak on kernel path `isa` (default: the active one), in GOPS
+    (two per multiply-add), over torch's threads: every thread runs the tiles' dot product on
+    registers only (no memory traffic), so no GEMM on this path can be faster. Vision and prefill
+    are bound by it; `bench batching` compares their measured rate with it. None without the
+    kernels or on paths with no vector dot (ref, torch)."""
+    import time
+
+    mod = module()
+    isa = isa or active_isa()
+    if mod is None or isa not in ("avx2", "avxvnni", "avx512vnni") or isa not in supported_isas():
+        return None
+    index = isa_index(isa)
+    iters = 1 << 16
+    mod.int8_dot_peak(index, iters)  # wake the pool, settle the clocks
+    while True:
+        start = time.perf_counter()
+        macs = mod.int8_dot_peak(index, iters)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds or iters >= 1 << 34:
+            return 2 * macs / elapsed / 1e9
+        iters *= 2
+
+
 def release_thread_pool(build: bool = True) -> bool:
     """Free the calling thread's OpenMP thread pool, if it has one (the kernels' libgomp is the one
     torch uses). Call it in a thread that ran torch's or our parallel ops and hands the compute to

@@ -121,6 +121,24 @@ torch::Tensor run_linear(const torch::Tensor& x_in, const torch::Tensor& packed,
   return y;
 }
 
+// This CPU's int8 multiply-add peak on kernel ISA `isa` (1..3): every thread of torch's pool runs
+// `iters` rounds of the tile's dot product on registers only. Returns the multiply-adds done in all;
+// the caller times the call.
+int64_t int8_dot_peak(int64_t isa, int64_t iters) {
+  TORCH_CHECK(isa >= kAvx2 && isa <= kAvx512Vnni && cpu_supports(isa), "no int8 dot-product loop for ISA ", isa);
+  const vk::DotPeakFn fn = isa == kAvx512Vnni ? vk::dot_peak_avx512vnni()
+                           : isa == kAvxVnni  ? vk::dot_peak_avxvnni()
+                                              : vk::dot_peak_avx2();
+  const int64_t threads = at::get_num_threads();
+  std::vector<int64_t> done(static_cast<size_t>(threads), 0);
+  at::parallel_for(0, threads, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) done[static_cast<size_t>(t)] = fn(iters);
+  });
+  int64_t total = 0;
+  for (int64_t d : done) total += d;
+  return total;
+}
+
 void check_common(const torch::Tensor& x, const torch::Tensor& packed, int64_t isa) {
   TORCH_CHECK(cpu_supports(isa), "this CPU cannot run kernel ISA ", isa);
   TORCH_CHECK(x.dim() == 2 && (x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kBFloat16),
@@ -655,6 +673,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("vision_qkv_rope_bf16", &vision_qkv_rope_bf16,
         "a vision block's q/k (rotary) and v from its fp32 qkv output, as (3, rows, heads, d) bf16", py::arg("qkv"),
         py::arg("cos"), py::arg("sin"), py::arg("heads"), py::arg("vector") = true,
+        py::call_guard<py::gil_scoped_release>());
+  m.def("int8_dot_peak", &int8_dot_peak, "int8 multiply-adds of a register-only loop on every thread (time it)",
         py::call_guard<py::gil_scoped_release>());
   m.def("release_thread_pool", &release_thread_pool, "free the calling thread's OpenMP pool; 0 on success");
   m.def("parallel_threads", &parallel_threads, "threads one parallel_for of n items ran on",

@@ -78,4 +78,5 @@ void gemm4(const vk::Args& a, int64_t pb, int64_t pe) { run<true>(a, pb, pe); }
 namespace vk {
 GemmFn gemm_avx2() { return &gemm; }
 GemmFn gemm4_avx2() { return &gemm4; }
+DotPeakFn dot_peak_avx2() { return &dot_peak; }
 }  // namespace vk

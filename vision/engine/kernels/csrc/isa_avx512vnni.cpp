@@ -101,5 +101,6 @@ void gemm4(const vk::Args& a, int64_t pb, int64_t pe) { run<true>(a, pb, pe); }
 namespace vk {
 GemmFn gemm_avx512vnni() { return &gemm; }
 GemmFn gemm4_avx512vnni() { return &gemm4; }
+DotPeakFn dot_peak_avx512vnni() { return &dot_peak; }
 QuantFn quant_avx512() { return &quant_rows_512; }
 }  // namespace vk

@@ -68,4 +68,5 @@ void gemm4(const vk::Args& a, int64_t pb, int64_t pe) { run<true>(a, pb, pe); }
 namespace vk {
 GemmFn gemm_avxvnni() { return &gemm; }
 GemmFn gemm4_avxvnni() { return &gemm4; }
+DotPeakFn dot_peak_avxvnni() { return &dot_peak; }
 }  // namespace vk

@@ -194,3 +194,28 @@ void run(const vk::Args& a, int64_t pb, int64_t pe) {
     p += nrr;
   }
 }
+
+
+// The tile's integer dot product in a register-only loop: this thread's int8 multiply-add peak on
+// this CPU (`bench batching` compares vision and prefill with it). kMaxVec independent chains
+// hide the instruction's latency; no memory is touched inside the loop. Returns the
+// multiply-adds done (4 per int32 lane per dot).
+int64_t dot_peak(int64_t iters) {
+  alignas(64) uint8_t bytes[64];
+  for (int i = 0; i < 64; ++i) bytes[i] = static_cast<uint8_t>(129 + (i & 3));
+  const typename V::W w = V::prep(bytes);
+  const typename V::I x = V::set1_i(0x01020301);
+  typename V::I acc[V::kMaxVec];
+  for (int v = 0; v < V::kMaxVec; ++v) acc[v] = V::set1_i(v);
+  for (int64_t it = 0; it < iters; ++it) {
+    for (int v = 0; v < V::kMaxVec; ++v) acc[v] = V::dot(acc[v], w, x);
+  }
+  int32_t sum = 0;
+  for (int v = 0; v < V::kMaxVec; ++v) {
+    int32_t lane;
+    std::memcpy(&lane, &acc[v], sizeof lane);
+    sum += lane;
+  }
+  vk::dot_peak_sink += sum;  // keeps the loop
+  return iters * V::kMaxVec * V::kLanes * 4;
+}
