@@ -221,6 +221,23 @@ def test_bf16_activations_in_and_out(built) -> None:
     assert rel_err(y, layer(x.bfloat16().float())) < 4e-3
 
 
+@pytest.mark.parametrize("isa", [isa for isa in RUNNABLE if isa != "ref"] + ["ref"])
+@pytest.mark.parametrize("fmt", ["int8", "int4"])
+@pytest.mark.parametrize("rows", [1, 5, 37])
+def test_bf16_output_is_the_fp32_output_rounded_bit_for_bit(built, isa: str, fmt: str, rows: int) -> None:
+    """bf16 calls write bf16 from the tiles (no fp32 copy of the output): the same bits as the
+    fp32 call on the same bf16 values followed by Tensor.to, on every path, for decode and
+    prefill row counts and an output width with a tail (300 = 18 panels + 12 columns)."""
+    lin, x = _case(300, 512, rows)
+    xb = x.bfloat16()
+    with kernels.use_isa(isa):
+        layer = Int8Linear.from_linear(lin) if fmt == "int8" else Int4Linear.from_linear(lin)
+        y = layer(xb)
+        expected = layer(xb.float()).bfloat16()
+    assert y.dtype == torch.bfloat16
+    assert torch.equal(y.view(torch.int16), expected.view(torch.int16))
+
+
 @pytest.mark.parametrize(
     "shape, heads",
     [((1, 2048), None), ((9, 2048), None), ((300, 2048), None), ((3, 2051), None), ((1, 32, 128), (0, 16)),

@@ -26,7 +26,12 @@ void gemm(const vk::Args& a, int64_t pb, int64_t pe) {
           }
           acc = std::fma(static_cast<float>(dot), a.xscale[m * nblk + b], acc);
         }
-        a.y[m * a.ldy + col] = std::fma(acc, a.wscale[col], a.bias ? a.bias[col] : 0.f);
+        const float out = std::fma(acc, a.wscale[col], a.bias ? a.bias[col] : 0.f);
+        if (a.y16) {
+          a.y16[m * a.ldy + col] = vk::bf16_rne(out);
+        } else {
+          a.y[m * a.ldy + col] = out;
+        }
       }
     }
   }
@@ -58,7 +63,12 @@ void gemm4(const vk::Args& a, int64_t pb, int64_t pe) {
           const float s = a.xscale[m * nblk + b] * ws;
           acc = std::fma(static_cast<float>(dot), s, acc);
         }
-        a.y[m * a.ldy + col] = acc + (a.bias ? a.bias[col] : 0.f);
+        const float out = acc + (a.bias ? a.bias[col] : 0.f);
+        if (a.y16) {
+          a.y16[m * a.ldy + col] = vk::bf16_rne(out);
+        } else {
+          a.y[m * a.ldy + col] = out;
+        }
       }
     }
   }

@@ -27,6 +27,19 @@
 constexpr int64_t kPrefetchTotal = 24576;
 constexpr int kPrefetchLocality = 2;  // __builtin_prefetch: 2 = prefetcht1 (L2)
 
+// One output vector of row m: fp32 into y, or rounded to bf16 into y16 (scalar: a value here
+// took K multiply-adds, its rounding is noise).
+inline void store(const vk::Args& a, int64_t m, int64_t col, typename V::F val, int valid) {
+  if (a.y16 == nullptr) {
+    V::store_f(a.y + m * a.ldy + col, val, valid);
+    return;
+  }
+  alignas(64) float tmp[V::kLanes];
+  V::store_f(tmp, val, V::kLanes);
+  uint16_t* out = a.y16 + m * a.ldy + col;
+  for (int i = 0; i < valid; ++i) out[i] = vk::bf16_rne(tmp[i]);
+}
+
 template <int MR, int NR>
 void tile(const vk::Args& a, int64_t m0, int64_t p0) {
   constexpr int H = V::kHalves;
@@ -79,7 +92,7 @@ void tile(const vk::Args& a, int64_t m0, int64_t p0) {
     const int valid = static_cast<int>(std::min<int64_t>(V::kLanes, a.n - col));
     const typename V::F ws = V::loadu_f(a.wscale + col);  // wscale and bias are padded to np
     const typename V::F bs = a.bias ? V::loadu_f(a.bias + col) : V::zero_f();
-    for (int r = 0; r < MR; ++r) V::store_f(a.y + (m0 + r) * a.ldy + col, V::fma(facc[r][v], ws, bs), valid);
+    for (int r = 0; r < MR; ++r) store(a, m0 + r, col, V::fma(facc[r][v], ws, bs), valid);
   }
 }
 
@@ -140,7 +153,7 @@ void tile4(const vk::Args& a, int64_t m0, int64_t p0) {
     if (col >= a.n) continue;
     const int valid = static_cast<int>(std::min<int64_t>(V::kLanes, a.n - col));
     const typename V::F bs = a.bias ? V::loadu_f(a.bias + col) : V::zero_f();  // bias padded to np
-    for (int r = 0; r < MR; ++r) V::store_f(a.y + (m0 + r) * a.ldy + col, V::fma(facc[r][v], one, bs), valid);
+    for (int r = 0; r < MR; ++r) store(a, m0 + r, col, V::fma(facc[r][v], one, bs), valid);
   }
 }
 

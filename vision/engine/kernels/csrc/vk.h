@@ -3,6 +3,7 @@
 // inline torch code that the linker could then pick for every CPU).
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 namespace vk {
 
@@ -21,9 +22,18 @@ struct Args {
   const int8_t* xq;     // [m][kp] quantized activations, zero padded
   const float* xscale;  // [m][kp / kBlock]
   const int32_t* xcorr; // [m][kp / kBlock]: -128 * sum of the block's xq (unsigned-weight trick)
-  float* y;             // [m][ldy]
+  float* y;             // [m][ldy] fp32, or nullptr when y16 is set
   int64_t m, n, kp, ldy;
+  uint16_t* y16 = nullptr;  // [m][ldy] bf16 (round to nearest even, as Tensor.to) instead of y
 };
+
+// fp32 -> bf16 bits, round to nearest even, NaN -> 0x7fc0: c10::BFloat16's conversion exactly.
+inline uint16_t bf16_rne(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
 
 // int4 group-wise (Q4_0 x Q8_0, as llama.cpp): the same Args with
 //   w:      [n_panels][kp/32 blocks] of 320 bytes: 256 bytes of nibbles, [4 pairs][16 columns][4 k],
