@@ -456,3 +456,48 @@ def test_a_quantized_vision_blocks_qkv_and_rotary_come_from_one_kernel_call(live
     assert calls == [(x.shape[0], 3 * attn.dim)]
     for ours, theirs in zip(got, (q, k, v), strict=True):
         assert torch.equal(ours, theirs.bfloat16())
+
+
+def test_a_quantized_towers_many_rows_run_in_pieces_with_the_same_bits(lively, monkeypatch):
+    """int8 vision weights, fp32 activations, several images in one pass: past VISION_MLP_ROWS
+    rows a block's qkv (with its rotary) and its MLP run in row pieces (no 50-70 MB fresh output
+    per block), and every image's features are bit for bit those of one whole-rows pass."""
+    from tests.engine.engine_helpers import picture
+    from vision.engine import ChatMessage, PixelBudget, kernels
+    from vision.engine import runner as runner_module
+    from vision.engine.preprocess import Preprocessor
+    from vision.engine.quant import quantize_qwen3vl
+    from vision.engine.runner import run_vision_jobs
+
+    if kernels.module() is None:
+        pytest.fail("the kernels did not build here")
+    model = copy.deepcopy(lively.model)
+    quantize_qwen3vl(model, lm_format="fp32", vision_format="int8")
+    pre = Preprocessor(lively.tokenizer, lively.processor.image_processor, lively.processor.chat_template)
+    images = [picture(1), picture(3, (300, 90)), picture(6, (400, 330))]
+    prompt = pre.prepare([ChatMessage("user", tuple(images))], PixelBudget.for_task("chat"), 8192)
+    inputs = [pre.pixel_values(image) for image in prompt.images]
+    runner = ModelRunner(model)
+    blocks = len(model.model.visual.blocks)
+    rows = sum(p.shape[0] for p, _ in inputs)
+    pieces: list[int] = []
+    real_mlp_rows = runner_module._vision_mlp_rows
+    monkeypatch.setattr(
+        runner_module, "_vision_mlp_rows", lambda mlp, x: pieces.append(x.shape[0]) or real_mlp_rows(mlp, x)
+    )
+
+    def encode(limit: int) -> list:
+        monkeypatch.setattr(runner_module, "VISION_MLP_ROWS", limit)
+        jobs = [runner.encode_image(p, g) for p, g in inputs]
+        run_vision_jobs(jobs, blocks)
+        return jobs
+
+    whole = encode(1 << 30)
+    assert pieces == [rows] * blocks
+    pieces.clear()
+    cut = encode(16)
+    assert pieces == ([16] * (rows // 16) + ([rows % 16] if rows % 16 else [])) * blocks
+    for a, b in zip(cut, whole, strict=True):
+        assert torch.equal(a.result.embeds, b.result.embeds)
+        for x, y in zip(a.result.deepstack, b.result.deepstack, strict=True):
+            assert torch.equal(x, y)

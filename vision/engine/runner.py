@@ -99,11 +99,29 @@ def _vision_mlp(mlp: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         and isinstance(mlp.act_fn, GELUTanh)
         and x.dtype == torch.float32
     ):
-        h = fc1(x)
-        if kernels.gelu_tanh_(h) is None:  # no kernels, or a non-contiguous result
-            h = mlp.act_fn(h)
-        return mlp.linear_fc2(h)
+        if x.shape[0] <= VISION_MLP_ROWS:
+            return _vision_mlp_rows(mlp, x)
+        # Several images in one pass (8 x 560 patches): the rows in pieces, each row's numbers
+        # unchanged (our linears and the GELU treat rows alone).
+        out = torch.empty(x.shape[0], mlp.linear_fc2.out_features, dtype=x.dtype)
+        for r0 in range(0, x.shape[0], VISION_MLP_ROWS):
+            out[r0 : r0 + VISION_MLP_ROWS] = _vision_mlp_rows(mlp, x[r0 : r0 + VISION_MLP_ROWS])
+        return out
     return mlp(x)
+
+
+# Rows of one piece of a quantized vision MLP: its fc1 output (rows x 4096 fp32, 16 MB) stays
+# below glibc's 32 MB mmap ceiling, so the heap reuses it; a whole 8-image batch's (73 MB) was
+# fresh pages every block (~20 ms of page faults), and the piece stays in the last-level cache
+# for the GELU and fc2.
+VISION_MLP_ROWS = 1024
+
+
+def _vision_mlp_rows(mlp: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    h = mlp.linear_fc1(x)
+    if kernels.gelu_tanh_(h) is None:  # no kernels, or a non-contiguous result
+        h = mlp.act_fn(h)
+    return mlp.linear_fc2(h)
 
 
 def _vision_qkv_bf16(attn: torch.nn.Module, x: torch.Tensor, position_embeddings):
@@ -111,8 +129,22 @@ def _vision_qkv_bf16(attn: torch.nn.Module, x: torch.Tensor, position_embeddings
     kernels' attention. fp32 activations (quantized towers): one kernel call from the qkv
     projection's output, the same bits as the ops below (`kernels.vision_qkv_rope_bf16`)."""
     rows = x.shape[0]
-    qkv = attn.qkv(x)
     cos, sin = position_embeddings
+    if rows > VISION_MLP_ROWS and x.dtype == torch.float32 and isinstance(attn.qkv, (Int8Linear, Int4Linear)):
+        # Several images: in row pieces as the MLP (the fp32 qkv of 8 x 560 rows is 55 MB of fresh
+        # pages), each piece's bf16 q, k, v copied into place; the same bits.
+        packed = None
+        for r0 in range(0, rows, VISION_MLP_ROWS):
+            r1 = min(rows, r0 + VISION_MLP_ROWS)
+            piece = kernels.vision_qkv_rope_bf16(attn.qkv(x[r0:r1]), cos[r0:r1], sin[r0:r1], attn.num_heads)
+            if piece is None:
+                break
+            if packed is None:
+                packed = torch.empty(3, rows, *piece.shape[2:], dtype=piece.dtype)
+            packed[:, r0:r1] = piece
+        else:
+            return packed.unbind(0)
+    qkv = attn.qkv(x)
     if qkv.dtype == torch.float32:
         packed = kernels.vision_qkv_rope_bf16(qkv, cos, sin, attn.num_heads)
         if packed is not None:
