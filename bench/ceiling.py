@@ -80,8 +80,8 @@ def ceiling(
     """The numbers `bench batching` prints under its table (see the module docstring)."""
     out = {
         "first_token_s": round(first, 3),
-        "decode_step_1_s": round(step_1, 4),
-        f"decode_step_{n}_s": round(step_n, 4),
+        "decode_step_1_s": round(step_1, 6),
+        f"decode_step_{n}_s": round(step_n, 6),
         "flops_per_request_g": round(flops / 1e9, 1),
         "achieved_gops": round(flops / first / 1e9, 1),
         "schedule_ceiling": round(batch_ratio(n, tokens, first, step_1, step_n), 2),

@@ -430,7 +430,10 @@ def _ceiling(path: Path, n: int, tokens: int, target: float, sequential: dict, t
     flops = ceiling_math.prefill_flops(text, usage.prompt_tokens)
     if usage.image_tokens and vision:
         flops += ceiling_math.vision_flops(vision, usage.image_tokens * vision["spatial_merge_size"] ** 2)
-    return ceiling_math.ceiling(n, tokens, target, first, step_1, step_n, flops, peak_gops)
+    limits = ceiling_math.ceiling(n, tokens, target, first, step_1, step_n, flops, peak_gops)
+    # what the n first tokens cost together: the last of them, per request
+    limits["first_token_together_s"] = round(max(t.ttft_s for t in traces) / n, 3)
+    return limits
 
 
 def _decode_step_together(traces: list[StreamTrace]) -> float | None:
@@ -452,10 +455,12 @@ def _ceiling_markdown(n: int, tokens: int, target: float, measured: float, c: di
         f"How far batching can go (`bench/ceiling.py`): vision and prefill are bound by multiply-adds, which "
         f"batching does not share, so {n} requests cost {n}× one request's {c['first_token_s']} s to its first "
         f"token ({c['flops_per_request_g']} GFLOP, {c['achieved_gops']} GOPS) however they are grouped; decode "
-        f"steps: {c['decode_step_1_s']} s for one sequence, {step_n} s for {n}.",
+        f"steps: {c['decode_step_1_s']:.4g} s for one sequence, {step_n:.4g} s for {n}.",
         f"- With these steps, and first tokens as dear together as alone, the ratio can reach "
-        f"**{c['schedule_ceiling']}×** (measured {measured}×; a model too small to be compute-bound, like the "
-        "tiny test checkpoint, can pass it).",
+        f"**{c['schedule_ceiling']}×** (measured {measured}×). Together the {n} first tokens took "
+        f"{c['first_token_together_s']} s per request: where that is below {c['first_token_s']} s (images "
+        "batched in one vision pass use the cores better; a model too small to be compute-bound, like the "
+        "tiny test checkpoint, shares its per-call costs) the measured ratio can pass this one.",
     ]
     if c["first_token_needed_s"] is None:
         lines.append(f"- {target}× cannot be reached with these decode steps, however cheap the first token.")
@@ -487,7 +492,7 @@ def _batch_stats(traces: list[StreamTrace], wall: float) -> dict:
         "max_latency_s": round(max(latencies), 3),
         "mean_ttft_s": round(statistics.mean(t.ttft_s for t in traces), 3),
         # seconds per token after the first, per stream, averaged
-        "decode_step_s": round(statistics.mean(_step(t) for t in traces), 4),
+        "decode_step_s": round(statistics.mean(_step(t) for t in traces), 6),
         "image_tokens": traces[0].output.usage.image_tokens,
     }
 
