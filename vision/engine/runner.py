@@ -101,8 +101,9 @@ def _vision_mlp(mlp: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     ):
         if x.shape[0] <= VISION_MLP_ROWS:
             return _vision_mlp_rows(mlp, x)
-        # Several images in one pass (8 x 560 patches): the rows in pieces, each row's numbers
-        # unchanged (our linears and the GELU treat rows alone).
+        # Several images in one pass (8 x 560 patches): the rows in pieces. On the kernels each
+        # row's numbers are unchanged (their linears and the GELU treat rows alone); where an
+        # autotuned dense prefill GEMM runs instead (AMX), its blocking may round differently.
         out = torch.empty(x.shape[0], mlp.linear_fc2.out_features, dtype=x.dtype)
         for r0 in range(0, x.shape[0], VISION_MLP_ROWS):
             out[r0 : r0 + VISION_MLP_ROWS] = _vision_mlp_rows(mlp, x[r0 : r0 + VISION_MLP_ROWS])
@@ -132,7 +133,7 @@ def _vision_qkv_bf16(attn: torch.nn.Module, x: torch.Tensor, position_embeddings
     cos, sin = position_embeddings
     if rows > VISION_MLP_ROWS and x.dtype == torch.float32 and isinstance(attn.qkv, (Int8Linear, Int4Linear)):
         # Several images: in row pieces as the MLP (the fp32 qkv of 8 x 560 rows is 55 MB of fresh
-        # pages), each piece's bf16 q, k, v copied into place; the same bits.
+        # pages), each piece's bf16 q, k, v copied into place; the same bits on the kernels.
         packed = None
         for r0 in range(0, rows, VISION_MLP_ROWS):
             r1 = min(rows, r0 + VISION_MLP_ROWS)
