@@ -73,11 +73,19 @@ def test_counters_move_after_a_request(live_api, ready_worker, make_api_user):
 
     def worker_published() -> dict | None:
         after = _scrape(live_api.url)
-        moved = (
-            _value(after, "vllm:generation_tokens_total", **mine)
-            >= _value(before, "vllm:generation_tokens_total", **mine) + generated
+
+        def moved(name: str, by: float) -> bool:
+            return _value(after, name, **mine) >= _value(before, name, **mine) + by
+
+        # An earlier test's generation may finish after `before` and move the token counter on its
+        # own, and the published snapshot can be a heartbeat old: wait until it also holds our
+        # request's latencies (every gap of its tokens), or fail with the message below.
+        ours = (
+            moved("vllm:generation_tokens_total", generated)
+            and moved("vllm:inter_token_latency_seconds_count", generated - 1)
+            and moved("vllm:e2e_request_latency_seconds_count", 1)
         )
-        return after if moved else None
+        return after if ours else None
 
     # The worker publishes its counters with its heartbeat (every second under scripts/test.sh).
     after = wait_for(worker_published, timeout=20, interval=0.5, message="worker counters in /metrics")
