@@ -222,11 +222,13 @@ int64_t dot_peak(int64_t iters) {
   for (int v = 0; v < V::kMaxVec; ++v) acc[v] = V::set1_i(v);
   typename V::I xs = x;
   for (int64_t it = 0; it < iters; ++it) {
-    // The barrier makes the activation operand new each round: AVX2's dot is several instructions
-    // (sign, vpmaddubsw, vpmaddwd, add) of which only the add reads the accumulator, and the
-    // compiler would hoist the rest out of the loop.
-    asm volatile("" : "+v"(xs));
-    for (int v = 0; v < V::kMaxVec; ++v) acc[v] = V::dot(acc[v], w, xs);
+    for (int v = 0; v < V::kMaxVec; ++v) {
+      // The barrier makes the activation operand new for every dot: AVX2's dot is several
+      // instructions (sign, vpmaddubsw, vpmaddwd, add) of which only the add reads the
+      // accumulator, and the compiler would hoist or share the rest.
+      asm volatile("" : "+v"(xs));
+      acc[v] = V::dot(acc[v], w, xs);
+    }
   }
   int32_t sum = 0;
   for (int v = 0; v < V::kMaxVec; ++v) {
