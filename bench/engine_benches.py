@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from vision.engine import ChatMessage, Engine, EngineConfig, ImagePart, PixelBudget, TextPart
+from vision.engine import ChatMessage, Engine, EngineConfig, ImagePart, PixelBudget, TextPart, kernels
 
 from . import ceiling as ceiling_math
 from .common import (
@@ -377,8 +377,6 @@ def batching(args: argparse.Namespace, path: Path, loaded) -> dict:
         print(f"[bench]   batching concurrent {n}: {stats}")
     engine.shutdown()
     target = TARGETS["batch8_throughput_ratio" if text_only else "batch8_image_throughput_ratio"]
-    from vision.engine import kernels
-
     limits = _ceiling(path, top, args.tokens, target, sequential, top_traces, kernels.int8_peak_gops())
     print(f"[bench]   batching ceiling: {limits}")
     body = [["one at a time", top, sequential["tokens_per_s"], sequential["mean_latency_s"],

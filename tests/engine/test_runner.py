@@ -459,7 +459,7 @@ def test_a_quantized_vision_blocks_qkv_and_rotary_come_from_one_kernel_call(live
 
 
 def test_a_quantized_towers_many_rows_run_in_pieces_with_the_same_bits(lively, monkeypatch):
-    """int8 vision weights, fp32 activations, several images in one pass: past VISION_MLP_ROWS
+    """int8 vision weights, fp32 activations, several images in one pass: past VISION_PIECE_ROWS
     rows a block's qkv (with its rotary) and its MLP run in row pieces (no 50-70 MB fresh output
     per block), and every image's features are bit for bit those of one whole-rows pass."""
     from tests.engine.engine_helpers import picture
@@ -487,7 +487,7 @@ def test_a_quantized_towers_many_rows_run_in_pieces_with_the_same_bits(lively, m
     )
 
     def encode(limit: int) -> list:
-        monkeypatch.setattr(runner_module, "VISION_MLP_ROWS", limit)
+        monkeypatch.setattr(runner_module, "VISION_PIECE_ROWS", limit)
         jobs = [runner.encode_image(p, g) for p, g in inputs]
         run_vision_jobs(jobs, blocks)
         return jobs

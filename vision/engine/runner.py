@@ -99,23 +99,23 @@ def _vision_mlp(mlp: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         and isinstance(mlp.act_fn, GELUTanh)
         and x.dtype == torch.float32
     ):
-        if x.shape[0] <= VISION_MLP_ROWS:
+        if x.shape[0] <= VISION_PIECE_ROWS:
             return _vision_mlp_rows(mlp, x)
         # Several images in one pass (8 x 560 patches): the rows in pieces. On the kernels each
         # row's numbers are unchanged (their linears and the GELU treat rows alone); where an
         # autotuned dense prefill GEMM runs instead (AMX), its blocking may round differently.
         out = torch.empty(x.shape[0], mlp.linear_fc2.out_features, dtype=x.dtype)
-        for r0 in range(0, x.shape[0], VISION_MLP_ROWS):
-            out[r0 : r0 + VISION_MLP_ROWS] = _vision_mlp_rows(mlp, x[r0 : r0 + VISION_MLP_ROWS])
+        for r0 in range(0, x.shape[0], VISION_PIECE_ROWS):
+            out[r0 : r0 + VISION_PIECE_ROWS] = _vision_mlp_rows(mlp, x[r0 : r0 + VISION_PIECE_ROWS])
         return out
     return mlp(x)
 
 
-# Rows of one piece of a quantized vision MLP: its fc1 output (rows x 4096 fp32, 16 MB) stays
-# below glibc's 32 MB mmap ceiling, so the heap reuses it; a whole 8-image batch's (73 MB) was
-# fresh pages every block (~20 ms of page faults), and the piece stays in the last-level cache
-# for the GELU and fc2.
-VISION_MLP_ROWS = 1024
+# Rows of one piece of a quantized vision block's MLP and qkv projection: the MLP's fc1 output
+# (rows x 4096 fp32, 16 MB) stays below glibc's 32 MB mmap ceiling, so the heap reuses it; a whole
+# 8-image batch's (73 MB; its qkv: 55 MB) was fresh pages every block (~20 ms of page faults), and
+# the piece stays in the last-level cache for the GELU and fc2.
+VISION_PIECE_ROWS = 1024
 
 
 def _vision_mlp_rows(mlp: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -127,32 +127,35 @@ def _vision_mlp_rows(mlp: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _vision_qkv_bf16(attn: torch.nn.Module, x: torch.Tensor, position_embeddings):
     """A block's q, k (rotary applied) and v in bf16, each (rows, heads, head_dim), for the
-    kernels' attention. fp32 activations (quantized towers): one kernel call from the qkv
-    projection's output, the same bits as the ops below (`kernels.vision_qkv_rope_bf16`)."""
+    kernels' attention (quantized towers, fp32 activations: `_vision_flash`). Past
+    VISION_PIECE_ROWS rows (several images) in row pieces, each copied into place: the same bits."""
     rows = x.shape[0]
     cos, sin = position_embeddings
-    if rows > VISION_MLP_ROWS and x.dtype == torch.float32 and isinstance(attn.qkv, (Int8Linear, Int4Linear)):
-        # Several images: in row pieces as the MLP (the fp32 qkv of 8 x 560 rows is 55 MB of fresh
-        # pages), each piece's bf16 q, k, v copied into place; the same bits on the kernels.
-        packed = None
-        for r0 in range(0, rows, VISION_MLP_ROWS):
-            r1 = min(rows, r0 + VISION_MLP_ROWS)
-            piece = kernels.vision_qkv_rope_bf16(attn.qkv(x[r0:r1]), cos[r0:r1], sin[r0:r1], attn.num_heads)
-            if piece is None:
-                break
-            if packed is None:
-                packed = torch.empty(3, rows, *piece.shape[2:], dtype=piece.dtype)
-            packed[:, r0:r1] = piece
-        else:
-            return packed.unbind(0)
+    if rows <= VISION_PIECE_ROWS:
+        return _vision_qkv_rows(attn, x, cos, sin).unbind(0)
+    packed = None
+    for r0 in range(0, rows, VISION_PIECE_ROWS):
+        r1 = min(rows, r0 + VISION_PIECE_ROWS)
+        piece = _vision_qkv_rows(attn, x[r0:r1], cos[r0:r1], sin[r0:r1])
+        if packed is None:
+            packed = torch.empty(3, rows, *piece.shape[2:], dtype=piece.dtype)
+        packed[:, r0:r1] = piece
+    return packed.unbind(0)
+
+
+def _vision_qkv_rows(
+    attn: torch.nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> torch.Tensor:
+    """(3, rows, heads, head_dim) bf16 q (rotary), k (rotary), v of these rows: one kernel call
+    from the fp32 projection (`kernels.vision_qkv_rope_bf16`), else transformers' ops (same bits)."""
     qkv = attn.qkv(x)
     if qkv.dtype == torch.float32:
         packed = kernels.vision_qkv_rope_bf16(qkv, cos, sin, attn.num_heads)
         if packed is not None:
-            return packed.unbind(0)
-    q, k, v = qkv.reshape(rows, 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+            return packed
+    q, k, v = qkv.reshape(x.shape[0], 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
     q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
-    return q.bfloat16(), k.bfloat16(), v.bfloat16()  # no copy when already bf16
+    return torch.stack((q, k, v)).bfloat16()
 
 
 def _vision_block(

@@ -217,10 +217,9 @@ int64_t dot_peak(int64_t iters) {
   alignas(64) uint8_t bytes[64];
   for (int i = 0; i < 64; ++i) bytes[i] = static_cast<uint8_t>(129 + (i & 3));
   const typename V::W w = V::prep(bytes);
-  const typename V::I x = V::set1_i(0x01020301);
+  typename V::I xs = V::set1_i(0x01020301);
   typename V::I acc[V::kMaxVec];
   for (int v = 0; v < V::kMaxVec; ++v) acc[v] = V::set1_i(v);
-  typename V::I xs = x;
   for (int64_t it = 0; it < iters; ++it) {
     for (int v = 0; v < V::kMaxVec; ++v) {
       // The barrier makes the activation operand new for every dot: AVX2's dot is several

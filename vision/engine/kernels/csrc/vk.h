@@ -62,13 +62,13 @@ GemmFn gemm4_avxvnni();
 GemmFn gemm4_avx2();
 GemmFn gemm4_ref();
 QuantFn quant_avx512();
+QuantFn quant_ref();
 // Register-only int8 dot-product loops (tile_impl.h dot_peak): multiply-adds done by `iters` rounds.
 using DotPeakFn = int64_t (*)(int64_t iters);
 DotPeakFn dot_peak_avx2();
 DotPeakFn dot_peak_avxvnni();
 DotPeakFn dot_peak_avx512vnni();
 inline volatile int32_t dot_peak_sink = 0;
-QuantFn quant_ref();
 
 // Decode attention (attn_impl.h, built once per ISA file): one sequence's `groups` query heads
 // sharing one KV head.
