@@ -38,6 +38,10 @@ class Extraction(models.Model):
     confidence = models.JSONField(default=dict)  # field name → 0..1
     checks = models.JSONField(default=list)  # [{name, ok, expected, found, fields}]
     flags = models.JSONField(default=list)  # [{field, code, reason}]: why a reviewer should look
+    # What the checks read besides the fields (the tax rates printed beside the tax, a fapiao's
+    # total in words): {"rates": ["0.20"], "words_total": "1200.00"}. A correction reruns every
+    # check from the fields and these, so no check is lost when a reviewer edits another field.
+    check_inputs = models.JSONField(default=dict)
     used_vlm = models.BooleanField(default=False)  # whether the VLM cross-check ran
 
     status = models.CharField(
