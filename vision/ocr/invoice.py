@@ -122,6 +122,10 @@ class InvoiceExtraction:
     items: list[Item] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     flags: list[Flag] = field(default_factory=list)
+    # What the checks read besides the fields: tax rates printed beside the tax, a fapiao's total
+    # in words. Stored with the extraction, so a reviewer's correction reruns every check.
+    rates: list[Decimal] = field(default_factory=list)
+    words_total: Decimal | None = None
 
     def value(self, name: str) -> Any:
         found = self.fields.get(name)
@@ -149,6 +153,10 @@ class InvoiceExtraction:
             for c in self.checks
         ]
         out["flags"] = [{"field": f.field, "code": f.code, "reason": f.reason} for f in self.flags]
+        out["check_inputs"] = {
+            "rates": [str(r) for r in self.rates],
+            "words_total": json_value(self.words_total),
+        }
         out["confidence"] = {name: round(f.confidence, 3) for name, f in self.fields.items()}
         out["box"] = {name: list(f.box) if f.box else None for name, f in self.fields.items()}
         out["field_pages"] = {name: f.page for name, f in self.fields.items()}
@@ -704,16 +712,59 @@ def extract_invoice_pages(ocrs: list[OcrResult]) -> InvoiceExtraction:
             words_total = reader.words_total[0] if reader.words_total else None
             break
     _infer_amounts(result)
-    result.checks = arithmetic_checks(
+    result.rates, result.words_total = rates, words_total
+    result.checks = invoice_checks(result)
+    _flag_doubts(result)
+    return result
+
+
+def invoice_checks(result: InvoiceExtraction) -> list[Check]:
+    """Every check of an invoice, from its fields, items and check inputs: the one function the
+    pipeline and a reviewer's correction (vision.services.extractions) both run."""
+    return arithmetic_checks(
         items=result.items,
         subtotal=result.value("subtotal"),
         tax=result.value("tax"),
         total=result.value("total"),
-        rates=rates,
-        words_total=words_total,
+        rates=result.rates,
+        words_total=result.words_total,
     )
-    _flag_doubts(result)
-    return result
+
+
+def checks_from_json(values: dict[str, Any], inputs: dict[str, Any]) -> list[Check]:
+    """`invoice_checks` over stored JSON: an extraction's fields (decimal strings, items as
+    dicts) and its `check_inputs`."""
+
+    def dec(value: Any) -> Decimal | None:
+        if value in (None, ""):
+            return None
+        try:
+            return Decimal(str(value))
+        except ArithmeticError:
+            return None
+
+    result = InvoiceExtraction(
+        fields={
+            name: Field(dec(values.get(name)), None, 1.0, "reviewer")
+            for name in AMOUNT_FIELDS
+            if dec(values.get(name)) is not None
+        },
+        items=[
+            Item(
+                str(x.get("description") or ""),
+                dec(x.get("quantity")),
+                dec(x.get("unit_price")),
+                dec(x.get("amount")),
+                None,
+                1.0,
+            )
+            for x in values.get("items") or []
+            if isinstance(x, dict)
+        ],  # fmt: skip
+        rates=[r for r in (dec(x) for x in inputs.get("rates") or []) if r is not None],
+        words_total=dec(inputs.get("words_total")),
+    )
+    return invoice_checks(result)
 
 
 def _infer_amounts(result: InvoiceExtraction) -> None:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_META_KEYS = ("checks", "flags", "confidence", "box", "page", "field_pages", "used_vlm")
+_META_KEYS = ("checks", "flags", "confidence", "box", "page", "field_pages", "used_vlm", "check_inputs")
 
 
 def _store(*, document: Document, job: Job | None, values: dict[str, Any]) -> Extraction:
@@ -109,6 +109,7 @@ def extraction_create_from_invoice(
         "boxes": {k: box if data["field_pages"].get(k, 1) == 1 else None for k, box in data["box"].items()},
         "confidence": data["confidence"],
         "checks": storable_json(data["checks"]),
+        "check_inputs": data["check_inputs"],
         "flags": storable_json(data["flags"]),
         "used_vlm": reading.used_vlm,
         "status": ExtractionStatus.AWAITING_REVIEW,
@@ -199,21 +200,45 @@ def _typed_value(schema: dict[str, Any], name: str, value: Any) -> Any:
     raise ValidationFailed(f"{name}: {error.message}")
 
 
-def _recheck(fields: dict[str, Any]) -> list[dict[str, Any]]:
-    from decimal import Decimal
+def _recheck(fields: dict[str, Any], inputs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every invoice check again, with the inputs the pipeline stored (rates, total in words):
+    the same function the pipeline ran (vision.ocr.invoice.invoice_checks)."""
+    from vision.ocr.invoice import checks_from_json
 
-    from vision.ocr.invoice import Item, arithmetic_checks
-    from vision.ocr.normalize import parse_amount
-
-    def dec(value: Any) -> Decimal | None:
-        return parse_amount(value) if value is not None else None
-
-    items = [Item("", dec(x.get("quantity")), dec(x.get("unit_price")), dec(x.get("amount")), None, 1.0) for x in fields.get("items") or []]  # fmt: skip
-    checks = arithmetic_checks(items=items, subtotal=dec(fields.get("subtotal")), tax=dec(fields.get("tax")), total=dec(fields.get("total")))  # fmt: skip
     return [
         {"name": c.name, "ok": c.ok, "expected": c.expected, "found": c.found, "fields": list(c.fields)}
-        for c in checks
+        for c in checks_from_json(fields, inputs or {})
     ]
+
+
+def _resolved_flags(
+    flags: list[dict[str, Any]], checks: list[dict[str, Any]], field: str
+) -> list[dict[str, Any]]:
+    """The flags left after a reviewer edited `field`: a flag goes when it is about that field, or
+    when it is a failed check's flag and that same check now passes. A check that still fails
+    keeps its flags on the other fields, and a check that newly fails flags them."""
+    passed = {c["name"] for c in checks if c["ok"]}
+    kept = [
+        f for f in flags
+        if _top_field(f["field"]) != field and not (f["code"] == "check_failed" and _check_name(f) in passed)
+    ]  # fmt: skip
+    for check in checks:
+        if check["ok"]:
+            continue
+        for name in check["fields"]:
+            if _top_field(name) == field:
+                continue
+            if not any(
+                f["code"] == "check_failed" and f["field"] == name and _check_name(f) == check["name"]
+                for f in kept
+            ):
+                reason = f"{check['name']}: expected {check['expected']}, page says {check['found']}"
+                kept.append({"field": name, "code": "check_failed", "reason": reason})
+    return kept
+
+
+def _check_name(flag: dict[str, Any]) -> str:
+    return flag["reason"].split(":")[0]
 
 
 def _top_field(path: str) -> str:
@@ -234,12 +259,12 @@ def extraction_update_field(*, extraction: Extraction, field: str, value: Any, u
         old_value = locked.fields.get(field)
         locked.fields[field] = new_value
         locked.confidence[field] = 1.0
-        locked.checks = [] if version else _recheck(locked.fields)
-        failed = {c["name"] for c in locked.checks if not c["ok"]}
-        locked.flags = [
-            f for f in locked.flags
-            if _top_field(f["field"]) != field and not (f["code"] == "check_failed" and f["reason"].split(":")[0] not in failed)
-        ]  # fmt: skip
+        if version:
+            locked.checks = []
+            locked.flags = [f for f in locked.flags if _top_field(f["field"]) != field]
+        else:
+            locked.checks = _recheck(locked.fields, locked.check_inputs)
+            locked.flags = _resolved_flags(locked.flags, locked.checks, field)
         locked.save(update_fields=["fields", "confidence", "checks", "flags", "updated_at"])
         ExtractionEvent.objects.create(
             extraction=locked, actor=user, action=ExtractionEventAction.FIELD_UPDATED,

@@ -83,3 +83,62 @@ def test_only_reviewers_review_and_only_once(extraction, user_factory) -> None:
     with pytest.raises(Conflict):
         extraction_reject(extraction=approved, user=reviewer, comment="changed my mind")
     assert [e.action for e in approved.events.all()] == ["created", "approved"]
+
+
+@pytest.fixture
+def rate_mismatch(user_factory):
+    """Subtotal 1000 + tax 150 = total 1150 adds up, but the page prints the rate as 20 %: only the
+    tax-rate check fails, and it needs the rate, which is not a field."""
+    owner = user_factory()
+    document = Document.objects.create(
+        owner=owner, original_name="inv.png", content_type="image/png", kind="image",
+        size=1, sha256="1" * 64, file="uploads/y.png", page_count=1,
+    )  # fmt: skip
+    ocr = _page(
+        [("Acme Supplies Ltd", 60, 400)],
+        [("Invoice No: INV-8", 640, 1000)],
+        [("Bill To:", 60, 300), ("Globex Corporation", 320, 700)],
+        [("Subtotal:", 640, 800), ("1,000.00", 900, 1040)],
+        [("VAT (20%):", 640, 800), ("150.00", 900, 1040)],
+        [("Total:", 640, 800), ("1,150.00", 900, 1040)],
+    )
+    return extraction_create_from_invoice(
+        document=document, reading=InvoiceReading(extract_invoice(ocr), ocr, False)
+    )
+
+
+def test_correcting_another_field_keeps_a_failing_tax_rate_check_and_its_flags(
+    rate_mismatch, user_factory
+) -> None:
+    before = {c["name"]: c["ok"] for c in rate_mismatch.checks}
+    assert before == {"subtotal_plus_tax_total": True, "tax_rate": False}
+    assert rate_mismatch.check_inputs["rates"] == ["0.2"]
+    flagged = {(f["field"], f["code"]) for f in rate_mismatch.flags}
+    assert {("subtotal", "check_failed"), ("tax", "check_failed")} <= flagged
+    reviewer = user_factory(Role.REVIEWER)
+    updated = extraction_update_field(
+        extraction=rate_mismatch, field="buyer", value="Globex Corp.", user=reviewer
+    )
+    assert {c["name"]: c["ok"] for c in updated.checks} == before  # the rate check was rerun, not dropped
+    assert {("subtotal", "check_failed"), ("tax", "check_failed")} <= {
+        (f["field"], f["code"]) for f in updated.flags
+    }
+    # Correcting the tax itself resolves the tax's own flags; the rate check passes, so the
+    # subtotal's flag from that check goes too.
+    fixed = extraction_update_field(extraction=updated, field="tax", value="200.00", user=reviewer)
+    fixed = extraction_update_field(extraction=fixed, field="total", value="1200.00", user=reviewer)
+    assert all(c["ok"] for c in fixed.checks) and {c["name"] for c in fixed.checks} == set(before)
+    assert not any(f["code"] == "check_failed" for f in fixed.flags)
+
+
+def test_a_correction_that_breaks_a_check_flags_the_other_fields(extraction, user_factory) -> None:
+    reviewer = user_factory(Role.REVIEWER)
+    fixed = extraction_update_field(extraction=extraction, field="total", value="1200.00", user=reviewer)
+    assert not any(f["code"] == "check_failed" for f in fixed.flags)
+    broken = extraction_update_field(extraction=fixed, field="subtotal", value="900.00", user=reviewer)
+    failed = {c["name"] for c in broken.checks if not c["ok"]}
+    assert failed == {"subtotal_plus_tax_total", "tax_rate"}
+    assert {("tax", "check_failed"), ("total", "check_failed")} <= {
+        (f["field"], f["code"]) for f in broken.flags
+    }
+    assert not any(f["field"] == "subtotal" for f in broken.flags)  # the reviewer's own value
