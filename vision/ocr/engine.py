@@ -58,6 +58,10 @@ class OcrResult:
     height: int
     lines: list[OcrLine] = field(default_factory=list)  # reading order: rows top-down, each left-right
     elapsed_s: float = 0.0
+    # Where the lines came from: "ocr" (this engine) or "text_layer" (a PDF page's own text,
+    # vision/ocr/textlayer.py); `source_reason` says why a page with a text layer was OCR'd.
+    source: str = "ocr"
+    source_reason: str = ""
 
     @property
     def text(self) -> str:
@@ -76,6 +80,8 @@ class OcrResult:
             "width": self.width,
             "height": self.height,
             "elapsed_s": round(self.elapsed_s, 3),
+            "source": self.source,
+            "source_reason": self.source_reason,
             "text": self.text,
             "lines": [
                 {
@@ -101,7 +107,14 @@ class OcrResult:
             )
             for x in data.get("lines", [])
         ]
-        return cls(data["width"], data["height"], lines, data.get("elapsed_s", 0.0))
+        return cls(
+            data["width"],
+            data["height"],
+            lines,
+            data.get("elapsed_s", 0.0),
+            data.get("source", "ocr"),
+            data.get("source_reason", ""),
+        )
 
 
 def skew(lines: list[OcrLine]) -> float:
@@ -201,6 +214,19 @@ class OcrEngine:
                 )
                 lines.append(OcrLine(text, points, bbox, float(score)))  # type: ignore[arg-type]
         return OcrResult(page.width, page.height, order_lines(lines), time.perf_counter() - started)
+
+    def recognize(self, crops: list[Image.Image]) -> list[tuple[str, float]]:
+        """Text and score of each image, each read as one line by the recogniser alone (no
+        detection, no direction classifier): ~10-30 ms a line, for checking a known text."""
+        import numpy as np
+
+        if not crops:
+            return []
+        arrays = [np.asarray(c.convert("RGB"))[:, :, ::-1].copy() for c in crops]
+        with self._lock:
+            output = self._ocr.recognize_txt(arrays)
+        texts = output.txts or ()
+        return [(str(t).strip(), float(s)) for t, s in zip(texts, output.scores, strict=True)]
 
 
 _engine: OcrEngine | None = None
