@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     from . import invoice_accuracy
 
     invoice_accuracy.add_arguments(p)
+    p = sub.add_parser(
+        "textlayer", help="born-digital PDF pages: read from their text layer vs OCR'd (speed, agreement)"
+    )
+    from . import textlayer
+
+    textlayer.add_arguments(p)
 
     p = sub.add_parser("render", help="rewrite a seed-table/decode-floor Markdown (and chart) from its JSON")
     p.add_argument("json", type=Path)
@@ -118,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import invoice_accuracy
 
         return invoice_accuracy.run(args)
+    elif args.command == "textlayer":
+        from . import textlayer
+
+        return textlayer.run(args)
     elif args.command == "render":
         from . import seed_report
 

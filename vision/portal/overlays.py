@@ -68,6 +68,30 @@ def result_overlays(result: Any) -> list[Overlay]:
     return overlays
 
 
+SOURCES = ("text_layer", "ocr")  # where a page's text came from (vision/ocr/textlayer.py)
+
+
+def page_sources(result: Any, numbers: list[int]) -> dict[int, str]:
+    """Page number → where its text came from ("text_layer" | "ocr"), for the pages `numbers` a
+    job read in order: OCR results say it per page, invoice readings in `page.sources` (one per
+    page read), document-type answers in `source` for their one page."""
+    if not isinstance(result, dict):
+        return {}
+    out: dict[int, str] = {}
+    if isinstance(result.get("pages"), list):
+        for page in result["pages"]:
+            if isinstance(page, dict) and isinstance(page.get("page"), int) and page.get("source") in SOURCES:
+                out[page["page"]] = page["source"]
+    page = result.get("page")
+    if isinstance(page, dict) and isinstance(page.get("sources"), list):
+        for number, source in zip(numbers, page["sources"], strict=False):
+            if source in SOURCES:
+                out[number] = source
+    elif isinstance(page, int) and result.get("source") in SOURCES:
+        out[page] = result["source"]
+    return out
+
+
 def invoice_fields(result: Any) -> list[InvoiceField]:
     """The scalar fields of an invoice result, in the result's order, with their confidence."""
     if not isinstance(result, dict) or not isinstance(result.get("box") or result.get("confidence"), dict):

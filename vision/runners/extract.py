@@ -1,6 +1,7 @@
-"""extract jobs: the first selected page through OCR, then the VLM constrained to the job's
-document type schema; the answer's values are located on the page through the OCR lines, and
-the result is an Extraction awaiting review (vision.services.extractions)."""
+"""extract jobs: the first selected page read (its PDF text layer, else OCR), then the VLM
+constrained to the job's document type schema; the answer's values are located on the page
+through the OCR lines, and the result is an Extraction awaiting review
+(vision.services.extractions)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from vision.generation import SpecImage, SpecMessage, SpecPart
 from vision.models import JobStatus
 from vision.params import json_schema_constraint
 from vision.runners.generation import generate, job_spec
-from vision.runners.ocr import page_images
+from vision.runners.ocr import page_images, page_readings
 from vision.runners.types import JobOutcome, JobRunContext
 from vision.selectors import document_type_version_get
 from vision.services.extractions import extraction_create_from_answer
@@ -24,7 +25,6 @@ def run_extract(context: JobRunContext) -> JobOutcome:
     from jsonschema import validators
 
     from vision.engine import FinishReason
-    from vision.ocr.engine import ocr_image
     from vision.ocr.fields import extract_prompt, locate_values
 
     job = context.job
@@ -32,8 +32,9 @@ def run_extract(context: JobRunContext) -> JobOutcome:
     version = document_type_version_get(
         slug=options["document_type"], number=options["document_type_version"]
     )
-    number, path, sha256, image = page_images(job)[0]
-    ocr = ocr_image(image)
+    first = page_images(job)[:1]
+    number, path, sha256, _ = first[0]
+    ocr = page_readings(job, first)[0]  # the PDF's text layer where it is good, else OCR
     prompt = extract_prompt(instruction=version.instruction, schema=version.schema, ocr=ocr)
     constraint = json_schema_constraint(version.schema, name=version.document_type.slug)
     parts = [SpecPart(image=SpecImage(path, sha256)), SpecPart(text=prompt)]
@@ -103,6 +104,7 @@ def run_extract(context: JobRunContext) -> JobOutcome:
             "document_type": version.document_type.slug,
             "document_type_version": version.number,
             "page": number,
+            "source": ocr.source,  # where the page's text came from: "text_layer" | "ocr"
             "fields": fields,
             "box": boxes,
             "confidence": confidence,

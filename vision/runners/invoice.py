@@ -11,7 +11,7 @@ from __future__ import annotations
 from vision.generation import SpecImage, SpecMessage, SpecPart
 from vision.models import JobStatus
 from vision.runners.generation import generate, job_spec
-from vision.runners.ocr import page_images
+from vision.runners.ocr import page_images, page_readings
 from vision.runners.types import JobOutcome, JobRunContext
 from vision.services.extractions import extraction_create_from_invoice
 
@@ -44,11 +44,12 @@ def run_invoice(context: JobRunContext) -> JobOutcome:
         return output.text
 
     images = [image for *_, image in pages]
+    readings = page_readings(job, pages)  # a PDF's text layer where it is good, else OCR
     if context.engine is None:
         from vision.worker import vlm_capability
 
         reason = vlm_capability().get("reason") or "not ready"
-        reading = read_invoice_pages(images, ask_model=None)
+        reading = read_invoice_pages(images, ask_model=None, readings=readings)
         reading.extraction.flags.append(
             Flag(
                 "*",
@@ -57,7 +58,7 @@ def run_invoice(context: JobRunContext) -> JobOutcome:
             )
         )
     else:
-        reading = read_invoice_pages(images, ask_model=ask_model)
+        reading = read_invoice_pages(images, ask_model=ask_model, readings=readings)
     if cancelled:
         return JobOutcome(status=JobStatus.CANCELLED, error="Cancelled.", error_code="cancelled")
     extraction = extraction_create_from_invoice(document=job.document, reading=reading, job=job, page=number)

@@ -1,4 +1,7 @@
-"""ocr jobs: every selected page through the OCR engine; the result has the lines with boxes."""
+"""ocr jobs: every selected page read, from the PDF's text layer where it has a trustworthy one,
+else by the OCR engine (vision/ocr/textlayer.py); the result has the lines with boxes and, per
+page, its `source` ("text_layer" | "ocr"). `page_readings` is shared with the invoice and extract
+runners, so every task reads a born-digital page from its own text."""
 
 from __future__ import annotations
 
@@ -7,11 +10,13 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from vision.models import Job, JobStatus
+from vision.models import DocumentKind, Job, JobStatus
 from vision.runners.types import JobOutcome, JobRunContext
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from vision.ocr.engine import OcrResult
 
 
 def page_images(job: Job) -> list[tuple[int, str, str, Image.Image]]:
@@ -30,12 +35,26 @@ def page_images(job: Job) -> list[tuple[int, str, str, Image.Image]]:
     return out
 
 
-def run_ocr(context: JobRunContext) -> JobOutcome:
+def page_readings(job: Job, pages: list[tuple[int, str, str, Image.Image]]) -> list[OcrResult]:
+    """The reading of each of `pages` (from `page_images`): a PDF document's pages from their
+    text layer when it agrees with the pixels, every other page by OCR."""
     from vision.ocr.engine import ocr_image
 
+    if job.document.kind != DocumentKind.PDF:
+        return [ocr_image(image) for *_, image in pages]
+    from vision.ocr.textlayer import read_pdf_pages
+    from vision.validators import PDFIUM_LOCK
+
+    data = (Path(settings.MEDIA_ROOT) / job.document.file).read_bytes()
+    read = read_pdf_pages(data, {number: image for number, _, _, image in pages}, lock=PDFIUM_LOCK)
+    return [read[number] for number, *_ in pages]
+
+
+def run_ocr(context: JobRunContext) -> JobOutcome:
+    selected = page_images(context.job)
     pages = []
-    for number, _, _, image in page_images(context.job):
-        pages.append({"page": number, **ocr_image(image).to_dict()})
+    for (number, *_), reading in zip(selected, page_readings(context.job, selected), strict=True):
+        pages.append({"page": number, **reading.to_dict()})
     text = "\n\n".join(p["text"] for p in pages)
     timings = {"total_s": round(sum(p["elapsed_s"] for p in pages), 3)}
     return JobOutcome(

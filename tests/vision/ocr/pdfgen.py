@@ -1,8 +1,11 @@
 """Born-digital test PDFs written with pdfium's page-object API (pypdfium2, already a dependency):
 text objects in an embedded TrueType font (DejaVu, Debian's fonts-dejavu-core), optionally drawn
 invisible (render mode 3, as OCR tools write their text layer), over an optional full-page image
-(a "scan"). Positions are given in the pixels of the page rendered at `dpi`, top-left origin, the
-way a PIL drawing is; `Page.words` records where each run of text was put so tests can check boxes.
+(a "scan"), plus ruled lines and frames. Positions are in the pixels of the page rendered at
+`dpi`, top-left origin, as a PIL drawing gives them, so a test knows where each word must land.
+
+`born_digital(seed, layout)` draws one of the invoice generator's pages (tests/vision/ocr/
+invoice_gen.py) as such a PDF: the same words at the same places, with the generator's truth.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 FONT_BOLD = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
-A4_PT = (595.0, 842.0)
+DPI = 150
+A4_PX = (1240, 1754)  # A4 at 150 dpi, as the invoice generator draws
 
 
 @dataclass
@@ -26,60 +30,68 @@ class Text:
     y: float  # top of the text as PIL draws it (the ascender line), page pixels
     text: str
     size: float  # font size in pixels at `dpi`
-    bold: bool = False
+    font: str = FONT  # a TrueType file
 
 
 @dataclass
 class Page:
     texts: list[Text] = field(default_factory=list)
+    size: tuple[int, int] = A4_PX  # pixels at `dpi`
     image: Image.Image | None = None  # drawn over the whole page, below the text
     invisible: bool = False  # text render mode 3 (no paint), as an OCR tool's text layer
     color: tuple[int, int, int] = (20, 20, 30)
+    lines: list[tuple[float, float, float, float, float]] = field(default_factory=list)  # x0 y0 x1 y1 w
 
     def text(self, x: float, y: float, text: str, size: float = 24, bold: bool = False) -> None:
-        self.texts.append(Text(x, y, text, size, bold))
+        self.texts.append(Text(x, y, text, size, FONT_BOLD if bold else FONT))
 
 
-def _font_bytes(path: str) -> bytes:
+def _load_font(pdf, path: str):
     with open(path, "rb") as handle:
-        return handle.read()
+        data = handle.read()
+    buffer = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)
+    font = pdfium_c.FPDFText_LoadFont(pdf, buffer, len(data), pdfium_c.FPDF_FONT_TRUETYPE, True)
+    if not font:
+        raise RuntimeError(f"pdfium cannot load the font {path}")
+    return font, buffer  # the buffer stays alive as long as the font handle
 
 
-def make_pdf(pages: list[Page], *, dpi: int = 150, size_pt: tuple[float, float] = A4_PT) -> bytes:
-    """A PDF with one page per `Page`, `size_pt` points each."""
+def make_pdf(pages: list[Page], *, dpi: int = DPI) -> bytes:
+    """A PDF with one page per `Page`, each `page.size` pixels at `dpi`."""
     scale = 72 / dpi
     pdf = pypdfium2.PdfDocument.new()
-    fonts: dict[bool, tuple[object, object]] = {}
+    fonts: dict[str, tuple[object, object]] = {}
     try:
         for spec in pages:
-            page = pdf.new_page(*size_pt)
+            width_pt, height_pt = spec.size[0] * scale, spec.size[1] * scale
+            page = pdf.new_page(width_pt, height_pt)
             if spec.image is not None:
                 image = pypdfium2.PdfImage.new(pdf)
                 buffer = io.BytesIO()
                 spec.image.convert("RGB").save(buffer, "JPEG", quality=90)
                 image.load_jpeg(io.BytesIO(buffer.getvalue()), inline=False)
-                image.set_matrix(pypdfium2.PdfMatrix().scale(*size_pt))
+                image.set_matrix(pypdfium2.PdfMatrix().scale(width_pt, height_pt))
                 page.insert_obj(image)
+            for x0, y0, x1, y1, stroke in spec.lines:
+                path = pdfium_c.FPDFPageObj_CreateNewPath(x0 * scale, height_pt - y0 * scale)
+                pdfium_c.FPDFPath_LineTo(path, x1 * scale, height_pt - y1 * scale)
+                pdfium_c.FPDFPageObj_SetStrokeColor(path, 100, 100, 110, 255)
+                pdfium_c.FPDFPageObj_SetStrokeWidth(path, stroke * scale)
+                pdfium_c.FPDFPath_SetDrawMode(path, pdfium_c.FPDF_FILLMODE_NONE, True)
+                pdfium_c.FPDFPage_InsertObject(page, path)
             for text in spec.texts:
-                if text.bold not in fonts:
-                    data = _font_bytes(FONT_BOLD if text.bold else FONT)
-                    cdata = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)
-                    handle = pdfium_c.FPDFText_LoadFont(
-                        pdf, cdata, len(data), pdfium_c.FPDF_FONT_TRUETYPE, True
-                    )
-                    data = cdata
-                    fonts[text.bold] = (handle, data)  # keep the bytes alive with the handle
-                font = fonts[text.bold][0]
-                face = ImageFont.truetype(FONT_BOLD if text.bold else FONT, round(text.size))
+                if text.font not in fonts:
+                    fonts[text.font] = _load_font(pdf, text.font)
+                face = ImageFont.truetype(text.font, round(text.size))
                 ascent = face.getmetrics()[0] * text.size / round(text.size)
-                obj = pdfium_c.FPDFPageObj_CreateTextObj(pdf, font, text.size * scale)
+                obj = pdfium_c.FPDFPageObj_CreateTextObj(pdf, fonts[text.font][0], text.size * scale)
                 encoded = (text.text + "\0").encode("utf-16-le")
-                buf = ctypes.create_string_buffer(encoded, len(encoded))
-                pdfium_c.FPDFText_SetText(obj, ctypes.cast(buf, ctypes.POINTER(pdfium_c.FPDF_WCHAR)))
+                chars = ctypes.create_string_buffer(encoded, len(encoded))
+                pdfium_c.FPDFText_SetText(obj, ctypes.cast(chars, ctypes.POINTER(pdfium_c.FPDF_WCHAR)))
                 pdfium_c.FPDFPageObj_SetFillColor(obj, *spec.color, 255)
                 if spec.invisible:
                     pdfium_c.FPDFTextObj_SetTextRenderMode(obj, pdfium_c.FPDF_TEXTRENDERMODE_INVISIBLE)
-                baseline = size_pt[1] - (text.y + ascent) * scale
+                baseline = height_pt - (text.y + ascent) * scale
                 pdfium_c.FPDFPageObj_Transform(obj, 1, 0, 0, 1, text.x * scale, baseline)
                 pdfium_c.FPDFPage_InsertObject(page, obj)
             page.gen_content()
@@ -91,21 +103,73 @@ def make_pdf(pages: list[Page], *, dpi: int = 150, size_pt: tuple[float, float] 
         pdf.close()
 
 
-def draw_page(page: Page, *, dpi: int = 150, size_pt: tuple[float, float] = A4_PT) -> Image.Image:
-    """The page's texts drawn by PIL at `dpi` (a "scan" of what `make_pdf` would show)."""
-    width, height = round(size_pt[0] * dpi / 72), round(size_pt[1] * dpi / 72)
-    image = Image.new("RGB", (width, height), "white")
+def draw_page(page: Page) -> Image.Image:
+    """The page's texts and lines drawn by PIL (a clean "scan" of what `make_pdf` shows)."""
+    image = Image.new("RGB", page.size, "white")
     draw = ImageDraw.Draw(image)
+    for x0, y0, x1, y1, stroke in page.lines:
+        draw.line((x0, y0, x1, y1), fill=(100, 100, 110), width=round(stroke))
     for text in page.texts:
-        face = ImageFont.truetype(FONT_BOLD if text.bold else FONT, round(text.size))
-        draw.text((text.x, text.y), text.text, font=face, fill=page.color)
+        draw.text(
+            (text.x, text.y), text.text, font=ImageFont.truetype(text.font, round(text.size)), fill=page.color
+        )
     return image
 
 
-def render(data: bytes, dpi: int = 150) -> list[Image.Image]:
+def render(data: bytes, dpi: int = DPI) -> list[Image.Image]:
     """The pages as the upload renders them (vision/services/documents.py: pdfium at `dpi`)."""
     pdf = pypdfium2.PdfDocument(data)
     try:
         return [pdf[i].render(scale=dpi / 72).to_pil().convert("RGB") for i in range(len(pdf))]
     finally:
         pdf.close()
+
+
+# -- the invoice generator's pages as born-digital PDFs -------------------------------------------
+
+BORN_DIGITAL_LAYOUTS = ("right_box", "label_table", "stacked", "receipt", "multipage")  # no CJK font file
+
+
+def born_digital(seed: int, layout: str):
+    """(PDF bytes, truth, pages) of generated invoice `seed` in `layout`, its pages drawn as PDF
+    text and lines instead of pixels (the generator's clean damage class: nothing else changes)."""
+    from tests.vision.ocr import invoice_gen
+
+    if layout not in BORN_DIGITAL_LAYOUTS:
+        raise ValueError(f"{layout}: only the Latin layouts have a TrueType font file for pdfium")
+    drawn: list[Page] = []
+    base = invoice_gen.Canvas
+
+    class Recording(base):  # type: ignore[misc, valid-type]
+        def __init__(self, size: tuple[int, int], family: str) -> None:
+            super().__init__(size, family)
+            self.page = Page(size=size)
+            drawn.append(self.page)
+
+        def text(self, x, y, text, size=22, *, bold=False, align="left"):
+            right = super().text(x, y, text, size, bold=bold, align=align)
+            if text.strip():
+                face = invoice_gen.FONTS[f"{self.family}_bold" if bold else self.family]
+                self.page.texts.append(Text(right - self.width(text, size, bold), y, text, size, face))
+            return right
+
+        def rect(self, box, width=2):
+            super().rect(box, width)
+            x0, y0, x1, y1 = box
+            for line in ((x0, y0, x1, y0), (x1, y0, x1, y1), (x1, y1, x0, y1), (x0, y1, x0, y0)):
+                self.page.lines.append((*line, width))
+
+        def hline(self, x0, x1, y, width=2):
+            super().hline(x0, x1, y, width)
+            self.page.lines.append((x0, y, x1, y, width))
+
+        def vline(self, x, y0, y1, width=2):
+            super().vline(x, y0, y1, width)
+            self.page.lines.append((x, y0, x, y1, width))
+
+    invoice_gen.Canvas = Recording
+    try:
+        invoice = invoice_gen.generate(seed, layout, "clean")
+    finally:
+        invoice_gen.Canvas = base
+    return make_pdf(drawn), invoice.truth, drawn

@@ -1,6 +1,8 @@
 """`manage.py extract FILE [FILE...] --task ocr|invoice [--no-vlm] [--json]`
 
 An invoice is read over all the pages of a PDF (totals on the last page); OCR prints the first page.
+A PDF page with a trustworthy text layer is read from it, not OCR'd (vision/ocr/textlayer.py); the
+output's `source` (OCR) or `page.sources` (invoice) says which.
 
 Runs the pipeline the `ocr` and `invoice` jobs run (vision.ocr.pipeline) on local files, without
 a web server, a worker or a database. With the VLM cross-check (invoice, without `--no-vlm`) the
@@ -34,6 +36,13 @@ class FileRejected(Exception):
 def load_pages(path: Path) -> list[Image.Image]:
     """The pages of an image (first frame) or PDF file (up to UPLOAD_PDF_MAX_PAGES), as RGB;
     FileRejected with a readable reason."""
+    return [image for image, _ in read_pages(path, read=False)]
+
+
+def read_pages(path: Path, *, read: bool = True, first_only: bool = False) -> list[tuple[Image.Image, Any]]:
+    """The pages of `path` (as `load_pages`; only the first with `first_only`), each with its
+    reading (an OcrResult; None unless `read`): a PDF's pages from their text layer where it
+    agrees with the pixels (vision/ocr/textlayer.py, as jobs read uploads), the rest by OCR."""
     if not path.is_file():
         raise FileRejected("no such file")
     head = path.open("rb").read(5)
@@ -42,23 +51,39 @@ def load_pages(path: Path) -> list[Image.Image]:
 
         try:
             pdf = pypdfium2.PdfDocument(str(path))
-            count = min(len(pdf), settings.UPLOAD_PDF_MAX_PAGES)
-            if not count:
-                raise FileRejected("the PDF has no pages")
-            return [pdf[i].render(scale=150 / 72).to_pil().convert("RGB") for i in range(count)]
         except pypdfium2.PdfiumError as exc:
             raise FileRejected(f"not a readable PDF ({exc})") from exc
+        try:
+            count = min(len(pdf), 1 if first_only else settings.UPLOAD_PDF_MAX_PAGES)
+            if not count:
+                raise FileRejected("the PDF has no pages")
+            images = [pdf[i].render(scale=150 / 72).to_pil().convert("RGB") for i in range(count)]
+        except pypdfium2.PdfiumError as exc:
+            raise FileRejected(f"not a readable PDF ({exc})") from exc
+        finally:
+            pdf.close()
+        if not read:
+            return [(image, None) for image in images]
+        from vision.ocr.textlayer import read_pdf_pages
+
+        readings = read_pdf_pages(path.read_bytes(), dict(enumerate(images, start=1)))
+        return [(image, readings[number]) for number, image in enumerate(images, start=1)]
     import pillow_heif  # HEIC/HEIF phone photos, as uploads accept them
 
     pillow_heif.register_heif_opener()
     try:
         with Image.open(path) as image:
             image.load()
-            return [ImageOps.exif_transpose(image).convert("RGB")]
+            page = ImageOps.exif_transpose(image).convert("RGB")
     except Image.DecompressionBombError as exc:
         raise FileRejected(f"image too large: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise FileRejected(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+    if not read:
+        return [(page, None)]
+    from vision.ocr.engine import ocr_image
+
+    return [(page, ocr_image(page))]
 
 
 class Command(BaseCommand):
@@ -72,7 +97,6 @@ class Command(BaseCommand):
         parser.add_argument("--max-tokens", type=int, default=512, help="VLM answer length")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from vision.ocr.engine import ocr_image
         from vision.ocr.pipeline import read_invoice_pages
 
         ask_model, engine = None, None
@@ -87,11 +111,12 @@ class Command(BaseCommand):
             for path in options["files"]:
                 out: dict[str, Any] = {"file": str(path)}
                 try:
-                    pages = load_pages(path)
+                    pages = read_pages(path, first_only=options["task"] == "ocr")
                     if options["task"] == "ocr":
-                        out |= ocr_image(pages[0]).to_dict()
+                        out |= pages[0][1].to_dict()
                     else:
-                        out |= read_invoice_pages(pages, ask_model=ask_model).to_dict()
+                        images, readings = [p[0] for p in pages], [p[1] for p in pages]
+                        out |= read_invoice_pages(images, ask_model=ask_model, readings=readings).to_dict()
                 except FileRejected as exc:
                     failed += 1
                     out["error"] = f"{path}: {exc}"

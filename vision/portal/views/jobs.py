@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from docplatform.errors import NotFound
 from vision.models import JobStatus, JobTask
-from vision.portal.overlays import document_fields, invoice_fields, result_overlays
+from vision.portal.overlays import document_fields, invoice_fields, page_sources, result_overlays
 from vision.portal.selectors import platform_state
 from vision.selectors import document_type_list, job_get, job_list, job_queue_position
 
@@ -70,6 +70,9 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     wanted = (job.options or {}).get("pages")
     if wanted:
         pages = [page for page in pages if page.number in wanted]
+    sources = page_sources(job.result, [page.number for page in pages])
+    for page in pages:
+        page.source = sources.get(page.number, "")  # "text_layer" | "ocr" | "" (not read)
     timings = dict(job.timings or {})
     if job.started_at:
         timings["wait_s"] = (job.started_at - job.created_at).total_seconds()

@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from accounts.roles import REVIEW_PERMISSION
 from docplatform.errors import ApplicationError, NotFound
 from vision.models import Extraction, ExtractionStatus
+from vision.portal.overlays import page_sources
 from vision.portal.selectors import review_events, review_extraction_get, review_next_id, review_queue
 from vision.portal.views.documents import document_file_response
 from vision.services.extractions import extraction_approve, extraction_reject, extraction_update_field
@@ -106,6 +107,10 @@ def detail(request: HttpRequest, extraction_id: int) -> HttpResponse:
             "items": [] if extraction.document_type_version_id else extraction.fields.get("items") or [],
             "document_type_version": extraction.document_type_version,
             "overlays": overlays,
+            # where the page's text came from: its PDF text layer or OCR ("" when unknown)
+            "page_source": page_sources(
+                extraction.job.result if extraction.job else None, [extraction.page]
+            ).get(extraction.page, ""),
             "events": review_events(extraction=extraction),
             "editable": extraction.status == ExtractionStatus.AWAITING_REVIEW,
             "error": error,
