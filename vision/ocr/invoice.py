@@ -70,7 +70,8 @@ SOURCE_TRUST = {
     "words": 0.7,
 }  # fmt: skip
 _SEPARATORS = " :：#.-\t|"
-_NUMBER = r"[A-Za-z0-9][A-Za-z0-9\-/_.]*\d[A-Za-z0-9\-/_.]*"
+# A series prefix of letters may stand apart ("FT 2024/88", Portugal's legal form of a number).
+_NUMBER = r"(?:[A-Z]{1,4} (?=[A-Za-z0-9\-/_.]*\d))?[A-Za-z0-9][A-Za-z0-9\-/_.]*\d[A-Za-z0-9\-/_.]*"
 _TAX_ID = r"[A-Z0-9][A-Z0-9\- ]{5,}[A-Z0-9]"
 # A part of an identifier made of letters and only the digits OCR mistakes for letters ("S0" in
 # "S0-43406-B"): one of the two readings is wrong, and only the reviewer can tell which.
@@ -663,7 +664,9 @@ def _last_amount(chunk: str) -> tuple[Decimal, int, int] | None:
     """The amount a label's value holds: the last number that is not a percentage, preferring
     one with decimals (a total) over a bare integer (a count, a day); its span includes a
     currency symbol or code glued before it."""
-    found = [a for a in find_amounts(chunk) if not chunk[a[2] : a[2] + 2].strip().startswith("%")]
+    found = [
+        a for a in find_amounts(chunk, spaced=True) if not chunk[a[2] : a[2] + 2].strip().startswith("%")
+    ]
     if not found:
         return None
     with_cents = [a for a in found if re.search(r"[.,]\d{2}$", chunk[a[1] : a[2]])]
