@@ -2,7 +2,8 @@
 
 Order (vision/services/documents.py): file name → byte size → virus scan → real type (libmagic over
 the bytes; the name and the client's content type are ignored) → decoding with the pixel limit
-read from the header before any pixel is decoded → PDF page limit. Rejections are
+read from the header before any pixel is decoded → PDF page limit; an XML file is parsed with
+entities and DTDs refused and must be a CII or UBL e-invoice. Rejections are
 `UploadRejected` subclasses: 413 too large, 415 unsupported type, 422 content that cannot be
 accepted (bomb, truncated, too many pages, infected), 400 a bad request (name, empty file);
 503 when the virus scanner is configured but unreachable.
@@ -70,9 +71,9 @@ class ScannerUnavailable(ServiceUnavailable):
 @dataclass(frozen=True)
 class UploadType:
     mime: str  # canonical MIME type
-    kind: str  # DocumentKind value: "image" | "pdf"
+    kind: str  # DocumentKind value: "image" | "pdf" | "xml"
     extension: str  # for the stored file's name
-    pil_format: str | None  # what Pillow must also see in the bytes (None for PDF)
+    pil_format: str | None  # what Pillow must also see in the bytes (None for PDF and XML)
 
 
 _TYPES = {
@@ -85,8 +86,12 @@ _TYPES = {
     "image/heic": UploadType("image/heic", "image", "heic", "HEIF"),
     "image/heif": UploadType("image/heif", "image", "heif", "HEIF"),
     "application/pdf": UploadType("application/pdf", "pdf", "pdf", None),
+    # E-invoices: XRechnung (CII or UBL), Peppol BIS / UBL 2.1, Factur-X / ZUGFeRD XML on its own.
+    "application/xml": UploadType("application/xml", "xml", "xml", None),
+    "text/xml": UploadType("application/xml", "xml", "xml", None),
 }
-ACCEPTED_TYPES = "JPEG, PNG, WebP, TIFF, BMP, HEIC/HEIF, PDF"
+_XML_TYPE = _TYPES["application/xml"]
+ACCEPTED_TYPES = "JPEG, PNG, WebP, TIFF, BMP, HEIC/HEIF, PDF, XML e-invoices (CII, UBL)"
 
 
 def validate_filename(name: str) -> str:
@@ -143,6 +148,8 @@ def detect_type(data: bytes) -> UploadType:
     """The real type, from the bytes (libmagic)."""
     mime = magic.from_buffer(data[: 64 * 1024], mime=True)
     upload_type = _TYPES.get(mime)
+    if upload_type is None and mime == "text/plain" and data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        upload_type = _XML_TYPE  # XML without an <?xml ...?> declaration: libmagic says text/plain
     if upload_type is None:
         raise UnsupportedUploadType(
             f"Files of type {mime} are not accepted; send one of {ACCEPTED_TYPES}.", rule="type_unsupported"
@@ -248,3 +255,26 @@ def open_pdf_checked(data: bytes) -> pypdfium2.PdfDocument:
         pdf.close()
         raise
     return pdf
+
+
+def validate_einvoice(data: bytes) -> None:
+    """An XML upload must be an e-invoice: parsed with no DTD, no entities and no network, within
+    a size bound (vision.ocr.einvoice), and its root a CII or UBL invoice. 413 too large, 422 a
+    DTD / entities (an entity bomb is refused, never expanded) or malformed XML, 415 XML that is
+    no e-invoice."""
+    from vision.ocr.einvoice import (
+        XML_FORBIDDEN,
+        XML_MALFORMED,
+        XML_TOO_LARGE,
+        EInvoiceError,
+        read_einvoice_xml,
+    )
+
+    try:
+        read_einvoice_xml(data)
+    except EInvoiceError as exc:
+        if exc.code == XML_TOO_LARGE:
+            raise UploadTooLarge(str(exc), rule=exc.code) from exc
+        if exc.code in (XML_FORBIDDEN, XML_MALFORMED):
+            raise UnprocessableUpload(str(exc), rule=exc.code) from exc
+        raise UnsupportedUploadType(str(exc), rule=exc.code) from exc

@@ -3,7 +3,7 @@
 A Document is the file as uploaded (bytes kept verbatim, sha256 over them); its pages are the
 images a job feeds the model: the upload itself for an ordinary image, an EXIF-rotated copy when the
 camera stored the picture sideways, one PNG per frame of a multi-page TIFF, one rendered PNG per PDF
-page. All paths are relative to MEDIA_ROOT, under `uploads/`, which no URL serves.
+page. An XML e-invoice (CII or UBL) has no page image: its invoice job reads the XML itself. All paths are relative to MEDIA_ROOT, under `uploads/`, which no URL serves.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from vision.generation import SpecImage
 class DocumentKind(models.TextChoices):
     IMAGE = "image", "Image"
     PDF = "pdf", "PDF"
+    XML = "xml", "XML e-invoice"  # CII or UBL; no pages (vision.ocr.einvoice reads it)
 
 
 class Document(models.Model):

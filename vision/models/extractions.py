@@ -36,6 +36,9 @@ class Extraction(models.Model):
     fields = models.JSONField(default=dict)
     boxes = models.JSONField(default=dict)  # field name → [x0, y0, x1, y1] on the page, or null
     confidence = models.JSONField(default=dict)  # field name → 0..1
+    # Field name → how its value was read, where the reading says: "xml" for an e-invoice's XML
+    # (vision.ocr.einvoice), "reviewer" once corrected; empty for readings that do not say.
+    sources = models.JSONField(default=dict)
     checks = models.JSONField(default=list)  # [{name, ok, expected, found, fields}]
     flags = models.JSONField(default=list)  # [{field, code, reason}]: why a reviewer should look
     # What the checks read besides the fields (the tax rates printed beside the tax, a fapiao's

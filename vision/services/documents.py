@@ -26,6 +26,7 @@ from vision.validators import (
     detect_type,
     open_image_checked,
     open_pdf_checked,
+    validate_einvoice,
     validate_filename,
     validate_no_active_content,
     validate_size,
@@ -71,7 +72,13 @@ def document_upload(*, user, data: bytes, filename: str) -> DocumentUploadResult
     if existing is not None:
         return DocumentUploadResult(document=existing, created=False)
 
-    pages = _pdf_pages(data) if upload_type.kind == DocumentKind.PDF else _image_pages(data, upload_type)
+    if upload_type.kind == DocumentKind.XML:
+        validate_einvoice(data)
+        pages: list[_PageImage] = []  # an e-invoice's XML has no page image
+    elif upload_type.kind == DocumentKind.PDF:
+        pages = _pdf_pages(data)
+    else:
+        pages = _image_pages(data, upload_type)
     return _document_store(
         user=user, data=data, name=name, sha256=sha256, upload_type=upload_type, pages=pages
     )

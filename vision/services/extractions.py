@@ -33,7 +33,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_META_KEYS = ("checks", "flags", "confidence", "box", "page", "field_pages", "used_vlm", "check_inputs")
+_META_KEYS = (
+    "checks",
+    "flags",
+    "confidence",
+    "box",
+    "page",
+    "field_pages",
+    "used_vlm",
+    "check_inputs",
+    "sources",
+)
 
 
 def _store(*, document: Document, job: Job | None, values: dict[str, Any]) -> Extraction:
@@ -108,6 +118,7 @@ def extraction_create_from_invoice(
         # a multi-page invoice (totals on the last) keeps its value but no box there.
         "boxes": {k: box if data["field_pages"].get(k, 1) == 1 else None for k, box in data["box"].items()},
         "confidence": data["confidence"],
+        "sources": data.get("sources") or {},  # e-invoices say: "xml" (vision.ocr.einvoice)
         "checks": storable_json(data["checks"]),
         "check_inputs": data["check_inputs"],
         "flags": storable_json(data["flags"]),
@@ -259,13 +270,15 @@ def extraction_update_field(*, extraction: Extraction, field: str, value: Any, u
         old_value = locked.fields.get(field)
         locked.fields[field] = new_value
         locked.confidence[field] = 1.0
+        if locked.sources:
+            locked.sources[field] = "reviewer"
         if version:
             locked.checks = []
             locked.flags = [f for f in locked.flags if _top_field(f["field"]) != field]
         else:
             locked.checks = _recheck(locked.fields, locked.check_inputs)
             locked.flags = _resolved_flags(locked.flags, locked.checks, field)
-        locked.save(update_fields=["fields", "confidence", "checks", "flags", "updated_at"])
+        locked.save(update_fields=["fields", "confidence", "sources", "checks", "flags", "updated_at"])
         ExtractionEvent.objects.create(
             extraction=locked, actor=user, action=ExtractionEventAction.FIELD_UPDATED,
             field=field, old_value=old_value, new_value=new_value,

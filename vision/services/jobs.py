@@ -21,7 +21,7 @@ from vision import streams
 from vision.capabilities import TASK_NEEDS, capability_summary, task_queue, vlm_refusal
 from vision.connections import sync_redis
 from vision.heartbeat import VLM, heartbeats_read
-from vision.models import FINISHED_STATUSES, Batch, Document, Job, JobStatus, JobTask
+from vision.models import FINISHED_STATUSES, Batch, Document, DocumentKind, Job, JobStatus, JobTask
 from vision.selectors import document_get, document_type_get
 from vision.services.documents import document_upload
 
@@ -101,6 +101,7 @@ def job_submit(
     if document is None and task != JobTask.CHAT:
         raise ValidationFailed(f"Task {task} needs a file or a document_id.")
     if document is not None:
+        _check_document(document, task)
         _check_pages(document, clean.get("pages"))
     with transaction.atomic():
         job = Job.objects.create(
@@ -109,6 +110,14 @@ def job_submit(
         job_enqueue_on_commit(job_id=job.pk, task=task)
     logger.info("job %s queued: user=%s task=%s document=%s", job.pk, user.pk, task, job.document_id)
     return job
+
+
+def _check_document(document: Document, task: str) -> None:
+    """An XML e-invoice has no page image: only the invoice task reads it (from its XML)."""
+    if document.kind == DocumentKind.XML and task != JobTask.INVOICE:
+        raise ValidationFailed(
+            f"Document {document.pk} is an XML e-invoice: it has no page image for task {task}; use task=invoice."
+        )
 
 
 def _check_pages(document: Document, pages: list[int] | None) -> None:
@@ -188,6 +197,8 @@ def job_cancel(*, job: Job) -> Job:
 def batch_jobs_create(*, batch: Batch, documents: list[Document]) -> list[Job]:
     """The jobs of a new batch (inside the caller's transaction), queued after the commit."""
     clean, max_tokens = job_options_validate(task=batch.task, options=batch.options)
+    for document in documents:
+        _check_document(document, batch.task)
     jobs = [
         Job.objects.create(
             owner=batch.owner,

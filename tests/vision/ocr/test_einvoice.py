@@ -229,3 +229,84 @@ def test_doctored_pdf_whose_page_total_disagrees_with_its_xml_is_flagged() -> No
     assert result.value("total") == wrong_total and result.fields["total"].source == "xml"
     assert result.fields["total"].box is None  # not where the page prints another total
     assert result.value("invoice_number") == t.invoice_number
+
+
+# -- uploads ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def _upload(api_client, name: str, data: bytes):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return api_client.post("/api/documents", {"file": SimpleUploadedFile(name, data)}, format="multipart")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "name", ["xrechnung-cii-01.01a.xml", "xrechnung-ubl-01.01a.xml", "peppol-bis3-ubl.xml"]
+)
+def test_an_xml_e_invoice_upload_is_stored_without_pages(api_client, user_factory, media_root, name) -> None:
+    api_client.force_authenticate(user_factory())
+    response = _upload(api_client, name, sample(name))
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["kind"], body["content_type"], body["page_count"], body["pages"]) == (
+        "xml",
+        "application/xml",
+        0,
+        [],
+    )
+    stored = [p for p in media_root.rglob("*") if p.is_file()]
+    assert [p.read_bytes() for p in stored] == [sample(name)]  # the XML as received, nothing else
+
+
+@pytest.mark.django_db
+def test_an_xml_without_a_declaration_is_still_an_e_invoice(api_client, user_factory, media_root) -> None:
+    data = sample("xrechnung-ubl-01.01a.xml").split(b"?>", 1)[1].lstrip()
+    api_client.force_authenticate(user_factory())
+    response = _upload(api_client, "bare.xml", data)
+    assert response.status_code == 201, response.content
+    assert response.json()["kind"] == "xml"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("data", "status", "rule"),
+    [
+        (einvoices.ENTITY_BOMB, 422, "xml_forbidden"),
+        (einvoices.EXTERNAL_ENTITY, 422, "xml_forbidden"),
+        (einvoices.MALFORMED, 422, "xml_malformed"),
+        (einvoices.oversized(sample("xrechnung-cii-01.01a.xml"), 6 * 1024 * 1024), 413, "xml_too_large"),
+        (b"<?xml version='1.0'?><note><to>someone</to></note>", 415, "xml_not_einvoice"),
+    ],
+    ids=["entity-bomb", "external-entity", "malformed", "oversized", "not-an-invoice"],
+)
+def test_bad_xml_uploads_are_4xx_naming_the_rule_and_nothing_is_stored(
+    api_client, user_factory, media_root, data, status, rule
+) -> None:
+    from vision.models import Document
+
+    api_client.force_authenticate(user_factory())
+    response = _upload(api_client, "invoice.xml", data)
+    assert response.status_code == status, response.content
+    assert response.json()["code"] == rule and response.json()["detail"]
+    assert Document.objects.count() == 0
+    assert not [p for p in media_root.rglob("*") if p.is_file()]
+
+
+@pytest.mark.django_db
+def test_an_xml_e_invoice_takes_only_invoice_jobs(api_client, user_factory, media_root) -> None:
+    """It has no page image: an ocr job on it is refused before anything is queued."""
+    from vision.models import Job
+
+    api_client.force_authenticate(user_factory())
+    document = _upload(api_client, "x.xml", sample("xrechnung-cii-01.01a.xml")).json()
+    response = api_client.post("/api/jobs", {"task": "ocr", "document_id": document["id"]}, format="json")
+    assert response.status_code == 400, response.content
+    assert "task=invoice" in response.json()["detail"]
+    assert Job.objects.count() == 0
