@@ -47,6 +47,7 @@ from vision.ocr.normalize import (
     parse_date,
     unify,
 )
+from vision.ocr.taxid import check_tax_id
 
 SCALAR_FIELDS = (
     "invoice_number", "invoice_date", "due_date", "seller", "seller_tax_id", "buyer",
@@ -72,7 +73,7 @@ SOURCE_TRUST = {
 _SEPARATORS = " :：#.-\t|"
 # A series prefix of letters may stand apart ("FT 2024/88", Portugal's legal form of a number).
 _NUMBER = r"(?:[A-Z]{1,4} (?=[A-Za-z0-9\-/_.]*\d))?[A-Za-z0-9][A-Za-z0-9\-/_.]*\d[A-Za-z0-9\-/_.]*"
-_TAX_ID = r"[A-Z0-9][A-Z0-9\- ]{5,}[A-Z0-9]"
+_TAX_ID = r"[A-Z0-9][A-Z0-9\-. ]{5,}[A-Z0-9]"
 # A part of an identifier made of letters and only the digits OCR mistakes for letters ("S0" in
 # "S0-43406-B"): one of the two readings is wrong, and only the reviewer can tell which.
 _LOOKALIKE_SEGMENT = re.compile(
@@ -454,9 +455,13 @@ class _Reader:
             if f"{party}_tax_id" in self.result.fields:
                 party = "buyer" if party == "seller" else "seller"
             self.read_text(label, f"{party}_tax_id", _TAX_ID)
-            found = self.result.fields.get(f"{party}_tax_id")
+            name = f"{party}_tax_id"
+            found = self.result.fields.get(name)
             if found and sum(c.isdigit() for c in found.value) < 4:
-                del self.result.fields[f"{party}_tax_id"]
+                del self.result.fields[name]
+            elif found and (checked := check_tax_id(found.value)) is not None and not checked.valid:
+                found.confidence *= CHECK_FAILED_FACTOR
+                self.result.flags.append(Flag(name, "invalid_tax_id", f"'{found.value}' is not a valid {checked.kind.replace('_', ' ')} number: its check digits do not match"))  # fmt: skip
 
     def _currency(self) -> None:
         """The code or symbol printed with the totals, else with any amount, else anywhere."""
