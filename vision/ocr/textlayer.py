@@ -54,7 +54,7 @@ SAMPLE_MIN_CHARS = 4  # a sampled word has at least this many letters/digits the
 CELL_GAP = 1.0
 # An image object covering at least this share of the page, with text-layer characters covering
 # less than REGION_TEXT_MIN of it, is OCR'd; one covering nearly the whole page makes it a scan.
-REGION_MIN_AREA = 0.05
+REGION_MIN_AREA = 0.03
 REGION_TEXT_MIN = 0.01
 WHOLE_PAGE = 0.85
 MAX_REGIONS = 4

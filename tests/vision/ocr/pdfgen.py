@@ -41,6 +41,7 @@ class Page:
     invisible: bool = False  # text render mode 3 (no paint), as an OCR tool's text layer
     color: tuple[int, int, int] = (20, 20, 30)
     lines: list[tuple[float, float, float, float, float]] = field(default_factory=list)  # x0 y0 x1 y1 w
+    pictures: list[tuple[Image.Image, tuple[float, float]]] = field(default_factory=list)  # at x, y (px)
 
     def text(self, x: float, y: float, text: str, size: float = 24, bold: bool = False) -> None:
         self.texts.append(Text(x, y, text, size, FONT_BOLD if bold else FONT))
@@ -71,6 +72,16 @@ def make_pdf(pages: list[Page], *, dpi: int = DPI) -> bytes:
                 spec.image.convert("RGB").save(buffer, "JPEG", quality=90)
                 image.load_jpeg(io.BytesIO(buffer.getvalue()), inline=False)
                 image.set_matrix(pypdfium2.PdfMatrix().scale(width_pt, height_pt))
+                page.insert_obj(image)
+            for picture, (x, y) in spec.pictures:  # an image of text pasted on the page
+                image = pypdfium2.PdfImage.new(pdf)
+                buffer = io.BytesIO()
+                picture.convert("RGB").save(buffer, "JPEG", quality=92)
+                image.load_jpeg(io.BytesIO(buffer.getvalue()), inline=False)
+                w, h = picture.width * scale, picture.height * scale
+                image.set_matrix(
+                    pypdfium2.PdfMatrix().scale(w, h).translate(x * scale, height_pt - y * scale - h)
+                )
                 page.insert_obj(image)
             for x0, y0, x1, y1, stroke in spec.lines:
                 path = pdfium_c.FPDFPageObj_CreateNewPath(x0 * scale, height_pt - y0 * scale)

@@ -1,0 +1,211 @@
+"""Born-digital PDF pages are read from their text layer (vision/ocr/textlayer.py), not OCR'd:
+lines, boxes and rows as OCR gives them, the page's source recorded; scans, invisible text layers
+that disagree with the pixels, and glyphs without unicode go to OCR. The PDFs are written here
+(tests/vision/ocr/pdfgen.py: pdfium text objects in DejaVu) with known words at known places."""
+
+from __future__ import annotations
+
+import difflib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from tests.vision.ocr.pdfgen import FONT, Page, born_digital, draw_page, make_pdf, render
+from vision.ocr.engine import OcrResult
+from vision.ocr.textlayer import SOURCE_OCR, SOURCE_TEXT_LAYER, page_texts, read_page, read_pdf_pages
+
+# (x, y, text, size, bold): rows 60+ px apart; on three rows a label and its amount far apart.
+WORDS = [
+    (100, 100, "Invoice number INV-2024-4202", 32, True),
+    (100, 220, "Subtotal", 24, False),
+    (900, 220, "1,000.00", 24, False),
+    (100, 290, "Tax 19 %", 24, False),
+    (900, 290, "190.00", 24, False),
+    (100, 360, "Total due", 24, True),
+    (880, 360, "1,190.00 EUR", 24, True),
+    (100, 470, "Typography, quickly judged", 40, False),
+]
+ROWS = [
+    ["Invoice number INV-2024-4202"],
+    ["Subtotal", "1,000.00"],
+    ["Tax 19 %", "190.00"],
+    ["Total due", "1,190.00 EUR"],
+    ["Typography, quickly judged"],
+]
+# What an invisible layer that belongs to another document says, at the same places.
+OTHER = ["Weather report Monday", "Sunny", "spells", "Rain", "later", "Wind from", "the north west", "Humidity, fairly high"]  # fmt: skip
+
+
+def _page(words=WORDS, texts=None, **kwargs) -> Page:
+    page = Page(**kwargs)
+    for (x, y, _, size, bold), text in zip(words, texts or [w[2] for w in words], strict=True):
+        page.text(x, y, text, size, bold)
+    return page
+
+
+def _read(data: bytes) -> tuple[OcrResult, Image.Image]:
+    image = render(data)[0]
+    return read_pdf_pages(data, {1: image})[1], image
+
+
+def _rows(result: OcrResult) -> list[list[str]]:
+    rows: dict[int, list[str]] = {}
+    for line in result.lines:
+        rows.setdefault(line.row, []).append(line.text)
+    return [rows[key] for key in sorted(rows)]
+
+
+@pytest.fixture(scope="module")
+def born() -> tuple[bytes, OcrResult, Image.Image]:
+    data = make_pdf([_page()])
+    result, image = _read(data)
+    return data, result, image
+
+
+def test_a_born_digital_page_is_read_from_its_text_layer_in_rows_and_cells(born) -> None:
+    _, result, image = born
+    assert result.source == SOURCE_TEXT_LAYER and result.source_reason == ""
+    assert (result.width, result.height) == image.size
+    assert _rows(result) == ROWS  # one cell per label and per amount, words of a cell joined
+    assert [line.row for line in result.lines] == sorted(line.row for line in result.lines)
+    assert all(line.confidence == 1.0 for line in result.lines)
+    again = OcrResult.from_dict(result.to_dict())
+    assert result.to_dict()["source"] == again.source == SOURCE_TEXT_LAYER
+    assert again.text == result.text
+
+
+def _ink(image: Image.Image, window: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    pixels = np.asarray(image.convert("L").crop(window)) < 128
+    ys, xs = np.nonzero(pixels)
+    assert len(xs), f"no ink in {window}"
+    return window[0] + xs.min(), window[1] + ys.min(), window[0] + xs.max() + 1, window[1] + ys.max() + 1
+
+
+def test_text_layer_boxes_sit_where_the_words_render(born) -> None:
+    """Each cell's box spans its words' ink on the rendered page: left and right edges within
+    3 px (4 px at 40 px type: the box ends at the last glyph's advance, past its ink), the ink
+    inside the box top to bottom, the box no taller than the font's line."""
+    _, result, image = born
+    cells = {line.text: line.bbox for line in result.lines}
+    face_width = {}
+    for x, y, text, size, bold in WORDS:
+        face = ImageFont.truetype(FONT, size)
+        face_width[text] = face.getlength(text) * (1.1 if bold else 1.0)
+        window = (x - 15, y - 12, int(x + face_width[text] + 25), int(y + size * 1.35))
+        ink = _ink(image, window)
+        x0, y0, x1, y1 = cells[text]
+        slack = max(3.0, 0.1 * size)
+        assert abs(x0 - ink[0]) <= slack and abs(x1 - ink[2]) <= slack, (text, cells[text], ink)
+        assert y0 <= ink[1] + 2 and y1 >= ink[3] - 2, (text, cells[text], ink)
+        assert y1 - y0 <= 1.4 * size, (text, cells[text])
+
+
+def test_text_layer_rows_are_the_rows_ocr_finds_on_the_same_page(born) -> None:
+    """The invoice reader's row/column logic sees the same structure either way: the same rows,
+    the same cells in each, the same texts (up to OCR's reading)."""
+    from vision.ocr.engine import ocr_image
+
+    _, result, image = born
+    ocr = ocr_image(image)
+    assert ocr.source == SOURCE_OCR
+    layer_rows, ocr_rows = _rows(result), _rows(ocr)
+    assert [len(r) for r in layer_rows] == [len(r) for r in ocr_rows], (layer_rows, ocr_rows)
+    for mine, theirs in zip(layer_rows, ocr_rows, strict=True):
+        for a, b in zip(mine, theirs, strict=True):
+            assert difflib.SequenceMatcher(None, a.replace(" ", ""), b.replace(" ", "")).ratio() >= 0.85, (
+                a,
+                b,
+            )
+    for line, other in zip(result.lines, ocr.lines, strict=True):  # boxes agree with OCR's too
+        assert all(abs(p - q) <= 12 for p, q in zip(line.bbox, other.bbox, strict=True)), (line, other)
+
+
+def test_a_scanned_pdf_without_text_is_ocrd() -> None:
+    data = make_pdf([Page(image=draw_page(_page()))])
+    result, _ = _read(data)
+    assert result.source == SOURCE_OCR and "no text layer" in result.source_reason
+    assert "INV-2024-4202" in result.text and result.to_dict()["source"] == SOURCE_OCR
+
+
+def test_an_invisible_text_layer_that_agrees_with_the_scan_is_used() -> None:
+    """A scan with an OCR tool's invisible text (render mode 3) over it: its words are the
+    pixels' words, so the page is read from it."""
+    scan = draw_page(_page())
+    data = make_pdf([_page(image=scan, invisible=True)])
+    texts = page_texts(data, {1: render(data)[0].size})[1]
+    assert texts.chars and all(c.invisible for c in texts.chars if c.text)  # really invisible
+    result, _ = _read(data)
+    assert result.source == SOURCE_TEXT_LAYER, result.source_reason
+    assert _rows(result) == ROWS
+
+
+def test_an_invisible_text_layer_that_disagrees_with_the_pixels_is_not_used() -> None:
+    scan = draw_page(_page())
+    data = make_pdf([_page(texts=OTHER, image=scan, invisible=True)])
+    result, _ = _read(data)
+    assert result.source == SOURCE_OCR and "disagrees" in result.source_reason
+    assert "INV-2024-4202" in result.text and "Weather" not in result.text
+
+
+def test_glyphs_without_unicode_mapping_fall_back_to_ocr() -> None:
+    """The same page with its font's ToUnicode map removed: pdfium returns glyph ids as text
+    (`,QYRLFH` for `Invoice`) and flags them unmapped; the page is OCR'd."""
+    data = make_pdf([_page()])
+    assert b"/ToUnicode" in data
+    garbled = data.replace(b"/ToUnicode", b"/ToUnicodX")  # same length: offsets stay valid
+    texts = page_texts(garbled, {1: render(garbled)[0].size})[1]
+    assert "Invoice" not in "".join(c.text for c in texts.chars) and texts.unmapped_share > 0.5
+    result, _ = _read(garbled)
+    assert result.source == SOURCE_OCR and "unicode mapping" in result.source_reason
+    assert "INV-2024-4202" in result.text
+
+
+def test_a_picture_of_text_on_a_text_page_is_ocrd_into_the_page() -> None:
+    picture = Image.new("RGB", (900, 200), "white")  # 8 % of the page
+    draw = ImageDraw.Draw(picture)
+    draw.text((20, 60), "Pasted table REF-7781", font=ImageFont.truetype(FONT, 34), fill="black")
+    page = _page(pictures=[(picture, (100, 900))])
+    result, _ = _read(make_pdf([page]))
+    assert result.source == SOURCE_TEXT_LAYER and "1 image area" in result.source_reason
+    pasted = [line for line in result.lines if "REF-7781" in line.text]
+    assert pasted and pasted[0].confidence < 1.0  # an OCR line, placed where the picture is
+    x0, y0, x1, y1 = pasted[0].bbox
+    assert 100 <= x0 < x1 <= 1000 and 900 <= y0 < y1 <= 1100
+    assert _rows(result)[: len(ROWS)] == ROWS
+
+
+def test_a_layer_mapped_for_another_image_size_is_not_trusted(born) -> None:
+    data, _, image = born
+    texts = page_texts(data, {1: (image.width // 2, image.height // 2)})[1]
+    assert read_page(image, texts).source == SOURCE_OCR
+
+
+def test_an_invoice_is_read_from_the_text_layer_of_its_pdf() -> None:
+    """The invoice reader works unchanged on text-layer readings: a generated invoice drawn as a
+    born-digital PDF gives its number, date and total, and the reading says where it came from."""
+    from vision.ocr.pipeline import read_invoice_pages
+
+    data, truth, _ = born_digital(5, "right_box")
+    images = render(data)
+    readings = [read_pdf_pages(data, dict(enumerate(images, 1)))[n] for n in range(1, len(images) + 1)]
+    assert [r.source for r in readings] == [SOURCE_TEXT_LAYER]
+    reading = read_invoice_pages(images, readings=readings)
+    out = reading.to_dict()
+    assert out["invoice_number"] == truth.invoice_number
+    assert out["invoice_date"] == truth.invoice_date.isoformat()
+    assert out["total"] == str(truth.total)
+    assert out["page"]["source"] == SOURCE_TEXT_LAYER and out["page"]["sources"] == [SOURCE_TEXT_LAYER]
+    with pytest.raises(ValueError):
+        read_invoice_pages(images, readings=readings * 2)
+
+
+def test_page_sources_for_the_portal() -> None:
+    from vision.portal.overlays import page_sources
+
+    ocr_job = {"pages": [{"page": 2, "source": "text_layer"}, {"page": 3, "source": "ocr"}]}
+    assert page_sources(ocr_job, [2, 3]) == {2: "text_layer", 3: "ocr"}
+    invoice_job = {"page": {"width": 1, "height": 1, "source": "ocr", "sources": ["ocr", "text_layer"]}}
+    assert page_sources(invoice_job, [4, 5]) == {4: "ocr", 5: "text_layer"}
+    assert page_sources({"page": 1, "source": "text_layer"}, [1]) == {1: "text_layer"}
+    assert page_sources({"page": {"width": 1, "height": 1}}, [1]) == {}  # older results
