@@ -209,3 +209,92 @@ def test_page_sources_for_the_portal() -> None:
     assert page_sources(invoice_job, [4, 5]) == {4: "ocr", 5: "text_layer"}
     assert page_sources({"page": 1, "source": "text_layer"}, [1]) == {1: "text_layer"}
     assert page_sources({"page": {"width": 1, "height": 1}}, [1]) == {}  # older results
+
+
+# -- through the platform: upload, the real worker, the result, the portal pages --------------------
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_invoice_job_on_a_born_digital_pdf_records_its_text_layer(
+    api_client, user_factory, redis_url
+) -> None:
+    """GIVEN a born-digital invoice PDF uploaded as an invoice job THEN the worker reads it from
+    its text layer (the job result's page says so), the extraction has its fields, and the job
+    page and the review page show where the page's text came from."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import Client
+
+    from accounts.roles import Role
+    from tests.vision.jobs_helpers import wait_finished
+    from vision.models import Extraction
+
+    data, truth, _ = born_digital(5, "right_box")
+    user = user_factory(Role.REVIEWER)
+    api_client.force_authenticate(user)
+    upload = SimpleUploadedFile("born-digital.pdf", data, content_type="application/pdf")
+    response = api_client.post(
+        "/api/jobs", {"task": "invoice", "file": upload, "max_tokens": 16}, format="multipart"
+    )
+    assert response.status_code == 202, response.content
+    done = wait_finished(api_client, response.json()["status_url"], timeout=300)
+    assert done["status"] == "succeeded", done
+    result = done["result"]["data"]
+    assert result["page"]["source"] == SOURCE_TEXT_LAYER and result["page"]["sources"] == [SOURCE_TEXT_LAYER]
+    extraction = Extraction.objects.get(job_id=done["id"])
+    assert extraction.fields["invoice_number"] == truth.invoice_number
+    assert extraction.fields["total"] == str(truth.total)
+    assert extraction.boxes["total"]
+    browser = Client()
+    browser.force_login(user)
+    job_page = browser.get(f"/jobs/{done['id']}/").content.decode()
+    review_page = browser.get(f"/review/{extraction.pk}/").content.decode()
+    for name, html in (("job", job_page), ("review", review_page)):
+        shown = '<span class="pagesource" data-source="text_layer">Read from the PDF\'s text layer</span>'
+        assert shown in html, name
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_ocr_job_reads_a_text_page_from_its_layer_and_ocrs_a_scanned_page(
+    api_client, user_factory, redis_url
+) -> None:
+    """GIVEN a two-page PDF, page 1 born-digital and page 2 a scan (an image, no text) THEN the
+    ocr job's result says page 1 came from the text layer and page 2 from OCR, both with lines."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.vision.jobs_helpers import wait_finished
+
+    scan = _page(texts=[w[2].replace("INV", "SCN") for w in WORDS])
+    data = make_pdf([_page(), Page(image=draw_page(scan))])
+    api_client.force_authenticate(user_factory())
+    upload = SimpleUploadedFile("mixed.pdf", data, content_type="application/pdf")
+    response = api_client.post("/api/jobs", {"task": "ocr", "file": upload}, format="multipart")
+    assert response.status_code == 202, response.content
+    done = wait_finished(api_client, response.json()["status_url"], timeout=300)
+    assert done["status"] == "succeeded", done
+    pages = done["result"]["data"]["pages"]
+    assert [(p["page"], p["source"]) for p in pages] == [(1, SOURCE_TEXT_LAYER), (2, SOURCE_OCR)]
+    assert "INV-2024-4202" in pages[0]["text"] and "SCN-2024-4202" in pages[1]["text"]
+    assert all(line["bbox"] for p in pages for line in p["lines"])
+
+
+def test_extract_command_reads_a_pdf_from_its_text_layer(tmp_path) -> None:
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    data, truth, _ = born_digital(5, "right_box")
+    path = tmp_path / "invoice.pdf"
+    path.write_bytes(data)
+    results = {}
+    for task in ("ocr", "invoice"):
+        out = io.StringIO()
+        call_command(
+            "extract", str(path), "--task", task, "--no-vlm", "--json", stdout=out, stderr=io.StringIO()
+        )
+        results[task] = json.loads(out.getvalue())
+    assert results["ocr"]["source"] == SOURCE_TEXT_LAYER and truth.invoice_number in results["ocr"]["text"]
+    assert results["invoice"]["page"]["sources"] == [SOURCE_TEXT_LAYER]
+    assert results["invoice"]["invoice_number"] == truth.invoice_number
