@@ -46,6 +46,10 @@ SOURCE_OCR = "ocr"
 
 MIN_CHARS = 3  # fewer visible characters than this: the page has no text layer to speak of
 MAX_UNMAPPED = 0.1  # share of glyphs without a unicode mapping above which the layer is garbage
+# Text not running left to right on the image (a margin note set vertically) is left out of the
+# reading, as OCR's lines would not hold it either; a page mostly so is OCR'd (its classifier
+# turns upside-down lines).
+MAX_SIDEWAYS = 0.5
 AGREEMENT_MIN = 0.6  # median similarity of sampled words, layer vs pixels (clean pages: ~1.0)
 SAMPLE_WORDS = 5  # words of the layer read from the pixels to check it (~20-30 ms each)
 SAMPLE_MIN_CHARS = 4  # a sampled word has at least this many letters/digits the recogniser knows
@@ -69,6 +73,7 @@ class Char:
     bbox: BBox  # in page-image pixels
     unmapped: bool  # pdfium found no unicode for the glyph
     invisible: bool  # drawn with an invisible text render mode (OCR layers of scans)
+    upright: bool = True  # its baseline runs left to right on the image (not sideways, not upside down)
 
 
 @dataclass
@@ -84,6 +89,11 @@ class PageText:
     @property
     def visible_chars(self) -> list[Char]:
         return [c for c in self.chars if c.text.strip() or c.unmapped]
+
+    @property
+    def sideways_share(self) -> float:
+        chars = self.visible_chars
+        return sum(not c.upright for c in chars) / len(chars) if chars else 0.0
 
     @property
     def unmapped_share(self) -> float:
@@ -102,6 +112,14 @@ def _garbage(text: str) -> bool:
 
 
 # -- pdfium ---------------------------------------------------------------------------------------
+
+
+def _upright(to_px, a: float, b: float) -> bool:
+    """Whether a baseline running (a, b) in page space runs left to right on the image."""
+    ox, oy = to_px(0.0, 0.0)
+    dx, dy = to_px(a, b)
+    dx, dy = dx - ox, dy - oy
+    return dx > 0 and abs(dy) <= 0.2 * dx
 
 
 def _device_transform(page, width: int, height: int) -> Callable[[float, float], tuple[float, float]]:
@@ -141,13 +159,16 @@ def page_text(page, width: int, height: int) -> PageText:
     textpage = page.get_textpage()
     try:
         rect = pdfium_c.FS_RECTF()
-        modes: dict[int, bool] = {}
+        matrix = pdfium_c.FS_MATRIX()
+        styles: dict[int, tuple[bool, bool]] = {}  # text object → (invisible, upright)
         for index in range(textpage.count_chars()):
             code = pdfium_c.FPDFText_GetUnicode(textpage, index)
             unmapped = bool(pdfium_c.FPDFText_HasUnicodeMapError(textpage, index))
             if pdfium_c.FPDFText_IsGenerated(textpage, index) == 1:
                 result.chars.append(Char("", (0.0, 0.0, 0.0, 0.0), False, False))  # a separator
                 continue
+            if code == 0x02 and pdfium_c.FPDFText_IsHyphen(textpage, index) == 1:
+                code = 0x2D  # a hyphen where a word breaks at the end of a line
             text = chr(code) if 0 < code < 0x110000 and not (0xD800 <= code <= 0xDFFF) else "\ufffd"
             if not pdfium_c.FPDFText_GetLooseCharBox(textpage, index, rect):
                 continue
@@ -162,9 +183,14 @@ def page_text(page, width: int, height: int) -> PageText:
             )
             obj = pdfium_c.FPDFText_GetTextObject(textpage, index)
             key = ctypes.cast(obj, ctypes.c_void_p).value or 0
-            if key not in modes:
-                modes[key] = bool(obj) and pdfium_c.FPDFTextObj_GetTextRenderMode(obj) in _INVISIBLE_MODES
-            result.chars.append(Char(text if text.strip() else "", bbox, unmapped, modes[key]))
+            if key not in styles:
+                invisible = bool(obj) and pdfium_c.FPDFTextObj_GetTextRenderMode(obj) in _INVISIBLE_MODES
+                upright = True
+                if pdfium_c.FPDFText_GetMatrix(textpage, index, matrix):
+                    upright = _upright(to_px, matrix.a, matrix.b)
+                styles[key] = (invisible, upright)
+            invisible, upright = styles[key]
+            result.chars.append(Char(text if text.strip() else "", bbox, unmapped, invisible, upright))
     finally:
         textpage.close()
     for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4):
@@ -245,7 +271,7 @@ def words(text: PageText) -> list[_Word]:
             run.clear()
 
     for char in text.chars:
-        if not char.text:
+        if not char.text or not char.upright:  # sideways runs (a margin note) are left out
             close()
             continue
         if run:
@@ -394,6 +420,8 @@ def read_page(image: Image.Image, text: PageText | None, *, engine: OcrEngine | 
         return _ocr(image, engine, "the page has no text layer", spent)
     if (share := text.unmapped_share) > MAX_UNMAPPED:
         return _ocr(image, engine, f"{share:.0%} of the text layer's glyphs have no unicode mapping", spent)
+    if (share := text.sideways_share) > MAX_SIDEWAYS:
+        return _ocr(image, engine, f"{share:.0%} of the text layer runs sideways or upside down", spent)
     regions = _textless_images(text)
     whole = [r for r in regions if _area(r) >= WHOLE_PAGE * text.width * text.height]
     if whole:

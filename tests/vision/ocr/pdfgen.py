@@ -31,12 +31,14 @@ class Text:
     text: str
     size: float  # font size in pixels at `dpi`
     font: str = FONT  # a TrueType file
+    vertical: bool = False  # runs upwards (rotated 90° counter-clockwise), from (x, y) = its start
 
 
 @dataclass
 class Page:
     texts: list[Text] = field(default_factory=list)
-    size: tuple[int, int] = A4_PX  # pixels at `dpi`
+    size: tuple[int, int] = A4_PX  # pixels at `dpi`, as displayed
+    rotate: bool = False  # stored as a portrait page with /Rotate 90, its content drawn turned back
     image: Image.Image | None = None  # drawn over the whole page, below the text
     invisible: bool = False  # text render mode 3 (no paint), as an OCR tool's text layer
     color: tuple[int, int, int] = (20, 20, 30)
@@ -65,7 +67,13 @@ def make_pdf(pages: list[Page], *, dpi: int = DPI) -> bytes:
     try:
         for spec in pages:
             width_pt, height_pt = spec.size[0] * scale, spec.size[1] * scale
-            page = pdf.new_page(width_pt, height_pt)
+            if spec.rotate:  # the stored page is the displayed one turned 90° counter-clockwise
+                if spec.image is not None or spec.pictures or spec.lines:
+                    raise ValueError("rotated test pages hold text only")
+                page = pdf.new_page(height_pt, width_pt)
+                pdfium_c.FPDFPage_SetRotation(page, 1)
+            else:
+                page = pdf.new_page(width_pt, height_pt)
             if spec.image is not None:
                 image = pypdfium2.PdfImage.new(pdf)
                 buffer = io.BytesIO()
@@ -102,8 +110,17 @@ def make_pdf(pages: list[Page], *, dpi: int = DPI) -> bytes:
                 pdfium_c.FPDFPageObj_SetFillColor(obj, *spec.color, 255)
                 if spec.invisible:
                     pdfium_c.FPDFTextObj_SetTextRenderMode(obj, pdfium_c.FPDF_TEXTRENDERMODE_INVISIBLE)
-                baseline = height_pt - (text.y + ascent) * scale
-                pdfium_c.FPDFPageObj_Transform(obj, 1, 0, 0, 1, text.x * scale, baseline)
+                if spec.rotate:  # displayed (X, Y) is stored (Y, X); display right is stored up
+                    pdfium_c.FPDFPageObj_Transform(
+                        obj, 0, 1, -1, 0, (text.y + ascent) * scale, text.x * scale
+                    )
+                elif text.vertical:  # baseline upwards from (x, y), glyph tops to the left
+                    pdfium_c.FPDFPageObj_Transform(
+                        obj, 0, 1, -1, 0, text.x * scale, height_pt - text.y * scale
+                    )
+                else:
+                    baseline = height_pt - (text.y + ascent) * scale
+                    pdfium_c.FPDFPageObj_Transform(obj, 1, 0, 0, 1, text.x * scale, baseline)
                 pdfium_c.FPDFPage_InsertObject(page, obj)
             page.gen_content()
             page.close()
