@@ -86,6 +86,18 @@ def _reference(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     return torch.softmax(scores, dim=-1)[0]
 
 
+def _boundary_margin(logits: torch.Tensor, params: SamplingParams) -> float:
+    """How far from p the exact (float64) mass ahead of any candidate is: the nucleus is decided
+    by a margin this wide, so float64 arithmetic decides it as exact arithmetic does and any
+    disagreement larger than float64's ~1e-12 is an error of the side that disagrees."""
+    scaled = torch.sort(logits.double() / params.temperature, descending=True).values
+    if params.top_k:
+        scaled = scaled[: params.top_k]
+    probs = torch.softmax(scaled, dim=-1)
+    ahead = torch.cumsum(probs, dim=-1) - probs
+    return float((ahead - params.top_p).abs().min())
+
+
 def _ours(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     ids, probs = candidate_distributions(logits[None], [params])
     full = torch.zeros(logits.shape[0], dtype=torch.float64)
@@ -117,6 +129,10 @@ def test_candidates_equal_the_sort_based_reference_on_the_full_vocabulary(case):
     assert set(torch.nonzero(ours).flatten().tolist()) == kept
     assert 1 < len(kept) < VOCAB
     assert torch.allclose(ours, ref.double(), atol=1e-6)
+    # The same kept set as transformers' warpers in float64 (the exact cut: see _boundary_margin).
+    assert torch.equal(ours > 0, _reference(logits.double(), params) > 0)
+    if params.top_p < 1.0:
+        assert _boundary_margin(logits, params) > 1e-7  # a decided cut, not a tie within rounding
 
 
 def test_a_flat_distribution_whose_nucleus_is_wider_than_the_candidates_is_still_exact():
@@ -126,6 +142,26 @@ def test_a_flat_distribution_whose_nucleus_is_wider_than_the_candidates_is_still
     assert (ref > 0).sum() > sampling.NUCLEUS_CANDIDATES
     assert torch.equal(ours > 0, ref > 0)
     assert torch.allclose(ours, ref.double(), atol=1e-7)
+    assert torch.equal(ours > 0, _reference(logits.double(), params) > 0)
+    assert _boundary_margin(logits, params) > 1e-7
+
+
+def test_the_nucleus_cut_is_decided_in_float64_not_by_an_fp32_normaliser():
+    """A row whose exact mass ahead of a boundary candidate is only 3e-7 below p: an fp32
+    normaliser of the whole vocabulary (off by 4e-7 to 2.4e-6 of the total on AVX2) can flip it.
+    The candidates' kept set equals the float64 reference's on every CPU."""
+    logits = torch.randn(VOCAB, generator=torch.Generator().manual_seed(3)) * 2.0
+    logits[torch.randperm(VOCAB, generator=torch.Generator().manual_seed(8))[:40]] += 9.0
+    scaled = torch.sort(logits.double(), descending=True).values
+    probs = torch.softmax(scaled, dim=-1)
+    ahead = torch.cumsum(probs, dim=-1) - probs
+    # p just above the mass ahead of the 30,000th candidate: that candidate is kept, the next cut.
+    top_p = float(ahead[30_000]) + 3e-7
+    assert float(ahead[30_001]) > top_p + 1e-7
+    params = _params(temperature=1.0, top_k=0, top_p=top_p)
+    ours = _ours(logits, params)
+    assert int((ours > 0).sum()) == 30_001
+    assert torch.equal(ours > 0, _reference(logits.double(), params) > 0)
 
 
 def test_seeded_draws_follow_the_renormalised_top_k_top_p_distribution():
