@@ -329,16 +329,18 @@ def _normal(text: str) -> str:
 
 
 def _samples(found: list[_Word], count: int) -> list[_Word]:
-    """Up to `count` words spread over the page, preferring longer ones."""
+    """Up to `count` words spread over the page, preferring ones of about 8 characters (long
+    enough to tell, short enough to read fast: the recogniser pads a batch to its widest)."""
     fit = [w for w in found if sum(_known(ch) for ch in w.text) >= SAMPLE_MIN_CHARS and w.height >= 6]
     if len(fit) <= count:
         return fit
     fit.sort(key=lambda x: (x.bbox[1], x.bbox[0]))
     size = len(fit) / count
     picked = []
-    for index in range(count):  # the longest word of each of `count` bands of the page
-        band = fit[int(index * size) : int((index + 1) * size)] or fit[-1:]
-        picked.append(max(band, key=lambda x: len(x.text)))
+    for index in range(count):  # from each of `count` bands of the page, a word of about 8 characters
+        band = fit[int(index * size) : int((index + 1) * size)] or fit[-1:]  # long ones cost more
+        fresh = [w for w in band if w.text not in {p.text for p in picked}] or band
+        picked.append(max(fresh, key=lambda x: (min(len(x.text), 8), -len(x.text))))
     return picked
 
 
