@@ -68,8 +68,19 @@ INFERRED_CONFIDENCE = 0.6  # an amount computed from the other two, not read
 SOURCE_TRUST = {
     "same_line": 1.0, "right": 0.97, "below": 0.92, "table": 0.95, "grid": 0.97,
     "heading": 0.75, "company_heading": 0.9, "symbol": 0.95, "label": 0.97, "page_symbol": 0.8,
-    "words": 0.7,
+    "words": 0.7, "legal_line": 0.82,
 }  # fmt: skip
+# Lines that name a person's role or thank the reader, never a party: payee, reviewer, issuer clerk.
+_NOT_A_PARTY = re.compile(
+    r"收款人|复核|開票人|开票人|经办人|payee|reviewer|cashier|prepared\s*by|thank\s*you|thanks|merci|vielen\s*dank|danke|"
+    r"bedankt|gracias|grazie|obrigad|dzi[eę]kujemy|tack|page\s*\d|seite\s*\d",
+    re.I,
+)
+_SENTENCE_WORDS = re.compile(
+    r"\b(?:the|this|that|these|shown|please|you|your|we|our|is|are|will|of\s+the|für|der|die|das|und|ist|sie|wir|"
+    r"le|la|les|des|est|vous|nous|pour|de\s+la|het|een|voor|wordt|u|el|los|las|para|il|per|che|è)\b",
+    re.I,
+)
 _SEPARATORS = " :：#.-\t|"
 # A series prefix of letters may stand apart ("FT 2024/88", Portugal's legal form of a number).
 _NUMBER = r"(?:[A-Z]{1,4} (?=[A-Za-z0-9\-/_.]*\d))?[A-Za-z0-9][A-Za-z0-9\-/_.]*\d[A-Za-z0-9\-/_.]*"
@@ -211,6 +222,31 @@ def _is_label(text: str) -> bool:
     return bool(LABEL_RE.match(text.strip(" |:")))
 
 
+def plausible_party(text: str) -> bool:
+    """Whether `text` can be a seller's or buyer's name: not a title ("FACTUUR."), not a label,
+    not a sentence ("the charges shown on this page."), not a role line (收款人, "Thank you"), not
+    a lower-case fragment ("case", "tal"), not a number."""
+    name = text.strip(" :：|\t")
+    if not name or TITLE.search(name) or _NOT_A_PARTY.search(name):
+        return False
+    if LABEL_RE.fullmatch(name.strip(" .:")):
+        return False
+    if re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", name):
+        return len(name) >= 2
+    letters = re.findall(r"[^\W\d_]", name)
+    if len(letters) < 2 or len(letters) < len(name.replace(" ", "")) / 3:
+        return False
+    words = name.split()
+    if len(words) > 9:
+        return False
+    sentence_words = len(_SENTENCE_WORDS.findall(name))
+    if COMPANY.search(name):
+        return sentence_words < 3
+    if sentence_words >= 2 or (name.endswith(".") and len(words) >= 4) or re.search(r"[.!?]\s+[a-z]", name):
+        return False
+    return not (name[0].islower() and not re.search(r"\.[a-z]{2,}\b", name))  # "bol.com" is a name
+
+
 def _date_order(ocrs: list[OcrResult], currency: str | None) -> tuple[bool, bool]:
     """(day first?, settled by the document itself?) for numeric dates such as 11/03/2026.
 
@@ -319,6 +355,8 @@ class _Reader:
             else:
                 name_text = _party_name(chunk)
                 if not re.search(r"[^\W\d_]{2}", name_text) or ADDRESS.search(name_text):
+                    continue
+                if not plausible_party(name_text):
                     continue
                 offset = chunk.find(name_text)
                 self._set(
@@ -435,12 +473,50 @@ class _Reader:
             if x.bbox[1] < max(first_label_y, self.ocr.height * 0.08) and x.bbox[1] < self.ocr.height / 3
             and not TITLE.search(x.text.strip()) and not _is_label(x.text)
             and not ADDRESS.search(x.text) and re.search(r"[^\W\d_]{2}", x.text)
+            and plausible_party(x.text)
         ]  # fmt: skip
-        if not top:
+        line = max(top, key=lambda x: x.height * (1.3 if COMPANY.search(x.text) else 1.0)) if top else None
+        if line is not None and COMPANY.search(line.text):
+            self._set(
+                "seller", fix_legal_form(line.text.strip(" :|")), line, 0, len(line.text), "company_heading"
+            )
             return
-        line = max(top, key=lambda x: x.height * (1.3 if COMPANY.search(x.text) else 1.0))
-        source = "company_heading" if COMPANY.search(line.text) else "heading"
-        self._set("seller", fix_legal_form(line.text.strip(" :|")), line, 0, len(line.text), source)
+        # No company name at the top: the issuer's legal line (a footer "Free SAS au capital de …",
+        # a letterhead "Müller GmbH · Hauptstr. 1") names it with its legal form.
+        if self._seller_from_legal_line():
+            return
+        if line is not None:
+            self._set("seller", fix_legal_form(line.text.strip(" :|")), line, 0, len(line.text), "heading")
+
+    def _seller_from_legal_line(self) -> bool:
+        """The first line outside the buyer's block that starts with a name ending in a legal form
+        (up to a separator: ',', ' - ', '·', '|'). Lines after a buyer label belong to the buyer."""
+        buyer_rows = set()
+        for label in self.labels:
+            if label.field == "buyer":
+                buyer_rows |= {label.line.row, label.line.row + 1, label.line.row + 2, label.line.row + 3}
+        buyer = self.result.fields.get("buyer")
+        for line in self.lines:
+            if line.row in buyer_rows or line.row in self.table_rows or _is_label(line.text):
+                continue
+            head = re.split(r"\s[-–·|•]\s|;|\s{2,}", line.text.strip())[0].strip()
+            forms = list(COMPANY.finditer(head))
+            if not forms:
+                continue
+            end = forms[0].end()
+            for form in forms[1:]:  # "Müller GmbH & Co. KG", "Foo Co., Ltd."
+                if form.start() - end > 6:
+                    break
+                end = form.end()
+            name = head[:end].strip(" ,")
+            if len(name.split()) > 6 or not plausible_party(name):
+                continue
+            if buyer is not None and name.lower() == str(buyer.value).lower():
+                continue
+            at = line.text.find(name)
+            self._set("seller", fix_legal_form(name), line, max(at, 0), max(at, 0) + len(name), "legal_line")
+            return True
+        return False
 
     def _tax_ids(self) -> None:
         """A tax id belongs to the party whose name or label comes last before it."""

@@ -84,3 +84,28 @@ def test_dates_with_month_names_in_every_language(text: str, iso: str) -> None:
 )  # fmt: skip
 def test_amount_formats(text: str, value: str) -> None:
     assert parse_amount(text) == Decimal(value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["the charges shown on this page. The charges", "FACTUUR.", "RECHNUNG", "case", "tal", "收款人：张三",
+     "Thank you for your order. We invoice the following items", "INV-2024-4202", "Rechnungsnummer"],
+)  # fmt: skip
+def test_what_is_never_a_party(text: str) -> None:
+    from vision.ocr.invoice import plausible_party
+
+    assert not plausible_party(text)
+
+
+def test_a_seller_named_only_in_the_legal_footer_is_read_from_it_not_from_a_heading() -> None:
+    ocr = _page(
+        [("PUBLICATION ANNONCE LEGALE", 60, 700)],
+        [("Facture N°", 600, 820), ("2015-0342", 840, 1040)],
+        [("Date de facture :", 600, 820), ("02/07/2015", 840, 1040)],
+        [("Total TTC :", 600, 820), ("120,00 €", 840, 1040)],
+        [("Legalis SAS au capital de 10 000 € - RCS Paris 123 456 789", 60, 1040)],
+    )
+    result = extract_invoice(ocr)
+    assert result.value("seller") == "Legalis SAS"
+    assert result.fields["seller"].source == "legal_line"
+    assert result.value("invoice_date").isoformat() == "2015-07-02"
