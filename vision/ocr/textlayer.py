@@ -62,6 +62,7 @@ REGION_MIN_AREA = 0.03
 REGION_TEXT_MIN = 0.01
 WHOLE_PAGE = 0.85
 MAX_REGIONS = 4
+DETECTOR_MIN_SIDE = 736  # RapidOCR's Det.limit_side_len with limit_type "min" (its config.yaml)
 
 _INVISIBLE_MODES = (3, 7)  # FPDF_TEXTRENDERMODE_INVISIBLE, FPDF_TEXTRENDERMODE_CLIP
 _LIGATURES = {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st", "\ufb06": "st"}  # fmt: skip
@@ -399,6 +400,21 @@ def _textless_images(text: PageText) -> list[BBox]:
     return out
 
 
+def _on_paper(crop: Image.Image) -> Image.Image:
+    """`crop` at the top left of white paper at least DETECTOR_MIN_SIDE on each side: the detector
+    scales an image's short side up to that, so a 600 x 140 logo alone would be read at 3200 x
+    740 px (seconds); on paper it is read at the page's own scale, as in a whole-page OCR."""
+    from PIL import Image
+
+    if min(crop.size) >= DETECTOR_MIN_SIDE:
+        return crop
+    paper = Image.new(
+        "RGB", (max(crop.width, DETECTOR_MIN_SIDE), max(crop.height, DETECTOR_MIN_SIDE)), "white"
+    )
+    paper.paste(crop.convert("RGB"), (0, 0))
+    return paper
+
+
 def _ocr(image: Image.Image, engine: OcrEngine, reason: str, spent: float) -> OcrResult:
     result = engine.read(image)
     result.source, result.source_reason = SOURCE_OCR, reason
@@ -437,7 +453,7 @@ def read_page(image: Image.Image, text: PageText | None, *, engine: OcrEngine | 
     reason = "" if agreed is not None else "no word the recogniser can read to check it against"
     for region in regions:  # a picture of text on a text page: OCR that area only
         box = tuple(int(v) for v in (region[0], region[1], region[2] + 0.999, region[3] + 0.999))
-        part = engine.read(image.crop(box))
+        part = engine.read(_on_paper(image.crop(box)))
         for line in part.lines:
             quad = tuple((x + box[0], y + box[1]) for x, y in line.box)
             bbox = (

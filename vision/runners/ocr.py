@@ -5,6 +5,7 @@ runners, so every task reads a born-digital page from its own text."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from vision.ocr.engine import OcrResult
+
+logger = logging.getLogger(__name__)
 
 
 def page_images(job: Job) -> list[tuple[int, str, str, Image.Image]]:
@@ -45,7 +48,11 @@ def page_readings(job: Job, pages: list[tuple[int, str, str, Image.Image]]) -> l
     from vision.ocr.textlayer import read_pdf_pages
     from vision.validators import PDFIUM_LOCK
 
-    data = (Path(settings.MEDIA_ROOT) / job.document.file).read_bytes()
+    try:
+        data = (Path(settings.MEDIA_ROOT) / job.document.file).read_bytes()
+    except OSError as exc:  # the page images are all a job needs: OCR them
+        logger.warning("document %s: original unreadable (%s); its pages are OCR'd", job.document_id, exc)
+        return [ocr_image(image) for *_, image in pages]
     read = read_pdf_pages(data, {number: image for number, _, _, image in pages}, lock=PDFIUM_LOCK)
     return [read[number] for number, *_ in pages]
 
