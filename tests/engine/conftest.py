@@ -75,3 +75,25 @@ def tiny_model(tiny_checkpoint: Path):
     from vision.engine.loader import load_model
 
     return load_model(str(tiny_checkpoint), progress=False)
+
+
+def _kernel_paths() -> tuple[str, ...]:
+    from vision.engine.kernels import ISAS
+
+    return ISAS
+
+
+@pytest.fixture(params=_kernel_paths())
+def kernel_path(request) -> str:
+    """Each kernel path (`vision.engine.kernels.ISAS`, `ref` first) in turn, forced for the test
+    as VISION_KERNEL_ISA would force it; a path this CPU cannot execute is skipped, saying so."""
+    from vision.engine import kernels
+
+    if kernels.module() is None:
+        pytest.fail("the kernels did not build here (g++ and ninja are required)")
+    isa = request.param
+    runnable = kernels.supported_isas()
+    if isa not in runnable:
+        pytest.skip(f"this CPU lacks the {isa} kernel path (it runs {', '.join(runnable)})")
+    with kernels.use_isa(isa):
+        yield isa

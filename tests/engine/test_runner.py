@@ -458,10 +458,11 @@ def test_a_quantized_vision_blocks_qkv_and_rotary_come_from_one_kernel_call(live
         assert torch.equal(ours, theirs.bfloat16())
 
 
-def test_a_quantized_towers_many_rows_run_in_pieces_with_the_same_bits(lively, monkeypatch):
+def test_a_quantized_towers_many_rows_run_in_pieces_with_the_same_bits(lively, monkeypatch, kernel_path):
     """int8 vision weights, fp32 activations, several images in one pass: past VISION_PIECE_ROWS
     rows a block's qkv (with its rotary) and its MLP run in row pieces (no 50-70 MB fresh output
-    per block), and every image's features are bit for bit those of one whole-rows pass."""
+    per block), and every image's features are bit for bit those of one whole-rows pass. On every
+    kernel path: with the kernels' bf16 attention (AVX-512 BF16) and with SDPA (any other)."""
     from tests.engine.engine_helpers import picture
     from vision.engine import ChatMessage, PixelBudget, kernels
     from vision.engine import runner as runner_module
@@ -481,9 +482,15 @@ def test_a_quantized_towers_many_rows_run_in_pieces_with_the_same_bits(lively, m
     blocks = len(model.model.visual.blocks)
     rows = sum(p.shape[0] for p, _ in inputs)
     pieces: list[int] = []
-    real_mlp_rows = runner_module._vision_mlp_rows
+    real_mlp_rows, real_qkv_rows = runner_module._vision_mlp_rows, runner_module._vision_qkv_rows
     monkeypatch.setattr(
         runner_module, "_vision_mlp_rows", lambda mlp, x: pieces.append(x.shape[0]) or real_mlp_rows(mlp, x)
+    )
+    qkv_pieces: list[int] = []
+    monkeypatch.setattr(
+        runner_module,
+        "_vision_qkv_rows",
+        lambda attn, x, *a: qkv_pieces.append(x.shape[0]) or real_qkv_rows(attn, x, *a),
     )
 
     def encode(limit: int) -> list:
@@ -493,11 +500,49 @@ def test_a_quantized_towers_many_rows_run_in_pieces_with_the_same_bits(lively, m
         return jobs
 
     whole = encode(1 << 30)
-    assert pieces == [rows] * blocks
+    assert pieces == qkv_pieces == [rows] * blocks
     pieces.clear()
+    qkv_pieces.clear()
     cut = encode(16)
-    assert pieces == ([16] * (rows // 16) + ([rows % 16] if rows % 16 else [])) * blocks
+    assert pieces == qkv_pieces == ([16] * (rows // 16) + ([rows % 16] if rows % 16 else [])) * blocks
     for a, b in zip(cut, whole, strict=True):
         assert torch.equal(a.result.embeds, b.result.embeds)
         for x, y in zip(a.result.deepstack, b.result.deepstack, strict=True):
             assert torch.equal(x, y)
+
+
+def test_a_quantized_block_without_the_kernels_attention_has_the_modules_bits(
+    lively, monkeypatch, kernel_path
+):
+    """Where the kernels' bf16 attention does not run (no AVX-512 BF16, or a kernel path forced
+    below it), a quantized tower's block still runs in the runner (its row pieces) with
+    transformers' attention: bit for bit `Qwen3VLVisionBlock.forward`, whole and in pieces of 16
+    rows, over two images in one pass (one attention span each)."""
+    from vision.engine import kernels
+    from vision.engine import runner as runner_module
+    from vision.engine.quant import quantize_qwen3vl
+
+    model = copy.deepcopy(lively.model)
+    quantize_qwen3vl(model, lm_format="fp32", vision_format="int8")
+    visual = model.model.visual
+    block = visual.blocks[0]
+    if kernels.flash_available(block.attn.head_dim):
+        pytest.skip(f"the kernels' bf16 attention runs on the {kernel_path} path here (tested above)")
+    flat = visual.patch_embed.proj.in_channels * 2 * visual.patch_embed.proj.kernel_size[1] ** 2
+    runner = ModelRunner(model)
+    gen = torch.Generator().manual_seed(9)
+    jobs = [
+        runner.encode_image(torch.randn(h * w, flat, generator=gen), torch.tensor([[1, h, w]]))
+        for h, w in ((4, 6), (6, 8))
+    ]
+    hidden = torch.cat([job.hidden for job in jobs])
+    cu_seqlens = torch.tensor([0, 24, 24 + 48], dtype=torch.int32)
+    cos = torch.cat([job.position_embeddings[0] for job in jobs])
+    sin = torch.cat([job.position_embeddings[1] for job in jobs])
+    assert runner_module._pieced(block, hidden) and not runner_module._vision_flash(block, hidden)
+    with torch.inference_mode():
+        want = block(hidden, cu_seqlens=cu_seqlens, position_embeddings=(cos, sin))
+        for limit in (1 << 30, 16):
+            monkeypatch.setattr(runner_module, "VISION_PIECE_ROWS", limit)
+            got = runner_module._vision_block(block, hidden, cu_seqlens, None, (cos, sin))
+            assert torch.equal(got, want), (limit, (got - want).abs().max())

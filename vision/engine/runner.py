@@ -25,7 +25,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from transformers.activations import GELUTanh
-from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb_vision
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.qwen3_vl.modeling_qwen3_vl import (
+    apply_rotary_pos_emb_vision,
+    eager_attention_forward,
+)
 from transformers.vision_utils import (
     get_vision_attention_seqlens,
     get_vision_interpolation_indices_and_weights,
@@ -125,37 +129,73 @@ def _vision_mlp_rows(mlp: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return mlp.linear_fc2(h)
 
 
-def _vision_qkv_bf16(attn: torch.nn.Module, x: torch.Tensor, position_embeddings):
-    """A block's q, k (rotary applied) and v in bf16, each (rows, heads, head_dim), for the
-    kernels' attention (quantized towers, fp32 activations: `_vision_flash`). Past
-    VISION_PIECE_ROWS rows (several images) in row pieces, each copied into place: the same bits."""
+def _vision_qkv(attn: torch.nn.Module, x: torch.Tensor, position_embeddings, bf16: bool = True):
+    """A block's q, k (rotary applied) and v, each (rows, heads, head_dim): bf16 for the kernels'
+    attention (`_vision_flash`), else fp32 for SDPA (quantized towers, fp32 activations: `_pieced`).
+    Past VISION_PIECE_ROWS rows (several images) in row pieces, each copied into place: the same
+    bits, since every op here treats rows alone."""
     rows = x.shape[0]
     cos, sin = position_embeddings
     if rows <= VISION_PIECE_ROWS:
-        return _vision_qkv_rows(attn, x, cos, sin).unbind(0)
+        return _vision_qkv_rows(attn, x, cos, sin, bf16).unbind(0)
     packed = None
     for r0 in range(0, rows, VISION_PIECE_ROWS):
         r1 = min(rows, r0 + VISION_PIECE_ROWS)
-        piece = _vision_qkv_rows(attn, x[r0:r1], cos[r0:r1], sin[r0:r1])
+        piece = _vision_qkv_rows(attn, x[r0:r1], cos[r0:r1], sin[r0:r1], bf16)
         if packed is None:
             packed = torch.empty(3, rows, *piece.shape[2:], dtype=piece.dtype)
         packed[:, r0:r1] = piece
     return packed.unbind(0)
 
 
+def _vision_qkv_bf16(attn: torch.nn.Module, x: torch.Tensor, position_embeddings):
+    """`_vision_qkv` for the kernels' attention: q, k (rotary), v in bf16."""
+    return _vision_qkv(attn, x, position_embeddings, bf16=True)
+
+
 def _vision_qkv_rows(
-    attn: torch.nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    attn: torch.nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, bf16: bool = True
 ) -> torch.Tensor:
-    """(3, rows, heads, head_dim) bf16 q (rotary), k (rotary), v of these rows: one kernel call
-    from the fp32 projection (`kernels.vision_qkv_rope_bf16`), else transformers' ops (same bits)."""
+    """(3, rows, heads, head_dim) q (rotary), k (rotary), v of these rows. bf16: one kernel call
+    from the fp32 projection (`kernels.vision_qkv_rope_bf16`), else transformers' ops (same bits);
+    fp32 (not bf16): transformers' ops."""
     qkv = attn.qkv(x)
-    if qkv.dtype == torch.float32:
+    if bf16 and qkv.dtype == torch.float32:
         packed = kernels.vision_qkv_rope_bf16(qkv, cos, sin, attn.num_heads)
         if packed is not None:
             return packed
     q, k, v = qkv.reshape(x.shape[0], 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
     q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
-    return torch.stack((q, k, v)).bfloat16()
+    stacked = torch.stack((q, k, v))
+    return stacked.bfloat16() if bf16 else stacked
+
+
+def _pieced(block: torch.nn.Module, hidden: torch.Tensor) -> bool:
+    """A quantized tower's block (int8/int4 linears, fp32 activations) that runs here, not in
+    `Qwen3VLVisionBlock.forward`, where the kernels' bf16 attention does not run (`_vision_flash`:
+    CPUs without AVX-512 BF16, or a kernel path forced lower): its qkv with the rotary and its MLP
+    in row pieces as on the kernels' attention, its attention transformers' own (SDPA per image),
+    so the block's bits are the module's."""
+    return hidden.dtype == torch.float32 and isinstance(block.attn.qkv, (Int8Linear, Int4Linear))
+
+
+def _vision_sdpa(attn: torch.nn.Module, q, k, v, cu_seqlens: torch.Tensor) -> torch.Tensor:
+    """`Qwen3VLVisionAttention.forward`'s attention for implementations other than flash-attn
+    (each image's span alone, through transformers' attention interface), on q, k, v (rows, heads,
+    head_dim): (rows, heads * head_dim)."""
+    rows = q.shape[0]
+    interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+        attn.config._attn_implementation, eager_attention_forward
+    )
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
+    splits = [torch.split(t.transpose(0, 1).unsqueeze(0), lengths, dim=2) for t in (q, k, v)]
+    outs = []
+    for qs, ks, vs in zip(*splits, strict=True):
+        out, _ = interface(
+            attn, qs, ks, vs, attention_mask=None, scaling=attn.scaling, dropout=0.0, is_causal=False
+        )
+        outs.append(out)
+    return torch.cat(outs, dim=1).reshape(rows, -1).contiguous()
 
 
 def _vision_block(
@@ -163,19 +203,24 @@ def _vision_block(
 ):
     """One vision block: `Qwen3VLVisionBlock.forward` (transformers 5.24), with its attention on the
     kernels' prefill attention where `_vision_flash` says so (about 2.5x SDPA's CPU flash kernel
-    on a full page); otherwise the block itself."""
+    on a full page), with transformers' attention for other quantized towers (`_pieced`: the row
+    pieces on every CPU); otherwise the block itself."""
     attn = block.attn
-    if not _vision_flash(block, hidden):
+    flash = _vision_flash(block, hidden)
+    if not flash and not _pieced(block, hidden):
         return block(
             hidden, cu_seqlens=cu_seqlens, max_seqlen=max_seqlen, position_embeddings=position_embeddings
         )
     rows = hidden.shape[0]
-    q, k, v = _vision_qkv_bf16(attn, block.norm1(hidden), position_embeddings)
-    a = torch.empty(rows, attn.dim, dtype=torch.bfloat16)
-    bounds = cu_seqlens.tolist()
-    for start, end in zip(bounds[:-1], bounds[1:], strict=True):  # one span per image (or frame)
-        packed = kernels.pack_kv(k[start:end].transpose(0, 1), v[start:end].transpose(0, 1))
-        kernels.prefill_attention(q[start:end].transpose(0, 1), packed, attn.scaling, out=a[start:end])
+    q, k, v = _vision_qkv(attn, block.norm1(hidden), position_embeddings, bf16=flash)
+    if flash:
+        a = torch.empty(rows, attn.dim, dtype=torch.bfloat16)
+        bounds = cu_seqlens.tolist()
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):  # one span per image (or frame)
+            packed = kernels.pack_kv(k[start:end].transpose(0, 1), v[start:end].transpose(0, 1))
+            kernels.prefill_attention(q[start:end].transpose(0, 1), packed, attn.scaling, out=a[start:end])
+    else:
+        a = _vision_sdpa(attn, q, k, v, cu_seqlens)
     hidden = hidden + attn.proj(a.to(hidden.dtype))
     return hidden + _vision_mlp(block.mlp, block.norm2(hidden))
 
