@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import difflib
+import math
 import statistics
 import time
 import unicodedata
@@ -50,6 +51,10 @@ MAX_UNMAPPED = 0.1  # share of glyphs without a unicode mapping above which the 
 # reading, as OCR's lines would not hold it either; a page mostly so is OCR'd (its classifier
 # turns upside-down lines).
 MAX_SIDEWAYS = 0.5
+# A character's box spans from this many font sizes above its baseline to this many below (Latin
+# ascenders reach ~0.75, descenders ~0.22; CJK ideographs ~0.88 / 0.12).
+LINE_ASCENT = 0.8
+LINE_DESCENT = 0.22
 AGREEMENT_MIN = 0.6  # median similarity of sampled words, layer vs pixels (clean pages: ~1.0)
 SAMPLE_WORDS = 5  # words of the layer read from the pixels to check it (~20-30 ms each)
 SAMPLE_MIN_CHARS = 4  # a sampled word has at least this many letters/digits the recogniser knows
@@ -161,7 +166,10 @@ def page_text(page, width: int, height: int) -> PageText:
     try:
         rect = pdfium_c.FS_RECTF()
         matrix = pdfium_c.FS_MATRIX()
-        styles: dict[int, tuple[bool, bool]] = {}  # text object → (invisible, upright)
+        origin_x, origin_y = ctypes.c_double(), ctypes.c_double()
+        ox, oy = to_px(0.0, 0.0)
+        px_per_unit = math.hypot(to_px(1.0, 0.0)[0] - ox, to_px(1.0, 0.0)[1] - oy)
+        styles: dict[int, tuple[bool, bool, float]] = {}  # text object → (invisible, upright, em px)
         for index in range(textpage.count_chars()):
             code = pdfium_c.FPDFText_GetUnicode(textpage, index)
             unmapped = bool(pdfium_c.FPDFText_HasUnicodeMapError(textpage, index))
@@ -176,21 +184,30 @@ def page_text(page, width: int, height: int) -> PageText:
             bbox = _rect(to_px, rect.left, rect.bottom, rect.right, rect.top)
             if bbox[2] <= 0 or bbox[3] <= 0 or bbox[0] >= width or bbox[1] >= height:
                 continue  # outside the page's crop box: not on the image
+            obj = pdfium_c.FPDFText_GetTextObject(textpage, index)
+            key = ctypes.cast(obj, ctypes.c_void_p).value or 0
+            if key not in styles:
+                invisible = bool(obj) and pdfium_c.FPDFTextObj_GetTextRenderMode(obj) in _INVISIBLE_MODES
+                upright, em = True, 0.0
+                if pdfium_c.FPDFText_GetMatrix(textpage, index, matrix):
+                    upright = _upright(to_px, matrix.a, matrix.b)
+                    size = pdfium_c.FPDFText_GetFontSize(textpage, index)  # Tf, before the matrix
+                    em = size * math.hypot(matrix.c, matrix.d) * px_per_unit
+                styles[key] = (invisible, upright, em)
+            invisible, upright, em = styles[key]
+            if upright and em > 0 and pdfium_c.FPDFText_GetCharOrigin(textpage, index, origin_x, origin_y):
+                # The line box from the baseline and the font size, not the font's own ascent and
+                # descent: those vary by font (a bullet's spans two lines) and would chain rows.
+                baseline = to_px(origin_x.value, origin_y.value)[1]
+                top, bottom = baseline - LINE_ASCENT * em, baseline + LINE_DESCENT * em
+                if 0.5 <= (bottom - top) / max(bbox[3] - bbox[1], 1e-6) <= 2.0:  # else odd metrics
+                    bbox = (bbox[0], top, bbox[2], bottom)
             bbox = (
                 max(0.0, bbox[0]),
                 max(0.0, bbox[1]),
                 min(float(width), bbox[2]),
                 min(float(height), bbox[3]),
             )
-            obj = pdfium_c.FPDFText_GetTextObject(textpage, index)
-            key = ctypes.cast(obj, ctypes.c_void_p).value or 0
-            if key not in styles:
-                invisible = bool(obj) and pdfium_c.FPDFTextObj_GetTextRenderMode(obj) in _INVISIBLE_MODES
-                upright = True
-                if pdfium_c.FPDFText_GetMatrix(textpage, index, matrix):
-                    upright = _upright(to_px, matrix.a, matrix.b)
-                styles[key] = (invisible, upright)
-            invisible, upright = styles[key]
             result.chars.append(Char(text if text.strip() else "", bbox, unmapped, invisible, upright))
     finally:
         textpage.close()
@@ -279,7 +296,10 @@ def words(text: PageText) -> list[_Word]:
             last = run[-1].bbox
             height = min(last[3] - last[1], char.bbox[3] - char.bbox[1])
             gap = char.bbox[0] - last[2]
-            if not _same_line(last, char.bbox) or gap < -0.5 * height or gap > 0.5 * height:
+            # a backward jump starts before the last character does (the parts of a ligature, ffi,
+            # share one box and continue the word)
+            back = char.bbox[0] < last[0] - 0.25 * height
+            if not _same_line(last, char.bbox) or back or gap > 0.5 * height:
                 close()
         run.append(char)
     close()

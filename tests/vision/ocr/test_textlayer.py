@@ -143,6 +143,40 @@ def test_text_layer_rows_are_the_rows_ocr_finds_on_the_same_page(born) -> None:
         assert all(abs(p - q) <= 12 for p, q in zip(line.bbox, other.bbox, strict=True)), (line, other)
 
 
+def _tall_bold_font(data: bytes) -> bytes:
+    """The PDF with its bold font's descriptor claiming an ascent and descent of a whole em each
+    and a font box of ten (as some producers' fonts do): pdfium's loose boxes for its glyphs are
+    then two ems tall. Same byte length, so the cross-reference offsets stay valid."""
+    import re
+
+    found = re.search(rb"/Ascent \d+/CapHeight \d+/Descent -\d+/Flags \d+/FontBBox\[[^\]]*\]/FontFile2 \d+ 0 R /FontName/DejaVuSans-Bold", data)  # fmt: skip
+    assert found, "pdfium wrote the font descriptor differently"
+    part = found.group(0)
+    part = re.sub(rb"/Ascent \d+", b"/Ascent 999", part)
+    part = re.sub(rb"/Descent -\d+", b"/Descent -999", part)
+    part = re.sub(rb"FontBBox\[ (-?\d+) -(\d+) (\d+) (\d+)\]", lambda m: b"FontBBox[ %s -%s %s %s]" % (m[1], b"9" * len(m[2]), m[3], b"9" * len(m[4])), part)  # fmt: skip
+    assert len(part) == len(found.group(0))
+    return data[: found.start()] + part + data[found.end() :]
+
+
+def test_a_glyph_with_tall_font_metrics_does_not_chain_two_rows() -> None:
+    """A bullet in a font whose metrics span two ems sits on the middle of three lines: boxes from
+    the baseline and the font size keep the rows apart (the font's own box would overlap the
+    next line by more than half and merge it into the bullet's row, words interleaved)."""
+    page = Page()
+    page.text(100, 100, "Pour vous informer", 24)
+    page.text(100, 128, "•", 24, bold=True)
+    page.text(120, 128, "Téléphone gratuit", 24)
+    page.text(100, 156, "Courrier postal", 24)
+    data = _tall_bold_font(make_pdf([page]))
+    image = render(data)[0]
+    texts = page_texts(data, {1: image.size})[1]
+    bullet = next(c for c in texts.chars if c.text == "•")
+    assert bullet.bbox[3] - bullet.bbox[1] <= 1.1 * 24
+    result = read_page(image, texts)
+    assert _rows(result) == [["Pour vous informer"], ["• Téléphone gratuit"], ["Courrier postal"]]
+
+
 def test_a_scanned_pdf_without_text_is_ocrd() -> None:
     data = make_pdf([Page(image=draw_page(_page()))])
     result, _ = _read(data)
