@@ -10,11 +10,11 @@ so the invoice reader's row/column logic and the box drawing work unchanged.
 A text layer is used only when it can be trusted:
 - it has text at all, and few of its glyphs lack a unicode mapping (a font without ToUnicode
   gives glyph ids as "text": `,QYRLFH` for `Invoice`);
-- a quick OCR sample agrees with it: a few of its words, spread over the page, are cut out of the
-  page image and read by the recogniser alone (no detection, ~20-30 ms a word); the median
-  similarity of what the pixels say and what the layer says must reach `AGREEMENT_MIN`. This
-  catches invisible OCR layers of scans that are wrong or shifted, text painted white or hidden
-  under an image, and fonts whose unicode map lies.
+- a quick OCR sample agrees with it: a few of its words, spread over the page and over its
+  fonts, are cut out of the page image and read by the recogniser alone (no detection, ~20-30
+  ms a word); for every font checked, the median similarity of what the pixels say and what the
+  layer says must reach `AGREEMENT_MIN`. This catches invisible OCR layers of scans that are
+  wrong or shifted, text hidden under an image, and fonts whose unicode map lies.
 Otherwise the page is OCR'd whole (`source="ocr"`, `source_reason` says why). Large image areas
 of a text page that hold no text (a pasted scan of a table, a scanned page with only a stamp
 or page number in its text layer) are OCR'd and their lines join the page's.
@@ -57,6 +57,8 @@ LINE_ASCENT = 0.8
 LINE_DESCENT = 0.22
 AGREEMENT_MIN = 0.6  # median similarity of sampled words, layer vs pixels (clean pages: ~1.0)
 SAMPLE_WORDS = 5  # words of the layer read from the pixels to check it (~20-30 ms each)
+SAMPLE_MAX = 8  # ... at most, with several fonts to check
+FONT_MIN_SHARE = 0.05  # a font with less of the page's text is not checked on its own
 SAMPLE_MIN_CHARS = 4  # a sampled word has at least this many letters/digits the recogniser knows
 # A gap wider than this many text heights between two words of a row starts a new cell, as
 # OCR detection splits a row at column gaps (one space is ~0.27 of a DejaVu line's height).
@@ -80,6 +82,7 @@ class Char:
     unmapped: bool  # pdfium found no unicode for the glyph
     invisible: bool  # drawn with an invisible text render mode (OCR layers of scans)
     upright: bool = True  # its baseline runs left to right on the image (not sideways, not upside down)
+    font: int = 0  # which font draws it (pdfium's handle, an identity only): fonts are checked apart
 
 
 @dataclass
@@ -169,7 +172,7 @@ def page_text(page, width: int, height: int) -> PageText:
         origin_x, origin_y = ctypes.c_double(), ctypes.c_double()
         ox, oy = to_px(0.0, 0.0)
         px_per_unit = math.hypot(to_px(1.0, 0.0)[0] - ox, to_px(1.0, 0.0)[1] - oy)
-        styles: dict[int, tuple[bool, bool, float]] = {}  # text object → (invisible, upright, em px)
+        styles: dict[int, tuple[bool, bool, float, int]] = {}  # text object → invisible, upright, em, font
         for index in range(textpage.count_chars()):
             code = pdfium_c.FPDFText_GetUnicode(textpage, index)
             unmapped = bool(pdfium_c.FPDFText_HasUnicodeMapError(textpage, index))
@@ -193,8 +196,9 @@ def page_text(page, width: int, height: int) -> PageText:
                     upright = _upright(to_px, matrix.a, matrix.b)
                     size = pdfium_c.FPDFText_GetFontSize(textpage, index)  # Tf, before the matrix
                     em = size * math.hypot(matrix.c, matrix.d) * px_per_unit
-                styles[key] = (invisible, upright, em)
-            invisible, upright, em = styles[key]
+                font = ctypes.cast(pdfium_c.FPDFTextObj_GetFont(obj), ctypes.c_void_p).value if obj else 0
+                styles[key] = (invisible, upright, em, font or 0)
+            invisible, upright, em, font = styles[key]
             if upright and em > 0 and pdfium_c.FPDFText_GetCharOrigin(textpage, index, origin_x, origin_y):
                 # The line box from the baseline and the font size, not the font's own ascent and
                 # descent: those vary by font (a bullet's spans two lines) and would chain rows.
@@ -208,7 +212,7 @@ def page_text(page, width: int, height: int) -> PageText:
                 min(float(width), bbox[2]),
                 min(float(height), bbox[3]),
             )
-            result.chars.append(Char(text if text.strip() else "", bbox, unmapped, invisible, upright))
+            result.chars.append(Char(text if text.strip() else "", bbox, unmapped, invisible, upright, font))
     finally:
         textpage.close()
     for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4):
@@ -257,6 +261,7 @@ def page_texts(
 class _Word:
     text: str
     bbox: BBox
+    font: int = 0
 
     @property
     def height(self) -> float:
@@ -285,7 +290,7 @@ def words(text: PageText) -> list[_Word]:
     def close() -> None:
         if run:
             joined = "".join(_LIGATURES.get(c.text, c.text) for c in run)
-            out.append(_Word(joined, _union([c.bbox for c in run])))
+            out.append(_Word(joined, _union([c.bbox for c in run]), run[0].font))
             run.clear()
 
     for char in text.chars:
@@ -349,27 +354,48 @@ def _normal(text: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKC", text).casefold() if ch.isalnum())
 
 
-def _samples(found: list[_Word], count: int) -> list[_Word]:
-    """Up to `count` words spread over the page, preferring ones of about 8 characters (long
+def _spread(fit: list[_Word], count: int) -> list[_Word]:
+    """Up to `count` of `fit` spread over the page, preferring words of about 8 characters (long
     enough to tell, short enough to read fast: the recogniser pads a batch to its widest)."""
-    fit = [w for w in found if sum(_known(ch) for ch in w.text) >= SAMPLE_MIN_CHARS and w.height >= 6]
     if len(fit) <= count:
         return fit
-    fit.sort(key=lambda x: (x.bbox[1], x.bbox[0]))
+    fit = sorted(fit, key=lambda x: (x.bbox[1], x.bbox[0]))
     size = len(fit) / count
-    picked = []
-    for index in range(count):  # from each of `count` bands of the page, a word of about 8 characters
-        band = fit[int(index * size) : int((index + 1) * size)] or fit[-1:]  # long ones cost more
+    picked: list[_Word] = []
+    for index in range(count):  # from each of `count` bands of the page, one word
+        band = fit[int(index * size) : int((index + 1) * size)] or fit[-1:]
         fresh = [w for w in band if w.text not in {p.text for p in picked}] or band
         picked.append(max(fresh, key=lambda x: (min(len(x.text), 8), -len(x.text))))
     return picked
 
 
+def _samples(found: list[_Word]) -> dict[int, list[_Word]]:
+    """Words to read from the pixels, per font: every font carrying at least FONT_MIN_SHARE of
+    the page's checkable characters gets its share of SAMPLE_WORDS (at least 2), since one font
+    with a broken unicode map garbles only its own words (headings, say)."""
+    fit = [w for w in found if sum(_known(ch) for ch in w.text) >= SAMPLE_MIN_CHARS and w.height >= 6]
+    total = sum(len(w.text) for w in fit)
+    fonts: dict[int, list[_Word]] = {}
+    for word in fit:
+        fonts.setdefault(word.font, []).append(word)
+    out = {}
+    for font, group in sorted(fonts.items(), key=lambda kv: -sum(len(w.text) for w in kv[1])):
+        share = sum(len(w.text) for w in group) / total
+        if share < FONT_MIN_SHARE and out:
+            continue
+        out[font] = _spread(group, max(2, round(SAMPLE_WORDS * share)))
+        if sum(len(x) for x in out.values()) >= SAMPLE_MAX:
+            break
+    return out
+
+
 def agreement(image: Image.Image, found: list[_Word], engine: OcrEngine) -> float | None:
-    """The median similarity (0..1) between sampled words of the layer and what the recogniser
-    reads in the same boxes of the image; None when no word can be sampled (e.g. only a script
-    the recogniser cannot read)."""
-    sample = _samples(found, SAMPLE_WORDS)
+    """How well the layer's words match what the recogniser reads in the same boxes of the
+    image, 0..1: per checked font the median similarity of its sampled words, and the worst
+    font's figure; None when no word can be sampled (e.g. only a script the recogniser cannot
+    read)."""
+    groups = _samples(found)
+    sample = [word for words_ in groups.values() for word in words_]
     if not sample:
         return None
     crops = []
@@ -384,12 +410,15 @@ def agreement(image: Image.Image, found: list[_Word], engine: OcrEngine) -> floa
             min(image.height, int(y1 + pad_y) + 1),
         )
         crops.append(image.crop(box))
-    read = engine.recognize(crops)
-    scores = [
-        difflib.SequenceMatcher(None, _normal(word.text), _normal(text), autojunk=False).ratio()
-        for word, (text, _) in zip(sample, read, strict=True)
-    ]
-    return statistics.median(scores)
+    read = iter(engine.recognize(crops))
+    worst = 1.0
+    for words_ in groups.values():
+        scores = [
+            difflib.SequenceMatcher(None, _normal(word.text), _normal(next(read)[0]), autojunk=False).ratio()
+            for word in words_
+        ]
+        worst = min(worst, statistics.median(scores))
+    return worst
 
 
 # -- one page -------------------------------------------------------------------------------------

@@ -217,6 +217,52 @@ def test_glyphs_without_unicode_mapping_fall_back_to_ocr() -> None:
     assert "INV-2024-4202" in result.text
 
 
+def _lying_unicode_map(data: bytes) -> bytes:
+    """The PDF with its font's ToUnicode map shifted by one character (I -> J, space -> !): the
+    page renders the same, its text layer reads `Jowpjdf!ovncfs`. Re-saved by pdfium, so the
+    cross-reference table is valid again."""
+    import io
+    import re
+    import zlib
+
+    import pypdfium2
+
+    number = re.search(rb"/ToUnicode (\d+) 0 R", data)[1]
+    head = re.compile(rb"<</Filter/FlateDecode/Length (\d+)>>stream\r\n")
+    found = head.search(data, data.find(b"\n" + number + b" 0 obj"))
+    start, end = found.end(), found.end() + int(found[1])
+    lines = []
+    for line in zlib.decompress(data[start:end]).decode("latin-1").split("\n"):
+        # a range of glyphs mapped from an ASCII character onwards: start one character later
+        shifted = re.sub(r"^(<\w{4}> <\w{4}> )<00([2-7][0-9A-Fa-f])>$", lambda m: f"{m[1]}<{int(m[2], 16) + 1:04X}>", line)  # fmt: skip
+        lines.append(shifted)
+    stream = zlib.compress("\n".join(lines).encode("latin-1"))
+    lying = (
+        data[: found.start()]
+        + b"<</Filter/FlateDecode/Length %d>>stream\r\n" % len(stream)
+        + stream
+        + data[end:]
+    )
+    pdf = pypdfium2.PdfDocument(lying)
+    try:
+        out = io.BytesIO()
+        pdf.save(out)
+    finally:
+        pdf.close()
+    return out.getvalue()
+
+
+def test_a_font_whose_unicode_map_lies_is_caught_by_the_sample_and_ocrd() -> None:
+    """Every glyph has a unicode mapping, but a wrong one: only the pixels can tell."""
+    data = _lying_unicode_map(make_pdf([_page()]))
+    texts = page_texts(data, {1: render(data)[0].size})[1]
+    layer = "".join(c.text for c in texts.chars)
+    assert "Jowpjdf" in layer and texts.unmapped_share == 0.0  # garbage no glyph check can see
+    result, _ = _read(data)
+    assert result.source == SOURCE_OCR and "disagrees" in result.source_reason
+    assert "INV-2024-4202" in result.text
+
+
 def test_a_picture_of_text_on_a_text_page_is_ocrd_into_the_page() -> None:
     picture = Image.new("RGB", (900, 200), "white")  # 8 % of the page
     draw = ImageDraw.Draw(picture)
