@@ -1,0 +1,375 @@
+"""The corpus of real public invoices (tests/data/invoices/real): loading, reading each document the
+way a user's invoice job does, and scoring the key fields. Shared by tests/vision/ocr/test_real_corpus.py
+and `python -m bench invoice-accuracy --real`.
+
+Each `<id>/` folder holds the document (`invoice.pdf` or `invoice.xml`) and `truth.json`:
+issuer, language, split (`dev` | `heldout`, by issuer), kind (`pdf` | `pdf+xml` | `xml`) and the
+eight key fields (null where the document does not show one), optionally `accept` (other spellings
+of a party printed on the same page). SOURCES.md names each file's origin and licence.
+
+A field is right when the reading equals the truth after normalisation: the exact ISO date, the
+amount to the cent, the ISO currency code, the invoice number with outer whitespace removed, a
+party's name case-folded with whitespace collapsed and punctuation stripped at the ends. A wrong
+field is *flagged* when any flag names it; a wrong field without a flag is *silent*.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+CORPUS_DIR = Path(__file__).resolve().parents[2] / "data" / "invoices" / "real"
+KEY_FIELDS = ("invoice_number", "invoice_date", "seller", "buyer", "subtotal", "tax", "total", "currency")
+PARTY_FIELDS = ("seller", "buyer")
+AMOUNT_FIELDS = ("subtotal", "tax", "total")
+SPLITS = ("dev", "heldout")
+KINDS = {"pdf": "invoice.pdf", "pdf+xml": "invoice.pdf", "xml": "invoice.xml"}
+TRUTH_KEYS = ("issuer", "language", "split", "kind", "fields")
+
+# How uploads render PDF pages (vision/services/documents.py _pdf_pages with the default settings):
+# UPLOAD_PDF_DPI points-to-pixels, a huge page lowered to UPLOAD_MAX_PIXELS.
+UPLOAD_PDF_DPI = 150
+UPLOAD_MAX_PIXELS = 50_000_000
+
+
+@dataclass(frozen=True)
+class CorpusDoc:
+    id: str
+    path: Path
+    issuer: str
+    language: str
+    split: str
+    kind: str
+    fields: dict[str, str | None]
+    accept: dict[str, list[str]] = field(default_factory=dict)
+
+
+def load_corpus(root: Path = CORPUS_DIR) -> list[CorpusDoc]:
+    """Every document of the corpus, in folder-name order."""
+    docs = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and (p / "truth.json").is_file()):
+        truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
+        docs.append(
+            CorpusDoc(
+                id=folder.name,
+                path=folder / KINDS[truth["kind"]],
+                issuer=truth["issuer"],
+                language=truth["language"],
+                split=truth["split"],
+                kind=truth["kind"],
+                fields=truth["fields"],
+                accept=truth.get("accept", {}),
+            )
+        )
+    return docs
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def render_pdf(data: bytes) -> list:
+    """The PDF's pages as RGB images, rendered as an upload renders them."""
+    import math
+
+    import pypdfium2
+
+    images = []
+    pdf = pypdfium2.PdfDocument(data)
+    try:
+        for index in range(len(pdf)):
+            page = pdf[index]
+            try:
+                width_pt, height_pt = page.get_size()
+                scale = UPLOAD_PDF_DPI / 72
+                if width_pt * height_pt * scale * scale > UPLOAD_MAX_PIXELS:
+                    scale = math.sqrt(UPLOAD_MAX_PIXELS / (width_pt * height_pt)) * 0.99
+                bitmap = page.render(scale=scale)
+                try:
+                    image = bitmap.to_pil()
+                    if image.mode in ("RGBA", "LA"):  # transparent areas are paper, as on upload
+                        from PIL import Image
+
+                        rgba = image.convert("RGBA")
+                        rgb = Image.new("RGB", rgba.size, "white")
+                        rgb.paste(rgba, mask=rgba.getchannel("A"))
+                        image = rgb
+                    images.append(image.convert("RGB"))
+                finally:
+                    bitmap.close()
+            finally:
+                page.close()
+    finally:
+        pdf.close()
+    return images
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """The reader's result for one document, as an invoice job without the VLM computes it
+    (vision/runners/invoice.py, vision/runners/einvoice.py): an XML file from its XML alone; a PDF's
+    pages rendered as on upload, read from their text layer where it agrees with the pixels (else
+    OCR), through the layout extractor, then the embedded Factur-X / ZUGFeRD XML when there is
+    one. The one place to switch when the job's entry point changes."""
+    from vision.ocr.einvoice import EInvoiceError, combine, embedded_xml, read_einvoice_xml
+    from vision.ocr.invoice import Flag
+    from vision.ocr.pipeline import read_invoice_pages
+    from vision.ocr.textlayer import read_pdf_pages
+
+    data = Path(path).read_bytes()
+    if Path(path).suffix.lower() == ".xml":
+        return {**read_einvoice_xml(data).to_dict(), "page_sources": ["xml"]}
+    images = render_pdf(data)
+    read = read_pdf_pages(data, {n + 1: image for n, image in enumerate(images)})
+    readings = [read[n + 1] for n in range(len(images))]
+    reading = read_invoice_pages(images, readings=readings)
+    extraction = reading.extraction
+    try:
+        xml = embedded_xml(data)
+        if xml is not None:
+            extraction = combine(extraction, read_einvoice_xml(xml))
+    except EInvoiceError as exc:
+        extraction.flags.append(Flag("*", "xml_unreadable", str(exc)))
+    return {**extraction.to_dict(), "page_sources": [r.source for r in readings]}
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+_EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
+
+
+def norm_party(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = " ".join(unicodedata.normalize("NFKC", str(value)).split()).casefold()
+    return _EDGE_PUNCT.sub("", text) or None
+
+
+def norm_amount(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return str(Decimal(str(value).strip()).quantize(Decimal("0.01")))
+    except InvalidOperation:
+        return str(value)
+
+
+def normalise(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if name in PARTY_FIELDS:
+        return norm_party(value)
+    if name in AMOUNT_FIELDS:
+        return norm_amount(value)
+    if name == "currency":
+        return str(value).strip().upper() or None
+    return str(value).strip() or None  # invoice_number, invoice_date (ISO)
+
+
+@dataclass
+class FieldScore:
+    name: str
+    expected: str | None
+    got: Any
+    right: bool
+    flagged: bool
+
+
+@dataclass
+class DocScore:
+    id: str
+    issuer: str
+    language: str
+    split: str
+    kind: str
+    fields: list[FieldScore]
+    page_sources: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def silent(self) -> list[FieldScore]:
+        return [f for f in self.fields if not f.right and not f.flagged]
+
+
+def score_document(doc: CorpusDoc, result: dict[str, Any]) -> DocScore:
+    flagged = {f["field"] for f in result.get("flags", [])}
+    scores = []
+    for name in KEY_FIELDS:
+        want, got = doc.fields.get(name), result.get(name)
+        accepted = {normalise(name, want)} | {normalise(name, v) for v in doc.accept.get(name, [])}
+        scores.append(FieldScore(name, want, got, normalise(name, got) in accepted, name in flagged))
+    return DocScore(
+        doc.id, doc.issuer, doc.language, doc.split, doc.kind, scores, list(result.get("page_sources", []))
+    )
+
+
+def _evaluate_one(doc: CorpusDoc) -> DocScore:
+    try:
+        return score_document(doc, read_document(doc.path))
+    except Exception as exc:  # a document the reader cannot take is scored all wrong, unflagged
+        score = score_document(doc, {})
+        score.error = f"{type(exc).__name__}: {exc}"
+        return score
+
+
+def evaluate(docs: list[CorpusDoc], *, workers: int = 1) -> list[DocScore]:
+    """Read and score every document, in corpus order (`workers` > 1: that many processes)."""
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(_evaluate_one, docs, chunksize=1)
+    return [_evaluate_one(doc) for doc in docs]
+
+
+def _tally(fields: list[FieldScore]) -> dict[str, Any]:
+    right = sum(f.right for f in fields)
+    return {
+        "right": right,
+        "total": len(fields),
+        "accuracy": round(right / max(1, len(fields)), 4),
+        "silent": sum(not f.right and not f.flagged for f in fields),
+    }
+
+
+def summarize(scores: list[DocScore]) -> dict[str, Any]:
+    """Per split: overall, per field, per language, per kind, the silent count and every miss."""
+    out: dict[str, Any] = {}
+    for split in SPLITS:
+        part = [s for s in scores if s.split == split]
+        every = [f for s in part for f in s.fields]
+        by_field: dict[str, list[FieldScore]] = defaultdict(list)
+        by_language: dict[str, list[FieldScore]] = defaultdict(list)
+        by_kind: dict[str, list[FieldScore]] = defaultdict(list)
+        for s in part:
+            for f in s.fields:
+                by_field[f.name].append(f)
+                by_language[s.language].append(f)
+                by_kind[s.kind].append(f)
+        wrong = [f for f in every if not f.right]
+        out[split] = {
+            "documents": len(part),
+            "issuers": len({s.issuer for s in part}),
+            "overall": _tally(every),
+            "wrong": len(wrong),
+            "wrong_flagged": sum(f.flagged for f in wrong),
+            "silent": sum(not f.flagged for f in wrong),
+            "right_flagged": sum(f.flagged for f in every if f.right),
+            "by_field": {k: _tally(by_field[k]) for k in KEY_FIELDS if k in by_field},
+            "by_language": {k: _tally(v) for k, v in sorted(by_language.items())},
+            "by_kind": {k: _tally(v) for k, v in sorted(by_kind.items())},
+            "errors": {s.id: s.error for s in part if s.error},
+            "misses": [
+                {
+                    "doc": s.id,
+                    "field": f.name,
+                    "expected": f.expected,
+                    "got": f.got,
+                    "flagged": f.flagged,
+                }
+                for s in part
+                for f in s.fields
+                if not f.right
+            ],
+        }
+    return out
+
+
+# --- the XML's own values, for the corpus integrity test ---------------------------------------
+
+
+def xml_fields(data: bytes) -> dict[str, str | None]:
+    """The key fields of a CII or UBL invoice read straight from its elements (independent of
+    vision/ocr/einvoice.py, so the corpus checks the reader rather than agreeing with it):
+    BT-1, BT-2, BT-27, BT-44, BT-109 (subtotal), BT-110 in the invoice currency (tax), BT-112
+    (total), BT-5."""
+    import defusedxml.ElementTree as SafeET
+
+    root = SafeET.fromstring(data)
+
+    def local(tag: str) -> str:
+        return tag.rsplit("}", 1)[-1]
+
+    def kid(el, *path):
+        for name in path:
+            if el is None:
+                return None
+            el = next((c for c in el if local(c.tag) == name), None)
+        return el
+
+    def text(el) -> str | None:
+        return None if el is None or el.text is None else " ".join(el.text.split())
+
+    def money(el) -> str | None:
+        value = text(el)
+        return None if value is None else str(Decimal(value).quantize(Decimal("0.01")))
+
+    if local(root.tag) in ("CrossIndustryInvoice", "CrossIndustryDocument"):
+        doc = kid(root, "ExchangedDocument") or kid(root, "HeaderExchangedDocument")
+        stamp = text(kid(doc, "IssueDateTime", "DateTimeString")) or ""
+        transaction = kid(root, "SupplyChainTradeTransaction") or kid(
+            root, "SpecifiedSupplyChainTradeTransaction"
+        )
+        agreement = kid(transaction, "ApplicableHeaderTradeAgreement") or kid(
+            transaction, "ApplicableSupplyChainTradeAgreement"
+        )
+        settlement = kid(transaction, "ApplicableHeaderTradeSettlement") or kid(
+            transaction, "ApplicableSupplyChainTradeSettlement"
+        )
+        currency = text(kid(settlement, "InvoiceCurrencyCode"))
+        sums = kid(settlement, "SpecifiedTradeSettlementHeaderMonetarySummation") or kid(
+            settlement, "SpecifiedTradeSettlementMonetarySummation"
+        )
+        taxes = [c for c in (sums if sums is not None else []) if local(c.tag) == "TaxTotalAmount"]
+        tax = next((t for t in taxes if t.get("currencyID") in (None, currency)), taxes[0] if taxes else None)
+        return {
+            "invoice_number": text(kid(doc, "ID")),
+            "invoice_date": f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}" if len(stamp) == 8 else stamp or None,
+            "seller": text(kid(agreement, "SellerTradeParty", "Name")),
+            "buyer": text(kid(agreement, "BuyerTradeParty", "Name")),
+            "subtotal": money(kid(sums, "TaxBasisTotalAmount")),
+            "tax": money(tax),
+            "total": money(kid(sums, "GrandTotalAmount")),
+            "currency": currency,
+        }
+    currency = text(kid(root, "DocumentCurrencyCode"))
+
+    def party(role: str) -> str | None:
+        p = kid(root, role, "Party")
+        return text(kid(p, "PartyLegalEntity", "RegistrationName")) or text(kid(p, "PartyName", "Name"))
+
+    tax = None
+    for total in (c for c in root if local(c.tag) == "TaxTotal"):
+        amount = kid(total, "TaxAmount")
+        if amount is not None and amount.get("currencyID") in (None, currency):
+            tax = money(amount)
+    sums = kid(root, "LegalMonetaryTotal")
+    return {
+        "invoice_number": text(kid(root, "ID")),
+        "invoice_date": text(kid(root, "IssueDate")),
+        "seller": party("AccountingSupplierParty"),
+        "buyer": party("AccountingCustomerParty"),
+        "subtotal": money(kid(sums, "TaxExclusiveAmount")),
+        "tax": tax,
+        "total": money(kid(sums, "TaxInclusiveAmount")),
+        "currency": currency,
+    }
+
+
+def pdf_attached_xml(data: bytes) -> bytes | None:
+    """The first XML file attached to a PDF (Factur-X / ZUGFeRD), read with pypdfium2."""
+    import pypdfium2
+
+    pdf = pypdfium2.PdfDocument(data)
+    try:
+        for index in range(pdf.count_attachments()):
+            attachment = pdf.get_attachment(index)
+            if attachment.get_name().lower().endswith(".xml"):
+                return bytes(attachment.get_data())
+    finally:
+        pdf.close()
+    return None
