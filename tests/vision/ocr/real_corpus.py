@@ -29,7 +29,8 @@ KEY_FIELDS = ("invoice_number", "invoice_date", "seller", "buyer", "subtotal", "
 PARTY_FIELDS = ("seller", "buyer")
 AMOUNT_FIELDS = ("subtotal", "tax", "total")
 SPLITS = ("dev", "heldout")
-KINDS = {"pdf": "invoice.pdf", "pdf+xml": "invoice.pdf", "xml": "invoice.xml"}
+# `scan`: a scan-like copy of one of the corpus's born-digital PDFs (`scan_copy`), image-only.
+KINDS = {"pdf": "invoice.pdf", "pdf+xml": "invoice.pdf", "xml": "invoice.xml", "scan": "invoice.pdf"}
 TRUTH_KEYS = ("issuer", "language", "split", "kind", "fields")
 
 # How uploads render PDF pages (vision/services/documents.py _pdf_pages with the default settings):
@@ -277,6 +278,39 @@ def summarize(scores: list[DocScore]) -> dict[str, Any]:
             ],
         }
     return out
+
+
+# --- scan-like copies ------------------------------------------------------------------------
+
+
+def scan_copy(data: bytes, seed: str) -> bytes:
+    """An image-only PDF of `data` as a flatbed scanner would give it back: each page rendered at
+    150 dpi, tilted up to 0.8 degrees, greyed paper, resampled to 100-150 dpi, sensor noise, JPEG
+    quality 45-65; every choice drawn from `seed` (the copy's id)."""
+    import io
+    import random
+
+    import numpy as np
+    from PIL import Image
+
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(rng.randrange(2**32))
+    dpi = rng.choice((100, 120, 150))
+    quality = rng.randint(45, 65)
+    pages = []
+    for page in render_pdf(data):
+        page = page.rotate(rng.uniform(-0.8, 0.8), resample=Image.BICUBIC, expand=False, fillcolor="white")
+        scale = dpi / UPLOAD_PDF_DPI
+        page = page.resize((round(page.width * scale), round(page.height * scale)), Image.LANCZOS)
+        array = np.asarray(page, dtype=np.float32) * rng.uniform(0.88, 0.97)
+        array = array + nrng.normal(0, rng.uniform(3, 7), array.shape[:2])[..., None]
+        page = Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
+        buffer = io.BytesIO()
+        page.save(buffer, "JPEG", quality=quality)
+        pages.append(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    out = io.BytesIO()
+    pages[0].save(out, "PDF", save_all=True, append_images=pages[1:], resolution=float(dpi))
+    return out.getvalue()
 
 
 # --- the XML's own values, for the corpus integrity test ---------------------------------------
