@@ -225,6 +225,20 @@ def page_text(page, width: int, height: int) -> PageText:
     return result
 
 
+def _flattened(pdf, page, index: int):
+    """The page with its annotations (filled form fields, free text, stamps) merged into its
+    content, as the rendered image shows them: a text page's index holds only page content, and a
+    form's values would be missing from the reading. In memory only; the page is reloaded."""
+    import pypdfium2.raw as pdfium_c
+
+    if pdfium_c.FPDFPage_GetAnnotCount(page) <= 0:
+        return page
+    if pdfium_c.FPDFPage_Flatten(page, pdfium_c.FLAT_NORMALDISPLAY) != pdfium_c.FLATTEN_SUCCESS:
+        return page
+    page.close()
+    return pdf[index]
+
+
 def page_texts(
     data: bytes, sizes: dict[int, tuple[int, int]], *, lock: contextlib.AbstractContextManager | None = None
 ) -> dict[int, PageText]:
@@ -244,6 +258,7 @@ def page_texts(
                     continue
                 page = pdf[number - 1]
                 try:
+                    page = _flattened(pdf, page, number - 1)
                     out[number] = page_text(page, width, height)
                 except pypdfium2.PdfiumError:
                     continue

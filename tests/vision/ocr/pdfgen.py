@@ -201,3 +201,52 @@ def born_digital(seed: int, layout: str):
     finally:
         invoice_gen.Canvas = base
     return make_pdf(drawn), invoice.truth, drawn
+
+
+# -- hand-written PDFs, for structures pdfium's editing API does not write ------------------------
+
+
+def hand_pdf(objects: list[bytes]) -> bytes:
+    """A PDF of `objects` (object 1 the catalog), numbered from 1, with a valid xref table."""
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def stream(data: bytes, extra: bytes = b"") -> bytes:
+    return b"<< /Length %d %s >>\nstream\n" % (len(data), extra) + data + b"\nendstream"
+
+
+def annotated_invoice(amount: str = "1,190.00 EUR") -> bytes:
+    """An A4 page of Helvetica text whose amount is not page content but a FreeText annotation's
+    appearance (as filled form fields and stamps are): rendered on the page, absent from the
+    page's own text."""
+    content = (
+        b"BT /F1 14 Tf 72 760 Td (Invoice number INV-2024-4202) Tj ET "
+        b"BT /F1 14 Tf 72 700 Td (Total due) Tj ET"
+    )
+    appearance = b"BT /F1 14 Tf 2 7 Td (%s) Tj ET" % amount.encode("latin-1")
+    return hand_pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 5 0 R >> >> "
+            b"/Contents 4 0 R /Annots [6 0 R] >>",
+            stream(content),
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+            b"<< /Type /Annot /Subtype /FreeText /Rect [300 690 500 715] /AP << /N 7 0 R >> /F 4 "
+            b"/DA (/F1 14 Tf 0 g) /Contents (%s) >>" % amount.encode("latin-1"),
+            stream(
+                appearance,
+                b"/Type /XObject /Subtype /Form /BBox [0 0 200 25] /Resources << /Font << /F1 5 0 R >> >>",
+            ),
+        ]
+    )

@@ -277,6 +277,21 @@ def test_a_picture_of_text_on_a_text_page_is_ocrd_into_the_page() -> None:
     assert _rows(result)[: len(ROWS)] == ROWS
 
 
+def test_an_annotations_text_is_read_with_the_page() -> None:
+    """A FreeText annotation (like a filled form field or a stamp) draws the amount on the page
+    but is not page content: the page is read with its annotations merged in, so the amount is
+    in the reading, where it renders."""
+    from tests.vision.ocr.pdfgen import annotated_invoice
+
+    data = annotated_invoice()
+    result, image = _read(data)
+    assert result.source == SOURCE_TEXT_LAYER, result.source_reason
+    assert _rows(result) == [["Invoice number INV-2024-4202"], ["Total due", "1,190.00 EUR"]]
+    amount = next(line for line in result.lines if line.text == "1,190.00 EUR")
+    ink = _ink(image, (600, 250, 1100, 330))  # the annotation: x 300-500 pt, 127-152 pt from the top
+    assert amount.bbox[0] <= ink[0] + 2 and amount.bbox[2] >= ink[2] - 2, (amount.bbox, ink)
+
+
 def test_a_layer_mapped_for_another_image_size_is_not_trusted(born) -> None:
     data, _, image = born
     texts = page_texts(data, {1: (image.width // 2, image.height // 2)})[1]
