@@ -289,6 +289,7 @@ def scan_copy(data: bytes, seed: str) -> bytes:
     quality 45-65; every choice drawn from `seed` (the copy's id)."""
     import io
     import random
+    import time
 
     import numpy as np
     from PIL import Image
@@ -309,7 +310,16 @@ def scan_copy(data: bytes, seed: str) -> bytes:
         page.save(buffer, "JPEG", quality=quality)
         pages.append(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
     out = io.BytesIO()
-    pages[0].save(out, "PDF", save_all=True, append_images=pages[1:], resolution=float(dpi))
+    stamp = time.gmtime(1767225600)  # 2026-01-01, fixed: a copy is made again byte for byte
+    pages[0].save(
+        out,
+        "PDF",
+        save_all=True,
+        append_images=pages[1:],
+        resolution=float(dpi),
+        creationDate=stamp,
+        modDate=stamp,
+    )
     return out.getvalue()
 
 
