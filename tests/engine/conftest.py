@@ -94,6 +94,28 @@ def kernel_path(request) -> str:
     isa = request.param
     runnable = kernels.supported_isas()
     if isa not in runnable:
+        _PATHS_SKIPPED.add(isa)
         pytest.skip(f"this CPU lacks the {isa} kernel path (it runs {', '.join(runnable)})")
+    _PATHS_RAN.add(isa)
     with kernels.use_isa(isa):
         yield isa
+
+
+_PATHS_RAN: set[str] = set()
+_PATHS_SKIPPED: set[str] = set()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line in the test log (scripts/test.sh's output): which kernel paths the engine tests
+    ran on this CPU and which they skipped, and the path the engine itself chose here."""
+    if not _PATHS_RAN and not _PATHS_SKIPPED:
+        return
+    from vision.engine import kernels
+
+    order = [name for name in _kernel_paths()]
+    ran = [name for name in order if name in _PATHS_RAN]
+    skipped = [name for name in order if name in _PATHS_SKIPPED and name not in _PATHS_RAN]
+    terminalreporter.write_line(
+        f"engine kernel paths: ran {', '.join(ran) or 'none'}; skipped {', '.join(skipped) or 'none'}"
+        f" (this CPU lacks them); the engine's own choice here: {kernels.isa()}"
+    )

@@ -7,6 +7,10 @@ Two references:
   it by fp32 rounding only: relative 1e-5 is ~100x what fp32 sums over 64-192 blocks give.
 - float: the unquantized fp32 linear, within test_quant's int8 bound (weights + activations).
 Every vector path must also equal the scalar path bit for bit: same integer dots, same fp32 order.
+
+Kernel paths: tests of one op take the `kernel_path` fixture (tests/engine/conftest.py: each of
+kernels.ISAS forced in turn, `ref` always; a path this CPU cannot execute is skipped with that
+reason); tests that compare paths run every path in RUNNABLE against `ref` in one test.
 """
 
 from __future__ import annotations
@@ -55,19 +59,24 @@ ODD_SHAPES = {
 # decode (1, odd, full tile of 8), a remainder tile, and a many-row call with a row remainder
 ROWS = (1, 3, 8, 11, 37)
 
-_FLAGS = set()
-for _line in Path("/proc/cpuinfo").read_text().splitlines():
-    if _line.startswith("flags"):
-        _FLAGS = set(_line.split(":", 1)[1].split())
-        break
-# What each path needs, by /proc/cpuinfo's names.
-NEEDS = {
-    "ref": set(),
-    "avx2": {"avx2", "fma"},
-    "avxvnni": {"avx2", "fma", "avx_vnni"},
-    "avx512vnni": {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"},
-}
-RUNNABLE = [isa for isa in kernels.ISAS if NEEDS[isa] <= _FLAGS]
+_FLAGS = kernels.cpu_flags()
+RUNNABLE = kernels.cpu_isas()
+# The three CPU kinds the project's machines are drawn from, by the flags that matter here
+# (/proc/cpuinfo names): what each runs.
+CPU_KINDS = {
+    "AMD EPYC, AVX2 only": ({"avx", "avx2", "fma", "sse4_2"}, ["ref", "avx2"], False),
+    "AMD EPYC, AVX-512 VNNI + BF16": (
+        {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16"},
+        ["ref", "avx2", "avx512vnni"],
+        True,
+    ),
+    "Intel Xeon, AMX": (
+        {"avx2", "fma", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16",
+         "amx_bf16", "amx_int8", "amx_tile"},
+        ["ref", "avx2", "avxvnni", "avx512vnni"],
+        True,
+    ),
+}  # fmt: skip
 
 
 def reference(
@@ -109,10 +118,27 @@ def built() -> object:
     return mod
 
 
+@pytest.mark.parametrize("kind", sorted(CPU_KINDS))
+def test_one_decision_per_cpu_kind(kind: str) -> None:
+    """kernels.Isa, from a CPU's flags: the paths each of the three CPU kinds runs, and what the
+    best one turns on (the AVX-512 BF16 ops, the decode attention's path, the vision loops)."""
+    flags, paths, bf16 = CPU_KINDS[kind]
+    assert kernels.cpu_isas(frozenset(flags)) == paths
+    best = kernels.make_isa(paths[-1], frozenset(flags))
+    assert best.bf16 is bf16 and best.attention == (3 if bf16 else 1) and best.vision_vector is bf16
+    for lower in paths[:-1]:
+        isa = kernels.make_isa(lower, frozenset(flags))
+        assert not isa.bf16 and not isa.vision_vector and isa.attention == (0 if lower == "ref" else 1)
+    assert kernels.Isa("torch").attention == 0 and not kernels.Isa("torch").ours
+
+
 def test_cpu_detection_agrees_with_proc_cpuinfo(built) -> None:
-    assert [isa for isa in kernels.ISAS if built.cpu_supports(kernels.isa_index(isa))] == RUNNABLE
-    assert kernels.supported_isas() == RUNNABLE
+    text = Path("/proc/cpuinfo").read_text()
+    flags = set(next(line for line in text.splitlines() if line.startswith("flags")).split(":", 1)[1].split())
+    assert flags == _FLAGS
+    assert kernels.supported_isas() == RUNNABLE and RUNNABLE[0] == "ref"
     assert kernels.active_isa() == RUNNABLE[-1]  # the best path unless told otherwise
+    assert kernels.isa().bf16 == ("avx512vnni" in RUNNABLE and "avx512_bf16" in flags)
 
 
 def test_ops_use_torchs_threads(built) -> None:
@@ -137,10 +163,8 @@ def test_int8_dot_peak_counts_every_threads_work(built, isa: str) -> None:
     """`int8_peak_gops` divides the loop's multiply-adds by its time: the count must be every
     thread's rounds (a loop left on one thread would halve the peak the batching bench states)."""
     if isa not in RUNNABLE:
-        with pytest.raises(RuntimeError, match="no int8 dot-product loop"):
-            built.int8_dot_peak(kernels.isa_index(isa), 10)
-        assert kernels.int8_peak_gops(isa) is None
-        return
+        assert kernels.int8_peak_gops(isa) is None  # never run where the CPU lacks it
+        pytest.skip(f"this CPU lacks the {isa} kernel path")
     before = torch.get_num_threads()
     try:
         for threads in (1, 2):
@@ -151,6 +175,8 @@ def test_int8_dot_peak_counts_every_threads_work(built, isa: str) -> None:
     finally:
         torch.set_num_threads(before)
     assert kernels.int8_peak_gops("ref") is None
+    with pytest.raises(RuntimeError, match="no int8 dot-product loop"):
+        built.int8_dot_peak(kernels.isa_index("ref"), 10)
 
 
 @pytest.mark.parametrize("isa", kernels.ISAS)
@@ -161,6 +187,19 @@ def test_paths_this_cpu_cannot_run_are_refused(built, isa: str) -> None:
     else:
         with pytest.raises(ValueError, match="cannot run here"), kernels.use_isa(isa):
             pass
+
+
+def test_a_forced_path_changes_every_kernel(built, kernel_path: str) -> None:
+    """use_isa (VISION_KERNEL_ISA's block form) forces one decision for all ops: the linears' path,
+    the decode attention's, the AVX-512 BF16 ops and the vision loops follow it."""
+    isa = kernels.isa()
+    assert isa == kernels.make_isa(kernel_path) and kernels.active_isa() == kernel_path
+    assert isa.attention == {"ref": 0, "avx2": 1, "avxvnni": 1, "avx512vnni": 3}[kernel_path]
+    assert kernels.bf16_ops_available() is (kernel_path == "avx512vnni" and FLASH_CPU)
+    x = torch.randn(64, 32)
+    assert (kernels.gelu_tanh_(x.clone()) is None) is (kernel_path != "avx512vnni")
+    lin, xs = _case(40, 64, 3)
+    assert torch.equal(Int8Linear.from_linear(lin)(xs), _run_paths(lin, xs)["ref"])
 
 
 def _run_paths(lin: nn.Linear, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -244,7 +283,7 @@ def test_bf16_output_is_the_fp32_output_rounded_bit_for_bit(built, isa: str, fmt
      ((5, 32, 128), (16, 24))],
 )  # fmt: skip
 def test_rms_norm_bf16_matches_f_rms_norm(
-    built, shape: tuple[int, ...], heads: tuple[int, int] | None
+    built, kernel_path: str, shape: tuple[int, ...], heads: tuple[int, int] | None
 ) -> None:
     """The one-call bf16 RMSNorm against F.rms_norm, on rows and on head slices of a fused qkv
     (a strided view, as the runner passes). Same fp32 arithmetic; only the sum of squares runs in
@@ -255,7 +294,8 @@ def test_rms_norm_bf16_matches_f_rms_norm(
     x = base if heads is None else base[:, heads[0] : heads[1]]
     w = (torch.rand(shape[-1], generator=gen) + 0.5).bfloat16()
     want = F.rms_norm(x, (shape[-1],), w, 1e-6)
-    got = built.rms_norm_bf16(x, w, 1e-6)
+    got = kernels.rms_norm_bf16(x, w, 1e-6)
+    assert torch.equal(got, kernels.rms_norm_bf16(x, w, 1e-6, kernels.make_isa("ref")))  # bits of every path
     assert got.shape == want.shape and got.dtype == torch.bfloat16 and got.is_contiguous()
     differ = got != want
     assert differ.float().mean().item() <= 1e-4
@@ -267,15 +307,15 @@ def _rope_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> to
     return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin
 
 
-@pytest.mark.parametrize("vector", [True, False])
 @pytest.mark.parametrize("rows, heads, d", [(560, 16, 64), (24, 4, 16), (3, 2, 34)])
 def test_vision_qkv_rope_bf16_is_transformers_rotary_then_bf16_bit_for_bit(
-    built, vector, rows, heads, d
+    built, kernel_path, rows, heads, d
 ) -> None:
     """A vision block's q/k rotary and the bf16 rounding of q, k and v in one call: the same bits as
     transformers' apply_rotary_pos_emb_vision on the (rows, 3, heads, d) view of the qkv output
-    followed by .bfloat16(), on the 2B tower's heads (AVX-512 path where the CPU has it), the tiny
-    model's and an odd half width (scalar), and on the forced scalar path."""
+    followed by .bfloat16(), on every kernel path (the op itself: AVX-512 loops on avx512vnni,
+    scalar C++ below it), on the 2B tower's heads, the tiny model's and an odd half width (scalar
+    on every path). The engine's wrapper runs it where the path has a vector loop, else None."""
     from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb_vision
 
     gen = torch.Generator().manual_seed(rows + heads + d)
@@ -285,21 +325,24 @@ def test_vision_qkv_rope_bf16_is_transformers_rotary_then_bf16_bit_for_bit(
     cos, sin = emb.cos(), emb.sin()
     q, k, v = qkv.reshape(rows, 3, heads, d).permute(1, 0, 2, 3).unbind(0)
     q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
-    got = built.vision_qkv_rope_bf16(qkv, cos, sin, heads, vector)
+    index = kernels.isa().index
+    got = built.vision_qkv_rope_bf16(qkv, cos, sin, heads, index)
     assert got.shape == (3, rows, heads, d) and got.dtype == torch.bfloat16
     for ours, theirs in zip(got.unbind(0), (q, k, v), strict=True):
         assert torch.equal(ours, theirs.bfloat16())
+    wrapped = kernels.vision_qkv_rope_bf16(qkv, cos, sin, heads)
+    assert (wrapped is None) is (not kernels.isa().vision_vector)
+    assert wrapped is None or torch.equal(wrapped, got)
     assert kernels.vision_qkv_rope_bf16(qkv.bfloat16(), cos, sin, heads) is None
     with pytest.raises(RuntimeError):
-        built.vision_qkv_rope_bf16(qkv, cos[:, :-2].contiguous(), sin[:, :-2].contiguous(), heads, vector)
+        built.vision_qkv_rope_bf16(qkv, cos[:, :-2].contiguous(), sin[:, :-2].contiguous(), heads, index)
 
 
-@pytest.mark.parametrize("vector", [True, False])
 @pytest.mark.parametrize("shape", [(560, 4096), (37,), (3, 5)])
-def test_gelu_tanh_is_within_a_few_ulps_of_the_exact_function(built, vector: bool, shape) -> None:
+def test_gelu_tanh_is_within_a_few_ulps_of_the_exact_function(built, kernel_path: str, shape) -> None:
     """The vision MLP's tanh GELU, in place: within 4e-7 + 2e-6 |y| of the function computed in
-    float64, for values from -30 to 30 (both tails: x / (1 + e^88) and x itself), on the AVX-512
-    path (where the CPU has it) and the scalar one, a vision MLP's shape and masked tails. torch's
+    float64, for values from -30 to 30 (both tails: x / (1 + e^88) and x itself), on every kernel
+    path (AVX-512 loop on avx512vnni, scalar C++ below it), a vision MLP's shape and masked tails. torch's
     own F.gelu(approximate="tanh") is off by up to 5e-5 relative where tanh -> -1; ours is not."""
     gen = torch.Generator().manual_seed(sum(shape))
     x = torch.randn(shape, generator=gen) * 4
@@ -307,28 +350,32 @@ def test_gelu_tanh_is_within_a_few_ulps_of_the_exact_function(built, vector: boo
     d = x.double()
     want = d * 0.5 * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (d + 0.044715 * d**3)))
     y = x.clone()
-    out = built.gelu_tanh_(y, vector)
+    out = built.gelu_tanh_(y, kernels.isa().index)
     assert out.data_ptr() == y.data_ptr()  # in place
     err = (y.double() - want).abs()
     assert (err <= 4e-7 + 2e-6 * want.abs()).all(), err.max()
     assert (y - F.gelu(x, approximate="tanh")).abs().max() < 1e-4  # the function torch computes
     assert kernels.gelu_tanh_(x.t() if x.dim() == 2 else x.double()) is None  # not contiguous fp32
-    # the engine's wrapper runs it only where the AVX-512 loop does (scalar exp: slower than torch)
-    assert (kernels.gelu_tanh_(x.clone()) is None) is (not built.fused_avx512_supported())
+    # the engine's wrapper runs it only where the path has a vector loop (scalar exp: slower than torch)
+    wrapped = kernels.gelu_tanh_(x.clone())
+    assert (wrapped is None) is (not kernels.isa().vision_vector)
+    assert wrapped is None or torch.equal(wrapped, y)
 
 
 @pytest.mark.parametrize("rows, n", [(1, 2048), (8, 2048), (3, 2051), (2, 64)])
-def test_add_rms_norm_bf16_is_the_add_and_the_norm_bit_for_bit(built, rows: int, n: int) -> None:
+def test_add_rms_norm_bf16_is_the_add_and_the_norm_bit_for_bit(
+    built, kernel_path: str, rows: int, n: int
+) -> None:
     """The residual add with the RMSNorm after it, one call: the same bits as `hidden + delta`
-    (torch's bf16 add) then rms_norm_bf16, on the 2B width (AVX-512 path where the CPU has it), an
-    odd width (scalar path) and a small one; hidden is updated in place."""
+    (torch's bf16 add) then rms_norm_bf16, on every kernel path (AVX-512 loops on avx512vnni), the
+    2B width, an odd width (scalar on every path) and a small one; hidden is updated in place."""
     gen = torch.Generator().manual_seed(rows * n)
     hidden = (torch.randn(rows, n, generator=gen) * 4).bfloat16()
     delta = (torch.randn(rows, n, generator=gen) * 2).bfloat16()
     w = (torch.rand(n, generator=gen) + 0.5).bfloat16()
     want_hidden = hidden + delta
-    want = built.rms_norm_bf16(want_hidden, w, 1e-6)
-    got = built.add_rms_norm_bf16(hidden, delta, w, 1e-6)
+    want = kernels.rms_norm_bf16(want_hidden, w, 1e-6, kernels.make_isa("ref"))
+    got = kernels.add_rms_norm_bf16(hidden, delta, w, 1e-6)
     assert torch.equal(hidden, want_hidden)
     assert torch.equal(got, want)
     assert (got.float() - F.rms_norm(want_hidden, (n,), w, 1e-6).float()).abs().max() < 0.1
@@ -336,11 +383,11 @@ def test_add_rms_norm_bf16_is_the_add_and_the_norm_bit_for_bit(built, rows: int,
 
 @pytest.mark.parametrize("batch, heads, kv_heads, d", [(1, 16, 8, 128), (8, 16, 8, 128), (3, 4, 2, 16)])
 def test_decode_qk_rope_store_is_the_separate_ops_bit_for_bit(
-    built, batch: int, heads: int, kv_heads: int, d: int
+    built, kernel_path: str, batch: int, heads: int, kv_heads: int, d: int
 ) -> None:
     """Decode rows' q/k RMSNorm, rotary and KV writes in one call: the same bits as the runner's
     separate ops (rms_norm_bf16 per head, bf16 products and sum, indexed writes into the arena
-    slots), on the 2B heads (AVX-512 path where the CPU has it) and the tiny model's (scalar)."""
+    slots), on every kernel path (AVX-512 loops on avx512vnni), the 2B heads and the tiny model's."""
     gen = torch.Generator().manual_seed(batch * d)
     width = (heads + 2 * kv_heads) * d
     qkv = (torch.randn(batch, width, generator=gen) * 3).bfloat16()
@@ -353,14 +400,17 @@ def test_decode_qk_rope_store_is_the_separate_ops_bit_for_bit(
     positions = torch.randint(0, 40, (batch,), generator=gen)
     keys, values = (torch.zeros(10, kv_heads, 48, d, dtype=torch.bfloat16) for _ in range(2))
     heads3 = qkv.view(batch, -1, d)
-    want_q = _rope_reference(built.rms_norm_bf16(heads3[:, :heads], qn, 1e-6), cos[:, None], sin[:, None])
+    ref = kernels.make_isa("ref")
+    want_q = _rope_reference(
+        kernels.rms_norm_bf16(heads3[:, :heads], qn, 1e-6, ref), cos[:, None], sin[:, None]
+    )
     want_k = _rope_reference(
-        built.rms_norm_bf16(heads3[:, heads : heads + kv_heads], kn, 1e-6), cos[:, None], sin[:, None]
+        kernels.rms_norm_bf16(heads3[:, heads : heads + kv_heads], kn, 1e-6, ref), cos[:, None], sin[:, None]
     )
     want_keys, want_values = keys.clone(), values.clone()
     want_keys[slots, :, positions] = want_k
     want_values[slots, :, positions] = heads3[:, heads + kv_heads :]
-    q = built.decode_qk_rope_store(
+    q = kernels.decode_qk_rope_store(
         qkv, qn, kn, cos, sin, keys, values, slots, positions, heads, kv_heads, 1e-6
     )
     assert q.shape == (batch, heads, d) and q.is_contiguous()
@@ -368,7 +418,7 @@ def test_decode_qk_rope_store_is_the_separate_ops_bit_for_bit(
     assert torch.equal(keys, want_keys) and torch.equal(values, want_values)
     assert keys.abs().sum() > 0
     with pytest.raises(RuntimeError, match="out of range"):
-        built.decode_qk_rope_store(
+        kernels.decode_qk_rope_store(
             qkv, qn, kn, cos, sin, keys, values, slots, positions + 48, heads, kv_heads, 1e-6
         )
 
@@ -384,16 +434,12 @@ def _attention_fp64(
     return (weights @ v)[:, 0]
 
 
-ATTENTION_ISAS = {"avx512": 3, "avx2": 1}
-
-
-@pytest.mark.parametrize("isa", sorted(ATTENTION_ISAS))
 @pytest.mark.parametrize("groups, head_dim", [(2, 128), (1, 128), (3, 64), (2, 48)])
-def test_decode_attention_against_fp64(built, isa: str, groups: int, head_dim: int) -> None:
-    """The decode attention op on each path this CPU runs (AVX-512 and AVX2 on an AVX-512 CPU):
-    each row against its own arena slot and length (1, odd, not a multiple of 16, the whole slot),
-    within one bf16 step of fp64; a row's result does not depend on the other rows of the batch; a
-    length past the slot is refused; a path the CPU lacks is refused."""
+def test_decode_attention_against_fp64(built, kernel_path: str, groups: int, head_dim: int) -> None:
+    """The decode attention op on every kernel path (AVX-512F on avx512vnni, AVX2 on avx2 and
+    avxvnni; ref has none and refuses, the runner takes SDPA there): each row against its own arena
+    slot and length (1, odd, not a multiple of 16, the whole slot), within one bf16 step of fp64; a
+    row's result does not depend on the other rows of the batch; a length past the slot is refused."""
     gen = torch.Generator().manual_seed(groups * head_dim)
     kv_heads, cap = 4, 300
     keys = (torch.randn(5, kv_heads, cap, head_dim, generator=gen) * 2).bfloat16()
@@ -401,13 +447,12 @@ def test_decode_attention_against_fp64(built, isa: str, groups: int, head_dim: i
     fused = (torch.randn(4, kv_heads * groups + 7, head_dim, generator=gen) * 2).bfloat16()
     q = fused[:, 3 : 3 + kv_heads * groups]  # a strided view, as the runner's q after rotary
     slots, lens = torch.tensor([4, 0, 2, 1]), torch.tensor([1, 77, 300, 16])
-    path = ATTENTION_ISAS[isa]
 
     def attend(*args: torch.Tensor) -> torch.Tensor:
-        return built.decode_attention(*args, head_dim**-0.5, path)
+        return kernels.decode_attention(*args, head_dim**-0.5)
 
-    if path > built.best_attention_isa():
-        with pytest.raises(RuntimeError, match="cannot run path"):
+    if kernels.isa().attention == 0:
+        with pytest.raises(RuntimeError, match="no path 0"):
             attend(q, keys, values, slots, lens)
         return
     got = attend(q, keys, values, slots, lens)
@@ -421,7 +466,8 @@ def test_decode_attention_against_fp64(built, isa: str, groups: int, head_dim: i
         attend(q, keys, values, slots, torch.tensor([1, 2, 301, 1]))
 
 
-FLASH_CPU = NEEDS["avx512vnni"] | {"avx512_bf16"} <= _FLAGS
+FLASH_CPU = kernels.NEEDS["avx512vnni"] | kernels.BF16_NEEDS <= _FLAGS
+NO_BF16 = "this CPU lacks AVX-512 BF16 (the op refuses, checked above)"
 
 
 def _prefill_fp64(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: int) -> torch.Tensor:
@@ -463,12 +509,15 @@ def test_prefill_attention_against_fp64(built, case: tuple[int, ...]) -> None:
     q = fused[:nq, 3 : 3 + heads].transpose(0, 1)  # (heads, nq, d), rows strided as the runner's
     k = fused[:nk, 3 + heads : 3 + heads + kv_heads].transpose(0, 1)
     v = fused[:nk, 3 + heads + kv_heads :].transpose(0, 1)
-    assert built.flash_supported() == FLASH_CPU
     assert kernels.flash_available(d) == FLASH_CPU
+    with kernels.use_isa("avx2"):  # a path forced below it turns it off on every CPU
+        assert not kernels.flash_available(d)
+        with pytest.raises(RuntimeError, match="AVX-512 BF16"):
+            kernels.pack_kv(k, v)
     if not FLASH_CPU:
         with pytest.raises(RuntimeError, match="AVX-512 BF16"):
-            built.attention_pack(k, v)
-        return
+            kernels.pack_kv(k, v)
+        pytest.skip(NO_BF16)
     got = kernels.prefill_attention(q, kernels.pack_kv(k, v), d**-0.5, causal)
     want = _prefill_fp64(q, k, v, causal)
     assert got.shape == (nq, heads * d) and got.dtype == torch.bfloat16
@@ -485,7 +534,7 @@ def test_prefill_attention_rows_are_computed_alone(built) -> None:
     output lands in a row slice of a larger buffer; wrong sizes are refused."""
     if not FLASH_CPU:  # what such a CPU does instead is checked in the test above
         assert not kernels.flash_available(64)
-        return
+        pytest.skip(NO_BF16)
     gen = torch.Generator().manual_seed(5)
     heads, kv_heads, n, d = 8, 4, 150, 64
     q = torch.randn(heads, n, d, generator=gen).bfloat16()
@@ -533,8 +582,8 @@ def test_bf16_linear_against_fp64_and_f_linear(built, shape: tuple[int, int]) ->
     bias = (torch.randn(n, generator=gen) * 0.1).bfloat16()
     if not FLASH_CPU:
         with pytest.raises(RuntimeError, match="AVX-512 BF16"):
-            built.linear_bf16(torch.zeros(1, k, dtype=torch.bfloat16), w, bias)
-        return
+            kernels.linear_bf16(torch.zeros(1, k, dtype=torch.bfloat16), w, bias)
+        pytest.skip(NO_BF16)
     for rows in (1, 3, 8, 11, 16):
         x = torch.randn(rows, k, generator=gen).bfloat16()
         for b in (bias, None):
@@ -558,7 +607,7 @@ def test_bf16_linear_module_uses_the_kernel_for_few_rows(built) -> None:
     assert lin.weight is weight
     if not FLASH_CPU:
         assert type(lin) is nn.Linear
-        return
+        pytest.skip(NO_BF16)
     assert isinstance(lin, Bf16Linear)
     x = torch.randn(2, 3, 2048).bfloat16()
     assert torch.equal(lin(x), built.linear_bf16(x.reshape(6, 2048), weight, lin.bias).reshape(2, 3, 512))
@@ -733,8 +782,8 @@ def test_bf16_lm_head_full_size(built) -> None:
     """The tied bf16 lm_head (151936 x 2048, one call per decode step) on the kernel: within one
     bf16 step of F.linear (plus the fp32 sums' error) at batch 1 and 8."""
     if not FLASH_CPU:
-        assert not built.flash_supported()
-        return
+        assert not kernels.bf16_ops_available()
+        pytest.skip(NO_BF16)
     gen = torch.Generator().manual_seed(11)
     w = (torch.randn(151936, 2048, generator=gen) * 0.02).bfloat16()
     for rows in (1, 8):

@@ -364,12 +364,13 @@ class Bf16Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // self.in_features if self.in_features else 0
-        if x.dtype != torch.bfloat16 or rows == 0 or rows > self.KERNEL_MAX_ROWS:
-            return F.linear(x, self.weight, self.bias)
         from . import kernels
 
+        if x.dtype != torch.bfloat16 or rows == 0 or rows > self.KERNEL_MAX_ROWS or not kernels.isa().bf16:
+            return F.linear(x, self.weight, self.bias)  # (a path forced below AVX-512 BF16: torch's)
+
         bias = self.bias if self.bias is not None else _NO_BIAS
-        y = kernels.module().linear_bf16(x.reshape(rows, self.in_features), self.weight, bias)
+        y = kernels.linear_bf16(x.reshape(rows, self.in_features), self.weight, bias)
         return y.reshape(*x.shape[:-1], self.out_features)
 
 

@@ -524,18 +524,20 @@ class ModelRunner:
         self._decode_attn = None  # the kernels' bf16 decode attention (AVX-512 or AVX2), when built
         self._attn_isa = 0
         self._flash = False  # prompt chunks on the kernels' prefill attention (AVX-512 BF16)
-        if self.dtype == torch.bfloat16:
+        # The kernel path in force when the runner is built (kernels.isa(): the CPU's flags and
+        # VISION_KERNEL_ISA, or use_isa) is the one its bf16 ops keep.
+        self.isa = kernels.isa()
+        built = kernels.module() if self.isa.ours else None
+        if self.dtype == torch.bfloat16 and built is not None:
             self._flash = kernels.flash_available(self.head_dim)
-            built = kernels.module()
-            self._rms_bf16 = built.rms_norm_bf16 if built is not None else None
-            self._add_rms_bf16 = built.add_rms_norm_bf16 if built is not None else None
+            index = self.isa.index
+            self._rms_bf16 = lambda x, w, eps: built.rms_norm_bf16(x, w, eps, index)
+            self._add_rms_bf16 = lambda h, d, w, eps: built.add_rms_norm_bf16(h, d, w, eps, index)
             groups = self.num_heads // self.num_kv_heads
-            isa = built.best_attention_isa() if built is not None else 0
-            # A kernel path forced lower (VISION_KERNEL_ISA) lowers the attention path with it.
-            isa = min(isa, {"ref": 0, "avx2": 1, "avxvnni": 1}.get(kernels.active_isa(), isa))
-            if isa and self.head_dim % 16 == 0 and self.head_dim <= 256 and groups <= 8:
-                self._decode_attn, self._attn_isa = built.decode_attention, isa
-                self._qk_rope_store = built.decode_qk_rope_store
+            attn_isa = self.isa.attention  # 0 on ref: SDPA
+            if attn_isa and self.head_dim % 16 == 0 and self.head_dim <= 256 and groups <= 8:
+                self._decode_attn, self._attn_isa = built.decode_attention, attn_isa
+                self._qk_rope_store = lambda *a: built.decode_qk_rope_store(*a, index)
         self.arena = KVArena(
             self.num_layers, self.num_kv_heads, self.head_dim, self.dtype, kv_slots, kv_slot_tokens
         )

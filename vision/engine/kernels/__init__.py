@@ -23,17 +23,21 @@ with the activation block sum as int8's +128 does (`pack_int4`, `quantize_int4`)
 
 Every vector path gives bit-identical results (the integer dots are exact, the fp32 sums run in
 the same order), equal to the scalar path. All ISA files are built into one library with
-per-function target pragmas and the path is chosen at run time from cpuid; `VISION_KERNEL_ISA`
-(`ref`, `avx2`, `avxvnni`, `avx512vnni`, `torch`) forces a lower one (tests, benchmarks,
-diagnosis; like ONEDNN_MAX_CPU_ISA it is a kernel knob, not an engine setting).
+per-function target pragmas. One decision says which path every op takes: `isa()`, an `Isa`
+made from the CPU's flags (/proc/cpuinfo) and `VISION_KERNEL_ISA` (`ref`, `avx2`, `avxvnni`,
+`avx512vnni`, `torch`: forces a lower one, for tests, benchmarks and diagnosis; like
+ONEDNN_MAX_CPU_ISA it is a kernel knob, not an engine setting), or `use_isa` inside a block. The
+C++ never reads cpuid: every op gets the path as an argument from the wrappers here, so a forced
+path changes every kernel (linears, RMSNorm, decode and prefill attention, the vision GELU and
+rotary), and one machine can run the paths a smaller CPU would take.
 
 More ops serve the runner's bf16 decode step (docs/engine.md): `rms_norm_bf16` (RMSNorm in one
 call, F.rms_norm's arithmetic), `decode_attention` (each decoding row against its own KV-arena
-slot; AVX-512F or AVX2 + FMA, `attn_impl.h`; `best_attention_isa` says which runs),
+slot; AVX-512F or AVX2 + FMA, `attn_impl.h`; `Isa.attention` says which runs),
 `add_rms_norm_bf16` (the residual add with the RMSNorm after it) and `decode_qk_rope_store` (the
 decode rows' q/k norms, rotary and KV writes). The last two give the same bits as the separate
-ops they replace (tests); their elementwise loops run on AVX-512F/BW where the CPU has it
-(`fused_avx512.cpp`), scalar C++ elsewhere. `gelu_tanh_` is the quantized vision towers' MLP
+ops they replace (tests); their elementwise loops run on AVX-512F/BW on the avx512vnni path
+(`fused_avx512.cpp`), scalar C++ on the others. `gelu_tanh_` is the quantized vision towers' MLP
 activation (fp32, in place, same file), and `vision_qkv_rope_bf16` their blocks' rotary and bf16
 rounding of q, k and v for the prefill attention.
 
@@ -90,9 +94,82 @@ _HEADERS = ("vk.h", "tile_impl.h", "quant_impl.h", "attn_impl.h")
 _CFLAGS = ("-O3", "-std=c++17", "-fopenmp")
 _LDFLAGS = ("-fopenmp",)
 
-_lock = threading.Lock()
-_state: dict[str, object] = {}  # "module": ModuleType | None once tried, "isa": chosen name
-_forced: list[str] = []  # use_isa() stack
+_lock = threading.RLock()  # isa() holds it while _choose builds the module
+_state: dict[str, object] = {}  # "module": ModuleType | None once tried, "isa": the chosen Isa
+_forced: list[Isa] = []  # use_isa() stack
+
+# What each path needs, by /proc/cpuinfo's flag names (the C++ files' target pragmas).
+NEEDS: dict[str, frozenset[str]] = {
+    "ref": frozenset(),
+    "avx2": frozenset({"avx2", "fma"}),
+    "avxvnni": frozenset({"avx2", "fma", "avx_vnni"}),
+    "avx512vnni": frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"}),
+}
+BF16_NEEDS = frozenset({"avx512_bf16"})  # beyond avx512vnni: the prefill attention and bf16 GEMV
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's instruction-set flags as Linux reports them (/proc/cpuinfo, the first CPU): what
+    the kernel path is decided from. Empty where there is no /proc/cpuinfo (then only `ref` runs)."""
+    if "flags" not in _state:
+        flags: frozenset[str] = frozenset()
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("flags"):
+                    flags = frozenset(line.split(":", 1)[1].split())
+                    break
+        except OSError:
+            pass
+        _state["flags"] = flags
+    return _state["flags"]  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Isa:
+    """The one instruction-set decision: which path every kernel takes. `name` is one of ISAS, or
+    "torch" (torch's ops everywhere: none of ours). The C++ ops receive `index` (linears, int8
+    peak, the elementwise loops: AVX-512F/BW on avx512vnni, scalar C++ below it), `attention`
+    (decode attention) and run the AVX-512 BF16 ops only where `bf16` is true."""
+
+    name: str
+    bf16: bool = False  # AVX-512 BF16 ops (prefill attention, bf16 GEMV): avx512vnni + avx512_bf16
+
+    @property
+    def ours(self) -> bool:
+        """Our kernels run (False: torch's ops, as where the build failed)."""
+        return self.name != TORCH_OP
+
+    @property
+    def index(self) -> int:
+        """The C++ enum (csrc/binding.cpp Isa): ISAS.index(name)."""
+        if not self.ours:
+            raise ValueError("the torch path runs none of our kernels")
+        return ISAS.index(self.name)
+
+    @property
+    def attention(self) -> int:
+        """The decode attention's path: 3 (AVX-512F) on avx512vnni, 1 (AVX2 + FMA) on avx2 and
+        avxvnni, 0 (none: SDPA) on ref and torch."""
+        return {"avx512vnni": 3, "avx2": 1, "avxvnni": 1}.get(self.name, 0)
+
+    @property
+    def vision_vector(self) -> bool:
+        """The vision tower's GELU and rotary/qkv rounding have a vector loop on this path (AVX-512F);
+        elsewhere their scalar C++ (a scalar exp per GELU value) is slower than torch's ops, which
+        then run instead."""
+        return self.name == "avx512vnni"
+
+
+def cpu_isas(flags: frozenset[str] | None = None) -> list[str]:
+    """The paths a CPU with these flags (default: this one's) can execute, lowest first."""
+    have = cpu_flags() if flags is None else flags
+    return [name for name in ISAS if NEEDS[name] <= have]
+
+
+def make_isa(name: str, flags: frozenset[str] | None = None) -> Isa:
+    """The decision for path `name` on a CPU with these flags (default: this one's)."""
+    have = cpu_flags() if flags is None else flags
+    return Isa(name, bf16=name == "avx512vnni" and have >= BF16_NEEDS)
 
 
 def build_directory() -> Path:
@@ -171,33 +248,40 @@ def module() -> ModuleType | None:
 
 def supported_isas() -> list[str]:
     """Our paths this CPU can run, lowest first (empty when the kernels are unavailable)."""
-    mod = module()
-    return [] if mod is None else [name for i, name in enumerate(ISAS) if mod.cpu_supports(i)]
+    return [] if module() is None else cpu_isas()
 
 
-def _choose() -> str:
+def _choose() -> Isa:
     wanted = os.environ.get(ISA_ENV, "").strip().lower()
     if wanted == TORCH_OP:
-        return TORCH_OP
+        return Isa(TORCH_OP)
     runnable = supported_isas()
     if not runnable:
-        return TORCH_OP
+        return Isa(TORCH_OP)
     if wanted:
         if wanted in runnable:
-            return wanted
+            return make_isa(wanted)
         log.warning(
             "%s=%s: not one of this CPU's kernel paths %s; using %s", ISA_ENV, wanted, runnable, runnable[-1]
         )
-    return runnable[-1]
+    return make_isa(runnable[-1])
 
 
-def active_isa() -> str:
-    """The path int8 layers use now: one of ISAS, or "torch" (torch's op)."""
+def isa() -> Isa:
+    """The decision in force: `use_isa`'s inside its block, else the process's (cpuid and
+    VISION_KERNEL_ISA, made once)."""
     if _forced:
         return _forced[-1]
     if "isa" not in _state:
-        _state["isa"] = _choose()
+        with _lock:
+            if "isa" not in _state:
+                _state["isa"] = _choose()
     return _state["isa"]  # type: ignore[return-value]
+
+
+def active_isa() -> str:
+    """The path's name: one of ISAS, or "torch" (torch's ops)."""
+    return isa().name
 
 
 def identity() -> str:
@@ -218,7 +302,7 @@ def use_isa(name: str) -> Iterator[None]:
     """
     if name != TORCH_OP and name not in supported_isas():
         raise ValueError(f"kernel path {name!r} cannot run here; this CPU runs {supported_isas()}")
-    _forced.append(name)
+    _forced.append(make_isa(name) if name != TORCH_OP else Isa(TORCH_OP))
     try:
         yield
     finally:
@@ -245,11 +329,16 @@ class PackedKV:
 
 
 def bf16_ops_available() -> bool:
-    """Whether the AVX-512 BF16 ops (prefill attention, bf16 GEMV) run here: built, the CPU has
-    AVX-512 BF16, and the kernel path is not forced below AVX-512 (`VISION_KERNEL_ISA`: a forced
-    lower path turns them off with it, as it lowers the decode attention)."""
+    """Whether the AVX-512 BF16 ops (prefill attention, bf16 GEMV) run on the path in force
+    (`Isa.bf16`: avx512vnni on a CPU with AVX-512 BF16; a path forced lower turns them off)."""
+    return module() is not None and isa().bf16
+
+
+def _need_bf16(op: str) -> ModuleType:
     mod = module()
-    return mod is not None and bool(mod.flash_supported()) and active_isa() not in ("ref", "avx2", "avxvnni")
+    if mod is None or not isa().bf16:
+        raise RuntimeError(f"{op}: the kernel path in force ({active_isa()}) has no AVX-512 BF16 ops")
+    return mod
 
 
 def flash_available(head_dim: int) -> bool:
@@ -259,9 +348,7 @@ def flash_available(head_dim: int) -> bool:
 
 def pack_kv(keys: torch.Tensor, values: torch.Tensor) -> PackedKV:
     """keys, values: (kv_heads, nk, head_dim) bf16, last axis contiguous (strided views are fine)."""
-    mod = module()
-    assert mod is not None
-    kp, vp = mod.attention_pack(keys, values)
+    kp, vp = _need_bf16("attention_pack").attention_pack(keys, values)
     return PackedKV(kp, vp, keys.shape[1])
 
 
@@ -272,46 +359,85 @@ def prefill_attention(
     head_dim) bf16, written into `out` when given. Query head h uses kv head h // (heads /
     kv_heads). causal -1: every key; else row i sees keys j <= i + causal. fp32 softmax; the
     weights are rounded to bf16 for the second product (as the first takes bf16 q and keys)."""
-    mod = module()
-    assert mod is not None
+    mod = _need_bf16("prefill_attention")
     if out is None:
         out = torch.empty(q.shape[1], q.shape[0] * q.shape[2], dtype=torch.bfloat16)
     return mod.prefill_attention(q, kv.keys, kv.values, kv.count, scale, causal, out)
 
 
-def _vector_module() -> ModuleType | None:
-    """The kernels, where their AVX-512F/BW elementwise loops run. The vision ops below replace
-    torch's vectorized ops only there: their scalar C++ (tests) is slower than torch's own
-    (a scalar exp per GELU value), so an AVX2-only CPU keeps torch's ops."""
+def linear_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """bf16 x (m, k) times weight (n, k) as nn.Linear keeps it, plus bias (n,) or an empty tensor,
+    on the AVX-512 BF16 GEMV: (m, n) bf16. RuntimeError where the path in force lacks it."""
+    return _need_bf16("linear_bf16").linear_bf16(x, weight, bias)
+
+
+def rms_norm_bf16(x: torch.Tensor, w: torch.Tensor, eps: float, path: Isa | None = None) -> torch.Tensor:
+    """RMSNorm of bf16 rows (2 or 3 dims, last axis contiguous) in F.rms_norm's arithmetic, one call,
+    on path `path` (default: the one in force)."""
+    return _built().rms_norm_bf16(x, w, eps, (path or isa()).index)
+
+
+def add_rms_norm_bf16(
+    hidden: torch.Tensor, delta: torch.Tensor, w: torch.Tensor, eps: float, path: Isa | None = None
+) -> torch.Tensor:
+    """hidden += delta in place (bf16), then rms_norm_bf16 of it, one call."""
+    return _built().add_rms_norm_bf16(hidden, delta, w, eps, (path or isa()).index)
+
+
+def decode_qk_rope_store(*args, path: Isa | None = None) -> torch.Tensor:
+    """The decode rows' q/k RMSNorm, rotary and KV-arena writes in one call (csrc/binding.cpp:
+    qkv, q_norm, k_norm, cos, sin, keys, values, slots, positions, heads, kv_heads, eps); returns q."""
+    return _built().decode_qk_rope_store(*args, (path or isa()).index)
+
+
+def decode_attention(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    slots: torch.Tensor,
+    lens: torch.Tensor,
+    scale: float,
+    path: Isa | None = None,
+) -> torch.Tensor:
+    """Each decoding row against its own KV-arena slot (csrc/binding.cpp), on `Isa.attention`;
+    RuntimeError on a path without one (ref, torch)."""
+    return _built().decode_attention(q, keys, values, slots, lens, scale, (path or isa()).attention)
+
+
+def _built() -> ModuleType:
     mod = module()
-    return mod if mod is not None and mod.fused_avx512_supported() else None
+    if mod is None:
+        raise RuntimeError("the engine kernels are unavailable (see the warning logged at first use)")
+    return mod
 
 
-def gelu_tanh_(x: torch.Tensor) -> torch.Tensor | None:
+def gelu_tanh_(x: torch.Tensor, path: Isa | None = None) -> torch.Tensor | None:
     """GELU's tanh approximation (transformers' `gelu_pytorch_tanh`) of a contiguous fp32 tensor,
-    in place, on the kernels; None (x untouched) where they did not build, the CPU lacks AVX-512
-    (`_vector_module`) or x is not contiguous fp32. Within 1e-6 relative of the exact function
-    (torch's own tanh form is off by up to 5e-5: it cancels where tanh -> -1); 2.3 -> 0.5 ms for a
-    vision MLP's 560 x 4096 values on two cores."""
-    mod = _vector_module()
-    if mod is None or x.dtype != torch.float32 or not x.is_contiguous():
+    in place, on the kernels; None (x untouched) where they did not build, the path has no vector
+    loop for it (`Isa.vision_vector`: torch's op is faster than scalar C++) or x is not contiguous
+    fp32. Within 1e-6 relative of the exact function (torch's own tanh form is off by up to 5e-5:
+    it cancels where tanh -> -1); 2.3 -> 0.5 ms for a vision MLP's 560 x 4096 values on two cores."""
+    path = path or isa()
+    if module() is None or not path.vision_vector or x.dtype != torch.float32 or not x.is_contiguous():
         return None
-    return mod.gelu_tanh_(x)
+    return module().gelu_tanh_(x, path.index)
 
 
 def vision_qkv_rope_bf16(
-    qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads: int
+    qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads: int, path: Isa | None = None
 ) -> torch.Tensor | None:
     """A vision block's q and k with its rotary, and v, from the fp32 output of its fused qkv
     projection (rows, 3 * heads * d), as one (3, rows, heads, d) bf16 tensor: the same bits as
     transformers' `apply_rotary_pos_emb_vision` then `.bfloat16()`, in one call. None where the
-    kernels did not build, the CPU lacks AVX-512 (`_vector_module`) or the inputs are not
-    contiguous fp32."""
-    mod = _vector_module()
+    kernels did not build, the path has no vector loop for it (`Isa.vision_vector`) or the inputs
+    are not contiguous fp32."""
+    path = path or isa()
     tensors = (qkv, cos, sin)
-    if mod is None or any(t.dtype != torch.float32 or not t.is_contiguous() for t in tensors):
+    if module() is None or not path.vision_vector:
         return None
-    return mod.vision_qkv_rope_bf16(qkv, cos, sin, heads)
+    if any(t.dtype != torch.float32 or not t.is_contiguous() for t in tensors):
+        return None
+    return module().vision_qkv_rope_bf16(qkv, cos, sin, heads, path.index)
 
 
 def int8_peak_gops(isa: str | None = None, seconds: float = 0.25) -> float | None:
@@ -323,10 +449,10 @@ def int8_peak_gops(isa: str | None = None, seconds: float = 0.25) -> float | Non
     import time
 
     mod = module()
-    isa = isa or active_isa()
-    if mod is None or isa not in ("avx2", "avxvnni", "avx512vnni") or isa not in supported_isas():
+    name = isa or active_isa()
+    if mod is None or name not in ("avx2", "avxvnni", "avx512vnni") or name not in supported_isas():
         return None
-    index = isa_index(isa)
+    index = isa_index(name)
     iters = 1 << 16
     mod.int8_dot_peak(index, iters)  # wake the pool, settle the clocks
     while True:

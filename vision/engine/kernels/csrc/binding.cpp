@@ -1,5 +1,8 @@
 // Python entry points of the int8 weight-only linear: activation quantization, the GEMM on the
-// ISA the caller picked (checked against cpuid here), and the chunk dequantizer of the dense path.
+// ISA the caller picked, and the chunk dequantizer of the dense path. Nothing here reads cpuid:
+// every op takes its path from `isa` (the index of kernels.ISAS), which Python's `kernels.Isa`
+// decided from the CPU's flags and VISION_KERNEL_ISA; the caller guarantees the CPU runs it. The
+// AVX-512 BF16 ops (prefill attention, bf16 GEMV) are called only where `Isa.bf16` says so.
 #include <ATen/Parallel.h>
 #include <algorithm>
 #include <cmath>
@@ -14,24 +17,10 @@ namespace {
 
 enum Isa : int64_t { kRef = 0, kAvx2 = 1, kAvxVnni = 2, kAvx512Vnni = 3 };
 
-bool cpu_supports(int64_t isa) {
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  switch (isa) {
-    case kRef:
-      return true;
-    case kAvx2:
-      return avx2;
-    case kAvxVnni:
-      return avx2 && __builtin_cpu_supports("avxvnni");
-    case kAvx512Vnni:
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-             __builtin_cpu_supports("avx512vnni");
-    default:
-      return false;
-  }
-}
+void check_isa(int64_t isa) { TORCH_CHECK(isa >= kRef && isa <= kAvx512Vnni, "kernel path index ", isa, " (0..3)"); }
+
+// Whether the elementwise loops of path `isa` run 16-lane AVX-512F/BW code on rows of n values.
+bool avx512_rows(int64_t isa, int64_t n) { return isa == kAvx512Vnni && n % 16 == 0; }
 
 vk::GemmFn gemm4_for(int64_t isa) {
   switch (isa) {
@@ -120,7 +109,7 @@ torch::Tensor run_linear(const torch::Tensor& x_in, const torch::Tensor& packed,
 // `iters` rounds of the tile's dot product on registers only. Returns the multiply-adds done in all;
 // the caller times the call.
 int64_t int8_dot_peak(int64_t isa, int64_t iters) {
-  TORCH_CHECK(isa >= kAvx2 && isa <= kAvx512Vnni && cpu_supports(isa), "no int8 dot-product loop for ISA ", isa);
+  TORCH_CHECK(isa >= kAvx2 && isa <= kAvx512Vnni, "no int8 dot-product loop for ISA ", isa);
   const vk::DotPeakFn fn = isa == kAvx512Vnni ? vk::dot_peak_avx512vnni()
                            : isa == kAvxVnni  ? vk::dot_peak_avxvnni()
                                               : vk::dot_peak_avx2();
@@ -135,7 +124,7 @@ int64_t int8_dot_peak(int64_t isa, int64_t iters) {
 }
 
 void check_common(const torch::Tensor& x, const torch::Tensor& packed, int64_t isa) {
-  TORCH_CHECK(cpu_supports(isa), "this CPU cannot run kernel ISA ", isa);
+  check_isa(isa);
   TORCH_CHECK(x.dim() == 2 && (x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kBFloat16),
               "x: (m, k) fp32 or bf16");
   TORCH_CHECK(packed.dim() == 2 && packed.scalar_type() == torch::kUInt8 && packed.is_contiguous());
@@ -218,9 +207,9 @@ torch::Tensor dequant(const torch::Tensor& packed, const torch::Tensor& wscale, 
 // (casts, pow, mean, add, rsqrt, mul, mul, cast): a decode step makes 113 of them.
 // One row: (x * r) * w in fp32 with r = 1 / sqrt(mean(x^2) + eps), one rounding to bf16. Every
 // bf16 RMSNorm here goes through it, so all give the same bits.
-inline void rms_row(const at::BFloat16* xr, const at::BFloat16* wp, at::BFloat16* orow, int64_t n, float eps) {
-  static const bool vec16 = vk::fused_avx512_ok(16);
-  if (vec16 && n % 16 == 0) {  // the same arithmetic, 16 lanes at a time
+inline void rms_row(const at::BFloat16* xr, const at::BFloat16* wp, at::BFloat16* orow, int64_t n, float eps,
+                    int64_t isa) {
+  if (avx512_rows(isa, n)) {  // the same arithmetic, 16 lanes at a time
     vk::rms_bf16_avx512(reinterpret_cast<const uint16_t*>(xr), reinterpret_cast<const uint16_t*>(wp),
                         reinterpret_cast<uint16_t*>(orow), n, eps);
     return;
@@ -244,7 +233,8 @@ inline void rms_row(const at::BFloat16* xr, const at::BFloat16* wp, at::BFloat16
     orow[j] = static_cast<at::BFloat16>((static_cast<float>(xr[j]) * rs) * static_cast<float>(wp[j]));
 }
 
-torch::Tensor rms_norm_bf16(const torch::Tensor& x, const torch::Tensor& w, double eps) {
+torch::Tensor rms_norm_bf16(const torch::Tensor& x, const torch::Tensor& w, double eps, int64_t isa) {
+  check_isa(isa);
   TORCH_CHECK(x.scalar_type() == torch::kBFloat16 && w.scalar_type() == torch::kBFloat16, "bf16 x and weight");
   TORCH_CHECK(x.dim() == 2 || x.dim() == 3, "x: (rows, n) or (a, b, n)");
   const int64_t n = x.size(-1);
@@ -257,7 +247,7 @@ torch::Tensor rms_norm_bf16(const torch::Tensor& x, const torch::Tensor& w, doub
   at::BFloat16* op = out.data_ptr<at::BFloat16>();
   const float feps = static_cast<float>(eps);
   at::parallel_for(0, a * b, 64, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) rms_row(xp + (r / b) * sa + (r % b) * sb, wp, op + r * n, n, feps);
+    for (int64_t r = r0; r < r1; ++r) rms_row(xp + (r / b) * sa + (r % b) * sb, wp, op + r * n, n, feps, isa);
   });
   return out;
 }
@@ -265,7 +255,8 @@ torch::Tensor rms_norm_bf16(const torch::Tensor& x, const torch::Tensor& w, doub
 // The residual add and the RMSNorm after it, one call: hidden += delta in place (fp32 sum, one
 // rounding to bf16: torch's bf16 add), then rms_norm_bf16 of the new hidden, returned.
 torch::Tensor add_rms_norm_bf16(torch::Tensor hidden, const torch::Tensor& delta, const torch::Tensor& w,
-                                double eps) {
+                                double eps, int64_t isa) {
+  check_isa(isa);
   TORCH_CHECK(hidden.scalar_type() == torch::kBFloat16 && delta.scalar_type() == torch::kBFloat16 &&
                   w.scalar_type() == torch::kBFloat16,
               "bf16 hidden, delta and weight");
@@ -280,7 +271,7 @@ torch::Tensor add_rms_norm_bf16(torch::Tensor hidden, const torch::Tensor& delta
   const at::BFloat16* wp = w.data_ptr<at::BFloat16>();
   at::BFloat16* op = out.data_ptr<at::BFloat16>();
   const float feps = static_cast<float>(eps);
-  const bool vec = vk::fused_avx512_ok(n);
+  const bool vec = avx512_rows(isa, n);
   at::parallel_for(0, rows, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       at::BFloat16* h = hp + r * n;
@@ -291,7 +282,7 @@ torch::Tensor add_rms_norm_bf16(torch::Tensor hidden, const torch::Tensor& delta
         for (int64_t j = 0; j < n; ++j)
           h[j] = static_cast<at::BFloat16>(static_cast<float>(h[j]) + static_cast<float>(d[j]));
       }
-      rms_row(h, wp, op + r * n, n, feps);
+      rms_row(h, wp, op + r * n, n, feps, isa);
     }
   });
   return out;
@@ -307,7 +298,9 @@ torch::Tensor add_rms_norm_bf16(torch::Tensor hidden, const torch::Tensor& delta
 torch::Tensor decode_qk_rope_store(const torch::Tensor& qkv, const torch::Tensor& qn, const torch::Tensor& kn,
                                    const torch::Tensor& cos, const torch::Tensor& sin, torch::Tensor keys,
                                    torch::Tensor values, const torch::Tensor& slots,
-                                   const torch::Tensor& positions, int64_t heads, int64_t kv_heads, double eps) {
+                                   const torch::Tensor& positions, int64_t heads, int64_t kv_heads, double eps,
+                                   int64_t isa) {
+  check_isa(isa);
   const auto bf = torch::kBFloat16;
   TORCH_CHECK(qkv.scalar_type() == bf && qn.scalar_type() == bf && kn.scalar_type() == bf &&
                   cos.scalar_type() == bf && sin.scalar_type() == bf && keys.scalar_type() == bf &&
@@ -342,7 +335,7 @@ torch::Tensor decode_qk_rope_store(const torch::Tensor& qkv, const torch::Tensor
   const int64_t sx = qkv.stride(0), sc = cos.stride(0), ss = sin.stride(0), half = d / 2;
   const float feps = static_cast<float>(eps);
   const int64_t per_row = heads + 2 * kv_heads;
-  const bool vec = vk::fused_avx512_ok(half);
+  const bool vec = avx512_rows(isa, half);
   at::parallel_for(0, B * per_row, 8, [&](int64_t i0, int64_t i1) {
     std::vector<at::BFloat16> normed(static_cast<size_t>(d));
     for (int64_t i = i0; i < i1; ++i) {
@@ -353,7 +346,7 @@ torch::Tensor decode_qk_rope_store(const torch::Tensor& qkv, const torch::Tensor
         std::memcpy(vp + (cell + (j - heads - kv_heads) * cap) * d, src, static_cast<size_t>(d) * 2);
         continue;
       }
-      rms_row(src, j < heads ? qw : kw, normed.data(), d, feps);
+      rms_row(src, j < heads ? qw : kw, normed.data(), d, feps, isa);
       at::BFloat16* dst = j < heads ? qp + (b * heads + j) * d : kp + (cell + (j - heads) * cap) * d;
       const at::BFloat16* cr = cp + b * sc;
       const at::BFloat16* sr = snp + b * ss;
@@ -373,25 +366,15 @@ torch::Tensor decode_qk_rope_store(const torch::Tensor& qkv, const torch::Tensor
   return q;
 }
 
-// The best decode-attention path this CPU runs: 3 (AVX-512F), 1 (AVX2 + FMA) or 0 (none: SDPA).
-int64_t best_attention_isa() {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512dq"))
-    return kAvx512Vnni;
-  return cpu_supports(kAvx2) ? kAvx2 : kRef;
-}
-
 // Attention of the decoding rows of a step, each against its own KV-arena slot. q: (B, heads,
 // head_dim) bf16, last axis contiguous; keys, values: (slots, kv_heads, slot_tokens, head_dim) bf16
 // contiguous (one layer of the arena); slots, lens: (B,) int64, row b attends keys [0, lens[b]) of
 // slot slots[b]. Query head h uses KV head h / (heads / kv_heads), as repeat_kv pairs them.
-// isa: 3 (AVX-512F) or 1 (AVX2), at most best_attention_isa(). Returns (B, heads, head_dim) bf16.
+// isa: 3 (AVX-512F) or 1 (AVX2 + FMA): kernels.Isa.attention. Returns (B, heads, head_dim) bf16.
 // Each row is computed alone: the same numbers whatever the batch.
 torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
                                const torch::Tensor& slots, const torch::Tensor& lens, double scale, int64_t isa) {
-  TORCH_CHECK((isa == kAvx512Vnni || isa == kAvx2) && isa <= best_attention_isa(),
-              "decode_attention: this CPU cannot run path ", isa, " (AVX-512F or AVX2 + FMA needed)");
+  TORCH_CHECK(isa == kAvx512Vnni || isa == kAvx2, "decode_attention: no path ", isa, " (3 AVX-512F, 1 AVX2 + FMA)");
   TORCH_CHECK(q.scalar_type() == torch::kBFloat16 && keys.scalar_type() == torch::kBFloat16 &&
                   values.scalar_type() == torch::kBFloat16, "bf16 q, keys, values");
   TORCH_CHECK(q.dim() == 3 && q.stride(2) == 1, "q: (B, heads, head_dim), last axis contiguous");
@@ -429,19 +412,12 @@ torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& keys
   return out;
 }
 
-// Whether this CPU runs the prefill attention (AVX-512 BF16: vdpbf16ps).
-bool flash_supported() {
-  __builtin_cpu_init();
-  return cpu_supports(kAvx512Vnni) && __builtin_cpu_supports("avx512bf16");
-}
-
 int64_t flash_padded(int64_t nk) { return round_up(nk, vk::kFlashKeyBlock); }
 
 // Keys and values of a prefill attention, packed for `prefill_attention` (flash_avx512bf16.cpp):
 // k, v: (kv_heads, nk, head_dim) bf16, last axis contiguous, any other strides. Returns the packed
 // keys and values, each (kv_heads, padded nk * head_dim / 2) int32.
 std::vector<torch::Tensor> attention_pack(const torch::Tensor& k, const torch::Tensor& v) {
-  TORCH_CHECK(flash_supported(), "attention_pack: this CPU lacks AVX-512 BF16");
   TORCH_CHECK(k.scalar_type() == torch::kBFloat16 && v.scalar_type() == torch::kBFloat16, "bf16 keys and values");
   TORCH_CHECK(k.dim() == 3 && k.sizes() == v.sizes() && k.stride(2) == 1 && v.stride(2) == 1,
               "keys, values: (kv_heads, nk, head_dim), last axis contiguous");
@@ -471,7 +447,6 @@ std::vector<torch::Tensor> attention_pack(const torch::Tensor& k, const torch::T
 // alone: the same numbers whatever rows are in the call. Returns out.
 torch::Tensor prefill_attention(const torch::Tensor& q, const torch::Tensor& kpack, const torch::Tensor& vpack,
                                 int64_t nk, double scale, int64_t causal, torch::Tensor out) {
-  TORCH_CHECK(flash_supported(), "prefill_attention: this CPU lacks AVX-512 BF16");
   TORCH_CHECK(q.scalar_type() == torch::kBFloat16 && out.scalar_type() == torch::kBFloat16, "bf16 q and out");
   TORCH_CHECK(q.dim() == 3 && q.stride(2) == 1, "q: (heads, nq, head_dim), last axis contiguous");
   const int64_t heads = q.size(0), nq = q.size(1), d = q.size(2);
@@ -513,7 +488,6 @@ torch::Tensor prefill_attention(const torch::Tensor& q, const torch::Tensor& kpa
 // bf16 as nn.Linear keeps it, bias (n,) bf16 or empty. Returns (m, n) bf16. Parallel over weight
 // rows: each thread streams its own part of the weight.
 torch::Tensor linear_bf16(const torch::Tensor& x_in, const torch::Tensor& w_in, const torch::Tensor& bias_in) {
-  TORCH_CHECK(flash_supported(), "linear_bf16: this CPU lacks AVX-512 BF16");
   TORCH_CHECK(x_in.scalar_type() == torch::kBFloat16 && w_in.scalar_type() == torch::kBFloat16, "bf16 x and weight");
   TORCH_CHECK(x_in.dim() == 2 && w_in.dim() == 2 && x_in.size(1) == w_in.size(1), "x (m, k), weight (n, k)");
   const torch::Tensor x = x_in.contiguous(), w = w_in.contiguous();
@@ -552,12 +526,12 @@ int64_t parallel_threads(int64_t items) {
 
 // GELU (tanh approximation) of a contiguous fp32 tensor, in place: the vision MLP's activation
 // (transformers' gelu_pytorch_tanh). AVX-512F 16 lanes at a time (fused_avx512.cpp, sigmoid form
-// with a polynomial exp, within a few fp32 ulps of the exact function); scalar C++ with std::exp
-// elsewhere (`vector` false forces it: tests). Parallel over blocks of 16k values.
-torch::Tensor gelu_tanh_(torch::Tensor x, bool vector) {
+// with a polynomial exp, within a few fp32 ulps of the exact function) on path 3; scalar C++ with
+// std::exp on the others. Parallel over blocks of 16k values.
+torch::Tensor gelu_tanh_(torch::Tensor x, int64_t isa) {
+  check_isa(isa);
   TORCH_CHECK(x.scalar_type() == torch::kFloat32 && x.is_contiguous(), "contiguous fp32 x");
-  static const bool avx512 = vk::fused_avx512_ok(16);
-  const bool vec = vector && avx512;
+  const bool vec = isa == kAvx512Vnni;
   float* p = x.data_ptr<float>();
   at::parallel_for(0, x.numel(), 16384, [&](int64_t i0, int64_t i1) {
     if (vec) {
@@ -579,7 +553,8 @@ torch::Tensor gelu_tanh_(torch::Tensor x, bool vector) {
 // (3, rows, heads, d) tensor. Same bits as that function followed by .bfloat16() (tests). Replaces
 // ~20 dispatched ops per block (casts, slices, neg, cat, mul, add): ~2.5 ms of a 560-patch block.
 torch::Tensor vision_qkv_rope_bf16(const torch::Tensor& qkv, const torch::Tensor& cos, const torch::Tensor& sin,
-                                   int64_t heads, bool vector) {
+                                   int64_t heads, int64_t isa) {
+  check_isa(isa);
   TORCH_CHECK(qkv.scalar_type() == torch::kFloat32 && cos.scalar_type() == torch::kFloat32 &&
                   sin.scalar_type() == torch::kFloat32,
               "fp32 qkv, cos and sin");
@@ -590,8 +565,7 @@ torch::Tensor vision_qkv_rope_bf16(const torch::Tensor& qkv, const torch::Tensor
   const int64_t d = width / (3 * heads), half = d / 2;
   TORCH_CHECK(d % 2 == 0 && cos.dim() == 2 && cos.size(0) == rows && cos.size(1) == d && sin.sizes() == cos.sizes(),
               "cos and sin: (rows, d), d even");
-  static const bool avx512 = vk::fused_avx512_ok(16);
-  const bool vec = vector && avx512 && half % 16 == 0;
+  const bool vec = avx512_rows(isa, half);
   auto out = torch::empty({3, rows, heads, d}, qkv.options().dtype(torch::kBFloat16));
   const float* src = qkv.data_ptr<float>();
   const float* cp = cos.data_ptr<float>();
@@ -638,7 +612,6 @@ int64_t release_thread_pool() { return omp_pause_resource_all(omp_pause_soft); }
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("cpu_supports", &cpu_supports, "whether this CPU runs kernel ISA i (0 ref, 1 avx2, 2 avxvnni, 3 avx512vnni)");
   m.def("linear", &linear, "int8 weight-only linear, int8 activations per 32-block",
         py::call_guard<py::gil_scoped_release>());
   m.def("linear4", &linear4, "int4 group-wise (32) weight-only linear, int8 activations per 32-block",
@@ -651,23 +624,19 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("decode_qk_rope_store", &decode_qk_rope_store,
         "decode rows: q/k RMSNorm, rotary, keys and values into their arena slots; returns q",
         py::call_guard<py::gil_scoped_release>());
-  m.def("best_attention_isa", &best_attention_isa, "decode_attention's best path here: 3 AVX-512, 1 AVX2, 0 none");
   m.def("decode_attention", &decode_attention, "decode rows of a step against their KV-arena slots, bf16",
         py::call_guard<py::gil_scoped_release>());
-  m.def("flash_supported", &flash_supported, "whether this CPU runs prefill_attention (AVX-512 BF16)");
   m.def("attention_pack", &attention_pack, "keys and values packed for prefill_attention",
         py::call_guard<py::gil_scoped_release>());
   m.def("prefill_attention", &prefill_attention, "query rows against packed keys/values into out, bf16",
         py::call_guard<py::gil_scoped_release>());
   m.def("linear_bf16", &linear_bf16, "bf16 linear of few rows (decode), weight as nn.Linear keeps it",
         py::call_guard<py::gil_scoped_release>());
-  m.def("fused_avx512_supported", []() { return vk::fused_avx512_ok(16); },
-        "whether the AVX-512F/BW elementwise loops (fused_avx512.cpp) run here");
   m.def("gelu_tanh_", &gelu_tanh_, "GELU (tanh approximation) of contiguous fp32 values, in place",
-        py::arg("x"), py::arg("vector") = true, py::call_guard<py::gil_scoped_release>());
+        py::arg("x"), py::arg("isa"), py::call_guard<py::gil_scoped_release>());
   m.def("vision_qkv_rope_bf16", &vision_qkv_rope_bf16,
         "a vision block's q/k (rotary) and v from its fp32 qkv output, as (3, rows, heads, d) bf16", py::arg("qkv"),
-        py::arg("cos"), py::arg("sin"), py::arg("heads"), py::arg("vector") = true,
+        py::arg("cos"), py::arg("sin"), py::arg("heads"), py::arg("isa"),
         py::call_guard<py::gil_scoped_release>());
   m.def("int8_dot_peak", &int8_dot_peak, "int8 multiply-adds of a register-only loop on every thread (time it)",
         py::call_guard<py::gil_scoped_release>());

@@ -40,11 +40,6 @@ inline __m512 rounded(__m512 f) {  // f rounded to bf16 and widened back
 
 namespace vk {
 
-bool fused_avx512_ok(int64_t n) {
-  __builtin_cpu_init();
-  return n % 16 == 0 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-}
-
 // RMSNorm of one row of n (a multiple of 16) values: binding.cpp's rms_row, vectorized with the same
 // order of operations (16 partial sums of squares, no fused multiply-add, added up in lane order).
 void rms_bf16_avx512(const uint16_t* x, const uint16_t* w, uint16_t* out, int64_t n, float eps) {

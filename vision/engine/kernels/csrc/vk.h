@@ -52,7 +52,8 @@ using GemmFn = void (*)(const Args&, int64_t panel_begin, int64_t panel_end);
 using QuantFn = void (*)(const float* x, int64_t ldx, int64_t k, int64_t kp, int64_t r0, int64_t r1,
                          int8_t* xq, float* xscale, int32_t* xcorr);
 
-// Each returns nullptr-free function pointers; which one may run is decided by the caller (cpuid).
+// Each returns nullptr-free function pointers; which one may run is decided by the caller
+// (Python's kernels.Isa, from the CPU's flags: nothing here reads cpuid).
 GemmFn gemm_avx512vnni();
 GemmFn gemm_avxvnni();
 GemmFn gemm_avx2();
@@ -118,9 +119,8 @@ struct GemvArgs {
 };
 void gemv_bf16(const GemvArgs& a, int64_t n0, int64_t n1);  // weight rows [n0, n1)
 
-// Elementwise pieces of the fused bf16 decode ops (fused_avx512.cpp), bit-identical to the scalar
-// code: true when this CPU runs them on rows of n values.
-bool fused_avx512_ok(int64_t n);
+// Elementwise pieces of the fused bf16 decode ops (fused_avx512.cpp, AVX-512F/BW, rows of a
+// multiple of 16 values), bit-identical to the scalar code; binding.cpp runs them on path 3.
 void add_bf16_avx512(uint16_t* h, const uint16_t* d, int64_t n);  // h = bf16(h + d)
 void rms_bf16_avx512(const uint16_t* x, const uint16_t* w, uint16_t* out, int64_t n, float eps);
 void rope_bf16_avx512(const uint16_t* x, const uint16_t* cos, const uint16_t* sin, uint16_t* out, int64_t d);
