@@ -73,7 +73,10 @@ SOURCE_TRUST = {
 # Lines that name a person's role or thank the reader, never a party: payee, reviewer, issuer clerk.
 _NOT_A_PARTY = re.compile(
     r"收款人|复核|開票人|开票人|经办人|payee|reviewer|cashier|prepared\s*by|thank\s*you|thanks|merci|vielen\s*dank|danke|"
-    r"bedankt|gracias|grazie|obrigad|dzi[eę]kujemy|tack|page\s*\d|seite\s*\d",
+    r"bedankt|gracias|grazie|obrigad|dzi[eę]kujemy|tack|page\s*\d|seite\s*\d|"
+    # the heading of a block, not a name in it: "Address", "Adresse de l'installation", "Afleveradres"
+    r"^(?:(?:billing|shipping|delivery|postal|invoice|installation)\s+)?(?:address|adresse|adres|anschrift|direcci[óo]n|indirizzo|endere[çc]o)\b|"
+    r"(?:aflever|leverings|factuur|liefer|rechnungs|post)adres|^item\s+purchase$|^description$",
     re.I,
 )
 _SENTENCE_WORDS = re.compile(
@@ -277,6 +280,8 @@ class _Reader:
         self.header_rows: set[int] = set()
         self.columns: list[tuple[str, float, float]] = []
         self.found_on: dict[str, OcrLine] = {}  # field → the line its value was read from
+        # amount field → (value, line, start, end, source) from each of its labels, reading order
+        self.amounts: dict[str, list[tuple[Decimal, OcrLine, int, int, str]]] = {}
         self.rates: list[Decimal] = []  # tax rates printed beside a tax label
         self.words_total: tuple[Decimal, OcrLine] | None = None  # a fapiao's 大写 amount
         heights = sorted(x.height for x in self.lines) or [20.0]
@@ -387,14 +392,56 @@ class _Reader:
             return
 
     def read_amount(self, label: _Label, name: str) -> None:
+        """Note the label's amount as a candidate for `name`; `_choose_amounts` decides."""
         for line, start, end, source in self._candidates(label):
             chunk = line.text[start:end]
             amount = _last_amount(chunk)
             if amount is None:
                 continue
             value, s, e = amount
-            self._set(name, money(value), line, start + s, start + e, source)
+            self.amounts.setdefault(name, []).append((money(value), line, start + s, start + e, source))
             return
+
+    def _choose_amounts(self) -> None:
+        """Subtotal, tax and total from their labels' candidates: the first of each in reading
+        order, unless another choice adds up (subtotal + tax = total) where the first ones do not:
+        a page may print an "incl. VAT" subtotal beside the net amount, or a second total."""
+        names = [n for n in AMOUNT_FIELDS if n not in self.result.fields]
+        options = {n: self.amounts.get(n, [])[:4] for n in names}
+        chosen = {n: opts[0] for n, opts in options.items() if opts}
+        fixed = {n: self.result.fields[n].value for n in AMOUNT_FIELDS if n in self.result.fields}
+
+        def value(name: str, pick: dict) -> Decimal | None:
+            return fixed.get(name, pick[name][0] if name in pick else None)
+
+        def adds_up(pick: dict) -> bool:
+            sub, tax, total = (value(n, pick) for n in AMOUNT_FIELDS)
+            return None not in (sub, tax, total) and abs(sub + tax - total) <= TOLERANCE
+
+        if not adds_up(chosen) and all(n in fixed or options.get(n) for n in AMOUNT_FIELDS):
+            best = None
+            for sub in options.get("subtotal") or [None]:
+                for tax in options.get("tax") or [None]:
+                    for total in options.get("total") or [None]:
+                        pick = {
+                            n: c
+                            for n, c in zip(AMOUNT_FIELDS, (sub, tax, total), strict=True)
+                            if c is not None
+                        }
+                        if adds_up(pick) and (value("tax", pick) or 0) > 0:
+                            rank = sum(options[n].index(c) for n, c in pick.items())
+                            if best is None or rank < best[0]:
+                                best = (rank, pick)
+            if best is not None:
+                chosen = best[1]
+        for name, (amount, line, start, end, source) in chosen.items():
+            self._set(name, amount, line, start, end, source)
+        for name in names:  # another label gave a different amount: the reviewer should know
+            others = {c[0] for c in options.get(name, [])} - {chosen[name][0]} if name in chosen else set()
+            if others and not adds_up(chosen):
+                found = self.result.fields[name]
+                found.confidence *= AMBIGUOUS_DATE_FACTOR
+                self.result.flags.append(Flag(name, "ambiguous_amount", f"other {name} amounts on the page: {', '.join(str(x) for x in sorted(others))}"))  # fmt: skip
 
     def _rate(self, label: _Label) -> None:
         for m in PERCENT.finditer(unify(label.line.text[label.start : label.value_end + 8])):
@@ -436,6 +483,7 @@ class _Reader:
                     if code := detect_currency(line.text[start:end]):
                         self._set("currency", code, line, start, end, "label")
                         break
+        self._choose_amounts()
         self._seller_from_heading()
         self._tax_ids()
         self._currency()
@@ -917,7 +965,15 @@ def arithmetic_checks(
     amounts = [x.amount for x in items if x.amount is not None]
     if amounts and len(amounts) == len(items):
         items_sum = money(sum(amounts, Decimal("0")))
-        if subtotal is not None:
+        if (
+            subtotal is not None
+            and total is not None
+            and abs(items_sum - subtotal) > TOLERANCE
+            and abs(items_sum - total) <= TOLERANCE
+        ):
+            # the items are printed with tax included (B2C pages): they sum to the total
+            checks.append(Check("items_sum_total", True, str(items_sum), str(total), ("items", "total")))
+        elif subtotal is not None:
             checks.append(Check("items_sum_subtotal", abs(items_sum - subtotal) <= TOLERANCE, str(items_sum), str(subtotal), ("items", "subtotal")))  # fmt: skip
         elif total is not None and tax is not None:
             net = money(total - tax)

@@ -75,7 +75,7 @@ LABELS: list[tuple[str, str]] = [
         r"sub\s*-?\s*total|net\s*(?:amount|total|value)|total\s*(?:(?:excl\.?|excluding|before|w/o|without)\s*(?:vat|tax|gst)?|net)|\bnet\b(?!\s*[àa]\s*payer)|taxable\s*(?:value|amount)",
         r"zwischen\s*-?\s*summe|netto\s*-?\s*(?:betrag|summe|gesamt|rechnungsbetrag|wert)|(?:gesamt|rechnungs)?betrag\s*netto|(?:summe|gesamt)\s*netto|summe\s*(?:der\s*)?positionen|\bnetto\b",
         r"sous\s*-?\s*total|total\s*h\.?\s*t\.?\b|montant\s*(?:total\s*)?h\.?\s*t\.?\b|total\s*hors\s*taxes?|\bh\.?t\.?\b(?=[\s:]|$)",
-        r"subtotaal|totaal\s*excl(?:usief|\.)?(?:\s*btw)?|bedrag\s*excl(?:usief|\.)?(?:\s*btw)?",
+        r"subtotaal|totaal\s*excl(?:usief|\.)?(?:\s*btw)?|bedrag\s*excl(?:usief|\.)?(?:\s*btw)?|\bexcl(?:usief|uding|\.)?\s*(?:btw|vat|tax)\b",
         r"base\s*imponible|total\s*sin\s*iva|importe\s*neto|subtotale|(?:totale\s*)?imponibile|totale\s*netto|base\s*tribut[áa]vel|valor\s*(?:sem\s*iva|l[íi]quido)|total\s*(?:sem|s/)\s*iva",
         r"warto[śs][ćc]\s*netto|razem\s*netto|suma\s*netto|delsumma|summa\s*exkl\.?(?:\s*moms)?|netto\s*belopp|\bi\s+alt\s*ekskl\.?(?:\s*moms)?|bel[øo]b\s*ekskl\.?(?:\s*moms)?|ekskl\.?\s*moms|exkl\.?\s*moms",
         r"金额合计|(?<!价税)合\s*计|小計|税抜(?:金額|合計)?",
@@ -117,13 +117,35 @@ LABELS: list[tuple[str, str]] = [
 LABEL_RE = re.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in LABELS), re.I)
 
 COLUMNS: list[tuple[str, str]] = [
-    ("tax_amount", r"税\s*额"),
-    ("tax_rate", r"tax\s*rate|vat\s*%|税率"),
-    ("description", r"description|\bitems?\b|product|service|名称|项目|货物"),
-    ("quantity", r"\bqty\b|quantity|数\s*量"),
-    ("unit_price", r"unit\s*price|\bprice\b|\brate\b|单\s*价"),
-    ("amount", r"\bamount\b|line\s*total|\btotal\b|金\s*额"),
-    ("other", r"\bunit\b|\buom\b|单位|规格型号"),
+    (
+        "tax_amount",
+        r"税\s*额|(?:btw|mwst|ust|tva|iva|vat|moms)\s*-?\s*(?:bedrag|betrag|montant|importe|importo|amount|belopp|bel[øo]b)",
+    ),
+    (
+        "tax_rate",
+        r"tax\s*rate|vat\s*%|税率|(?:btw|mwst|ust|tva|iva|moms)\s*(?:%|satz|tarief|taux)|\b(?:btw|mwst|ust|tva|iva|vat|moms)\b(?!\s*(?:nr|nummer|id))",
+    ),
+    (
+        "description",
+        r"description|\bitems?\b|product|service|名称|项目|货物|品名|摘要|\bartikel(?:bezeichnung)?\b|omschrijving|bezeichnung|beschreibung|\bleistung\b|d[ée]signation|libell[ée]|descripci[óo]n|concepto|descrizione|descri[çc][ãa]o|\bopis\b|\bnazwa\b|beskrivning|ben[äa]mning|beskrivelse|\bvare\b|\bpozycja\b",
+    ),
+    (
+        "quantity",
+        r"\bqty\b|quantity|数\s*量|\baantal\b|\bmenge\b|\banzahl\b|qt[ée]|quantit[ée]|cantidad|\bcant\.|quantit[àa]|qt[àa]|quantidade|\bqtd\b|ilo[śs][ćc]|\bantal\b|\bantall\b|m[æa]ngde|\bstk\b",
+    ),
+    (
+        "amount",
+        r"(?:prijs|preis|prix|price|precio|prezzo|pre[çc]o|bedrag|betrag|montant)\s*(?:incl|inkl|ttc|total|gesamt)\S*(?:\s*(?:btw|mwst|vat|tva))?|gesamtpreis|\bgesamt\b|\btotaal\b|\bbedrag\b|\bbetrag\b|\bmontant\b|\bimporte\b|\bimporto\b|\bvalor\b|warto[śs][ćc]|\bbelopp\b|\bbel[øo]b\b|\bsumma\b|\btotale\b",
+    ),
+    (
+        "unit_price",
+        r"unit\s*price|\bprice\b|\brate\b|单\s*价|単価|prijs\s*per\s*stuk|stukprijs|einzelpreis|e-?preis|\bpreis\b|prix\s*unitaire|\bp\.?u\.?\b|\bprix\b|precio(?:\s*unitario)?|prezzo(?:\s*unitario)?|pre[çc]o(?:\s*unit[áa]rio)?|cena(?:\s*jedn\.?)?|[àa]-?pris|styckpris|enhedspris|\bpris\b|\bprijs\b",
+    ),
+    ("amount", r"\bamount\b|line\s*total|\btotal\b|金\s*额|金額"),
+    (
+        "other",
+        r"\bunit\b|\buom\b|单位|规格型号|\beinheit\b|\bunit[ée]\b|\beenheid\b|\bunidad\b|\bunit[àa]\b|\bjm\b|\benhet\b|\benhed\b",
+    ),
 ]
 COLUMN_RES = [(name, re.compile(pattern, re.I)) for name, pattern in COLUMNS]
 
