@@ -307,15 +307,16 @@ def _rope_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> to
     return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin
 
 
-@pytest.mark.parametrize("rows, heads, d", [(560, 16, 64), (24, 4, 16), (3, 2, 34)])
+@pytest.mark.parametrize("rows, heads, d", [(560, 16, 64), (24, 4, 16), (3, 2, 34), (5, 3, 8)])
 def test_vision_qkv_rope_bf16_is_transformers_rotary_then_bf16_bit_for_bit(
     built, kernel_path, rows, heads, d
 ) -> None:
     """A vision block's q/k rotary and the bf16 rounding of q, k and v in one call: the same bits as
     transformers' apply_rotary_pos_emb_vision on the (rows, 3, heads, d) view of the qkv output
-    followed by .bfloat16(), on every kernel path (the op itself: AVX-512 loops on avx512vnni,
-    scalar C++ below it), on the 2B tower's heads, the tiny model's and an odd half width (scalar
-    on every path). The engine's wrapper runs it where the path has a vector loop, else None."""
+    followed by .bfloat16(), on every kernel path (the op itself: AVX-512 loops on avx512vnni, AVX2
+    loops on avx2 and avxvnni, scalar C++ on ref), on the 2B tower's heads, the tiny model's (half
+    width 8: AVX2 only) and an odd half width (scalar on every path). The engine's wrapper runs it
+    where the path has a vector loop, else None. So the AVX2 and AVX-512 loops give the same bits."""
     from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb_vision
 
     gen = torch.Generator().manual_seed(rows + heads + d)
@@ -331,7 +332,7 @@ def test_vision_qkv_rope_bf16_is_transformers_rotary_then_bf16_bit_for_bit(
     for ours, theirs in zip(got.unbind(0), (q, k, v), strict=True):
         assert torch.equal(ours, theirs.bfloat16())
     wrapped = kernels.vision_qkv_rope_bf16(qkv, cos, sin, heads)
-    assert (wrapped is None) is (not kernels.isa().vision_vector)
+    assert (wrapped is None) is (not kernels.isa().rope_vector)
     assert wrapped is None or torch.equal(wrapped, got)
     assert kernels.vision_qkv_rope_bf16(qkv.bfloat16(), cos, sin, heads) is None
     with pytest.raises(RuntimeError):

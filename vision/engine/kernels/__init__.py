@@ -86,6 +86,7 @@ _SOURCES = (
     "flash_avx512bf16.cpp",
     "gemv_bf16.cpp",
     "fused_avx512.cpp",
+    "fused_avx2.cpp",
 )
 _HEADERS = ("vk.h", "tile_impl.h", "quant_impl.h", "attn_impl.h")
 # -fopenmp is what makes at::parallel_for parallel: ATen's header runs the loop serially in a
@@ -158,6 +159,12 @@ class Isa:
         elsewhere their scalar C++ (a scalar exp per GELU value) is slower than torch's ops, which
         then run instead."""
         return self.name == "avx512vnni"
+
+    @property
+    def rope_vector(self) -> bool:
+        """The vision rotary/qkv rounding has a vector loop on this path: AVX-512F on avx512vnni,
+        AVX2 on avx2 and avxvnni (fused_avx2.cpp), the same bits as the scalar code."""
+        return self.name in ("avx2", "avxvnni", "avx512vnni")
 
 
 def cpu_isas(flags: frozenset[str] | None = None) -> list[str]:
@@ -429,11 +436,11 @@ def vision_qkv_rope_bf16(
     """A vision block's q and k with its rotary, and v, from the fp32 output of its fused qkv
     projection (rows, 3 * heads * d), as one (3, rows, heads, d) bf16 tensor: the same bits as
     transformers' `apply_rotary_pos_emb_vision` then `.bfloat16()`, in one call. None where the
-    kernels did not build, the path has no vector loop for it (`Isa.vision_vector`) or the inputs
-    are not contiguous fp32."""
+    kernels did not build, the path has no vector loop for it (`Isa.rope_vector`: ref) or the
+    inputs are not contiguous fp32."""
     path = path or isa()
     tensors = (qkv, cos, sin)
-    if module() is None or not path.vision_vector:
+    if module() is None or not path.rope_vector:
         return None
     if any(t.dtype != torch.float32 or not t.is_contiguous() for t in tensors):
         return None

@@ -566,6 +566,7 @@ torch::Tensor vision_qkv_rope_bf16(const torch::Tensor& qkv, const torch::Tensor
   TORCH_CHECK(d % 2 == 0 && cos.dim() == 2 && cos.size(0) == rows && cos.size(1) == d && sin.sizes() == cos.sizes(),
               "cos and sin: (rows, d), d even");
   const bool vec = avx512_rows(isa, half);
+  const bool vec8 = (isa == kAvx2 || isa == kAvxVnni) && half % 8 == 0;  // fused_avx2.cpp
   auto out = torch::empty({3, rows, heads, d}, qkv.options().dtype(torch::kBFloat16));
   const float* src = qkv.data_ptr<float>();
   const float* cp = cos.data_ptr<float>();
@@ -583,11 +584,15 @@ torch::Tensor vision_qkv_rope_bf16(const torch::Tensor& qkv, const torch::Tensor
           if (part == 2) {  // v: rounded only
             if (vec) {
               vk::f32_to_bf16_avx512(x, reinterpret_cast<uint16_t*>(o), d);
+            } else if (vec8) {
+              vk::f32_to_bf16_avx2(x, reinterpret_cast<uint16_t*>(o), d);
             } else {
               for (int64_t t = 0; t < d; ++t) o[t] = static_cast<at::BFloat16>(x[t]);
             }
           } else if (vec) {
             vk::vision_rope_f32_bf16_avx512(x, c, s, reinterpret_cast<uint16_t*>(o), d);
+          } else if (vec8) {
+            vk::vision_rope_f32_bf16_avx2(x, c, s, reinterpret_cast<uint16_t*>(o), d);
           } else {
             for (int64_t t = 0; t < d; ++t) {
               const float rot = t < half ? -x[t + half] : x[t - half];

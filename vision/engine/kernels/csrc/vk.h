@@ -127,5 +127,8 @@ void rope_bf16_avx512(const uint16_t* x, const uint16_t* cos, const uint16_t* si
 void gelu_tanh_f32_avx512(float* x, int64_t n);
 void vision_rope_f32_bf16_avx512(const float* x, const float* cos, const float* sin, uint16_t* out, int64_t d);
 void f32_to_bf16_avx512(const float* x, uint16_t* out, int64_t n);
+// The same two on AVX2 (fused_avx2.cpp, 8 lanes: d/2 and n multiples of 8), bit-identical.
+void vision_rope_f32_bf16_avx2(const float* x, const float* cos, const float* sin, uint16_t* out, int64_t d);
+void f32_to_bf16_avx2(const float* x, uint16_t* out, int64_t n);
 
 }  // namespace vk
