@@ -37,6 +37,10 @@ MIN_LANGUAGES = 6
 # The "done when" (#25): key fields exact on each split, and no wrong field without a flag.
 THRESHOLDS = {"dev": 0.95, "heldout": 0.90}
 MAX_SILENT = 0
+# What the reader reached at ccc5eb3 (dev 80.4 %, heldout 84.7 %; 18 + 12 silent wrong fields), less
+# a margin for OCR differences between CPUs on the scan copies: a regression below these fails the
+# suite, while the bar above stays missed and is run on its own (marker below).
+FLOORS = {"dev": 0.78, "heldout": 0.82}
 DEV_SHARE = 0.6  # an issuer is dev when sha256(issuer, case-folded)[:32 bits] / 2^32 < DEV_SHARE
 
 AMOUNT = re.compile(r"^-?\d+\.\d{2}$")
@@ -154,6 +158,12 @@ def test_reader_accuracy_on_the_real_corpus(corpus):
     for split, threshold in THRESHOLDS.items():
         assert report[split]["overall"]["accuracy"] >= threshold, summary
         assert report[split]["silent"] <= MAX_SILENT, summary
+
+
+def test_reader_accuracy_does_not_fall_below_todays(corpus):
+    report = summarize(evaluate(corpus))
+    for split, floor in FLOORS.items():
+        assert report[split]["overall"]["accuracy"] >= floor, (split, report[split]["overall"])
 
 
 def test_every_einvoice_reads_exactly_from_its_xml(corpus):
