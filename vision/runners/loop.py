@@ -38,6 +38,7 @@ from vision.runners.generation import run_generation
 from vision.runners.invoice import run_invoice
 from vision.runners.ocr import run_ocr
 from vision.runners.types import EngineUnavailable, JobOutcome, JobRunContext, Runner
+from vision.services.job_status import UNFINISHED, job_move, job_rows
 
 logger = logging.getLogger(__name__)
 
@@ -189,19 +190,22 @@ def _job_claim(*, job_id: int, worker: str, token: str | None = None) -> Job | N
         return None
     attempt = job.attempts + 1
     fields = {
-        "status": JobStatus.RUNNING,
         "attempts": attempt,
         "worker": worker,
         "request_id": _request_id(job.pk, attempt, token),
         "progress_tokens": 0,
         "started_at": timezone.now(),
     }
-    claimed = Job.objects.filter(
-        pk=job.pk, status=job.status, attempts=job.attempts, request_id=job.request_id
-    ).update(**fields)
+    claimed = job_move(
+        source=job.status,
+        target=JobStatus.RUNNING,
+        where={"pk": job.pk, "attempts": job.attempts, "request_id": job.request_id},
+        **fields,
+    )
     if not claimed:
         logger.info("job %s: claimed by another delivery meanwhile", job_id)
         return None
+    job.status = JobStatus.RUNNING
     for name, value in fields.items():
         setattr(job, name, value)
     logger.info("job %s: attempt %d on %s", job.pk, job.attempts, worker)
@@ -224,8 +228,10 @@ def job_give_up(job: Job) -> int:
     """Fail a job whose workers were lost `JOB_MAX_ATTEMPTS` times (the claim at the next start,
     or the recovery of a running one), conditional on the row being unchanged. → rows changed."""
     lost = job.attempts - job.retries
-    changed = Job.objects.filter(pk=job.pk, status=job.status, request_id=job.request_id).update(
-        status=JobStatus.FAILED,
+    changed = job_move(
+        source=job.status,
+        target=JobStatus.FAILED,
+        where={"pk": job.pk, "request_id": job.request_id},
         error=(
             f"The job was started {job.attempts} times and its worker was lost {lost} times "
             f"(last: {job.worker or 'unknown'}); it is not retried again."
@@ -240,12 +246,19 @@ def job_give_up(job: Job) -> int:
 
 def claim_holds(job: Job):
     """The job's row, if it is still running under this claim (the attempt's request_id)."""
-    return Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, request_id=job.request_id)
+    return job_rows(JobStatus.RUNNING, pk=job.pk, request_id=job.request_id)
 
 
 def _job_release(job: Job) -> None:
     """Give the claim back (engine busy): queued again, the attempt not counted."""
-    claim_holds(job).update(status=JobStatus.QUEUED, attempts=job.attempts - 1, worker="", started_at=None)
+    job_move(
+        source=JobStatus.RUNNING,
+        target=JobStatus.QUEUED,
+        rows=claim_holds(job),
+        attempts=job.attempts - 1,
+        worker="",
+        started_at=None,
+    )
 
 
 def _job_attempts(*, job: Job, engine, worker: str) -> tuple[Job, JobOutcome] | None:
@@ -294,7 +307,10 @@ def _job_reattempt(job: Job) -> Job | None:
     new_id = _request_id(job.pk, job.attempts + 1, uuid.uuid4().hex[:12])
 
     def write() -> bool:
-        changed = claim_holds(job).update(
+        changed = job_move(
+            source=JobStatus.RUNNING,
+            target=JobStatus.RUNNING,
+            rows=claim_holds(job),
             attempts=F("attempts") + 1,
             retries=F("retries") + 1,
             request_id=new_id,
@@ -353,7 +369,6 @@ def _job_finish(*, job: Job, outcome: JobOutcome) -> bool:
     Idempotent: a retry after a lost database reply finds its own write and reports it stored."""
     usage = outcome.usage
     fields = {
-        "status": outcome.status,
         "result_text": storable_text(outcome.text),
         "result": storable_json(outcome.result),
         "finish_reason": outcome.finish_reason,
@@ -369,7 +384,7 @@ def _job_finish(*, job: Job, outcome: JobOutcome) -> bool:
     }
 
     def write() -> bool:
-        if claim_holds(job).update(**fields):
+        if job_move(source=JobStatus.RUNNING, target=outcome.status, rows=claim_holds(job), **fields):
             return True
         return Job.objects.filter(
             pk=job.pk, request_id=job.request_id, status=outcome.status, finished_at=fields["finished_at"]
@@ -391,6 +406,11 @@ def _job_finish(*, job: Job, outcome: JobOutcome) -> bool:
 
 def job_fail(*, job_id: int, error: str, error_code: str) -> None:
     """Fail a job that is not finished (the task gave up waiting for an engine)."""
-    Job.objects.filter(pk=job_id).exclude(status__in=FINISHED_STATUSES).update(
-        status=JobStatus.FAILED, error=error, error_code=error_code, finished_at=timezone.now()
+    job_move(
+        source=UNFINISHED,
+        target=JobStatus.FAILED,
+        where={"pk": job_id},
+        error=error,
+        error_code=error_code,
+        finished_at=timezone.now(),
     )

@@ -21,6 +21,7 @@ from vision.connections import sync_redis
 from vision.heartbeat import engine_ready, heartbeats_read, worker_alive
 from vision.models import Job, JobStatus
 from vision.runners.loop import claim_holds, job_give_up, running_here
+from vision.services.job_status import job_move
 from vision.services.jobs import job_enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ def jobs_recover_stuck(*, restarted_worker: str | None = None) -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.JOB_STUCK_GRACE_SECONDS)
     candidates = Job.objects.filter(status=JobStatus.RUNNING)
     recovered = 0
-    for job in candidates.only("pk", "status", "task", "attempts", "retries", "worker", "request_id", "started_at"):
+    for job in candidates.only(
+        "pk", "status", "task", "attempts", "retries", "worker", "request_id", "started_at"
+    ):
         if running_here(job.pk):  # this process is running it: alive, whatever Redis says
             continue
         leftover = restarted_worker is not None and job.worker == restarted_worker
@@ -58,7 +61,9 @@ def job_recover(*, job: Job) -> int:
         if job.attempts - job.retries >= settings.JOB_MAX_ATTEMPTS:
             changed = job_give_up(job)  # job.status is RUNNING here: the claim above holds
         else:
-            changed = claim_holds(job).update(status=JobStatus.QUEUED, progress_tokens=0)
+            changed = job_move(
+                source=JobStatus.RUNNING, target=JobStatus.QUEUED, rows=claim_holds(job), progress_tokens=0
+            )
             if changed:
                 job_enqueue_on_commit(job_id=job.pk, task=job.task, accepted=True)
     if changed:

@@ -24,6 +24,7 @@ from vision.heartbeat import VLM, heartbeats_read
 from vision.models import FINISHED_STATUSES, Batch, Document, DocumentKind, Job, JobStatus, JobTask
 from vision.selectors import document_get, document_type_get
 from vision.services.documents import document_upload
+from vision.services.job_status import job_move
 
 logger = logging.getLogger(__name__)
 
@@ -163,8 +164,10 @@ def _job_enqueue(job_id: int, task: str, *, accepted: bool = False) -> None:
             logger.warning("job %s could not be queued again now (%s); it stays queued", job_id, exc)
             return
         logger.error("job %s could not be queued: %s", job_id, exc)
-        Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-            status=JobStatus.FAILED,
+        job_move(
+            source=JobStatus.QUEUED,
+            target=JobStatus.FAILED,
+            where={"pk": job_id},
             error="The job queue is unavailable; the job was not started. Submit it again later.",
             error_code="queue_unavailable",
             finished_at=timezone.now(),
@@ -180,11 +183,11 @@ def job_cancel(*, job: Job) -> Job:
         if locked.status in FINISHED_STATUSES:
             raise Conflict(f"Job {job.pk} has already {locked.status}; nothing to cancel.")
         request_id = locked.request_id if locked.status == JobStatus.RUNNING else ""
+        fields = {"error": "Cancelled by the user.", "error_code": "cancelled", "finished_at": timezone.now()}
+        job_move(source=locked.status, target=JobStatus.CANCELLED, where={"pk": locked.pk}, **fields)
         locked.status = JobStatus.CANCELLED
-        locked.error = "Cancelled by the user."
-        locked.error_code = "cancelled"
-        locked.finished_at = timezone.now()
-        locked.save(update_fields=["status", "error", "error_code", "finished_at"])
+        for name, value in fields.items():
+            setattr(locked, name, value)
     if request_id:
         try:
             streams.request_cancel(sync_redis(), request_id)
