@@ -34,7 +34,7 @@ export MEDIA_ROOT="$RUN_DIR/media"
 # The tiny random-weight checkpoint the engine tests and the test worker load. Rebuilt when the
 # writer changes.
 CHECKPOINT="$DATA_DIR/checkpoints/tiny"
-WRITER=(vision/engine/testing/checkpoint.py vision/engine/testing/corpus.py)
+WRITER=(vision/engine/testing/checkpoint.py vision/engine/testing/tokenizer.py vision/engine/testing/chat_template.jinja vision/engine/testing/corpus.py)
 want=$(cat "${WRITER[@]}" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$CHECKPOINT/.writer.sha256" 2>/dev/null)" != "$want" ]; then
     log "building the tiny test checkpoint"

@@ -22,11 +22,12 @@ CACHE_ROOT = REPO_ROOT / ".cache" / "checkpoints"
 def _writer_key() -> str:
     import transformers
 
-    from vision.engine.testing import checkpoint, corpus
+    from vision.engine.testing import checkpoint, corpus, tokenizer
 
     digest = hashlib.sha256()
-    for module in (checkpoint, corpus):
+    for module in (checkpoint, tokenizer, corpus):
         digest.update(Path(module.__file__).read_bytes())
+    digest.update(Path(tokenizer.__file__).with_name("chat_template.jinja").read_bytes())
     digest.update(transformers.__version__.encode())
     return f"v{checkpoint.WRITER_VERSION}-{digest.hexdigest()[:12]}"
 

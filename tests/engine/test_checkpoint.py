@@ -20,14 +20,8 @@ from transformers import (
 )
 
 from vision.engine.loader import load_processor
-from vision.engine.testing.checkpoint import (
-    QWEN_ADDED_TOKENS,
-    _parameter_shapes,
-    model_config,
-    token_ids,
-    train_tokenizer,
-    write_checkpoint,
-)
+from vision.engine.testing.checkpoint import _parameter_shapes, model_config, write_checkpoint
+from vision.engine.testing.tokenizer import QWEN_ADDED_TOKENS, token_ids, train_tokenizer
 
 EXPECTED_FILES = {
     "config.json",

@@ -16,193 +16,31 @@ this tokenizer really has. Output is byte-for-byte reproducible for a given size
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
 import sys
 import time
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from safetensors.torch import save_file
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
-from tokenizers.models import BPE
 
-from vision.engine.testing.corpus import corpus
+from vision.engine.testing.tokenizer import (
+    CHAT_TEMPLATE,
+    TokenIds,
+    token_ids,
+    train_tokenizer,
+    write_json,
+    write_tokenizer,
+)
 
 # Part of the fixture cache key: bump it whenever the files this module writes change.
 WRITER_VERSION = "1"
 
 CheckpointSize = Literal["tiny", "2b"]
 SIZES: tuple[CheckpointSize, ...] = ("tiny", "2b")
-
-# Qwen2's pre-tokenizer split (tokenizer.json of every Qwen2/2.5/3 model): single digits,
-# letters runs with one leading non-letter, punctuation runs, newlines, whitespace.
-QWEN2_PRETOKENIZE_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-
-# Qwen's added tokens in Qwen's order (real ids 151643..151668). `special` mirrors the real
-# tokenizer_config.json: tool/fim/think markers are added but not "special", so
-# skip_special_tokens keeps them.
-QWEN_ADDED_TOKENS: tuple[tuple[str, bool], ...] = (
-    ("<|endoftext|>", True),
-    ("<|im_start|>", True),
-    ("<|im_end|>", True),
-    ("<|object_ref_start|>", True),
-    ("<|object_ref_end|>", True),
-    ("<|box_start|>", True),
-    ("<|box_end|>", True),
-    ("<|quad_start|>", True),
-    ("<|quad_end|>", True),
-    ("<|vision_start|>", True),
-    ("<|vision_end|>", True),
-    ("<|vision_pad|>", True),
-    ("<|image_pad|>", True),
-    ("<|video_pad|>", True),
-    ("<tool_call>", False),
-    ("</tool_call>", False),
-    ("<|fim_prefix|>", False),
-    ("<|fim_middle|>", False),
-    ("<|fim_suffix|>", False),
-    ("<|fim_pad|>", False),
-    ("<|repo_name|>", False),
-    ("<|file_sep|>", False),
-    ("<tool_response>", False),
-    ("</tool_response>", False),
-    ("<think>", False),
-    ("</think>", False),
-)
-
-# Qwen3-VL Instruct's ChatML template (chat_template.json of the released model): a system
-# turn first, then user/assistant/tool turns; each image part becomes
-# <|vision_start|><|image_pad|><|vision_end|> and the processor expands the single
-# <|image_pad|> to one pad per merged 2x2 patch group. Content may be a string or a list of
-# parts ({"type": "text"|"image"|"video", ...}).
-CHAT_TEMPLATE = """\
-{%- if tools %}
-    {{- '<|im_start|>system\\n' }}
-    {%- if messages[0].role == 'system' %}
-        {%- if messages[0].content is string %}
-            {{- messages[0].content }}
-        {%- else %}
-            {%- for content in messages[0].content %}
-                {%- if 'text' in content %}
-                    {{- content.text }}
-                {%- endif %}
-            {%- endfor %}
-        {%- endif %}
-        {{- '\\n\\n' }}
-    {%- endif %}
-    {{- "# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>" }}
-    {%- for tool in tools %}
-        {{- "\\n" }}
-        {{- tool | tojson }}
-    {%- endfor %}
-    {{- "\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-name>, \\"arguments\\": <args-json-object>}\\n</tool_call><|im_end|>\\n" }}
-{%- else %}
-    {%- if messages[0].role == 'system' %}
-        {{- '<|im_start|>system\\n' }}
-        {%- if messages[0].content is string %}
-            {{- messages[0].content }}
-        {%- else %}
-            {%- for content in messages[0].content %}
-                {%- if 'text' in content %}
-                    {{- content.text }}
-                {%- endif %}
-            {%- endfor %}
-        {%- endif %}
-        {{- '<|im_end|>\\n' }}
-    {%- endif %}
-{%- endif %}
-{%- set image_count = namespace(value=0) %}
-{%- set video_count = namespace(value=0) %}
-{%- for message in messages %}
-    {%- if message.role == "user" %}
-        {{- '<|im_start|>' + message.role + '\\n' }}
-        {%- if message.content is string %}
-            {{- message.content }}
-        {%- else %}
-            {%- for content in message.content %}
-                {%- if content.type == 'image' or 'image' in content or 'image_url' in content %}
-                    {%- set image_count.value = image_count.value + 1 %}
-                    {%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}
-                    <|vision_start|><|image_pad|><|vision_end|>
-                {%- elif content.type == 'video' or 'video' in content %}
-                    {%- set video_count.value = video_count.value + 1 %}
-                    {%- if add_vision_id %}Video {{ video_count.value }}: {% endif -%}
-                    <|vision_start|><|video_pad|><|vision_end|>
-                {%- elif 'text' in content %}
-                    {{- content.text }}
-                {%- endif %}
-            {%- endfor %}
-        {%- endif %}
-        {{- '<|im_end|>\\n' }}
-    {%- elif message.role == "assistant" %}
-        {{- '<|im_start|>' + message.role + '\\n' }}
-        {%- if message.content is string %}
-            {{- message.content }}
-        {%- else %}
-            {%- for content_item in message.content %}
-                {%- if 'text' in content_item %}
-                    {{- content_item.text }}
-                {%- endif %}
-            {%- endfor %}
-        {%- endif %}
-        {%- if message.tool_calls %}
-            {%- for tool_call in message.tool_calls %}
-                {%- if (loop.first and message.content) or (not loop.first) %}
-                    {{- '\\n' }}
-                {%- endif %}
-                {%- if tool_call.function %}
-                    {%- set tool_call = tool_call.function %}
-                {%- endif %}
-                {{- '<tool_call>\\n{"name": "' }}
-                {{- tool_call.name }}
-                {{- '", "arguments": ' }}
-                {%- if tool_call.arguments is string %}
-                    {{- tool_call.arguments }}
-                {%- else %}
-                    {{- tool_call.arguments | tojson }}
-                {%- endif %}
-                {{- '}\\n</tool_call>' }}
-            {%- endfor %}
-        {%- endif %}
-        {{- '<|im_end|>\\n' }}
-    {%- elif message.role == "tool" %}
-        {%- if loop.first or (messages[loop.index0 - 1].role != "tool") %}
-            {{- '<|im_start|>user' }}
-        {%- endif %}
-        {{- '\\n<tool_response>\\n' }}
-        {%- if message.content is string %}
-            {{- message.content }}
-        {%- else %}
-            {%- for content in message.content %}
-                {%- if content.type == 'image' or 'image' in content or 'image_url' in content %}
-                    {%- set image_count.value = image_count.value + 1 %}
-                    {%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}
-                    <|vision_start|><|image_pad|><|vision_end|>
-                {%- elif content.type == 'video' or 'video' in content %}
-                    {%- set video_count.value = video_count.value + 1 %}
-                    {%- if add_vision_id %}Video {{ video_count.value }}: {% endif -%}
-                    <|vision_start|><|video_pad|><|vision_end|>
-                {%- elif 'text' in content %}
-                    {{- content.text }}
-                {%- endif %}
-            {%- endfor %}
-        {%- endif %}
-        {{- '\\n</tool_response>' }}
-        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
-            {{- '<|im_end|>\\n' }}
-        {%- endif %}
-    {%- endif %}
-{%- endfor %}
-{%- if add_generation_prompt %}
-    {{- '<|im_start|>assistant\\n' }}
-{%- endif %}
-"""
-
 # preprocessor_config.json / video_preprocessor_config.json of Qwen3-VL-2B-Instruct.
 # size is a pixel budget, not edges: shortest_edge = min_pixels (256x256), longest_edge =
 # max_pixels (16.7 MP for images; 24 MP over all frames for video).
@@ -267,94 +105,6 @@ INIT_STD = 0.02  # the configs' initializer_range
 # Tokens before Qwen's added ones: the released tokenizer has 151643; the tiny model keeps
 # only what the corpus trains (~730) so its embedding stays small.
 REGULAR_TOKENS: dict[CheckpointSize, int | None] = {"2b": 151643, "tiny": None}
-
-
-@dataclass(frozen=True)
-class TokenIds:
-    """Ids the config must agree with, read from the trained tokenizer."""
-
-    endoftext: int  # bos / pad, like Qwen's <|endoftext|>
-    im_end: int  # eos of a chat turn
-    vision_start: int
-    vision_end: int
-    image_pad: int
-    video_pad: int
-    size: int  # number of tokens including the added ones
-
-
-def _pipeline(model: BPE) -> Tokenizer:
-    """A tokenizer with Qwen2Tokenizer's normalizer, pre-tokenizer and decoder around `model`."""
-    tokenizer = Tokenizer(model)
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
-        ]
-    )
-    tokenizer.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
-    return tokenizer
-
-
-def train_tokenizer(regular_tokens: int | None = None) -> Tokenizer:
-    """Train the Qwen2-style byte-level BPE on the built-in corpus and add Qwen's special tokens.
-
-    Same normalizer, pre-tokenizer and decoder as `Qwen2Tokenizer` builds, so the loaded
-    tokenizer behaves like the real one; the 256 byte symbols are always in the vocabulary,
-    so any UTF-8 text round-trips. Training is deterministic and takes ~20 ms.
-
-    `regular_tokens` pads the vocabulary with filler words (" w1000", " w1001", ...) that no
-    merge produces, up to that many tokens before the added ones. With Qwen's 151643 the
-    special tokens get the released ids (<|im_end|> = 151645, <|image_pad|> = 151655) and
-    every id a full-size random lm_head can emit decodes to text.
-    """
-    tokenizer = _pipeline(BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
-    trainer = trainers.BpeTrainer(
-        vocab_size=8192,  # an upper bound; the small corpus stops far below it
-        min_frequency=2,
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=[],
-    )
-    tokenizer.train_from_iterator(corpus(), trainer=trainer)
-    if regular_tokens is not None:
-        trained = json.loads(tokenizer.to_str())["model"]
-        vocab: dict[str, int] = trained["vocab"]
-        if regular_tokens < len(vocab):
-            raise ValueError(f"regular_tokens {regular_tokens} < trained vocabulary {len(vocab)}")
-        # "\u0120" is the byte-level symbol of a space, as in every Qwen word token.
-        vocab.update({f"\u0120w{i}": i for i in range(len(vocab), regular_tokens)})
-        merges = [
-            tuple(pair) if isinstance(pair, list) else tuple(pair.split(" ")) for pair in trained["merges"]
-        ]
-        tokenizer = _pipeline(
-            BPE(vocab=vocab, merges=merges, unk_token=None, fuse_unk=False, byte_fallback=False)
-        )
-    tokenizer.add_special_tokens(
-        [
-            AddedToken(text, special=special, normalized=False, lstrip=False, rstrip=False, single_word=False)
-            for text, special in QWEN_ADDED_TOKENS
-        ]
-    )
-    return tokenizer
-
-
-def token_ids(tokenizer: Tokenizer) -> TokenIds:
-    def tid(text: str) -> int:
-        value = tokenizer.token_to_id(text)
-        if value is None:
-            raise RuntimeError(f"tokenizer lacks {text}")
-        return value
-
-    return TokenIds(
-        endoftext=tid("<|endoftext|>"),
-        im_end=tid("<|im_end|>"),
-        vision_start=tid("<|vision_start|>"),
-        vision_end=tid("<|vision_end|>"),
-        image_pad=tid("<|image_pad|>"),
-        video_pad=tid("<|video_pad|>"),
-        size=tokenizer.get_vocab_size(with_added_tokens=True),
-    )
 
 
 def model_config(size: CheckpointSize, ids: TokenIds, dtype: torch.dtype | None = None) -> dict[str, Any]:
@@ -423,50 +173,6 @@ def model_config(size: CheckpointSize, ids: TokenIds, dtype: torch.dtype | None 
         },
         "vision_end_token_id": ids.vision_end,
         "vision_start_token_id": ids.vision_start,
-    }
-
-
-def _tokenizer_config(tokenizer: Tokenizer) -> dict[str, Any]:
-    added = {
-        str(tokenizer.token_to_id(text)): {
-            "content": text,
-            "lstrip": False,
-            "normalized": False,
-            "rstrip": False,
-            "single_word": False,
-            "special": special,
-        }
-        for text, special in QWEN_ADDED_TOKENS
-    }
-    return {
-        "add_bos_token": False,
-        "add_prefix_space": False,
-        "added_tokens_decoder": added,
-        "additional_special_tokens": [
-            "<|im_start|>",
-            "<|im_end|>",
-            "<|object_ref_start|>",
-            "<|object_ref_end|>",
-            "<|box_start|>",
-            "<|box_end|>",
-            "<|quad_start|>",
-            "<|quad_end|>",
-            "<|vision_start|>",
-            "<|vision_end|>",
-            "<|vision_pad|>",
-            "<|image_pad|>",
-            "<|video_pad|>",
-        ],
-        "bos_token": None,
-        "chat_template": CHAT_TEMPLATE,
-        "clean_up_tokenization_spaces": False,
-        "eos_token": "<|im_end|>",
-        "errors": "replace",
-        "model_max_length": 262144,
-        "pad_token": "<|endoftext|>",
-        "split_special_tokens": False,
-        "tokenizer_class": "Qwen2Tokenizer",
-        "unk_token": None,
     }
 
 
@@ -566,22 +272,8 @@ def _write_weights(out: Path, shapes: dict[str, torch.Size], dtype: torch.dtype,
         del tensors
         weight_map.update(dict.fromkeys(names, filename))
     index_doc = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    _write_json(out / "model.safetensors.index.json", index_doc)
+    write_json(out / "model.safetensors.index.json", index_doc)
     return total
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
-
-
-def _write_tokenizer(out: Path, tokenizer: Tokenizer) -> None:
-    out.joinpath("tokenizer.json").write_text(tokenizer.to_str(pretty=True), encoding="utf-8")
-    # vocab.json + merges.txt as the hub repo has them (slow-tokenizer files).
-    model = json.loads(tokenizer.to_str())["model"]
-    _write_json(out / "vocab.json", model["vocab"])
-    merges = [" ".join(pair) if isinstance(pair, list) else pair for pair in model["merges"]]
-    out.joinpath("merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    _write_json(out / "tokenizer_config.json", _tokenizer_config(tokenizer))
 
 
 def write_checkpoint(
@@ -609,12 +301,12 @@ def write_checkpoint(
     config = model_config(size, ids, dtype)
     image_config, video_config = _preprocessor_configs()
 
-    _write_json(staging / "config.json", config)
-    _write_json(staging / "generation_config.json", generation_config(ids))
-    _write_tokenizer(staging, tokenizer)
-    _write_json(staging / "chat_template.json", {"chat_template": CHAT_TEMPLATE})
-    _write_json(staging / "preprocessor_config.json", image_config)
-    _write_json(staging / "video_preprocessor_config.json", video_config)
+    write_json(staging / "config.json", config)
+    write_json(staging / "generation_config.json", generation_config(ids))
+    write_tokenizer(staging, tokenizer)
+    write_json(staging / "chat_template.json", {"chat_template": CHAT_TEMPLATE})
+    write_json(staging / "preprocessor_config.json", image_config)
+    write_json(staging / "video_preprocessor_config.json", video_config)
     _write_weights(staging, _parameter_shapes(config), dtype, seed)
 
     for weights in staging.glob("*.safetensors"):
