@@ -25,8 +25,8 @@ from vision.engine import Engine, EngineConfig
 from .common import (
     PeakRss,
     RunInfo,
+    checkpoint_tag,
     free_memory,
-    git_commit,
     machine_description,
     machine_markdown,
     md_table,
@@ -84,8 +84,8 @@ def _best_ms(fn, reps: int = 40) -> float:
 
 
 def sampler_micro() -> dict:
+    from vision.engine.contract import SamplingDefaults, SamplingParams
     from vision.engine.sampling import Sampler, choose_tokens
-    from vision.engine.types import SamplingDefaults, SamplingParams
 
     qwen = SamplingDefaults(do_sample=True, temperature=0.7, top_k=20, top_p=0.8)
     rows = {}
@@ -111,8 +111,11 @@ def sampler_micro() -> dict:
             ("before: full sort per request", lambda x=logits, g=gens: _sort_reference(x, g)),
         ):
             best, median = _best_ms(fn, reps=5 if name.startswith("before") else 40)
-            rows.setdefault(name, {})[batch] = {"best_ms": round(best, 3), "median_ms": round(median, 3),
-                                                "per_request_ms": round(best / batch, 3)}  # fmt: skip
+            rows.setdefault(name, {})[batch] = {
+                "best_ms": round(best, 3),
+                "median_ms": round(median, 3),
+                "per_request_ms": round(best / batch, 3),
+            }
     return rows
 
 
@@ -121,8 +124,11 @@ def _sequential(engine, tokens: int, sampled: bool) -> dict:
     traces = [stream(engine, image_request(None, p, tokens, sampled=sampled)) for p in PROMPTS]
     wall = time.perf_counter() - t0
     per_token = [1 / t.decode_tok_s() for t in traces if t.decode_tok_s()]
-    return {"tokens_per_s": round(sum(t.output.usage.completion_tokens for t in traces) / wall, 3),
-            "wall_s": round(wall, 2), "median_gap_s": round(statistics.median(per_token), 4)}  # fmt: skip
+    return {
+        "tokens_per_s": round(sum(t.output.usage.completion_tokens for t in traces) / wall, 3),
+        "wall_s": round(wall, 2),
+        "median_gap_s": round(statistics.median(per_token), 4),
+    }
 
 
 def _concurrent(engine, tokens: int, sampled: bool) -> dict:
@@ -147,22 +153,25 @@ def _concurrent(engine, tokens: int, sampled: bool) -> dict:
     # many steps, so it counts as that many steps of gap / tokens.
     last_first = max(t.delta_times[0] for t in traces)
     gaps = [g / n for t in traces for g, n in t.token_gaps(after=last_first) for _ in range(n)]
-    return {"tokens_per_s": round(sum(t.output.usage.completion_tokens for t in traces) / wall, 3),
-            "wall_s": round(wall, 2), "median_step_s": round(statistics.median(gaps), 4) if gaps else None}  # fmt: skip
+    return {
+        "tokens_per_s": round(sum(t.output.usage.completion_tokens for t in traces) / wall, 3),
+        "wall_s": round(wall, 2),
+        "median_step_s": round(statistics.median(gaps), 4) if gaps else None,
+    }
 
 
 def run(args: argparse.Namespace) -> dict:
     from vision.engine.autotune import measure_memory_bandwidth
     from vision.engine.loading import configure_threads, load_for_engine
 
-    run_info = RunInfo(command="python -m bench " + " ".join(args.argv), git_commit=git_commit())
+    run_info = RunInfo.start(args.argv)
     threads = configure_threads(args.threads)
     bandwidth = measure_memory_bandwidth()
     micro = sampler_micro()
     print(f"[bench] sampler micro: {micro}")
     data: dict = {"kind": "sampling", "sampler_ms": micro, "threads": threads}
     md_engine = ""
-    tag = args.tag or args.checkpoint.rstrip("/").split("/")[-1]
+    tag = checkpoint_tag(args)
     if not args.no_engine:
         path = resolve_checkpoint(args.checkpoint)
         with PeakRss() as rss:
@@ -184,8 +193,11 @@ def run(args: argparse.Namespace) -> dict:
             for mode in ("greedy", "sampled"):
                 one = _sequential(engine, args.tokens, mode == "sampled")
                 eight = _concurrent(engine, args.tokens, mode == "sampled")
-                entry = {"one_at_a_time": one, "eight_concurrent": eight,
-                         "ratio": round(eight["tokens_per_s"] / one["tokens_per_s"], 2)}  # fmt: skip
+                entry = {
+                    "one_at_a_time": one,
+                    "eight_concurrent": eight,
+                    "ratio": round(eight["tokens_per_s"] / one["tokens_per_s"], 2),
+                }
                 results[mode].append(entry)
                 print(f"[bench]   {mode}: {entry}")
         engine.shutdown()
@@ -210,12 +222,23 @@ def run(args: argparse.Namespace) -> dict:
             "sampled", "one_at_a_time", "tokens_per_s", max
         )
         slow1, slow8 = s1 / g1 - 1, s8 / g8 - 1
-        data |= {"formats": formats, "verdict": verdict_.__dict__ if verdict_ else None, "tokens": args.tokens,
-                 "engine": results, "peak_rss_mib": rss.peak_mib,
-                 "summary": {"greedy_s_per_token": g1, "sampled_s_per_token": s1, "greedy_batch8_step_s": g8,
-                             "sampled_batch8_step_s": s8, "sampled_overhead_batch1": round(slow1, 3),
-                             "sampled_overhead_batch8": round(slow8, 3), "batch8_ratio_greedy": round(r_g, 2),
-                             "batch8_ratio_sampled": round(r_s, 2)}}  # fmt: skip
+        data |= {
+            "formats": formats,
+            "verdict": verdict_.__dict__ if verdict_ else None,
+            "tokens": args.tokens,
+            "engine": results,
+            "peak_rss_mib": rss.peak_mib,
+            "summary": {
+                "greedy_s_per_token": g1,
+                "sampled_s_per_token": s1,
+                "greedy_batch8_step_s": g8,
+                "sampled_batch8_step_s": s8,
+                "sampled_overhead_batch1": round(slow1, 3),
+                "sampled_overhead_batch8": round(slow8, 3),
+                "batch8_ratio_greedy": round(r_g, 2),
+                "batch8_ratio_sampled": round(r_s, 2),
+            },
+        }
         body = []
         for mode in ("greedy", "sampled"):
             for i, e in enumerate(results[mode]):
@@ -240,7 +263,7 @@ def run(args: argparse.Namespace) -> dict:
                         "8 concurrent / one at a time",
                     ],
                     body,
-                ),  # fmt: skip
+                ),
                 "",
                 f"- Sampled vs greedy, s/token at batch 1 (best round): {s1:.4f} vs {g1:.4f} → {slow1:+.1%}; "
                 f"batch-8 step {s8:.4f} vs {g8:.4f} → {slow8:+.1%}. Target within 5 %: "
@@ -274,7 +297,7 @@ def run(args: argparse.Namespace) -> dict:
                     "batch 8 per request (best)",
                 ],
                 micro_rows,
-            ),  # fmt: skip
+            ),
             "",
             f"Target ≤ 1 ms per request per token at batch 8 (Qwen defaults): {worst} ms → "
             f"{'met' if worst <= 1.0 else 'MISSED'}.",

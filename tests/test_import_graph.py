@@ -125,17 +125,17 @@ def test_a_cycle_is_found(tmp_path: Path):
     assert cycles(import_graph(tmp_path)) == [["vision.services.jobs", "vision.tasks"]]
 
 
-def test_the_engine_imports_only_itself_and_the_shared_parameters():
+def test_the_engine_imports_only_itself():
     graph = import_graph(REPO_ROOT)
     outside = {
         (module, target)
         for module, targets in graph.items()
         if module.startswith("vision.engine")
         for target in targets
-        if not target.startswith("vision.engine") and target != "vision.params"
+        if not target.startswith("vision.engine")
     }
+    assert "vision.engine.contract" in graph  # the graph was read
     assert outside == set()
-    assert graph["vision.params"] == set()
 
 
 def test_the_engine_imports_no_django():
@@ -145,3 +145,140 @@ def test_the_engine_imports_no_django():
         if any(name.split(".")[0] == "django" for name in names):
             offenders.append(str(path.relative_to(REPO_ROOT)))
     assert offenders == []
+
+
+# The package table (tests/import_table.py, rendered into docs/architecture.md) against the code.
+
+TABLE_PACKAGES = ("vision", "docplatform", "accounts", "bench", "tests")
+
+
+def _imports_with_scope(module: str, path: Path) -> list[tuple[str, bool]]:
+    """(absolute name, inside a function?) for every import of `module`, third-party included."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    skipped = _type_checking_nodes(tree)
+    in_function = {
+        id(child)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for child in ast.walk(node)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            names = [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.extend((name, id(node) in in_function) for name in names)
+    return found
+
+
+def table_modules(root: Path) -> dict[str, Path]:
+    modules = {}
+    for top in TABLE_PACKAGES:
+        for path in (root / top).rglob("*.py"):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            if "migrations" in parts:
+                continue
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+def table_violations(root: Path, rows) -> tuple[list[str], list[str]]:
+    """(imports the table does not allow, modules no row owns), as readable lines."""
+    from tests.import_table import EVERYTHING
+
+    def row_of(module: str):
+        best, length = None, -1
+        for row in rows:
+            for prefix in row.modules:
+                if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > length:
+                    best, length = row, len(prefix)
+        return best
+
+    def allowed(patterns, target: str) -> bool:
+        return any(p == EVERYTHING or target == p or target.startswith(p + ".") for p in patterns)
+
+    modules = table_modules(root)
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    wrong, homeless = [], []
+    for module, path in sorted(modules.items()):
+        row = row_of(module)
+        if row is None:
+            if module not in TABLE_PACKAGES:
+                homeless.append(module)
+            continue
+        for name, lazy in _imports_with_scope(module, path):
+            top = name.split(".")[0]
+            if top in row.forbids:
+                wrong.append(f"{module} imports {name} (its row forbids {top})")
+            if top not in TABLE_PACKAGES:
+                continue
+            target = resolve(name)
+            if target is None or target == module or row_of(target) is row:
+                continue
+            if allowed(row.imports, target) or (lazy and allowed(row.lazy, target)):
+                continue
+            where = "inside a function" if lazy else "at module level"
+            wrong.append(f"{module} imports {target} {where}")
+    return sorted(set(wrong)), homeless
+
+
+def test_every_import_follows_the_package_table():
+    from tests.import_table import ROWS
+
+    wrong, homeless = table_violations(REPO_ROOT, ROWS)
+    assert "vision.runners.loop" in table_modules(REPO_ROOT)  # the tree was read
+    assert wrong == []
+    assert homeless == []
+
+
+def test_the_table_checker_finds_a_wrong_arrow(tmp_path: Path):
+    from tests.import_table import Row
+
+    rows = (
+        Row(modules=("vision.apis",), owns="", imports=("vision.services",)),
+        Row(modules=("vision.services",), owns="", lazy=("vision.tasks",)),
+        Row(modules=("vision.tasks",), owns=""),
+        Row(modules=("vision.ocr",), owns="", forbids=("django",)),
+    )
+    package = tmp_path / PACKAGE
+    for folder in ("apis", "services", "ocr"):
+        (package / folder).mkdir(parents=True)
+        (package / folder / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "apis" / "jobs.py").write_text("from vision.services import jobs\nfrom vision.tasks import run\n")
+    (package / "services" / "jobs.py").write_text(
+        "import vision.tasks\n\ndef f():\n    from vision.tasks import run\n"
+    )
+    (package / "tasks.py").write_text("def run():\n    pass\n")
+    (package / "ocr" / "read.py").write_text("from django.conf import settings\n")
+    (package / "stray.py").write_text("")
+    wrong, homeless = table_violations(tmp_path, rows)
+    assert wrong == [
+        "vision.apis.jobs imports vision.tasks at module level",
+        "vision.ocr.read imports django.conf.settings (its row forbids django)",
+        "vision.services.jobs imports vision.tasks at module level",
+    ]
+    assert homeless == ["vision.stray"]
+
+
+def test_the_documented_table_is_the_rendered_structure():
+    from tests.import_table import DOC, documented_table, render
+
+    assert documented_table(DOC.read_text(encoding="utf-8")) == render()

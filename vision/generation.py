@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from vision.params import SamplingParams
+from vision.engine.contract import SamplingParams
 
 
 @dataclass
@@ -41,7 +41,7 @@ class GenerationSpec:
     max_pixels: int | None = None  # override of the task's pixel budget
     deadline_s: float = 600.0  # the engine stops the request this long after the worker takes it
     use_prefix_cache: bool = True
-    # The answer must match this (vision.params.Constraint.to_dict()): JSON schema, JSON object,
+    # The answer must match this (vision.engine.constraints.Constraint.to_dict()): JSON schema, JSON object,
     # regex or choice, enforced by the engine token by token. None: free text.
     constraint: dict[str, str] | None = None
 

@@ -32,10 +32,10 @@ from vision.engine import (
     Timings,
     Usage,
 )
+from vision.engine.constraints import Constraint
+from vision.faults import is_transient
 from vision.generation import GenerationSpec
 from vision.heartbeat import heartbeat_get, redis_client
-from vision.params import Constraint
-from vision.runners.faults import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ def generate_spec_json_to_stream(spec_json: str, *, worker: str) -> RequestOutpu
     redelivered after it finished) or the reader cancelled before the task started. A worker
     whose engine is not ready ends the stream with an "unavailable" error instead of raising.
     """
-    from vision.worker import EngineNotReady, get_engine
+    from vision.worker import VisionEngineNotReady, get_vision_engine
 
     spec = GenerationSpec.from_json(spec_json)
     client = redis_client(settings.REDIS_URL, timeout=10.0)
@@ -257,8 +257,8 @@ def generate_spec_json_to_stream(spec_json: str, *, worker: str) -> RequestOutpu
             streams.publish(client, spec.request_id, "final", data=output_payload(output))
             return output
         try:
-            return generate_to_stream(get_engine(), spec, client, worker=worker)
-        except (EngineNotReady, EngineError) as exc:
+            return generate_to_stream(get_vision_engine(), spec, client, worker=worker)
+        except (VisionEngineNotReady, EngineError) as exc:
             output = failed_output(spec.request_id, str(exc))
             data = {**output_payload(output), "error_kind": ERROR_UNAVAILABLE, "worker": worker}
             streams.publish(client, spec.request_id, "final", data=data)

@@ -27,8 +27,9 @@ from docplatform.settings.env import (
     env_str,
 )
 from docplatform.settings.vision import parse_vision_dtype
+from vision.engine.contract import CHAT_MAX_PIXELS, DEFAULT_MIN_PIXELS, DEFAULT_MODEL, DOCUMENT_MAX_PIXELS
+from vision.engine.cpuinfo import physical_cores
 from vision.heartbeat import SHARED_QUEUE, WORKER_QUEUES
-from vision.params import CHAT_MAX_PIXELS, DEFAULT_MIN_PIXELS, DOCUMENT_MAX_PIXELS, physical_cores
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = env_path("DATA_DIR", BASE_DIR / "data")
@@ -375,7 +376,7 @@ WORKER_HEARTBEAT_TTL_SECONDS = env_int("WORKER_HEARTBEAT_TTL_SECONDS", 20, minim
 
 # Engine loading in the worker: "on", or "off" for a pure-queue worker (no model).
 VISION_ENGINE = env_choice("VISION_ENGINE", "on", {"on", "off"})
-VISION_MODEL = env_str("VISION_MODEL", "Qwen/Qwen3-VL-2B-Instruct")
+VISION_MODEL = env_str("VISION_MODEL", DEFAULT_MODEL)
 VISION_DTYPE = parse_vision_dtype(env_str("VISION_DTYPE", "auto"))
 VISION_THREADS = env_int("VISION_THREADS", physical_cores(), minimum=1)
 VISION_MAX_BATCH = env_int("VISION_MAX_BATCH", 8, minimum=1)

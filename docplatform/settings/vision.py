@@ -2,13 +2,13 @@
 
 from django.core.exceptions import ImproperlyConfigured
 
-from vision.params import weight_format_parts
+from vision.engine.contract import weight_format_parts
 
 
 def parse_vision_dtype(value: str) -> str:
     """Accept one format for the whole model ("int8") or one per part ("lm=int8,vision=bf16").
 
-    Returns the normalised string. The grammar is `vision.params.weight_format_parts`, which the
+    Returns the normalised string. The grammar is `vision.engine.contract.weight_format_parts`, which the
     engine resolves again at load; this only fails a bad deploy early, in every process.
     """
     try:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.engine.engine_helpers import ask, make_lively, picture, text
 from vision.engine import Engine, EngineConfig, FinishReason
-from vision.params import (
+from vision.engine.constraints import (
     choice_constraint,
     json_object_constraint,
     json_schema_constraint,

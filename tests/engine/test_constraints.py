@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vision.params import (
+from vision.engine.constraints import (
     MAX_SCHEMA_BYTES,
     MAX_SCHEMA_DEPTH,
     Constraint,

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from vision.engine import sampling
+from vision.engine.contract import SamplingDefaults, SamplingParams
 from vision.engine.sampling import Sampler, TextStream, candidate_distributions, choose_tokens
-from vision.engine.types import SamplingDefaults, SamplingParams
 
 CHINESE = "发票号码：12345678，开票日期：2026年11月24日，价税合计：¥1,234.50。Invoice total 1234.50"
 

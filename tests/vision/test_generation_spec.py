@@ -1,7 +1,7 @@
 """The web → worker contract: a GenerationSpec survives its JSON trip, sampling included."""
 
+from vision.engine.contract import SamplingParams
 from vision.generation import GenerationSpec, SpecImage, SpecMessage, SpecPart
-from vision.params import SamplingParams
 
 
 def test_spec_round_trips_through_json():
@@ -35,7 +35,7 @@ def test_spec_round_trips_through_json():
 
 
 def test_the_engine_takes_the_same_sampling_class():
-    # One definition of the sampling fields: the engine's SamplingParams is vision.params' class.
+    # One definition of the sampling fields: the engine's SamplingParams is the contract's class.
     from vision.engine import SamplingParams as EngineSamplingParams
 
     assert EngineSamplingParams is SamplingParams
@@ -43,7 +43,7 @@ def test_the_engine_takes_the_same_sampling_class():
 
 def test_a_constraint_rides_along_and_comes_back_as_the_same_constraint():
     from vision.engine import Constraint as EngineConstraint
-    from vision.params import Constraint, json_schema_constraint
+    from vision.engine.constraints import Constraint, json_schema_constraint
 
     constraint = json_schema_constraint({"type": "object", "properties": {"a": {"enum": [1, 2]}}}, name="t")
     spec = GenerationSpec(request_id="job-1", messages=[SpecMessage("user", [SpecPart(text="?")])])

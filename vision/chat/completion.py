@@ -24,9 +24,9 @@ from vision.chat import admission, answer_cache, routing
 from vision.chat.images import StoredImage, image_store
 from vision.chat.json_output import choice_instruction, json_instruction
 from vision.chat.types import ChatRequest
+from vision.engine.constraints import ConstraintKind
 from vision.generation import GenerationSpec, SpecImage, SpecMessage, SpecPart
 from vision.heartbeat import aworker_alive
-from vision.params import ConstraintKind
 from vision.services.conversations import TurnAnswer, TurnMessage
 
 logger = logging.getLogger(__name__)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vision.params import Constraint, SamplingParams
+from vision.engine.constraints import Constraint
+from vision.engine.contract import SamplingParams
 
 ROLES = ("system", "user", "assistant")
 

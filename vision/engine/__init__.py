@@ -1,21 +1,22 @@
 """DocPlatform's vision engine: Qwen3-VL on CPU with continuous batching, prefix KV reuse,
 vision-feature caching and streaming. Plain Python: no Django anywhere below this package.
 
-Importing this package is cheap; torch and transformers load when an Engine is built.
+Importing this package is cheap (no torch, no transformers: they load when an Engine is built), so
+the web process imports its contract (`vision.engine.contract`, `vision.engine.constraints`) and
+its plain types freely.
 """
 
-from .config import DEFAULT_MODEL, EngineConfig
+from .config import EngineConfig
+from .constraints import Constraint
+from .contract import DEFAULT_MODEL, PixelBudget, SamplingParams
 from .errors import EngineError, EngineNotReady, EngineOverloaded, InvalidRequest, RequestTooLong
 from .types import (
     ChatMessage,
-    Constraint,
     EngineRequest,
     EngineStatus,
     FinishReason,
     ImagePart,
-    PixelBudget,
     RequestOutput,
-    SamplingParams,
     StreamDelta,
     TextPart,
     Timings,

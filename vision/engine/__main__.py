@@ -17,8 +17,9 @@ import uuid
 from pathlib import Path
 
 from .config import EngineConfig
+from .contract import PixelBudget, SamplingParams
 from .errors import EngineError
-from .types import ChatMessage, EngineRequest, ImagePart, PixelBudget, SamplingParams, TextPart
+from .types import ChatMessage, EngineRequest, ImagePart, TextPart
 
 
 def tune(argv: list[str]) -> int:

@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vision.engine.contract import resolve_formats
 from vision.engine.cpuinfo import cpu_description
 from vision.engine.quant import (
     INT4_GROUP_SIZE,
@@ -51,7 +52,6 @@ from vision.engine.quant import (
     quantize_linear,
 )
 from vision.engine.types import FormatVerdict
-from vision.params import resolve_formats
 
 log = logging.getLogger(__name__)
 

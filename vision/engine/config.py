@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
+from .contract import DEFAULT_MODEL
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 The fastest weight format differs between the CPUs this project runs on (see docs/architecture.md,
 "Engine defaults on CPU"), so `autotune` caches its verdict per `CpuInfo.key`: same model name,
-same relevant ISA flags and same torch build give the same kernels and the same answer.
+same relevant ISA flags and same torch build give the same kernels and the same answer. The
+physical-core count is also the default thread count, which the settings read in the web process:
+this module imports torch only inside `cpu_description`.
 """
 
 from __future__ import annotations
@@ -11,10 +13,6 @@ import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
-
-from vision.params import physical_cores
 
 # Flags that change which matmul kernels torch/oneDNN pick: bf16 dot products (avx512_bf16,
 # amx_bf16), int8 dot products (avx512_vnni, avx_vnni, amx_int8), and the vector width.
@@ -39,7 +37,7 @@ class CpuInfo:
     logical_cores: int = 1  # os.cpu_count(): what the scheduler may hand us
     physical_cores: int = 1  # distinct (package, core) pairs: the default torch thread count
     llc_bytes: int = 0  # last-level cache of cpu0; 0 if sysfs does not say
-    torch_version: str = torch.__version__  # kernels change between torch builds
+    torch_version: str = ""  # kernels change between torch builds
 
     @property
     def key(self) -> str:
@@ -49,6 +47,23 @@ class CpuInfo:
 
     def has(self, flag: str) -> bool:
         return flag in self.flags
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on: the default engine thread count (hyper-threads
+    share one core's matmul units, so the engine gains nothing from them). Distinct (package,
+    core) pairs of the allowed CPUs in sysfs; the allowed CPU count where sysfs is missing."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores: set[tuple[str, str]] = set()
+    for cpu in allowed:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            core = (topology / "core_id").read_text().strip()
+        except OSError:
+            return max(len(allowed), 1)
+        cores.add((package, core))
+    return max(len(cores), 1)
 
 
 def _read_proc_cpuinfo() -> tuple[str, set[str]]:
@@ -91,6 +106,8 @@ def _llc_bytes() -> int:
 
 def cpu_description() -> CpuInfo:
     """Describe this machine's CPU (Linux sysfs/procfs; degrades to defaults elsewhere)."""
+    import torch
+
     model, flags = _read_proc_cpuinfo()
     logical = os.cpu_count() or 1
     return CpuInfo(
@@ -99,4 +116,5 @@ def cpu_description() -> CpuInfo:
         logical_cores=logical,
         physical_cores=physical_cores(),
         llc_bytes=_llc_bytes(),
+        torch_version=torch.__version__,
     )

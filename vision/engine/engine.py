@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 
 from .config import EngineConfig
+from .contract import PixelBudget, SamplingDefaults
 from .errors import EngineError, EngineNotReady, EngineOverloaded, InvalidRequest
 from .grammar import GrammarCache
 from .preprocess import Preprocessor
@@ -31,9 +32,7 @@ from .types import (
     FinishReason,
     FormatVerdict,
     ImagePart,
-    PixelBudget,
     RequestOutput,
-    SamplingDefaults,
     StreamDelta,
     Timings,
     Usage,

@@ -21,7 +21,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from vision.params import Constraint
+from vision.engine.constraints import Constraint
 
 from .errors import InvalidRequest
 

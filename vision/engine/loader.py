@@ -29,8 +29,8 @@ from safetensors import SafetensorError
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
 from transformers.utils import logging as hf_logging
 
+from .contract import SamplingDefaults
 from .errors import IncompleteCheckpoint, ModelLoadError, ModelNotFound
-from .types import SamplingDefaults
 
 logger = logging.getLogger(__name__)
 

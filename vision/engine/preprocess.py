@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import torch
 from PIL import Image, ImageOps
 
+from .contract import PixelBudget
 from .errors import InvalidRequest, RequestTooLong
-from .types import ChatMessage, ImagePart, PixelBudget, TextPart
+from .types import ChatMessage, ImagePart, TextPart
 
 # Qwen's special tokens in user text would be parsed as control tokens (a user could forge an image
 # pad or end a turn); a zero-width space between "<" and "|" keeps the text readable and inert.

@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vision.params import WEIGHT_FORMATS
+from vision.engine.contract import WEIGHT_FORMATS
 
-FORMATS: tuple[str, ...] = WEIGHT_FORMATS  # the grammar of the setting lives in vision.params
+FORMATS: tuple[str, ...] = WEIGHT_FORMATS  # the grammar of the setting lives in the contract
 # Formats whose error is below what sampling noise or bf16 accumulation already give; `auto`
 # picks only among these. int4 (round-to-nearest, no GPTQ/AWQ) and w8a8 (activation outliers in
 # real Qwen models) can change answers and must be asked for.

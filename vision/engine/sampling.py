@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .types import SamplingDefaults, SamplingParams
+from .contract import SamplingDefaults, SamplingParams
 
 # Without a top-k cut, top-p still looks at no more than this many candidates unless they hold
 # less than top_p of the probability (a nearly flat distribution); then that row is sorted in full.

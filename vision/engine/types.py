@@ -1,7 +1,9 @@
-"""Plain data types that cross the engine boundary.
+"""Plain data types that cross the engine boundary: the request and its messages, the streamed
+deltas, the output and the engine's status.
 
 Everything the worker, the CLI and the benchmarks hand to the engine, or get back from it, is one of
-these dataclasses: no dicts with magic keys, no Django, no torch tensors.
+these dataclasses or a parameter type of the contract (`contract`, `constraints`): no dicts with
+magic keys, no Django, no torch tensors.
 """
 
 from __future__ import annotations
@@ -13,19 +15,8 @@ from dataclasses import asdict, dataclass, field
 
 from PIL import Image
 
-# The sampling fields, the pixel budgets and the output constraints are shared with the web side,
-# which must not import the engine: they are defined in vision/params.py (plain Python) and are the
-# engine's types too.
-from vision.params import (  # noqa: F401  (re-exported)
-    CHAT_MAX_PIXELS,
-    DEFAULT_MIN_PIXELS,
-    DOCUMENT_MAX_PIXELS,
-    DOCUMENT_TASKS,
-    TOKEN_PIXELS,
-    Constraint,
-    SamplingDefaults,
-    SamplingParams,
-)
+from .constraints import Constraint
+from .contract import PixelBudget, SamplingParams
 
 
 class FinishReason(enum.StrEnum):
@@ -71,25 +62,6 @@ class ChatMessage:
     @classmethod
     def text(cls, role: str, text: str) -> ChatMessage:
         return cls(role=role, content=(TextPart(text),))
-
-
-@dataclass(frozen=True)
-class PixelBudget:
-    min_pixels: int
-    max_pixels: int
-
-    @classmethod
-    def for_task(
-        cls,
-        task: str,
-        *,
-        min_pixels: int = DEFAULT_MIN_PIXELS,
-        chat_max: int = CHAT_MAX_PIXELS,
-        document_max: int = DOCUMENT_MAX_PIXELS,
-    ) -> PixelBudget:
-        """Pages (ocr, invoice) get the document budget; photos, charts and chat the chat one."""
-        max_pixels = document_max if task in DOCUMENT_TASKS else chat_max
-        return cls(min(min_pixels, max_pixels), max_pixels)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import Any
 
 from PIL import Image
 
+from vision.engine.constraints import Constraint, json_schema_constraint
 from vision.ocr.engine import OcrResult
 from vision.ocr.invoice import (
     AMOUNT_FIELDS,
@@ -35,7 +36,6 @@ from vision.ocr.invoice import (
 )
 from vision.ocr.layout import span_box
 from vision.ocr.normalize import money, normalize_currency, parse_amount, parse_date, unify
-from vision.params import Constraint, json_schema_constraint
 
 MAX_OCR_CHARS = 4_000  # of OCR text in the prompt; an invoice page is ~1,000
 VLM_ONLY_CONFIDENCE = 0.5  # a value the layout extractor did not find: a reviewer should look

@@ -15,16 +15,16 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from vision.chat.types import ROLES, ChatRequest, InputMessage, InputPart, ResponseFormat
-from vision.openai.errors import OpenAIError, invalid
-from vision.params import (
+from vision.engine.constraints import (
     Constraint,
-    SamplingParams,
     UnsupportedConstraint,
     choice_constraint,
     json_object_constraint,
     json_schema_constraint,
     regex_constraint,
 )
+from vision.engine.contract import SamplingParams
+from vision.openai.errors import OpenAIError, invalid
 
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit
 MAX_STOP_LENGTH = 256

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 
+from vision.engine.constraints import json_schema_constraint
 from vision.generation import SpecImage, SpecMessage, SpecPart
 from vision.models import JobStatus
-from vision.params import json_schema_constraint
 from vision.runners.generation import generate, job_spec
 from vision.runners.ocr import page_images, page_readings
 from vision.runners.types import JobOutcome, JobRunContext

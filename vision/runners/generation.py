@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from vision.engine.contract import SamplingParams
 from vision.generation import GenerationSpec, SpecMessage, SpecPart
 from vision.models import Job, JobStatus, JobTask
-from vision.params import SamplingParams
 from vision.runners.types import EngineUnavailable, JobOutcome, JobRunContext
 
 # The instruction of a caption job; vqa and chat jobs carry the user's text instead.

@@ -3,7 +3,7 @@
 
 The schema is checked before anything is stored: it must be a JSON schema of an object with
 named fields, that constrained decoding can enforce (the same checker `/v1` response_format
-uses, `vision.params.json_schema_constraint`), within its size and depth bounds. A change of the schema or
+uses, `vision.engine.constraints.json_schema_constraint`), within its size and depth bounds. A change of the schema or
 the instruction makes a new version; the old one stays, with every result made with it.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 from django.db import transaction
 
 from docplatform.errors import PermissionDenied, ValidationFailed
+from vision.engine.constraints import UnsupportedConstraint, json_schema_constraint
 from vision.models import DocumentType, DocumentTypeVersion
-from vision.params import UnsupportedConstraint, json_schema_constraint
 
 logger = logging.getLogger(__name__)
 

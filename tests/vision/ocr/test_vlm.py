@@ -48,8 +48,8 @@ def test_anything_but_a_complete_schema_answer_is_refused(text) -> None:
 
 
 def test_the_schema_is_a_valid_constraint() -> None:
+    from vision.engine.constraints import ConstraintKind
     from vision.ocr.vlm import invoice_constraint
-    from vision.params import ConstraintKind
 
     constraint = invoice_constraint()
     assert constraint.kind == ConstraintKind.JSON_SCHEMA

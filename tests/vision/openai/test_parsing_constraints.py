@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from vision.engine.constraints import ConstraintKind
 from vision.openai.errors import OpenAIError
 from vision.openai.parsing import parse_chat_request
-from vision.params import ConstraintKind
 
 SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
 
