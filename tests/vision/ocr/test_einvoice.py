@@ -147,6 +147,36 @@ def test_document_allowances_and_charges_are_items_so_the_items_still_sum() -> N
     assert checks["items_sum_subtotal"] and checks["subtotal_plus_tax_total"], result.checks
 
 
+def test_a_lines_own_charges_and_allowances_are_named_in_both_syntaxes() -> None:
+    """A line's charge and allowance (BG-27/28): UBL gives the indicator as the text of
+    cbc:ChargeIndicator, CII nests it (ram:ChargeIndicator/udt:Indicator); each is named as what
+    it is, and the line's unit price is left out (quantity x price is not its amount)."""
+    line = b'<cbc:LineExtensionAmount currencyID="EUR">26.07</cbc:LineExtensionAmount>'
+    adjustments = b"""<cbc:LineExtensionAmount currencyID="EUR">27.07</cbc:LineExtensionAmount>
+        <cac:AllowanceCharge><cbc:ChargeIndicator>true</cbc:ChargeIndicator>
+        <cbc:Amount currencyID="EUR">2.00</cbc:Amount></cac:AllowanceCharge>
+        <cac:AllowanceCharge><cbc:ChargeIndicator>false</cbc:ChargeIndicator>
+        <cbc:Amount currencyID="EUR">1.00</cbc:Amount></cac:AllowanceCharge>"""
+    ubl = read_einvoice_xml(sample("xrechnung-ubl-01.01a.xml").replace(line, adjustments))
+    item = ubl.items[1]
+    assert (item.description, item.unit_price, item.amount) == (
+        "Porto + Versandkosten (charge 2.00, allowance 1.00)",
+        None,
+        Decimal("27.07"),
+    )
+
+    image, t = make_invoice(11, "en")
+    rate = (t.tax / t.subtotal).quantize(Decimal("0.01"))
+    settlement = b"<ram:SpecifiedLineTradeSettlement>"
+    cii_charge = settlement + (
+        b"<ram:SpecifiedTradeAllowanceCharge><ram:ChargeIndicator><udt:Indicator>true</udt:Indicator>"
+        b"</ram:ChargeIndicator><ram:ActualAmount>3.00</ram:ActualAmount></ram:SpecifiedTradeAllowanceCharge>"
+    )
+    cii = read_einvoice_xml(cii_xml(t, rate=rate).replace(settlement, cii_charge, 1))
+    assert cii.items[0].description == f"{t.items[0].description} (charge 3.00)"
+    assert cii.items[0].unit_price is None
+
+
 def test_embedded_xml_is_none_for_a_pdf_without_one() -> None:
     pdf = pypdfium2.PdfDocument.new()
     pdf.new_page(595, 842)
