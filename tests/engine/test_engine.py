@@ -375,9 +375,10 @@ def test_engine_reports_a_missing_model_clearly(tmp_path):
 
 def test_sampling_params_are_validated(engine):
     request = ask((text("x"),))
-    request.sampling = SamplingParams(max_tokens=2, temperature=-1)
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest):  # SamplingParams checks itself, before anything is queued
+        request.sampling = SamplingParams(max_tokens=2, temperature=-1)
         engine.submit(request)
+    assert engine.status().waiting == 0
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "int8", "lm=int8,vision=bf16"])

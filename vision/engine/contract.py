@@ -10,7 +10,11 @@ stay in the worker. `tests/docplatform/test_no_torch.py` holds that.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
+from typing import Any
+
+from .errors import InvalidRequest
 
 # The model the engine loads when the caller names none (the VISION_MODEL setting's default).
 DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
@@ -48,11 +52,98 @@ class PixelBudget:
         return cls(min(min_pixels, max_pixels), max_pixels)
 
 
+# Bounds of the sampling fields, checked by `SamplingParams` itself: every caller (the /v1 parser,
+# the job service, the worker reading a spec, the engine's own callers) gets the same answer and
+# the same message. They are OpenAI's where it has one (temperature, stop) and vLLM's otherwise.
+MAX_TEMPERATURE = 2.0
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_LENGTH = 256  # characters per stop sequence
+SEED_RANGE = (-(2**63), 2**64)  # a signed or unsigned 64-bit integer
+
+
+class InvalidSampling(InvalidRequest, ValueError):
+    """A sampling field out of its bounds; `field` names it. An `InvalidRequest` to the engine's
+    callers and a `ValueError` to everyone else."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidSampling(name, f"{name} must be a number.")
+    if value > high or value < low or (low_open and value <= low):
+        bracket = "(" if low_open else "["
+        raise InvalidSampling(name, f"{name} must be in {bracket}{low:g}, {high:g}], got {value}.")
+    return float(value)
+
+
+def _temperature(value: Any) -> float | None:
+    return _number("temperature", value, 0.0, MAX_TEMPERATURE)
+
+
+def _top_p(value: Any) -> float | None:
+    return _number("top_p", value, 0.0, 1.0, low_open=True)
+
+
+def _top_k(value: Any) -> int | None:
+    """-1 and 0 both turn the cut off (vLLM's convention); kept as 0."""
+    if value is None:
+        return None
+    if not _is_int(value) or value < -1:
+        raise InvalidSampling("top_k", "top_k must be an integer >= -1 (-1 or 0: no top-k cut).")
+    return max(0, value)
+
+
+def _repetition_penalty(value: Any) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InvalidSampling(
+            "repetition_penalty", f"repetition_penalty must be a number > 0, got {value!r}."
+        )
+    return float(value)
+
+
+def _seed(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not _is_int(value) or not SEED_RANGE[0] <= value < SEED_RANGE[1]:
+        raise InvalidSampling("seed", "seed must be a 64-bit integer.")
+    return value
+
+
+def _stop(value: Any) -> tuple[str, ...]:
+    """A string or a list of strings, kept as a tuple."""
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(s, str) for s in items):
+        raise InvalidSampling("stop", "stop must be a string or a list of strings.")
+    if len(items) > MAX_STOP_SEQUENCES:
+        raise InvalidSampling("stop", f"stop takes at most {MAX_STOP_SEQUENCES} sequences.")
+    if any(not s or len(s) > MAX_STOP_LENGTH for s in items):
+        raise InvalidSampling("stop", f"Each stop sequence must be 1 to {MAX_STOP_LENGTH} characters.")
+    return tuple(items)
+
+
 @dataclass(frozen=True)
 class SamplingDefaults:
     """What a request that leaves a sampling field unset gets: the checkpoint's
     `generation_config.json`, as transformers' `generate` and vLLM do. The engine reads the file at
-    load (`vision.engine.loader.sampling_defaults`) and applies it in `Engine.submit`: the web side
+    load (`vision.engine.pretrained.sampling_defaults`) and applies it in `Engine.submit`: the web side
     never knows the model's defaults and passes unset fields through as None. Only keys present in
     the file count; a field it does not set keeps the neutral value (greedy when `do_sample` is
     absent). Qwen3-VL-2B-Instruct ships do_sample true, top_k 20, top_p 0.8, temperature 0.7."""
@@ -73,11 +164,22 @@ class SamplingDefaults:
             "top_p": float,
             "repetition_penalty": float,
         }
+        checks = {
+            "temperature": _temperature,
+            "top_k": _top_k,
+            "top_p": _top_p,
+            "repetition_penalty": _repetition_penalty,
+        }
         values = {}
         for name, kind in kinds.items():
             value = data.get(name)
             if isinstance(value, bool) != (kind is bool) or not isinstance(value, int | float):
                 continue
+            if name in checks:
+                try:  # out of SamplingParams' bounds: as malformed
+                    checks[name](kind(value))
+                except InvalidSampling:
+                    continue
             values[name] = kind(value)
         return replace(cls(), **values)
 
@@ -85,7 +187,8 @@ class SamplingDefaults:
 @dataclass(frozen=True)
 class SamplingParams:
     """How to pick the answer's tokens: carried by `ChatRequest.sampling`, `GenerationSpec.sampling`
-    and `EngineRequest.sampling` alike, so a new field is added here once."""
+    and `EngineRequest.sampling` alike, so a new field is added here once. Checks its own bounds
+    when built (`InvalidSampling`), so an instance is always valid and nobody checks it again."""
 
     max_tokens: int = 256
     # None = not set by the request: the engine fills it from the checkpoint's generation_config.json
@@ -98,6 +201,30 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     min_tokens: int = 0  # end-of-turn is suppressed until this many tokens are out
     ignore_eos: bool = False  # benchmarks force exact output lengths with random weights
+
+    def __post_init__(self) -> None:
+        """Check every field against its bounds (InvalidSampling naming the first bad one) and
+        normalise: numbers to float, -1 top_k to 0, a stop string or list to a tuple."""
+        if not _is_int(self.max_tokens) or self.max_tokens < 1:
+            raise InvalidSampling(
+                "max_tokens", f"max_tokens must be an integer >= 1, got {self.max_tokens!r}."
+            )
+        checked = {
+            "temperature": _temperature(self.temperature),
+            "top_p": _top_p(self.top_p),
+            "top_k": _top_k(self.top_k),
+            "repetition_penalty": _repetition_penalty(self.repetition_penalty),
+            "seed": _seed(self.seed),
+            "stop": _stop(self.stop),
+        }
+        if not _is_int(self.min_tokens) or not 0 <= self.min_tokens <= self.max_tokens:
+            raise InvalidSampling(
+                "min_tokens", f"min_tokens must be an integer between 0 and max_tokens ({self.max_tokens})."
+            )
+        if not isinstance(self.ignore_eos, bool):
+            raise InvalidSampling("ignore_eos", "ignore_eos must be a boolean.")
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)  # frozen: normalised in place, once
 
     def resolved(self, defaults: SamplingDefaults) -> SamplingParams:
         """Every unset field filled from `defaults`; an explicit temperature wins over do_sample."""

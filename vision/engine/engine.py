@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from .config import EngineConfig
 from .contract import PixelBudget, SamplingDefaults
-from .errors import EngineError, EngineNotReady, EngineOverloaded, InvalidRequest
+from .errors import EngineError, EngineNotReady, EngineOverloaded
 from .grammar import GrammarCache
 from .preprocess import Preprocessor
 from .runner import ModelRunner
@@ -192,17 +192,7 @@ class Engine:
         """
         if self._state != "ready" or self._pre is None:
             raise EngineNotReady(self._error or f"engine is {self._state}")
-        params = request.sampling
-        if params.max_tokens < 1:
-            raise InvalidRequest("max_tokens must be at least 1")
-        if params.temperature is not None and params.temperature < 0:
-            raise InvalidRequest("temperature must be >= 0")
-        if params.top_p is not None and not 0 < params.top_p <= 1:
-            raise InvalidRequest("top_p must be in (0, 1]")
-        if params.top_k is not None and params.top_k < 0:
-            raise InvalidRequest("top_k must be >= 0 (0: no top-k cut)")
-        if params.repetition_penalty is not None and params.repetition_penalty <= 0:
-            raise InvalidRequest("repetition_penalty must be > 0")
+        params = request.sampling  # checked its own bounds when it was built (InvalidSampling)
         with self._lock:
             waiting = self._waiting_count()
             if waiting >= self.config.max_waiting:

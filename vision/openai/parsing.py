@@ -8,7 +8,6 @@ hostile-input cases are cheap to test one by one.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from django.conf import settings
@@ -23,11 +22,9 @@ from vision.engine.constraints import (
     json_schema_constraint,
     regex_constraint,
 )
-from vision.engine.contract import SamplingParams
+from vision.engine.contract import InvalidSampling, SamplingParams
 from vision.openai.errors import OpenAIError, invalid
 
-MAX_STOP_SEQUENCES = 4  # OpenAI's limit
-MAX_STOP_LENGTH = 256
 MAX_JSON_DEPTH = 32  # a chat body nests ~6 deep; deeper is an attack on the parser, not a request
 MAX_CONVERSATION_ID_LENGTH = 256
 _ROLE_ALIASES = {"developer": "system"}
@@ -126,30 +123,12 @@ def parse_chat_request(body: dict[str, Any], *, conversation_header: str | None 
         if not stream:
             raise invalid("stream_options is only allowed when stream is true.", param="stream_options")
         include_usage = _bool(stream_options, "include_usage", False, prefix="stream_options.")
-    max_tokens = _max_tokens(body)
-    min_tokens = body.get("min_tokens", 0)
-    if min_tokens is None:
-        min_tokens = 0
-    if not _is_int(min_tokens) or not 0 <= min_tokens <= max_tokens:
-        raise invalid(
-            f"min_tokens must be an integer between 0 and max_tokens ({max_tokens}).", param="min_tokens"
-        )
+    sampling = _sampling(body)
     response_format = _response_format(body.get("response_format"))
     return ChatRequest(
         model=model,
         messages=messages,
-        sampling=SamplingParams(
-            max_tokens=max_tokens,
-            # Left out: None, and the engine applies the model's generation_config.json (Qwen3-VL:
-            # temperature 0.7, top_p 0.8, top_k 20), as vLLM's OpenAI server does.
-            temperature=_number(body, "temperature", None, 0.0, 2.0),
-            top_p=_number(body, "top_p", None, 0.0, 1.0, low_open=True),
-            top_k=_top_k(body.get("top_k")),
-            seed=_seed(body.get("seed")),
-            stop=_stop(body.get("stop")),
-            min_tokens=min_tokens,
-            ignore_eos=_bool(body, "ignore_eos", False),
-        ),
+        sampling=sampling,
         stream=stream,
         include_usage=include_usage,
         response_format=response_format,
@@ -171,63 +150,38 @@ def _bool(body: dict, name: str, default: bool, *, prefix: str = "") -> bool:
     return value
 
 
-def _number(
-    body: dict, name: str, default: float | None, low: float, high: float, *, low_open: bool = False
-) -> float | None:
+def _given(body: dict, name: str, default: Any) -> Any:
+    """The body's value, or `default` where it is left out or null."""
     value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise invalid(f"{name} must be a number.", param=name)
-    if value > high or value < low or (low_open and value <= low):
-        bracket = "(" if low_open else "["
-        raise invalid(f"{name} must be in {bracket}{low:g}, {high:g}], got {value}.", param=name)
-    return float(value)
+    return default if value is None else value
 
 
-def _max_tokens(body: dict) -> int:
+def _sampling(body: dict) -> SamplingParams:
+    """The sampling fields as the contract's `SamplingParams`, which checks their bounds; its
+    error names the field, which is the param (max_tokens may be spelled max_completion_tokens)."""
     name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    value = body.get(name)
-    if value is None:
-        return min(settings.OPENAI_DEFAULT_MAX_TOKENS, settings.OPENAI_MAX_TOKENS_LIMIT)
-    if not _is_int(value):
-        raise invalid(f"{name} must be an integer.", param=name)
-    if not 1 <= value <= settings.OPENAI_MAX_TOKENS_LIMIT:
+    max_tokens = body.get(name)
+    if max_tokens is None:
+        max_tokens = min(settings.OPENAI_DEFAULT_MAX_TOKENS, settings.OPENAI_MAX_TOKENS_LIMIT)
+    elif _is_int(max_tokens) and max_tokens > settings.OPENAI_MAX_TOKENS_LIMIT:  # this server's limit
         raise invalid(
-            f"{name} must be between 1 and {settings.OPENAI_MAX_TOKENS_LIMIT}, got {value}.", param=name
+            f"{name} must be between 1 and {settings.OPENAI_MAX_TOKENS_LIMIT}, got {max_tokens}.", param=name
         )
-    return value
-
-
-def _top_k(value: Any) -> int | None:
-    """vLLM's extension: keep the k most likely tokens; 0 or -1 turns the cut off; left out, the
-    model's generation_config.json decides (Qwen3-VL: 20)."""
-    if value is None:
-        return None
-    if not _is_int(value) or value < -1:
-        raise invalid("top_k must be an integer >= -1 (-1 or 0: no top-k cut).", param="top_k")
-    return max(0, value)
-
-
-def _seed(value: Any) -> int | None:
-    if value is None:
-        return None
-    if not _is_int(value) or not -(2**63) <= value < 2**64:
-        raise invalid("seed must be a 64-bit integer.", param="seed")
-    return value
-
-
-def _stop(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
-        raise invalid("stop must be a string or a list of strings.", param="stop")
-    if len(items) > MAX_STOP_SEQUENCES:
-        raise invalid(f"stop takes at most {MAX_STOP_SEQUENCES} sequences.", param="stop")
-    if any(not s or len(s) > MAX_STOP_LENGTH for s in items):
-        raise invalid(f"Each stop sequence must be 1 to {MAX_STOP_LENGTH} characters.", param="stop")
-    return tuple(items)
+    try:
+        return SamplingParams(
+            max_tokens=max_tokens,
+            # Left out: None, and the engine applies the model's generation_config.json (Qwen3-VL:
+            # temperature 0.7, top_p 0.8, top_k 20), as vLLM's OpenAI server does.
+            temperature=body.get("temperature"),
+            top_p=body.get("top_p"),
+            top_k=body.get("top_k"),  # vLLM's extension
+            seed=body.get("seed"),
+            stop=body.get("stop"),
+            min_tokens=_given(body, "min_tokens", 0),
+            ignore_eos=_given(body, "ignore_eos", False),
+        )
+    except InvalidSampling as exc:
+        raise invalid(str(exc), param=name if exc.field == "max_tokens" else exc.field) from None
 
 
 def _response_format(value: Any) -> ResponseFormat:

@@ -7,6 +7,9 @@ trimmed to what this server accepts.
 
 from __future__ import annotations
 
+from vision.engine.contract import MAX_STOP_LENGTH, MAX_STOP_SEQUENCES, MAX_TEMPERATURE, SEED_RANGE
+
+_STOP = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_LENGTH}
 _ERROR = {
     "type": "object",
     "properties": {
@@ -65,13 +68,11 @@ _REQUEST = {
         },
         "max_tokens": {"type": "integer", "minimum": 1},
         "max_completion_tokens": {"type": "integer", "minimum": 1},
-        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "temperature": {"type": "number", "minimum": 0, "maximum": MAX_TEMPERATURE},
         "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
         "top_k": {"type": "integer", "minimum": -1},
-        "seed": {"type": "integer"},
-        "stop": {
-            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}]
-        },
+        "seed": {"type": "integer", "minimum": SEED_RANGE[0], "exclusiveMaximum": SEED_RANGE[1]},
+        "stop": {"oneOf": [_STOP, {"type": "array", "items": _STOP, "maxItems": MAX_STOP_SEQUENCES}]},
         "n": {"type": "integer", "enum": [1]},
         "stream": {"type": "boolean"},
         "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},

@@ -20,6 +20,7 @@ from docplatform.errors import CapabilityUnavailable, Conflict, NotFound, Servic
 from vision import streams
 from vision.capabilities import TASK_NEEDS, capability_summary, task_queue, vlm_refusal
 from vision.connections import sync_redis
+from vision.engine.contract import InvalidSampling, SamplingParams
 from vision.heartbeat import VLM, heartbeats_read
 from vision.models import FINISHED_STATUSES, Batch, Document, DocumentKind, Job, JobStatus, JobTask
 from vision.selectors import document_get, document_type_get
@@ -60,7 +61,11 @@ def job_options_validate(*, task: str, options: dict[str, Any]) -> tuple[dict[st
     max_tokens = options.get("max_tokens")
     if max_tokens is None:
         max_tokens = settings.JOB_DEFAULT_MAX_TOKENS
-    if not isinstance(max_tokens, int) or not 1 <= max_tokens <= settings.JOB_MAX_TOKENS_LIMIT:
+    try:  # the sampling bounds are SamplingParams'; the limit is this deployment's
+        valid = SamplingParams(max_tokens=max_tokens).max_tokens <= settings.JOB_MAX_TOKENS_LIMIT
+    except InvalidSampling:
+        valid = False
+    if not valid:
         raise ValidationFailed(f"'max_tokens' must be an integer from 1 to {settings.JOB_MAX_TOKENS_LIMIT}.")
     return clean, max_tokens
 
