@@ -21,11 +21,15 @@ VLM_UNAVAILABLE = "vlm_unavailable"
 
 def run_invoice(context: JobRunContext) -> JobOutcome:
     from vision.engine import FinishReason
+    from vision.models import DocumentKind
     from vision.ocr.invoice import Flag
     from vision.ocr.pipeline import ModelFailed, read_invoice_pages
     from vision.ocr.vlm import invoice_constraint, invoice_prompt
+    from vision.runners.einvoice import run_einvoice, with_embedded_xml
 
     job = context.job
+    if job.document.kind == DocumentKind.XML:  # an e-invoice's XML: no page (vision.runners.einvoice)
+        return run_einvoice(context)
     pages = page_images(job)
     number, path, sha256, _ = pages[0]
     cancelled = False
@@ -61,6 +65,7 @@ def run_invoice(context: JobRunContext) -> JobOutcome:
         reading = read_invoice_pages(images, ask_model=ask_model, readings=readings)
     if cancelled:
         return JobOutcome(status=JobStatus.CANCELLED, error="Cancelled.", error_code="cancelled")
+    reading.extraction = with_embedded_xml(job, reading.extraction)  # Factur-X / ZUGFeRD: the XML's
     extraction = extraction_create_from_invoice(document=job.document, reading=reading, job=job, page=number)
     result = {"extraction_id": extraction.pk, **reading.to_dict()}
     return JobOutcome(

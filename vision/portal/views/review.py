@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 
 from accounts.roles import REVIEW_PERMISSION
 from docplatform.errors import ApplicationError, NotFound
-from vision.models import Extraction, ExtractionStatus
+from vision.models import DocumentKind, Extraction, ExtractionStatus
 from vision.portal.overlays import page_sources
 from vision.portal.selectors import review_events, review_extraction_get, review_next_id, review_queue
 from vision.portal.views.documents import document_file_response
@@ -58,10 +58,11 @@ def _display(value: Any) -> str:
 
 
 def _editable_fields(extraction: Extraction) -> list[str]:
-    """The fields the form edits: all of a document type's; an invoice's but its item table."""
+    """The fields the form edits: all of a document type's; an invoice's but its item table and
+    an e-invoice's tax breakdown (shown as tables)."""
     if extraction.document_type_version_id:
         return list(extraction.fields)
-    return [name for name in extraction.fields if name != "items"]
+    return [name for name in extraction.fields if name not in ("items", "tax_breakdown")]
 
 
 @reviewer_required
@@ -86,17 +87,21 @@ def detail(request: HttpRequest, extraction_id: int) -> HttpResponse:
             "confidence": extraction.confidence.get(name),
             "box": extraction.boxes.get(name),
             "flags": [flag for flag in extraction.flags if flag.get("field") == name],
+            "source": extraction.sources.get(name, ""),  # "xml": read from an e-invoice's XML
         }
         for name, value in extraction.fields.items()
         if name in _editable_fields(extraction)
     ]
-    # Flags about the whole reading (field "*", e.g. vlm_unavailable, vlm_failed), not one field.
-    page_flags = [flag for flag in extraction.flags if flag.get("field") not in extraction.fields]
+    # Flags about the whole reading (field "*", e.g. vlm_unavailable, vlm_failed) or the tables
+    # (items), not one of the form's fields.
+    shown = {field["name"] for field in fields}
+    page_flags = [flag for flag in extraction.flags if flag.get("field") not in shown]
     overlays = [
         {"page": 1, "kind": "field", "label": name, "box": box}
         for name, box in extraction.boxes.items()
         if isinstance(box, list) and len(box) == 4
     ]
+    invoice_tables = {} if extraction.document_type_version_id else extraction.fields
     return render(
         request,
         "portal/review_detail.html",
@@ -105,6 +110,10 @@ def detail(request: HttpRequest, extraction_id: int) -> HttpResponse:
             "fields": fields,
             "page_flags": page_flags,
             "items": [] if extraction.document_type_version_id else extraction.fields.get("items") or [],
+            "tax_breakdown": invoice_tables.get("tax_breakdown") or [],
+            # An XML e-invoice has no page image: the page view shows the invoice its XML holds.
+            "einvoice": extraction.document.kind == DocumentKind.XML,
+            "from_xml": bool(extraction.sources) and set(extraction.sources.values()) <= {"xml", "reviewer"},
             "document_type_version": extraction.document_type_version,
             "overlays": overlays,
             # where the page's text came from: its PDF text layer or OCR ("" when unknown)
