@@ -57,12 +57,12 @@ class JobRunResult(TypedDict):
 )
 def job_run_task(self, job_id: int) -> JobRunResult:
     """Run one job by id (vision.runners.loop). Safe to deliver twice: the job row decides."""
-    from vision.runners.faults import backoff_s, is_transient
+    from vision.faults import backoff_s, is_transient
     from vision.runners.loop import job_fail, job_run
     from vision.runners.types import EngineUnavailable
 
     try:
-        status = job_run(job_id=job_id, worker=self.request.hostname or "")
+        status = job_run(job_id=job_id, worker=self.request.hostname or "", capabilities=_job_capabilities())
     except EngineUnavailable as exc:
         if exc.permanent or self.request.retries >= self.max_retries:
             job_fail(
@@ -79,3 +79,21 @@ def job_run_task(self, job_id: int) -> JobRunResult:
             raise
         raise self.retry(exc=exc, countdown=backoff_s(self.request.retries, base=2.0, cap=60.0)) from None
     return JobRunResult(job_id=job_id, status=status)
+
+
+def _job_capabilities():
+    """What a job arriving now can run with on this worker: its engine if ready, the engine's
+    state, and its OCR and VLM capabilities as its heartbeat reports them."""
+    from vision import worker
+    from vision.runners.types import WorkerCapabilities
+
+    try:
+        engine = worker.get_vision_engine()
+    except worker.VisionEngineNotReady:
+        engine = None
+    return WorkerCapabilities(
+        engine=engine,
+        engine_status=worker.engine_status(),
+        ocr=worker.ocr_capability(),
+        vlm=worker.vlm_capability(),
+    )

@@ -5,7 +5,7 @@ Lifecycle (wired in `VisionConfig.ready()` through `connect_signals()`):
   `vision.w.<hostname>`; a worker that has no VLM by configuration (`VISION_MODEL=none`,
   `VISION_ENGINE=off`) does not consume the shared VLM queue.
 - `worker_ready`: start loading the OCR runtime and the engine in background threads (the worker
-  starts consuming at once; tasks that need the engine see `EngineNotReady` until it is loaded)
+  starts consuming at once; tasks that need the engine see `VisionEngineNotReady` until it is loaded)
   and start the heartbeat thread, which reports both as the worker's capabilities.
 - `worker_shutdown`: stop the heartbeat, delete its key (so `/readyz` sees the worker gone at
   once, not after the TTL), shut the engine down.
@@ -55,8 +55,10 @@ logger = logging.getLogger(__name__)
 _SINGLE_PROCESS_POOLS = ("threads", "solo")
 
 
-class EngineNotReady(Exception):
-    """The engine of this worker is off, still loading, or failed to load."""
+class VisionEngineNotReady(Exception):
+    """This worker process's vision engine is off, still loading, or failed to load (the
+    process-level state the heartbeat reports; the engine's own `vision.engine.EngineNotReady`
+    is what a started engine raises)."""
 
     def __init__(self, status: dict[str, Any]) -> None:
         self.status = status
@@ -103,13 +105,13 @@ class _EngineHolder:
 _holder = _EngineHolder()
 
 
-def get_engine() -> Engine:
-    """The engine of this worker process, for Celery tasks. Raises `EngineNotReady` unless its
-    state is "ready"."""
+def get_vision_engine() -> Engine:
+    """The vision engine of this worker process, for Celery tasks. Raises `VisionEngineNotReady`
+    unless its state is "ready"."""
     engine = _holder.engine()
     status = _holder.status()
     if engine is None or status.get("state") != "ready":
-        raise EngineNotReady(status)
+        raise VisionEngineNotReady(status)
     return engine
 
 

@@ -56,9 +56,9 @@ def _fake_engine_module(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "vision.engine", module)
 
 
-def test_get_engine_before_load_raises(holder):
-    with pytest.raises(worker.EngineNotReady, match="starting"):
-        worker.get_engine()
+def test_get_vision_engine_before_load_raises(holder):
+    with pytest.raises(worker.VisionEngineNotReady, match="starting"):
+        worker.get_vision_engine()
 
 
 def test_engine_load_passes_settings_and_reports_engine_status(holder, monkeypatch, settings):
@@ -75,10 +75,10 @@ def test_engine_load_passes_settings_and_reports_engine_status(holder, monkeypat
     assert engine.started
     assert engine.config == _FakeConfig("/models/tiny", "lm=int8,vision=bf16", 3, 5, 64)
     assert worker.engine_status() == {"state": "loading", "model": "fake"}
-    with pytest.raises(worker.EngineNotReady):
-        worker.get_engine()
+    with pytest.raises(worker.VisionEngineNotReady):
+        worker.get_vision_engine()
     engine.state = "ready"
-    assert worker.get_engine() is engine
+    assert worker.get_vision_engine() is engine
 
 
 def test_engine_import_failure_is_reported_not_raised(holder, monkeypatch):
@@ -89,8 +89,8 @@ def test_engine_import_failure_is_reported_not_raised(holder, monkeypatch):
     status = worker.engine_status()
     assert status["state"] == "error"
     assert status["error"].startswith("ModuleNotFoundError")
-    with pytest.raises(worker.EngineNotReady, match="error"):
-        worker.get_engine()
+    with pytest.raises(worker.VisionEngineNotReady, match="error"):
+        worker.get_vision_engine()
 
 
 def test_engine_load_failure_is_reported(holder, monkeypatch):

@@ -9,7 +9,6 @@ from rest_framework.views import APIView
 
 from vision.apis.common import Pagination, uploaded_file
 from vision.models import Job, JobStatus, JobTask
-from vision.runners.recovery import job_recover_if_stuck
 from vision.selectors import job_get, job_list, job_queue_position
 from vision.services.jobs import job_cancel, job_submit
 
@@ -134,7 +133,7 @@ class JobListCreateApi(APIView):
 class JobDetailApi(APIView):
     @extend_schema(responses=JobOutputSerializer)
     def get(self, request: Request, job_id: int) -> Response:
-        job = job_recover_if_stuck(job=job_get(user=request.user, job_id=job_id))
+        job = job_get(user=request.user, job_id=job_id)
         return Response(JobOutputSerializer(job, context={"request": request}).data)
 
 

@@ -50,9 +50,7 @@ def run_invoice(context: JobRunContext) -> JobOutcome:
     images = [image for *_, image in pages]
     readings = page_readings(job, pages)  # a PDF's text layer where it is good, else OCR
     if context.engine is None:
-        from vision.worker import vlm_capability
-
-        reason = vlm_capability().get("reason") or "not ready"
+        reason = context.capabilities.vlm.get("reason") or "not ready"
         reading = read_invoice_pages(images, ask_model=None, readings=readings)
         reading.extraction.flags.append(
             Flag(

@@ -9,7 +9,7 @@ progress and storing the outcome are all updates conditional on it, so a worker 
 (Redis gone longer than its heartbeat TTL, and another worker recovered the job meanwhile) finds
 its claim gone and its late outcome is discarded instead of stored a second time.
 
-Faults (`vision.runners.faults`): the model or the input failing fails the job; a service being
+Faults (`vision.faults`): the model or the input failing fails the job; a service being
 briefly away does not. Database writes retry on a fresh connection; a runner that hit an
 unreachable service runs again after a backoff (a new attempt, counted in `attempts` and in
 `retries`, which JOB_MAX_ATTEMPTS does not count); token-stream publishing is best effort.
@@ -30,14 +30,14 @@ from django.utils import timezone
 from docplatform.storable import storable_json, storable_text
 from vision.capabilities import TASK_NEEDS, capability_summary
 from vision.connections import sync_redis
+from vision.faults import ServiceUnavailable, backoff_s, db_retry, is_transient, reset_connection
 from vision.heartbeat import OCR, UNAVAILABLE, VLM, heartbeats_read, worker_alive
 from vision.models import FINISHED_STATUSES, Job, JobStatus, JobTask
 from vision.runners.extract import run_extract
-from vision.runners.faults import ServiceUnavailable, backoff_s, db_retry, is_transient, reset_connection
 from vision.runners.generation import run_generation
 from vision.runners.invoice import run_invoice
 from vision.runners.ocr import run_ocr
-from vision.runners.types import EngineUnavailable, JobOutcome, JobRunContext, Runner
+from vision.runners.types import EngineUnavailable, JobOutcome, JobRunContext, Runner, WorkerCapabilities
 from vision.services.job_status import UNFINISHED, job_move, job_rows
 
 logger = logging.getLogger(__name__)
@@ -63,11 +63,12 @@ def running_here(job_id: int) -> bool:
         return job_id in _running_here
 
 
-def job_run(*, job_id: int, worker: str) -> JobStatus | None:
+def job_run(*, job_id: int, worker: str, capabilities: WorkerCapabilities) -> JobStatus | None:
     """Run job `job_id` on this worker if it still needs running; returns the final status, or
-    None when there was nothing to do. Raises EngineUnavailable when this worker lacks what the
-    task needs: the VLM engine for caption, vqa, chat and extract; OCR for OCR and invoice jobs,
-    which get the engine only if it is ready (an invoice then adds the VLM cross-check)."""
+    None when there was nothing to do. `capabilities`: what this worker can run with now. Raises
+    EngineUnavailable when this worker lacks what the task needs: the VLM engine for caption,
+    vqa, chat and extract; OCR for OCR and invoice jobs, which get the engine only if it is ready
+    (an invoice then adds the VLM cross-check)."""
     task = db_retry(
         lambda: Job.objects.filter(pk=job_id).values_list("task", flat=True).first(),
         what=f"job {job_id}: read",
@@ -76,10 +77,10 @@ def job_run(*, job_id: int, worker: str) -> JobStatus | None:
         logger.warning("job %s: gone, nothing to run", job_id)
         return None
     if TASK_NEEDS[task] == VLM:
-        engine = _engine()
+        _require_engine(capabilities)
     else:
-        _require_ocr()
-        engine = _engine_if_ready()
+        _require_ocr(capabilities)
+    engine = capabilities.engine
     # Marked before the claim and until the result is stored: a duplicate delivery taken by
     # another thread of this process meanwhile is ignored here, never seen by the claim as a job
     # "running on this worker's name" but not here, i.e. lost (two workers ran such jobs twice,
@@ -97,7 +98,7 @@ def job_run(*, job_id: int, worker: str) -> JobStatus | None:
         if job is None:
             return None
         try:
-            attempt = _job_attempts(job=job, engine=engine, worker=worker)
+            attempt = _job_attempts(job=job, engine=engine, worker=worker, capabilities=capabilities)
         except EngineUnavailable:
             db_retry(lambda: _job_release(job), what=f"job {job.pk}: release")
             raise
@@ -111,35 +112,23 @@ def job_run(*, job_id: int, worker: str) -> JobStatus | None:
             _running_here.discard(job_id)
 
 
-def _engine():
-    from vision.worker import EngineNotReady, get_engine
-
-    try:
-        return get_engine()
-    except EngineNotReady as exc:
-        state = exc.status.get("state")
-        # A worker whose model failed (or that has none) fails the job at once only when no other
-        # worker has the VLM or is loading it; otherwise the retry lands on one that has.
-        permanent = state in ("error", "off") and not _elsewhere(VLM)
-        raise EngineUnavailable(str(exc), permanent=permanent) from exc
-
-
-def _engine_if_ready():
-    """The engine when it is ready, else None (OCR and invoice jobs do not wait for it)."""
-    from vision.worker import EngineNotReady, get_engine
-
-    try:
-        return get_engine()
-    except EngineNotReady:
-        return None
+def _require_engine(capabilities: WorkerCapabilities) -> None:
+    """Raise EngineUnavailable unless this worker's engine is ready."""
+    if capabilities.engine is not None:
+        return
+    status = capabilities.engine_status
+    state = status.get("state")
+    # A worker whose model failed (or that has none) fails the job at once only when no other
+    # worker has the VLM or is loading it; otherwise the retry lands on one that has.
+    permanent = state in ("error", "off") and not _elsewhere(VLM)
+    reason = f"vision engine is {state}: {status.get('error') or 'not ready yet'}"
+    raise EngineUnavailable(reason, permanent=permanent)
 
 
-def _require_ocr() -> None:
+def _require_ocr(capabilities: WorkerCapabilities) -> None:
     """Raise EngineUnavailable when this worker's OCR runtime failed to load (loading is fine:
     the first page waits for it)."""
-    from vision.worker import ocr_capability
-
-    status = ocr_capability()
+    status = capabilities.ocr
     if status.get("state") == UNAVAILABLE:
         reason = f"OCR is unavailable on this worker: {status.get('reason')}"
         raise EngineUnavailable(reason, permanent=not _elsewhere(OCR))
@@ -261,14 +250,16 @@ def _job_release(job: Job) -> None:
     )
 
 
-def _job_attempts(*, job: Job, engine, worker: str) -> tuple[Job, JobOutcome] | None:
+def _job_attempts(
+    *, job: Job, engine, worker: str, capabilities: WorkerCapabilities | None = None
+) -> tuple[Job, JobOutcome] | None:
     """Run the job's runner; when it hit an unreachable service, wait (backoff with jitter) and
     run it again as a new attempt, up to JOB_SERVICE_RETRIES times. None when the claim was lost
     meanwhile (cancelled, or recovered by another worker)."""
     retry = 0
     while True:
         try:
-            return job, _job_execute(job=job, engine=engine, worker=worker)
+            return job, _job_execute(job=job, engine=engine, worker=worker, capabilities=capabilities)
         except ServiceUnavailable as exc:
             cause = exc.__cause__ or exc
             if retry >= settings.JOB_SERVICE_RETRIES:
@@ -326,7 +317,9 @@ def _job_reattempt(job: Job) -> Job | None:
     return job
 
 
-def _job_execute(*, job: Job, engine, worker: str) -> JobOutcome:
+def _job_execute(
+    *, job: Job, engine, worker: str, capabilities: WorkerCapabilities | None = None
+) -> JobOutcome:
     """Run the job's runner once. The job's own failure comes back as a failed outcome; a service
     that could not be reached raises ServiceUnavailable (the caller runs it again)."""
     client = sync_redis()
@@ -347,7 +340,14 @@ def _job_execute(*, job: Job, engine, worker: str) -> JobOutcome:
             return True
 
     runner = JOB_RUNNERS[JobTask(job.task)]
-    context = JobRunContext(job=job, engine=engine, redis=client, worker=worker, on_progress=on_progress)
+    context = JobRunContext(
+        job=job,
+        engine=engine,
+        redis=client,
+        worker=worker,
+        on_progress=on_progress,
+        capabilities=capabilities or WorkerCapabilities(engine=engine),
+    )
     try:
         return runner(context)
     except EngineUnavailable:

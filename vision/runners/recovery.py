@@ -1,9 +1,9 @@
 """Jobs whose worker died: requeued up to JOB_MAX_ATTEMPTS in all, then failed.
 
-Found by `jobs_recover_stuck` (worker start and the watchdog thread in every worker,
-`vision.runners.watchdog`) and by `job_recover_if_stuck` (each `GET /api/jobs/{id}`). Every
-recovery locks the row with SKIP LOCKED (PostgreSQL) and is a conditional update on the unchanged
-row, so concurrent recoverers act once and never queue behind each other.
+Found by `jobs_recover_stuck`, at worker start and every JOB_STUCK_GRACE_SECONDS / 2 in the
+watchdog thread of every worker (`vision.runners.watchdog`); reading a job (`GET /api/jobs/{id}`)
+never writes. Every recovery locks the row with SKIP LOCKED (PostgreSQL) and is a conditional
+update on the unchanged row, so concurrent recoverers act once and never queue behind each other.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from vision.capabilities import CAPABILITY_QUEUE, task_queue
+from vision.capabilities import CAPABILITY_QUEUE
 from vision.connections import sync_redis
 from vision.heartbeat import engine_ready, heartbeats_read, worker_alive
 from vision.models import Job, JobStatus
 from vision.runners.loop import claim_holds, job_give_up, running_here
 from vision.services.job_status import job_move
-from vision.services.jobs import job_enqueue_on_commit
+from vision.services.jobs import job_enqueue, job_enqueue_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -71,23 +71,6 @@ def job_recover(*, job: Job) -> int:
     return changed
 
 
-def job_recover_if_stuck(*, job: Job) -> Job:
-    """The cheap check `GET /api/jobs/{id}` runs: a job running past the grace period whose
-    worker's heartbeat is gone is recovered now, and the fresh row returned."""
-    if job.status != JobStatus.RUNNING or job.started_at is None:
-        return job
-    if timezone.now() - job.started_at < timedelta(seconds=settings.JOB_STUCK_GRACE_SECONDS):
-        return job
-    try:
-        alive = worker_alive(sync_redis(), job.worker)
-    except Exception as exc:  # Redis down: report the job as it is rather than fail the GET
-        logger.warning("job %s: heartbeat check failed: %s", job.pk, exc)
-        return job
-    if not alive and job_recover(job=job):
-        job.refresh_from_db()
-    return job
-
-
 # job id -> monotonic time this process last re-sent its message (jobs_resend_lost).
 _resent: dict[int, float] = {}
 
@@ -117,9 +100,8 @@ def jobs_resend_lost() -> int:
         if now - _resent.get(job_id, -1e9) < grace:
             continue
         _resent[job_id] = now
-        from vision.tasks import job_run_task
-
-        job_run_task.apply_async((job_id,), queue=task_queue(task))
+        if not job_enqueue(job_id=job_id, task=task, accepted=True):
+            break  # the broker is down: the next round tries again
         resent += 1
     if resent:
         logger.warning("re-sent %d queued job(s) whose message was not in the queue", resent)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from vision.heartbeat import LOADING, CapabilityStatus
 from vision.models import Job, JobStatus
 
 
@@ -33,6 +34,19 @@ class JobOutcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class WorkerCapabilities:
+    """What this worker process could run with when the job's message arrived: handed to the
+    run loop by the task (`vision.tasks`, from `vision.worker`) and on to each runner."""
+
+    engine: Any = None  # the vision engine when it is ready, else None
+    # the engine's state ("starting", "loading", "ready", "error", "off", ...) and error, as its
+    # heartbeat reports it: a VLM job's refusal says why
+    engine_status: dict[str, Any] = field(default_factory=dict)
+    ocr: CapabilityStatus = field(default_factory=lambda: CapabilityStatus(state=LOADING, reason=""))
+    vlm: CapabilityStatus = field(default_factory=lambda: CapabilityStatus(state=LOADING, reason=""))
+
+
 @dataclass
 class JobRunContext:
     """What a runner gets: the claimed job and the worker's means to run it."""
@@ -44,6 +58,7 @@ class JobRunContext:
     redis: Any  # sync redis client for the token stream
     worker: str
     on_progress: Callable[[str, int], bool]  # (text, tokens so far) -> False: stop, claim lost
+    capabilities: WorkerCapabilities = field(default_factory=WorkerCapabilities)
 
 
 Runner = Callable[[JobRunContext], JobOutcome]

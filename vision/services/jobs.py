@@ -156,18 +156,22 @@ def job_enqueue_on_commit(*, job_id: int, task: str, accepted: bool = False) -> 
     the capability the task needs (OCR or VLM work). `accepted`: the job was already accepted (a
     requeue after a lost worker), so a broker that is down leaves it queued for the watchdog to
     send again instead of failing it."""
-    transaction.on_commit(lambda: _job_enqueue(job_id, task, accepted=accepted))
+    transaction.on_commit(lambda: job_enqueue(job_id=job_id, task=task, accepted=accepted))
 
 
-def _job_enqueue(job_id: int, task: str, *, accepted: bool = False) -> None:
+def job_enqueue(*, job_id: int, task: str, accepted: bool = False) -> bool:
+    """Send `vision.job_run` for a committed job now, on its task's queue; True when sent. A
+    broker that is down fails a new job (`queue_unavailable`, ServiceUnavailable raised) and
+    leaves an `accepted` one queued (False)."""
     from vision.tasks import job_run_task
 
     try:
         job_run_task.apply_async((job_id,), queue=task_queue(task))
+        return True
     except Exception as exc:  # kombu/redis connection errors: the broker is down
         if accepted:
             logger.warning("job %s could not be queued again now (%s); it stays queued", job_id, exc)
-            return
+            return False
         logger.error("job %s could not be queued: %s", job_id, exc)
         job_move(
             source=JobStatus.QUEUED,

@@ -12,9 +12,9 @@ import redis
 from django.db import OperationalError
 
 from vision import streams
+from vision.faults import is_transient
 from vision.models import Job, JobStatus, JobTask
 from vision.runners import loop
-from vision.runners.faults import is_transient
 from vision.runners.types import JobOutcome
 
 pytestmark = pytest.mark.django_db
@@ -169,7 +169,7 @@ def test_claim_and_finish_repeated_after_a_lost_reply_act_once(user_factory, red
             return count
 
     monkeypatch.setattr(loop, "claim_holds", lambda j: LostReply(real_claim_holds(j)))
-    monkeypatch.setattr("vision.runners.faults.time.sleep", lambda _s: None)
+    monkeypatch.setattr("vision.faults.time.sleep", lambda _s: None)
     stored = loop._job_finish(job=claimed, outcome=JobOutcome(status=JobStatus.SUCCEEDED, text="done"))
 
     assert stored is True and landed == [1]
