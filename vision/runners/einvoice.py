@@ -76,7 +76,11 @@ def with_embedded_xml(job: Job, visual: InvoiceExtraction) -> InvoiceExtraction:
     except EInvoiceError as exc:
         logger.info("job %s: the PDF's embedded XML is not read: %s", job.pk, exc)
         visual.flags.append(
-            Flag("*", XML_UNREADABLE, f"the PDF carries an e-invoice XML that cannot be read: {exc}")
+            Flag(
+                "*",
+                XML_UNREADABLE,
+                f"the PDF carries an e-invoice XML that cannot be read ({exc.code}): {exc}",
+            )
         )
         return visual
     logger.info("job %s: fields from the PDF's embedded %s XML (%s)", job.pk, exact.syntax, exact.profile)

@@ -261,6 +261,49 @@ def test_doctored_pdf_whose_page_total_disagrees_with_its_xml_is_flagged() -> No
     assert result.value("invoice_number") == t.invoice_number
 
 
+@pytest.mark.parametrize(
+    ("xml", "code"),
+    [
+        (einvoices.ENTITY_BOMB, "xml_forbidden"),
+        (einvoices.MALFORMED, "xml_malformed"),
+        (None, "xml_too_large"),
+    ],
+    ids=["entity-bomb", "malformed", "oversized"],
+)
+def test_a_pdf_whose_embedded_xml_is_hostile_keeps_its_page_reading_flagged(
+    settings, tmp_path, xml, code
+) -> None:
+    """GIVEN a PDF invoice job whose embedded XML is an entity bomb, malformed or above the
+    limit WHEN the runner adds the XML to the page's reading THEN nothing of the XML is used:
+    the page's fields stand, flagged xml_unreadable with the rule (the bomb never expanded)."""
+    from types import SimpleNamespace
+
+    from vision.models import DocumentKind
+    from vision.ocr.einvoice import MAX_XML_BYTES
+    from vision.runners.einvoice import XML_UNREADABLE
+    from vision.runners.einvoice import with_embedded_xml as add_embedded_xml
+
+    if xml is None:
+        xml = einvoices.oversized(sample("xrechnung-cii-01.01a.xml"), MAX_XML_BYTES + 1)
+    settings.MEDIA_ROOT = tmp_path
+    (tmp_path / "in.pdf").write_bytes(with_embedded_xml_pdf(xml))
+    job = SimpleNamespace(pk=1, document=SimpleNamespace(kind=DocumentKind.PDF, file="in.pdf"))
+    visual = _extraction(invoice_number="A-1", total=Decimal("10.00"))
+
+    result = add_embedded_xml(job, visual)
+    assert result is visual and result.value("total") == Decimal("10.00")
+    assert {f.source for f in result.fields.values()} == {"same_line"}
+    [flag] = [f for f in result.flags if f.code == XML_UNREADABLE]
+    assert flag.field == "*" and f"({code})" in flag.reason, flag.reason
+    assert "lol" not in flag.reason
+
+
+def with_embedded_xml_pdf(xml: bytes) -> bytes:
+    """A one-page image PDF carrying `xml` as its factur-x.xml attachment."""
+    image, _ = make_invoice(3, "en")
+    return with_embedded_xml(image_pdf(image), xml)
+
+
 # -- uploads ------------------------------------------------------------------------------------
 
 
