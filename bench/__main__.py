@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import constrained, engine_benches, kernels, platform_bench, seed_table
+    from . import constrained, engine_benches, kernel_decode, kernels, platform_bench, seed_table
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split(";")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kernels_int4.add_arguments(p)
     p = sub.add_parser("kernel-decode", help="whole-model int8 decode at batch 1 and 8 per kernel path")
-    kernels.add_decode_arguments(p)
+    kernel_decode.add_arguments(p)
     p = sub.add_parser(
         "constrained", help="grammar mask cost per token at batch 8; mixed constrained/free batch throughput"
     )
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render", help="rewrite a seed-table/decode-floor Markdown (and chart) from its JSON")
     p.add_argument("json", type=Path)
 
-    p = sub.add_parser("all", help="every command above with its defaults (long: see README)")
+    p = sub.add_parser("all", help="every command above with its defaults (long: see bench/README.md)")
     p.add_argument("--checkpoint", default="2b")
     p.add_argument("--quick", action="store_true", help="1 row per bench, few tokens: a smoke run")
     p.add_argument("--out", help="results folder for every command (default bench/results)")
@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
 
         kernels_int4.run(args)
     elif args.command == "kernel-decode":
-        from . import kernels
+        from . import kernel_decode
 
-        kernels.decode_run(args)
+        kernel_decode.run(args)
     elif args.command == "constrained":
         from . import constrained
 

@@ -28,7 +28,7 @@ TARGETS = {
     "end_to_end_speedup": 6.0,  # seed table, baseline / ours at our defaults
     "decode_floor_fraction": 0.85,  # floor / measured seconds per token
     "prefix_ttft_ratio": 10.0,  # recompute TTFT / cached TTFT
-    # 8 concurrent / one at a time, aggregate tokens/s (issue #15: text-only, and with an image each)
+    # 8 concurrent / one at a time, aggregate tokens/s (text-only, and with an image each)
     "batch8_throughput_ratio": 4.0,
     "batch8_image_throughput_ratio": 2.5,
 }
@@ -43,6 +43,11 @@ def resolve_checkpoint(name: str) -> Path:
         )
         raise SystemExit(f"checkpoint folder {path} does not exist. {hint}".strip())
     return path
+
+
+def checkpoint_tag(args) -> str:
+    """The results file suffix: `--tag`, else the checkpoint's name (`2b`, `tiny`, a folder's name)."""
+    return args.tag or args.checkpoint.rstrip("/").split("/")[-1]
 
 
 def loadavg() -> list[float]:
@@ -128,6 +133,17 @@ class RunInfo:
     git_commit: str = ""
     machine: dict = field(default_factory=dict)
     _t0: float = field(default_factory=time.monotonic, repr=False)
+
+    @classmethod
+    def start(cls, argv: list[str]) -> RunInfo:
+        """A run of `python -m bench <argv>` at the current commit, starting now."""
+        return cls(command="python -m bench " + " ".join(argv), git_commit=git_commit())
+
+    @classmethod
+    def from_dict(cls, run: dict) -> RunInfo:
+        """A finished run back from its JSON (`to_dict`), for rendering its Markdown again."""
+        known = {k: v for k, v in run.items() if k in cls.__dataclass_fields__ and k != "_t0"}
+        return cls(**known)
 
     def finish(self) -> None:
         self.loadavg_end = loadavg()
@@ -228,6 +244,14 @@ def write_results(
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
     json_path.write_text(json.dumps(data, indent=1, default=str) + "\n")
     md_path.write_text(markdown.rstrip() + "\n")
+    return json_path, md_path
+
+
+def publish(name: str, tag: str, data: dict, markdown: str, out_dir: Path | None = None) -> tuple[Path, Path]:
+    """`write_results`, then the Markdown and where both files went, on stdout."""
+    json_path, md_path = write_results(name, tag, data, markdown, out_dir)
+    print(markdown)
+    print(f"[bench] wrote {json_path} and {md_path}")
     return json_path, md_path
 
 

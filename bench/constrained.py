@@ -28,9 +28,9 @@ from .common import (
     machine_description,
     machine_markdown,
     md_table,
+    publish,
     resolve_checkpoint,
     run_markdown,
-    write_results,
 )
 from .grammar_mask import DEFAULT_QWEN_VOCAB, LOGITS, mask_cost, vocabularies, xgrammar_cost
 
@@ -214,9 +214,7 @@ def run(args: argparse.Namespace) -> dict:
     run_info.machine = machine_description()
     data = {"kind": "constrained", "run": run_info.to_dict(), "batch": args.batch, **result}
     markdown = render(data, args)
-    json_path, md_path = write_results("constrained", tag, data, markdown, args.out)
-    print(markdown)
-    print(f"[bench] wrote {json_path} and {md_path}")
+    publish("constrained", tag, data, markdown, args.out)
     return data
 
 

@@ -101,40 +101,12 @@ def run(args: argparse.Namespace) -> int:
         f"flagged (reviewer asked to look at a correct value): {report['right_flagged']} of "
         f"{overall['right']}.",
         "",
-        "## Per field",
+        *_exact_table("Per field", "field", report["by_field"], pct),
+        *_exact_table("Per layout (all key fields)", "layout", report["by_layout"], pct),
+        *_exact_table("Per damage class (all key fields)", "damage", report["by_damage"], pct),
+        *_grid_table("Per layout and field (% exact)", "layout", by_layout, columns),
         "",
-        md_table(
-            ["field", "exact", "silent errors"],
-            [[name, pct(c), c["silent"]] for name, c in report["by_field"].items()],
-        ),
-        "",
-        "## Per layout (all key fields)",
-        "",
-        md_table(
-            ["layout", "exact", "silent errors"],
-            [[name, pct(c), c["silent"]] for name, c in report["by_layout"].items()],
-        ),
-        "",
-        "## Per damage class (all key fields)",
-        "",
-        md_table(
-            ["damage", "exact", "silent errors"],
-            [[name, pct(c), c["silent"]] for name, c in report["by_damage"].items()],
-        ),
-        "",
-        "## Per layout and field (% exact)",
-        "",
-        md_table(
-            ["layout", *columns],
-            [[g, *[f"{v[c] * 100:.1f}" if c in v else "–" for c in columns]] for g, v in by_layout.items()],
-        ),
-        "",
-        "## Per damage class and field (% exact)",
-        "",
-        md_table(
-            ["damage", *columns],
-            [[g, *[f"{v[c] * 100:.1f}" if c in v else "–" for c in columns]] for g, v in by_damage.items()],
-        ),
+        *_grid_table("Per damage class and field (% exact)", "damage", by_damage, columns),
         "",
         "Damage classes: `clean` 150 dpi PNG; `scan` 100-150 dpi, tilt up to 0.8°, grey paper, noise, "
         "JPEG 50-60; `photo` ±3° rotation, perspective skew, uneven lighting, blur, noise, 100-150 dpi, "
@@ -142,13 +114,7 @@ def run(args: argparse.Namespace) -> int:
         "",
         "## Wrong fields",
         "",
-        md_table(
-            ["invoice", "field", "truth", "read", "flagged"],
-            [
-                [m["page"], m["field"], m["expected"], m["got"], "yes" if m["flagged"] else "**no**"]
-                for m in report["misses"]
-            ],
-        ),
+        _misses_table("invoice", "page", report["misses"]),
         "",
         f"OCR + extraction wall time {elapsed:.0f} s (cache {'off' if cache is None else 'on'}).",
         "",
@@ -262,13 +228,7 @@ def run_real(args: argparse.Namespace) -> int:
             "",
             "Wrong fields:",
             "",
-            md_table(
-                ["document", "field", "truth", "read", "flagged"],
-                [
-                    [m["doc"], m["field"], m["expected"], m["got"], "yes" if m["flagged"] else "**no**"]
-                    for m in part["misses"]
-                ],
-            ),
+            _misses_table("document", "doc", part["misses"]),
         ]
         if part["errors"]:
             lines += [
@@ -311,3 +271,25 @@ def _machine_line(info: RunInfo) -> str:
         f"{info.started} (commit {info.git_commit or '?'}), load average at start {info.loadavg_start}, "
         f"at end {info.loadavg_end}."
     )
+
+
+def _exact_table(title: str, head: str, counts: dict, pct) -> list[str]:
+    """A '## title' section: % of key fields exact and silent errors per `head` (field, layout, damage)."""
+    table = md_table(
+        [head, "exact", "silent errors"], [[name, pct(c), c["silent"]] for name, c in counts.items()]
+    )
+    return [f"## {title}", "", table, ""]
+
+
+def _grid_table(title: str, head: str, grid: dict, columns: list[str]) -> list[str]:
+    """A '## title' section: % exact per `head` (rows) and field (columns)."""
+    rows = [[g, *[f"{v[c] * 100:.1f}" if c in v else "–" for c in columns]] for g, v in grid.items()]
+    return [f"## {title}", "", md_table([head, *columns], rows)]
+
+
+def _misses_table(head: str, key: str, misses: list[dict]) -> str:
+    """Every wrong field: where (`key` of the miss), which, the truth, what was read, flagged or not."""
+    rows = [
+        [m[key], m["field"], m["expected"], m["got"], "yes" if m["flagged"] else "**no**"] for m in misses
+    ]
+    return md_table([head, "field", "truth", "read", "flagged"], rows)

@@ -11,7 +11,7 @@ Variants:
   (e.g. avx2) are run too at M <= 8, forced with `kernels.use_isa`.
 - int8pack: `Int8Linear` on torch's `_weight_int8pack_mm` (what runs without the kernels; bf16
   activations, a GEMV per row).
-- dequant+bf16: what many-row int8 calls did before the kernels (whole weight to bf16, twice).
+- dequant+bf16: the whole weight dequantized to bf16 on every call (twice), then a bf16 GEMM.
 - ours-dense: `Int8Linear(prefill_dtype=bf16)`: 1024-column chunks dequantized, bf16 GEMM.
 - w8a8: per-token int8 activations x int8 weights through `torch._int_mm` (oneDNN / MKL int8 GEMM).
 - bf16 / fp32: `F.linear` on dense weights of that dtype (oneDNN / MKL).
@@ -28,13 +28,12 @@ from pathlib import Path
 from .common import (
     RunInfo,
     free_memory,
-    git_commit,
     loadavg,
     machine_description,
     machine_markdown,
     md_table,
+    publish,
     run_markdown,
-    write_results,
 )
 
 # (name, out N, in K, rows): the 2B model's linears, fused forms the runtime builds, vision MLP.
@@ -163,23 +162,40 @@ def bench_shape(
     return results
 
 
-def run(args: argparse.Namespace) -> dict:
+def start_run(args: argparse.Namespace) -> tuple[RunInfo, int, float]:
+    """What a one-layer kernel bench does first: torch's threads, the run's context, a check that the
+    engine kernels built, and the read bandwidth. Returns (run info, threads, bandwidth GB/s)."""
     from vision.engine import kernels
     from vision.engine.autotune import measure_memory_bandwidth
     from vision.engine.loading import configure_threads
 
     threads = configure_threads(args.threads)
-    run_info = RunInfo(command="python -m bench " + " ".join(args.argv), git_commit=git_commit())
+    run_info = RunInfo.start(args.argv)
     if kernels.module() is None:
         raise SystemExit("the engine kernels did not build here; see the warning above")
-    bandwidth = measure_memory_bandwidth()
+    return run_info, threads, measure_memory_bandwidth()
+
+
+def each_shape(args: argparse.Namespace, shapes: tuple, bench: Callable[..., list[dict]]) -> list[dict]:
+    """`bench(name, n, k, rows)` for every one of `shapes` (name, N, K, rows) that `--shapes` selects,
+    at `--rows` or the shape's own rows."""
     wanted = {s.strip() for s in args.shapes.split(",")} if args.shapes else None
     rows_override = tuple(int(r) for r in args.rows.split(",")) if args.rows else None
     results: list[dict] = []
-    for name, n, k, rows in SHAPES:
+    for name, n, k, rows in shapes:
         if wanted is None or name in wanted:
-            results += bench_shape(name, n, k, rows_override or rows, args.rounds, bandwidth)
+            results += bench(name, n, k, rows_override or rows)
             free_memory()
+    return results
+
+
+def run(args: argparse.Namespace) -> dict:
+    from vision.engine import kernels
+
+    run_info, threads, bandwidth = start_run(args)
+    results = each_shape(
+        args, SHAPES, lambda name, n, k, rows: bench_shape(name, n, k, rows, args.rounds, bandwidth)
+    )
     run_info.finish()
     run_info.machine = machine_description(bandwidth) | {
         "kernel_isa": kernels.active_isa(),
@@ -188,16 +204,13 @@ def run(args: argparse.Namespace) -> dict:
     }
     data = {"kind": "kernels", "run": run_info.to_dict(), "results": results, "targets": targets(results)}
     markdown = render(data)
-    json_path, md_path = write_results(
-        "kernels", args.tag, data, markdown, Path(args.out) if args.out else None
-    )
-    print(markdown)
-    print(f"[bench] wrote {json_path} and {md_path}")
+    publish("kernels", args.tag, data, markdown, Path(args.out) if args.out else None)
     return data
 
 
 def targets(results: list[dict]) -> dict:
-    """The issue's three targets for the int8 layer, judged per shape."""
+    """The three targets for one int8 layer (M=1 at memory speed, M=8 near M=1, M >= 32 no slower than
+    dense), judged per shape."""
     by = {(r["shape"], r["m"]): r for r in results}
     out: dict[str, list] = {"m1_bandwidth_pct": [], "m8_over_m1": [], "many_rows_vs_dense": []}
     for (shape, m), r in by.items():
@@ -217,13 +230,7 @@ def targets(results: list[dict]) -> dict:
 def render(data: dict) -> str:
     run = data["run"]
     machine = run["machine"]
-    info = RunInfo(command=run["command"], git_commit=run["git_commit"])
-    info.started, info.loadavg_start, info.loadavg_end, info.duration_s = (
-        run["started"],
-        run["loadavg_start"],
-        run["loadavg_end"],
-        run["duration_s"],
-    )
+    info = RunInfo.from_dict(run)
     rows = []
     for r in data["results"]:
         lower = ", ".join(
@@ -280,173 +287,11 @@ def render(data: dict) -> str:
                     "load",
                 ],
                 rows,
-            ),  # fmt: skip
+            ),
             "",
-            "Targets (issue #15, point 1):",
+            "Targets:",
             f"- M=1 reads weights at ≥ 85 % of the read bandwidth: {judged(t['m1_bandwidth_pct'], ' %')}",
             f"- M=8 costs ≤ 1.3× M=1: {judged(t['m8_over_m1'], '×')}",
             f"- M ≥ 32 at least as fast as the faster dense GEMM (dense / ours): {judged(t['many_rows_vs_dense'], '×')}",
         ]
     )
-
-
-# -- whole model ---------------------------------------------------------------------------------------
-def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default="2b", help="tiny, 2b or a checkpoint folder (default 2b)")
-    parser.add_argument(
-        "--paths", default="best,torch", help="kernel paths to compare: best, torch, avx2, ..."
-    )
-    parser.add_argument("--tokens", type=int, default=32, help="output tokens per stream")
-    parser.add_argument(
-        "--decode-rounds", type=int, default=3, help="batch-1 streams, each between bandwidth samples"
-    )
-    parser.add_argument("--threads", type=int, help="torch threads (default: physical cores)")
-    parser.add_argument("--tag", help="results file suffix (default: checkpoint name)")
-    parser.add_argument("--out", help="results folder (default bench/results)")
-
-
-def _median_gap(traces: list) -> float:
-    import statistics
-
-    gaps = [g / n for t in traces for g, n in zip(t.gaps(), t.delta_tokens[1:], strict=False)]
-    return statistics.median(gaps)
-
-
-def _streams(engine, tokens: int) -> list:
-    """8 concurrent streams: their traces."""
-    import threading
-
-    from .runs import image_request, stream
-    from .seed_table import DECODE_PROMPT
-
-    traces: list = [None] * 8
-    barrier = threading.Barrier(9)
-
-    def worker(i: int) -> None:
-        barrier.wait()
-        traces[i] = stream(engine, image_request(None, f"{DECODE_PROMPT} ({i})", tokens))
-
-    workers = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in workers:
-        t.start()
-    barrier.wait()
-    for t in workers:
-        t.join()
-    return traces
-
-
-def decode_run(args: argparse.Namespace) -> dict:
-    """int8 decode s/token of the whole model at batch 1 and 8, per kernel path, same process."""
-    from vision.engine import Engine, EngineConfig, kernels
-    from vision.engine.autotune import bandwidth_floor_s
-    from vision.engine.loading import configure_threads, load_for_engine
-
-    from .common import PeakRss, resolve_checkpoint
-    from .runs import paired_decode, warm_up_engine
-    from .seed_table import DECODE_PROMPT, layer_dims
-
-    path = resolve_checkpoint(args.checkpoint)
-    tag = args.tag or args.checkpoint.rstrip("/").split("/")[-1]
-    threads = configure_threads(args.threads)
-    run_info = RunInfo(command="python -m bench " + " ".join(args.argv), git_commit=git_commit())
-    dims = layer_dims(path)
-    rows: list[dict] = []
-    bandwidths: list[float] = []
-    for wanted in [p.strip() for p in args.paths.split(",") if p.strip()]:
-        isa = kernels.supported_isas()[-1] if wanted == "best" else wanted
-        with kernels.use_isa(isa):
-            config = EngineConfig(
-                model=str(path), dtype="int8", threads=args.threads, kv_cache_mb=0, vision_cache_mb=0
-            )
-            with PeakRss() as rss:
-                loaded, formats, _ = load_for_engine(config)
-            engine = Engine(config, loaded=loaded).load()
-            warm_up_engine(engine)
-            load_start = loadavg()[0]
-            paired = paired_decode(
-                engine, DECODE_PROMPT, args.tokens, args.decode_rounds,
-                lambda gbs: bandwidth_floor_s("int8", gbs, dims),
-            )  # fmt: skip
-            bandwidths.append(paired["best_bandwidth_gbs"])
-            traces = _streams(engine, args.tokens)
-            engine.shutdown()
-        b1, b8 = paired["s_per_token"], _median_gap(traces)
-        row = {
-            "path": isa,
-            "formats": formats,
-            "peak_rss_mib": rss.peak_mib,
-            "bandwidth_gbs": paired["bandwidth_gbs"],
-            "floor_s_per_token": paired["floor_s_per_token"],
-            "batch1_s_per_token": b1,
-            "batch1_floor_fraction": paired["floor_fraction"],
-            "batch1_floor_fraction_vs_best_bandwidth": paired["floor_fraction_vs_best_bandwidth"],
-            "best_bandwidth_gbs": paired["best_bandwidth_gbs"],
-            "batch1_rounds": paired["rounds"],
-            "batch8_s_per_step": round(b8, 4),
-            "batch8_over_batch1": round(b8 / b1, 2),
-            "batch8_tokens_per_s": round(8 / b8, 2),
-            "loadavg": [load_start, loadavg()[0]],
-        }
-        rows.append(row)
-        print(f"[bench] kernel-decode {row}", flush=True)
-        del engine, loaded
-        free_memory()
-    run_info.finish()
-    run_info.machine = machine_description(max(bandwidths)) | {"threads": threads}
-    data = {"kind": "kernel-decode", "run": run_info.to_dict(), "results": rows}
-    info = RunInfo(command=run_info.command, git_commit=run_info.git_commit)
-    info.started, info.loadavg_start, info.loadavg_end, info.duration_s = (
-        run_info.started,
-        run_info.loadavg_start,
-        run_info.loadavg_end,
-        run_info.duration_s,
-    )
-    body = [
-        [r["path"], r["bandwidth_gbs"], r["floor_s_per_token"], r["batch1_s_per_token"],
-         f"{round(100 * r['batch1_floor_fraction'])} %",
-         " / ".join(f"{round(100 * x['floor_fraction'])} %" for x in r["batch1_rounds"]),
-         f"{round(100 * r['batch1_floor_fraction_vs_best_bandwidth'])} % ({r['best_bandwidth_gbs']} GB/s)",
-         r["batch8_s_per_step"], f"{r['batch8_over_batch1']}×",
-         r["batch8_tokens_per_s"], r["peak_rss_mib"], r["loadavg"]]
-        for r in rows
-    ]  # fmt: skip
-    markdown = "\n".join(
-        [
-            "# Whole-model int8 decode per kernel path",
-            "",
-            machine_markdown(run_info.machine),
-            "",
-            run_markdown(info),
-            "",
-            f"Text-only streams of {args.tokens} tokens, language model and lm_head int8 (`dtype=int8`), caches off. "
-            f"Batch 1: {args.decode_rounds} rounds of three 512 MiB sums, one stream, three more sums "
-            "(`bench/runs.py` `paired_decode`): a round's floor = int8 weight bytes per token / the median of its "
-            "six sums, its s/token = the stream's median gap between tokens; *of floor* = the median over rounds "
-            "of floor / s/token (per round beside it), *vs best* = against the fastest sum of the run. "
-            "Batch 8 = 8 concurrent streams, s per decode step.",
-            "",
-            md_table(
-                [
-                    "path",
-                    "bandwidth GB/s",
-                    "floor s/token",
-                    "batch 1 s/token",
-                    "of floor",
-                    "rounds",
-                    "vs best (GB/s)",
-                    "batch 8 s/step",
-                    "batch 8 / batch 1",
-                    "batch 8 tok/s",
-                    "peak RSS MiB",
-                    "load (start, end)",
-                ],
-                body,
-            ),  # fmt: skip
-        ]
-    )
-    json_path, md_path = write_results(
-        "kernel-decode", tag, data, markdown, Path(args.out) if args.out else None
-    )
-    print(markdown)
-    print(f"[bench] wrote {json_path} and {md_path}")
-    return data

@@ -18,8 +18,8 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from .common import RunInfo, free_memory, git_commit, loadavg, machine_description, md_table, write_results
-from .kernels import _timed
+from .common import loadavg, machine_description, md_table, publish
+from .kernels import _timed, each_shape, start_run
 
 SHAPES: tuple[tuple[str, int, int, tuple[int, ...]], ...] = (
     ("q / o", 2048, 2048, (1, 8, 32)),
@@ -123,22 +123,10 @@ def bench_shape(name: str, n: int, k: int, rows: tuple[int, ...], rounds: int) -
 
 def run(args: argparse.Namespace) -> dict:
     from vision.engine import kernels
-    from vision.engine.autotune import measure_memory_bandwidth
-    from vision.engine.loading import configure_threads
 
-    threads = configure_threads(args.threads)
-    run_info = RunInfo(command="python -m bench " + " ".join(args.argv), git_commit=git_commit())
-    if kernels.module() is None:
-        raise SystemExit("the engine kernels did not build here; see the warning above")
-    bandwidth = measure_memory_bandwidth()
+    run_info, threads, bandwidth = start_run(args)
     load_before = loadavg()
-    wanted = {s.strip() for s in args.shapes.split(",")} if args.shapes else None
-    rows_override = tuple(int(r) for r in args.rows.split(",")) if args.rows else None
-    results: list[dict] = []
-    for name, n, k, rows in SHAPES:
-        if wanted is None or name in wanted:
-            results += bench_shape(name, n, k, rows_override or rows, args.rounds)
-            free_memory()
+    results = each_shape(args, SHAPES, lambda name, n, k, rows: bench_shape(name, n, k, rows, args.rounds))
     run_info.finish()
     run_info.machine = machine_description(bandwidth) | {
         "kernel_isa": kernels.active_isa(),
@@ -152,11 +140,7 @@ def run(args: argparse.Namespace) -> dict:
         "results": results,
     }
     markdown = render(data)
-    json_path, md_path = write_results(
-        "kernels-int4", args.tag, data, markdown, Path(args.out) if args.out else None
-    )
-    print(markdown)
-    print(f"[bench] wrote {json_path} and {md_path}")
+    publish("kernels-int4", args.tag, data, markdown, Path(args.out) if args.out else None)
     return data
 
 

@@ -16,32 +16,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import io
 import json
 import shutil
 import statistics
-import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from .common import (
     RESULTS_DIR,
     RunInfo,
-    git_commit,
+    checkpoint_tag,
     md_table,
-    rss_mb,
+    publish,
     run_markdown,
-    thread_count,
-    write_results,
 )
-from .images import render
 from .platform_stack import start_stack
-
-CHAT_PATH = "/v1/chat/completions"
+from .web_clients import CHAT_PATH, ClientResult, ThreadSampler, burst, chat_body, data_url, probe
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
@@ -68,164 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         parser.add_argument("--concurrency", default="1,2,4,8")
 
 
-# -- clients -----------------------------------------------------------------------------------------
-def _data_url(variant: int, size: tuple[int, int]) -> str:
-    buf = io.BytesIO()
-    render("chart", size=size, variant=variant).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def _body(model: str, image_url: str, tokens: int, force_length: bool) -> dict:
-    body = {
-        "model": model,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "temperature": 0,
-        "max_tokens": tokens,
-        "messages": [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "image_url", "image_url": {"url": image_url}},
-                    {"type": "text", "text": "What trend does this chart show?"},
-                ],
-            }
-        ],
-    }
-    if force_length:
-        # vLLM-style extensions; an API that ignores them may stop early at an end token.
-        body |= {"min_tokens": tokens, "ignore_eos": True}
-    return body
-
-
-@dataclass
-class ClientResult:
-    ok: bool
-    status: int = 0
-    error: str = ""
-    ttft_s: float = 0.0
-    e2e_s: float = 0.0
-    completion_tokens: int = 0
-    chunks: int = 0
-
-
-async def _one_stream(client: httpx.AsyncClient, url: str, key: str, body: dict) -> ClientResult:
-    t0 = time.perf_counter()
-    first = None
-    chunks = 0
-    usage_tokens = 0
-    try:
-        async with client.stream("POST", url, json=body, headers={"Authorization": f"Bearer {key}"}) as r:
-            if r.status_code != 200:
-                text = (await r.aread()).decode(errors="replace")[:500]
-                return ClientResult(False, r.status_code, text)
-            done = False
-            async for line in r.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == "[DONE]":
-                    done = True
-                    break
-                event = json.loads(payload)
-                if "error" in event:
-                    return ClientResult(False, 200, json.dumps(event["error"])[:500])
-                if event.get("usage"):
-                    usage_tokens = event["usage"].get("completion_tokens", 0)
-                for choice in event.get("choices", []):
-                    if choice.get("delta", {}).get("content"):
-                        chunks += 1
-                        if first is None:
-                            first = time.perf_counter()
-            if not done:
-                return ClientResult(False, 200, "stream ended without [DONE]")
-    except (httpx.HTTPError, ValueError) as exc:
-        return ClientResult(False, 0, f"{type(exc).__name__}: {exc}")
-    end = time.perf_counter()
-    return ClientResult(
-        True, 200, "", round((first or end) - t0, 3), round(end - t0, 3), usage_tokens or chunks, chunks
-    )
-
-
-async def _burst(
-    base_url: str, key: str, bodies: list[dict], timeout: float
-) -> tuple[list[ClientResult], float]:
-    limits = httpx.Limits(max_connections=len(bodies) + 4, max_keepalive_connections=len(bodies) + 4)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=30), limits=limits) as client:
-        t0 = time.perf_counter()
-        results = await asyncio.gather(*(_one_stream(client, base_url + CHAT_PATH, key, b) for b in bodies))
-        return list(results), time.perf_counter() - t0
-
-
-def _probe(
-    base_url: str, key: str, args: argparse.Namespace, size: tuple[int, int]
-) -> tuple[bool, str, bool]:
-    """(endpoint works, why not, whether the length-forcing extensions are accepted)."""
-    for force in (True, False):
-        body = _body(args.model, _data_url(10_000 + int(force), size), 2, force)
-        results, _ = asyncio.run(_burst(base_url, key, [body], 600))
-        result = results[0]
-        if result.ok:
-            return True, "", force
-        if result.status == 404:
-            return False, f"{CHAT_PATH} answered 404: the endpoint is not there yet", False
-        if not (result.status == 400 and force):
-            return False, f"{CHAT_PATH} probe failed: HTTP {result.status} {result.error}", False
-    return False, "probe failed", False
-
-
-def _thread_names(pid: int) -> dict[str, int]:
-    names: dict[str, int] = {}
-    for comm in Path(f"/proc/{pid}/task").glob("*/comm"):
-        try:
-            name = comm.read_text().strip()
-        except OSError:
-            continue
-        names[name] = names.get(name, 0) + 1
-    return dict(sorted(names.items(), key=lambda kv: -kv[1]))
-
-
-class ThreadSampler:
-    """Max thread count and resident memory of a process while a block runs."""
-
-    def __init__(self, pid: int | None):
-        self.pid, self.max, self.start_count = pid, 0, 0
-        self.rss_start_mb = self.rss_max_mb = 0.0
-        self.names_at_max: dict[str, int] = {}  # thread names (/proc/<pid>/task/*/comm) when it peaked
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                count = thread_count(self.pid)
-                if count > self.max:
-                    self.max, self.names_at_max = count, _thread_names(self.pid)
-                self.rss_max_mb = max(self.rss_max_mb, rss_mb(self.pid))
-            except OSError:
-                return
-            self._stop.wait(0.05)
-
-    def __enter__(self) -> ThreadSampler:
-        if self.pid:
-            self.start_count = thread_count(self.pid)
-            self.rss_start_mb = rss_mb(self.pid)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-
 # -- the two benches ------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
     web = args.command == "web-streams"
-    tag = args.tag or args.checkpoint.rstrip("/").split("/")[-1]
+    tag = checkpoint_tag(args)
     size = tuple(int(v) for v in args.image_size.lower().split("x"))
     levels = [args.clients] if web else sorted({int(x) for x in args.concurrency.split(",") if x.strip()})
-    run_info = RunInfo(command="python -m bench " + " ".join(args.argv), git_commit=git_commit())
+    run_info = RunInfo.start(args.argv)
     stack = None
     try:
         if args.base_url:
@@ -236,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"[bench] starting a private platform (worker loads {args.checkpoint}, {args.dtype})")
             stack, key = start_stack(args, max(levels))
             base_url, web_pid = stack.base_url, stack.web_pid
-        ok, why, force = _probe(base_url, key, args, size)
+        ok, why, force = probe(base_url, key, args, size)
         result: dict = {
             "endpoint": CHAT_PATH,
             "available": ok,
@@ -258,19 +96,26 @@ def run(args: argparse.Namespace) -> int:
                     shutil.copy(log, kept / log.name)
             shutil.rmtree(stack.data_dir, ignore_errors=True)
     run_info.finish()
-    data = {"kind": args.command, "run": run_info.to_dict(), "checkpoint": args.checkpoint, "dtype": args.dtype,
-            **result}  # fmt: skip
-    md = [f"# {'Web side: concurrent streaming clients' if web else 'Through the platform'}", "",
-          run_markdown(run_info), ""]  # fmt: skip
+    data = {
+        "kind": args.command,
+        "run": run_info.to_dict(),
+        "checkpoint": args.checkpoint,
+        "dtype": args.dtype,
+        **result,
+    }
+    md = [
+        f"# {'Web side: concurrent streaming clients' if web else 'Through the platform'}",
+        "",
+        run_markdown(run_info),
+        "",
+    ]
     if not ok:
         md.append(f"**Not measured**: {why}.")
     else:
         md.append(result.pop("markdown"))
         data.pop("markdown", None)
     markdown = "\n".join(md)
-    json_path, md_path = write_results(args.command, tag, data, markdown, getattr(args, "out", None))
-    print(markdown)
-    print(f"[bench] wrote {json_path} and {md_path}")
+    publish(args.command, tag, data, markdown, getattr(args, "out", None))
     return 0 if ok else 1
 
 
@@ -278,20 +123,20 @@ def _platform(base_url: str, key: str, args, size, levels: list[int], tag: str, 
     counter = iter(range(1_000_000))
 
     def bodies(n: int) -> list[dict]:
-        return [_body(args.model, _data_url(next(counter), size), args.tokens, force) for _ in range(n)]
+        return [chat_body(args.model, data_url(next(counter), size), args.tokens, force) for _ in range(n)]
 
     top = max(levels)
     # One at a time, like the engine bench's baseline.
     seq_results, seq_wall = [], 0.0
     for body in bodies(top):
-        results, wall = asyncio.run(_burst(base_url, key, [body], 1800))
+        results, wall = asyncio.run(burst(base_url, key, [body], 1800))
         seq_results += results
         seq_wall += wall
     sequential = _stats(seq_results, seq_wall, args.tokens)
     print(f"[bench]   platform one-at-a-time x{top}: {sequential}")
     out = {}
     for n in levels:
-        results, wall = asyncio.run(_burst(base_url, key, bodies(n), 1800))
+        results, wall = asyncio.run(burst(base_url, key, bodies(n), 1800))
         stats = _stats(results, wall, args.tokens)
         stats["throughput_ratio"] = (
             round(stats["tokens_per_s"] / sequential["tokens_per_s"], 2)
@@ -327,7 +172,7 @@ def _platform(base_url: str, key: str, args, size, levels: list[int], tag: str, 
                     "direct engine tok/s (batching bench)",
                 ],
                 rows,
-            ),  # fmt: skip
+            ),
             "",
             "The last column comes from the batching bench's result file for the same checkpoint (same request "
             "shape, engine in-process, possibly another run): the gap is the web + Redis + Celery path."
@@ -373,9 +218,9 @@ def _stats(results: list[ClientResult], wall: float, tokens_asked: int) -> dict:
 
 def _web_streams(base_url: str, key: str, args, size, web_pid: int | None, force: bool) -> dict:
     n = args.clients
-    bodies = [_body(args.model, _data_url(20_000 + i, size), args.tokens, force) for i in range(n)]
+    bodies = [chat_body(args.model, data_url(20_000 + i, size), args.tokens, force) for i in range(n)]
     with ThreadSampler(web_pid) as threads:
-        results, wall = asyncio.run(_burst(base_url, key, bodies, 1800))
+        results, wall = asyncio.run(burst(base_url, key, bodies, 1800))
     stats = _stats(results, wall, args.tokens)
     stats |= {
         "threads_before": threads.start_count or None,
@@ -417,7 +262,7 @@ def _web_streams(base_url: str, key: str, args, size, web_pid: int | None, force
                         stats["rss_max_mb"],
                     ]
                 ],
-            ),  # fmt: skip
+            ),
             "",
             f"All complete without errors: **{'yes' if all_ok else 'NO'}**; answers at full length: "
             f"{stats['full_length']}/{n}."

@@ -97,9 +97,20 @@ def start_stack(args: argparse.Namespace, concurrency: int) -> tuple[Stack, str]
         raise RuntimeError("redis-server is not installed (scripts/start.sh installs it)")
     stack.start(
         "redis",
-        [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(data_dir)],
-    )  # fmt: skip
+        [
+            redis_server,
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data_dir),
+        ],
+    )
     python = sys.executable
     for step in (["migrate", "--noinput"], ["ensure_admin"]):
         done = subprocess.run(
@@ -114,15 +125,42 @@ def start_stack(args: argparse.Namespace, concurrency: int) -> tuple[Stack, str]
         "worker",
         # Task threads up to the engine's own queue bound (EngineConfig.max_waiting, 64): more
         # would take messages only to be refused; the rest wait in Redis.
-        [python, "-m", "celery", "-A", "docplatform", "worker", "-P", "threads", "-Q", "vision", "-c",
-         str(min(max(4, concurrency), 48)), "-n", f"bench-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
-         "-l", "warning"],
-    )  # fmt: skip
+        [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "docplatform",
+            "worker",
+            "-P",
+            "threads",
+            "-Q",
+            "vision",
+            "-c",
+            str(min(max(4, concurrency), 48)),
+            "-n",
+            f"bench-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "warning",
+        ],
+    )
     stack.start(
         "web",
-        [python, "-m", "uvicorn", "docplatform.asgi:application", "--host", "127.0.0.1", "--port", str(web_port),
-         "--log-level", "warning"],
-    )  # fmt: skip
+        [
+            python,
+            "-m",
+            "uvicorn",
+            "docplatform.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(web_port),
+            "--log-level",
+            "warning",
+        ],
+    )
     try:
         _wait_ready(stack, args.ready_timeout)
         key = _api_key(stack.base_url, "admin", password)

@@ -7,6 +7,7 @@ and prompt are handed over (preprocessing included) to the first generated token
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -14,7 +15,15 @@ import torch
 from PIL import Image
 from transformers.generation.streamers import BaseStreamer
 
-from vision.engine import ChatMessage, EngineRequest, ImagePart, PixelBudget, SamplingParams, TextPart
+from vision.engine import (
+    ChatMessage,
+    EngineConfig,
+    EngineRequest,
+    ImagePart,
+    PixelBudget,
+    SamplingParams,
+    TextPart,
+)
 
 from .common import PeakRss
 
@@ -105,6 +114,11 @@ def baseline_generate(
     return m, (int(grid[1]) * PATCH_PIXELS, int(grid[2]) * PATCH_PIXELS)
 
 
+def engine_config(path, args, **overrides) -> EngineConfig:
+    """The engine configuration a bench asks for (`--dtype`, `--threads`), with `overrides`."""
+    return EngineConfig(model=str(path), dtype=args.dtype, threads=args.threads, **overrides)
+
+
 def same_pixels_budget(height: int, width: int) -> PixelBudget:
     """min = max = the baseline's resized area: smart_resize then lands on the baseline's grid."""
     return PixelBudget(min_pixels=height * width, max_pixels=height * width)
@@ -188,6 +202,26 @@ def stream(engine, request: EngineRequest, t0: float | None = None) -> StreamTra
     return StreamTrace(t0, times, counts, output)
 
 
+def concurrent_streams(engine, requests: list[EngineRequest]) -> tuple[list[StreamTrace], float]:
+    """Every request streamed from its own thread, all released at once: their traces, and the wall
+    time from the release until the last one ends."""
+    traces: list = [None] * len(requests)
+    barrier = threading.Barrier(len(requests) + 1)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        traces[i] = stream(engine, requests[i])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return traces, time.perf_counter() - t0
+
+
 def engine_measure(engine, request: EngineRequest, *, dtype: str, pixels: str) -> Measurement:
     with PeakRss() as rss:
         trace = stream(engine, request)
@@ -236,8 +270,8 @@ def paired_decode(engine, prompt: str, tokens: int, rounds: int, floor_of) -> di
     sees. Each round: three single 512 MiB sums, one stream of `tokens` tokens, three more sums.
     The round's floor comes from the median of its six sums and is set against the median
     per-token gap of its stream (median against median: a burst or a stall moves neither). The
-    verdict is the median over rounds; the old statistic (the best sum of the whole run against
-    the median step) is reported beside it. `floor_of(gbs)` gives the floor s/token.
+    verdict is the median over rounds; the best sum of the whole run against the median step is
+    reported beside it. `floor_of(gbs)` gives the floor s/token.
     """
     import statistics
 
@@ -252,9 +286,14 @@ def paired_decode(engine, prompt: str, tokens: int, rounds: int, floor_of) -> di
         best = max(best, *samples)
         gbs = statistics.median(samples)
         steps.append(statistics.median(per_token_gaps(trace)))
-        per_round.append({"bandwidth_gbs": round(gbs, 2), "s_per_token": round(steps[-1], 6),
-                          "floor_fraction": round(floor_of(gbs) / steps[-1], 3),
-                          "bandwidth_samples": [round(s, 1) for s in samples]})  # fmt: skip
+        per_round.append(
+            {
+                "bandwidth_gbs": round(gbs, 2),
+                "s_per_token": round(steps[-1], 6),
+                "floor_fraction": round(floor_of(gbs) / steps[-1], 3),
+                "bandwidth_samples": [round(s, 1) for s in samples],
+            }
+        )
     # The medians come from the unrounded steps: a tiny checkpoint's step rounds to 0 at 4 digits.
     step = statistics.median(steps)
     gbs = statistics.median(r["bandwidth_gbs"] for r in per_round)

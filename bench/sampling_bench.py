@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import threading
 import time
 from pathlib import Path
 
@@ -30,12 +29,12 @@ from .common import (
     machine_description,
     machine_markdown,
     md_table,
+    publish,
     resolve_checkpoint,
     run_markdown,
     verdict,
-    write_results,
 )
-from .runs import format_label, image_request, stream, warm_up_engine
+from .runs import concurrent_streams, format_label, image_request, stream, warm_up_engine
 
 VOCAB = 151_936
 PROMPTS = (
@@ -132,21 +131,8 @@ def _sequential(engine, tokens: int, sampled: bool) -> dict:
 
 
 def _concurrent(engine, tokens: int, sampled: bool) -> dict:
-    traces: list = [None] * len(PROMPTS)
-    barrier = threading.Barrier(len(PROMPTS) + 1)
-
-    def worker(i: int) -> None:
-        barrier.wait()
-        traces[i] = stream(engine, image_request(None, PROMPTS[i], tokens, sampled=sampled))
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(PROMPTS))]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    requests = [image_request(None, prompt, tokens, sampled=sampled) for prompt in PROMPTS]
+    traces, wall = concurrent_streams(engine, requests)
     # Steady batch-8 steps: gaps after the last request's first token, per token. A delta carries
     # several tokens when the earlier ones end inside a UTF-8 character (the text is held until
     # it is whole), which sampled random weights do often and greedy rarely: its gap spans that
@@ -306,7 +292,5 @@ def run(args: argparse.Namespace) -> dict:
         ]
     )
     data["run"] = run_info.to_dict()
-    json_path, md_path = write_results("sampling", tag, data, markdown, args.out)
-    print(markdown)
-    print(f"[bench] wrote {json_path} and {md_path}")
+    publish("sampling", tag, data, markdown, args.out)
     return data

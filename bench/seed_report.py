@@ -117,7 +117,7 @@ def render_markdown(data: dict) -> str:
                     "ratio e2e",
                 ],
                 body,
-            )  # fmt: skip
+            )
         )
         out.append("")
         out.append(
@@ -161,7 +161,7 @@ def render_markdown(data: dict) -> str:
                     "rounds",
                 ],
                 decode_rows,
-            ),  # fmt: skip
+            ),
             "",
         ]
     out += ["## Load", ""]
@@ -186,7 +186,7 @@ def render_markdown(data: dict) -> str:
                 ]
                 for p in data["phases"]
             ],
-        )  # fmt: skip
+        )
     )
     out += [
         "",
@@ -206,7 +206,4 @@ def render_markdown(data: dict) -> str:
 
 
 def _run_md(run: dict) -> str:
-    ri = RunInfo(command=run["command"])
-    for key in ("started", "loadavg_start", "loadavg_end", "duration_s", "git_commit"):
-        setattr(ri, key, run[key])
-    return run_markdown(ri)
+    return run_markdown(RunInfo.from_dict(run))

@@ -23,12 +23,12 @@ from .common import (
     TARGETS,
     PeakRss,
     RunInfo,
+    checkpoint_tag,
     free_memory,
-    git_commit,
     machine_description,
+    publish,
     resolve_checkpoint,
     rss_bytes,
-    write_results,
 )
 from .images import ROWS_BY_KEY, SEED_ROWS, SeedRow, render
 from .runs import (
@@ -155,14 +155,14 @@ def run(args: argparse.Namespace, *, rows: list[SeedRow] | None = None) -> dict:
     from vision.engine.loading import configure_threads
 
     path = resolve_checkpoint(args.checkpoint)
-    tag = args.tag or args.checkpoint.rstrip("/").split("/")[-1]
+    tag = checkpoint_tag(args)
     rows = rows if rows is not None else [ROWS_BY_KEY[k] for k in _csv(getattr(args, "rows", ""))]
     dtypes = _csv(args.dtypes)
     modes = _csv(getattr(args, "modes", "same,defaults"))
     repeats = max(1, getattr(args, "repeats", 1))
     with_baseline = bool(rows) and not getattr(args, "no_baseline", False)
     with_decode = not getattr(args, "no_decode_floor", False)
-    run_info = RunInfo(command="python -m bench " + " ".join(args.argv), git_commit=git_commit())
+    run_info = RunInfo.start(args.argv)
     threads = configure_threads(args.threads)
     bandwidth = [measure_memory_bandwidth()]
     print(
@@ -254,13 +254,11 @@ def run(args: argparse.Namespace, *, rows: list[SeedRow] | None = None) -> dict:
     data = _assemble(rows, baseline, phases, run_info, bandwidth, args)
     markdown = render_markdown(data)
     out_dir = getattr(args, "out", None)
-    json_path, md_path = write_results("seed-table" if rows else "decode-floor", tag, data, markdown, out_dir)
+    json_path, _ = publish("seed-table" if rows else "decode-floor", tag, data, markdown, out_dir)
     if rows and with_baseline:
         png = json_path.with_suffix(".png")
         chart.seed_chart(data, png)
         print(f"[bench] chart: {png}")
-    print(markdown)
-    print(f"[bench] wrote {json_path} and {md_path}")
     return data
 
 

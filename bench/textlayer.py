@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
                 "similarity",
                 "lines tl/ocr",
                 "rows tl/ocr",
-            ],  # fmt: skip
+            ],
             [
                 [
                     p["invoice"],

@@ -1,5 +1,5 @@
-"""Every relative link in the README, docs/ and bench/README.md points to a file that exists, and
-every `#anchor` to a heading of that file (GitHub's heading slugs)."""
+"""Every relative link in the README, docs/, bench/README.md and bench/results/README.md points to a
+file that exists, and every `#anchor` to a heading of that file (GitHub's heading slugs)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [
+    ROOT / "README.md",
+    ROOT / "bench" / "README.md",
+    ROOT / "bench" / "results" / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+]
 
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^\s*```")
