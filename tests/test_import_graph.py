@@ -279,7 +279,9 @@ def test_the_table_checker_finds_a_wrong_arrow(tmp_path: Path):
         (package / folder).mkdir(parents=True)
         (package / folder / "__init__.py").write_text("")
     (package / "__init__.py").write_text("")
-    (package / "apis" / "jobs.py").write_text("from vision.services import jobs\nfrom vision.tasks import run\n")
+    (package / "apis" / "jobs.py").write_text(
+        "from vision.services import jobs\nfrom vision.tasks import run\n"
+    )
     (package / "services" / "jobs.py").write_text(
         "import vision.tasks\n\ndef f():\n    from vision.tasks import run\n"
     )
