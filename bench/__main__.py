@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     from . import textlayer
 
     textlayer.add_arguments(p)
+    p = sub.add_parser("ocr", help="our OCR beside Tesseract on the same pages: s/page, pages/min, CER per group")
+    from . import ocr_bench
+
+    ocr_bench.add_arguments(p)
 
     p = sub.add_parser("render", help="rewrite a seed-table/decode-floor Markdown (and chart) from its JSON")
     p.add_argument("json", type=Path)
@@ -128,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import textlayer
 
         return textlayer.run(args)
+    elif args.command == "ocr":
+        from . import ocr_bench
+
+        return ocr_bench.run(args)
     elif args.command == "render":
         from . import seed_report
 
