@@ -231,7 +231,9 @@ def test_job_stuck_past_its_attempts_fails_with_a_reason(api_client, user_factor
         started_at=timezone.now() - timedelta(minutes=10),
     )
     api_client.force_authenticate(user)
+    from vision.runners.recovery import jobs_recover_stuck
 
+    jobs_recover_stuck()  # what every worker's watchdog runs (reading the job never writes)
     body = api_client.get(f"/api/jobs/{job.pk}").json()
 
     assert body["status"] == "failed"
