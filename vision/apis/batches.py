@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from vision.apis.common import Pagination, uploaded_file
+from vision.apis.common import Pagination, paginated_response, uploaded_file
 from vision.apis.jobs import JobOutputSerializer
 from vision.models import Batch, JobTask
 from vision.selectors import batch_counts, batch_get, batch_jobs, batch_list
@@ -92,10 +92,8 @@ class BatchListCreateApi(APIView):
 
     @extend_schema(responses=BatchOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(batch_list(user=request.user), request, view=self)
-        return paginator.get_paginated_response(
-            BatchOutputSerializer(page, many=True, context={"request": request}).data
+        return paginated_response(
+            self, request, batch_list(user=request.user), BatchOutputSerializer, context={"request": request}
         )
 
     @extend_schema(request=InputSerializer, responses={202: BatchOutputSerializer})

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from vision.apis.common import Pagination
+from vision.apis.common import Pagination, paginated_response
 from vision.models import DocumentType
 from vision.selectors import (
     document_type_get,
@@ -50,9 +50,7 @@ class DocumentTypeListCreateApi(APIView):
 
     @extend_schema(responses=DocumentTypeOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(document_type_list(), request, view=self)
-        return paginator.get_paginated_response(DocumentTypeOutputSerializer(page, many=True).data)
+        return paginated_response(self, request, document_type_list(), DocumentTypeOutputSerializer)
 
     @extend_schema(request=InputSerializer, responses={201: DocumentTypeOutputSerializer})
     def post(self, request: Request) -> Response:

@@ -7,7 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from vision.apis.common import Pagination, uploaded_file
+from vision.apis.common import Pagination, paginated_response, uploaded_file
 from vision.selectors import document_get, document_list
 from vision.services.documents import document_upload
 
@@ -40,9 +40,7 @@ class DocumentListCreateApi(APIView):
 
     @extend_schema(responses=DocumentOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(document_list(user=request.user), request, view=self)
-        return paginator.get_paginated_response(DocumentOutputSerializer(page, many=True).data)
+        return paginated_response(self, request, document_list(user=request.user), DocumentOutputSerializer)
 
     @extend_schema(
         request=InputSerializer, responses={201: DocumentOutputSerializer, 200: DocumentOutputSerializer}

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from vision.apis.common import Pagination, uploaded_file
+from vision.apis.common import Pagination, paginated_response, uploaded_file
 from vision.models import Job, JobStatus, JobTask
 from vision.selectors import job_get, job_list, job_queue_position
 from vision.services.jobs import job_cancel, job_submit
@@ -103,12 +103,8 @@ class JobListCreateApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(
-            job_list(user=request.user, **filters.validated_data), request, view=self
-        )
-        data = JobOutputSerializer(page, many=True, context={"request": request}).data
-        return paginator.get_paginated_response(data)
+        jobs = job_list(user=request.user, **filters.validated_data)
+        return paginated_response(self, request, jobs, JobOutputSerializer, context={"request": request})
 
     @extend_schema(request=InputSerializer, responses={202: JobOutputSerializer})
     def post(self, request: Request) -> Response:

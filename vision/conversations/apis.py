@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from vision.apis.common import Pagination, paginated_response
 from vision.conversations.selectors import conversation_get, conversation_list, conversation_messages
 from vision.services.conversations import conversation_delete
 
@@ -49,19 +49,13 @@ class ConversationDetailSerializer(ConversationOutputSerializer):
         return MessageOutputSerializer(conversation_messages(conversation=conversation), many=True).data
 
 
-class ConversationPagination(LimitOffsetPagination):
-    default_limit = 50
-    max_limit = 200
-
-
 class ConversationListApi(APIView):
-    pagination_class = ConversationPagination  # also tells the schema the list is paginated
+    pagination_class = Pagination  # also tells the schema the list is paginated
 
     @extend_schema(responses=ConversationOutputSerializer(many=True), operation_id="conversations_list")
     def get(self, request: Request) -> Response:
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(conversation_list(user=request.user), request, view=self)
-        return paginator.get_paginated_response(ConversationOutputSerializer(page, many=True).data)
+        conversations = conversation_list(user=request.user)
+        return paginated_response(self, request, conversations, ConversationOutputSerializer)
 
 
 class ConversationDetailApi(APIView):

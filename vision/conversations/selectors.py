@@ -9,7 +9,9 @@ from vision.models import Conversation, Message
 
 
 def conversation_list(*, user) -> QuerySet[Conversation]:
-    return Conversation.objects.filter(owner=user).annotate(message_count=Count("messages"))
+    # Ordered again: Meta.ordering does not apply to a GROUP BY (the message count).
+    rows = Conversation.objects.filter(owner=user).annotate(message_count=Count("messages"))
+    return rows.order_by("-updated_at", "-id")
 
 
 def conversation_get(*, user, conversation_id: int) -> Conversation:

@@ -26,6 +26,7 @@ def run_extract(context: JobRunContext) -> JobOutcome:
 
     from vision.engine import FinishReason
     from vision.ocr.fields import extract_prompt, locate_values
+    from vision.ocr.layout import union as box_union
 
     job = context.job
     options = job.options or {}
@@ -79,8 +80,10 @@ def run_extract(context: JobRunContext) -> JobOutcome:
     for name in properties:  # a top-level field's box: its own, or the union of its parts' boxes
         if name not in boxes:
             parts_boxes = [b for p, b in boxes.items() if p.startswith((f"{name}.", f"{name}[")) and b]
-            boxes[name] = _union(parts_boxes)
-            confidence.setdefault(name, min((confidence[p] for p in confidence if p.startswith((f"{name}.", f"{name}["))), default=UNLOCATED_CONFIDENCE))  # fmt: skip
+            union = box_union(parts_boxes)
+            boxes[name] = list(union) if union else None
+            parts = [confidence[p] for p in confidence if p.startswith((f"{name}.", f"{name}["))]
+            confidence.setdefault(name, min(parts, default=UNLOCATED_CONFIDENCE))
 
     extraction = extraction_create_from_answer(
         document=job.document,
@@ -114,14 +117,3 @@ def run_extract(context: JobRunContext) -> JobOutcome:
         usage=payload["usage"],
         timings={**payload["timings"], "ocr_s": round(ocr.elapsed_s, 3)},
     )
-
-
-def _union(boxes: list[list[float]]) -> list[float] | None:
-    if not boxes:
-        return None
-    return [
-        min(b[0] for b in boxes),
-        min(b[1] for b in boxes),
-        max(b[2] for b in boxes),
-        max(b[3] for b in boxes),
-    ]
