@@ -56,7 +56,9 @@ def batching(args: argparse.Namespace, path: Path, loaded) -> dict:
         print(f"[bench]   batching concurrent {n}: {stats}")
     engine.shutdown()
     target = TARGETS["batch8_throughput_ratio" if text_only else "batch8_image_throughput_ratio"]
-    limits = _ceiling(path, top, args.tokens, target, sequential, top_traces, kernels.int8_peak_gops())
+    from .machine import int8_peak_gops
+
+    limits = _ceiling(path, top, args.tokens, target, sequential, top_traces, int8_peak_gops())
     print(f"[bench]   batching ceiling: {limits}")
     body = [["one at a time", top, sequential["tokens_per_s"], sequential["mean_latency_s"],
              sequential["max_latency_s"], sequential["mean_ttft_s"], "1×"]]  # fmt: skip

@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from vision.engine.autotune import measure_memory_bandwidth
+    from .machine import measure_memory_bandwidth
     from vision.engine.loading import configure_threads, load_for_engine
 
     path = resolve_checkpoint(args.checkpoint)

@@ -83,7 +83,7 @@ def bench_shape(
     import torch.nn.functional as F
 
     from vision.engine import kernels
-    from vision.engine.autotune import measure_memory_bandwidth
+    from .machine import measure_memory_bandwidth
     from vision.engine.quant import Int8Linear, W8A8Linear
 
     best_isa = kernels.active_isa()
@@ -166,7 +166,7 @@ def start_run(args: argparse.Namespace) -> tuple[RunInfo, int, float]:
     """What a one-layer kernel bench does first: torch's threads, the run's context, a check that the
     engine kernels built, and the read bandwidth. Returns (run info, threads, bandwidth GB/s)."""
     from vision.engine import kernels
-    from vision.engine.autotune import measure_memory_bandwidth
+    from .machine import measure_memory_bandwidth
     from vision.engine.loading import configure_threads
 
     threads = configure_threads(args.threads)

@@ -275,7 +275,7 @@ def paired_decode(engine, prompt: str, tokens: int, rounds: int, floor_of) -> di
     """
     import statistics
 
-    from vision.engine.autotune import measure_memory_bandwidth
+    from .machine import measure_memory_bandwidth
 
     per_round, steps = [], []
     best = 0.0

@@ -100,7 +100,7 @@ def layer_dims(path: Path):
     """The checkpoint's own shapes (the floor of the tiny model is not the 2B model's)."""
     import json
 
-    from vision.engine.autotune import LayerDims
+    from vision.engine.autotune_timing import LayerDims
 
     text = json.loads((path / "config.json").read_text())["text_config"]
     head_dim = text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
@@ -118,7 +118,7 @@ def measure_decode(engine: Engine, tokens: int, lm_format: str, path: Path, roun
     """Our seconds per token for one text-only stream vs the floor (weight bytes / bandwidth),
     the bandwidth taken around each of `rounds` streams (`runs.paired_decode`): the per-round
     floor fraction's median is the verdict."""
-    from vision.engine.autotune import bandwidth_floor_s, weight_bytes_per_token
+    from .machine import bandwidth_floor_s, weight_bytes_per_token
 
     from .runs import paired_decode
 
@@ -150,7 +150,7 @@ def _open_engine(path: Path, dtype: str, threads: int | None, loaded=None) -> En
 
 
 def run(args: argparse.Namespace, *, rows: list[SeedRow] | None = None) -> dict:
-    from vision.engine.autotune import measure_memory_bandwidth
+    from .machine import measure_memory_bandwidth
     from vision.engine.loader import load_model
     from vision.engine.loading import configure_threads
 

@@ -22,11 +22,11 @@ def test_token_gaps_pair_each_gap_with_the_tokens_it_carries() -> None:
 def test_paired_decode_keeps_steps_below_a_tenth_of_a_millisecond(monkeypatch) -> None:
     # A tiny checkpoint decodes a token in ~20 us. Rounded to 4 digits before the medians, such a
     # step was 0.0 and the run ended in a ZeroDivisionError (seen in CI's seed-table smoke test).
-    import vision.engine.autotune as autotune
+    import bench.machine as machine
     from bench import runs
 
     bandwidths = iter([30.0, 31.0, 32.0, 33.0, 34.0, 35.0] * 3)
-    monkeypatch.setattr(autotune, "measure_memory_bandwidth", lambda reps=1: next(bandwidths))
+    monkeypatch.setattr(machine, "measure_memory_bandwidth", lambda reps=1: next(bandwidths))
     steps = iter([20e-6, 30e-6, 40e-6])
 
     def fake_stream(engine, request):

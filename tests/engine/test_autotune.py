@@ -8,16 +8,8 @@ from pathlib import Path
 import pytest
 
 from vision.engine import autotune
-from vision.engine.autotune import (
-    FormatChoice,
-    LayerDims,
-    bandwidth_floor_s,
-    choose_formats,
-    formats_for,
-    measure_memory_bandwidth,
-    resolve_formats,
-    weight_bytes_per_token,
-)
+from vision.engine.autotune import FormatChoice, LayerDims, choose_formats
+from vision.engine.contract import resolve_formats
 from vision.engine.cpuinfo import RELEVANT_FLAGS, cpu_description
 
 # Small shapes so the test measures for real in well under a second.
@@ -63,7 +55,7 @@ def _machine(others_cpu: float, steal: float = 0.0):
 @pytest.fixture
 def calm(monkeypatch: pytest.MonkeyPatch):
     probe = _machine(0.0)
-    monkeypatch.setattr(autotune, "_LoadProbe", probe)
+    monkeypatch.setattr(autotune, "LoadProbe", probe)
     return probe
 
 
@@ -153,27 +145,6 @@ def test_pick_prefers_precision_within_margin() -> None:
     assert autotune._pick({"fp32": 1.0, "bf16": 0.5, "int8": 0.25}) == "int8"
 
 
-def test_formats_for_explicit_setting_does_not_measure(tmp_path: Path) -> None:
-    cache = tmp_path / "c.json"
-    assert formats_for("lm=int8,vision=bf16", cache_path=cache) == ("int8", "bf16", None)
-    assert not cache.exists()
-
-
-def test_formats_for_auto_uses_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FormatChoice(lm_format="int8", vision_format="bf16")
-    monkeypatch.setattr(autotune, "choose_formats", lambda **_: fake)
-    assert formats_for("lm=auto,vision=fp32", cache_path=tmp_path / "c.json") == ("int8", "fp32", fake)
-
-
-def test_bandwidth_and_floor() -> None:
-    bw = measure_memory_bandwidth(64 * 2**20, reps=2)
-    assert 0.1 < bw < 2000
-    dims = LayerDims()
-    # Qwen3-VL-2B LM: 28 x 50.3M linear params + 311M lm_head = 1.72G weights per token.
-    assert weight_bytes_per_token("int8", dims) == pytest.approx(1.72e9, rel=0.01)
-    assert bandwidth_floor_s("fp32", 20.0) == pytest.approx(4 * bandwidth_floor_s("int8", 20.0))
-
-
 def test_cpu_description() -> None:
     cpu = cpu_description()
     assert cpu.logical_cores >= cpu.physical_cores >= 1
@@ -184,7 +155,7 @@ def test_cpu_description() -> None:
 
 def test_a_busy_machine_is_measured_again_and_its_verdict_never_cached(tmp_path: Path, monkeypatch) -> None:
     busy = _machine(others_cpu=0.6)
-    monkeypatch.setattr(autotune, "_LoadProbe", busy)
+    monkeypatch.setattr(autotune, "LoadProbe", busy)
     monkeypatch.setattr(autotune, "MAX_TUNING_BUDGETS", 10**6)  # the CI box's own slowness aside
     cache = tmp_path / "formats.json"
     choice = choose_formats(TINY, cache_path=cache, budget_s=0.02, pause_s=0.0)
@@ -194,10 +165,10 @@ def test_a_busy_machine_is_measured_again_and_its_verdict_never_cached(tmp_path:
     assert not cache.exists()  # the next start measures again
     assert "BUSY" in choice.summary()
     steal = _machine(others_cpu=0.0, steal=0.2)
-    monkeypatch.setattr(autotune, "_LoadProbe", steal)
+    monkeypatch.setattr(autotune, "LoadProbe", steal)
     assert not choose_formats(TINY, cache_path=cache, budget_s=0.02, pause_s=0.0).calm
     calm_probe = _machine(0.05)
-    monkeypatch.setattr(autotune, "_LoadProbe", calm_probe)
+    monkeypatch.setattr(autotune, "LoadProbe", calm_probe)
     assert choose_formats(TINY, cache_path=cache, budget_s=0.02).calm and cache.exists()
     assert calm_probe.calls == 1
     # And a forced re-measure (python -m vision.engine tune) ignores the cached verdict.
@@ -208,7 +179,7 @@ def test_a_busy_machine_is_measured_again_and_its_verdict_never_cached(tmp_path:
 def test_the_load_probe_reads_proc_stat() -> None:
     import time
 
-    with autotune._LoadProbe() as probe:
+    with autotune.LoadProbe() as probe:
         end = time.perf_counter() + 0.1
         while time.perf_counter() < end:  # busy ourselves: our own CPU time is not "others"
             pass
@@ -230,7 +201,7 @@ def test_the_verdict_is_plain_data() -> None:
 
 def test_a_machine_too_busy_to_measure_in_time_is_not_retried(tmp_path: Path, monkeypatch) -> None:
     busy = _machine(others_cpu=0.9)
-    monkeypatch.setattr(autotune, "_LoadProbe", busy)
+    monkeypatch.setattr(autotune, "LoadProbe", busy)
     monkeypatch.setattr(autotune, "MAX_TUNING_BUDGETS", 0)  # every attempt overran the allowance
     choice = choose_formats(TINY, cache_path=tmp_path / "f.json", budget_s=0.02, pause_s=0.0)
     assert busy.calls == 1 and choice.attempts == 1 and not choice.calm

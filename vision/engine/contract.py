@@ -14,8 +14,6 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .errors import InvalidRequest
-
 # The model the engine loads when the caller names none (the VISION_MODEL setting's default).
 DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
 
@@ -61,9 +59,9 @@ MAX_STOP_LENGTH = 256  # characters per stop sequence
 SEED_RANGE = (-(2**63), 2**64)  # a signed or unsigned 64-bit integer
 
 
-class InvalidSampling(InvalidRequest, ValueError):
-    """A sampling field out of its bounds; `field` names it. An `InvalidRequest` to the engine's
-    callers and a `ValueError` to everyone else."""
+class InvalidSampling(ValueError):
+    """A sampling field out of its bounds; `field` names it. Raised when a `SamplingParams` is
+    built, so a bad request never reaches the engine's queue."""
 
     def __init__(self, field: str, message: str):
         super().__init__(message)

@@ -32,7 +32,8 @@ def load_for_engine(config: EngineConfig, loaded=None):
     """
     if loaded is not None:
         return loaded, _formats_of(loaded.model), _timings_of(loaded.format_choice)
-    from .autotune import choose_formats, resolve_formats
+    from .autotune import choose_formats
+    from .contract import resolve_formats
     from .fusion import fuse_projections
     from .loader import load_model
     from .quant import quantize_qwen3vl

@@ -3,7 +3,7 @@
 Why our own: torch's `_weight_int8pack_mm` turns every weight into fp32 and multiplies in fp32
 tiles (no VNNI, no AMX): ~12-19 GB/s of weights at M=1 where DRAM gives ~30, 2.3x the M=1 cost
 at M=8, and a GEMV per row for prefill. Inductor's weight-only int8 templates and the oneDNN paths
-torch exposes were measured too (bench `kernels`, README); none met the targets. So, as llama.cpp
+torch exposes were measured too (bench `kernels`, docs/benchmarks.md); none met the targets. So, as llama.cpp
 does (Q8_0 activations, `ggml-cpu/repack.cpp`):
 
 - weights are repacked once at load into panels of 16 output columns x 4 consecutive k (the
@@ -19,7 +19,7 @@ int4 (`linear4`) is llama.cpp's Q4_0 x Q8_0 dot in the same panels: weights symm
 round-to-nearest with one fp32 scale per output column per block of 32 along K (the activation
 block, so the two scales multiply per block), stored q + 8 two per byte: one 64-byte load holds
 two k-groups of a 16-column panel (low and high nibbles, split with and/shift), and the +8 cancels
-with the activation block sum as int8's +128 does (`pack_int4`, `quantize_int4`).
+with the activation block sum as int8's +128 does (`packing.pack_int4`, `packing.quantize_int4`).
 
 Every vector path gives bit-identical results (the integer dots are exact, the fp32 sums run in
 the same order), equal to the scalar path. All ISA files are built into one library with
@@ -42,10 +42,10 @@ activation (fp32, in place, same file), and `vision_qkv_rope_bf16` their blocks'
 rounding of q, k and v for the prefill attention.
 
 Build: `torch.utils.cpp_extension.load` compiles the sources on first use (g++ and ninja; about a
-minute on two cores) into `$XDG_CACHE_HOME/docplatform/kernels/<torch>-<source hash>/` (default
+minute) into `$XDG_CACHE_HOME/docplatform/kernels/<torch>-<source hash>/` (default
 `~/.cache`), reused by later processes. Without a compiler, or when the build fails, the engine
 logs one warning; its int8 layers use torch's `_weight_int8pack_mm` and its int4 layers torch's
-`_weight_int4pack_mm_for_cpu` (asymmetric, group 64), as before.
+`_weight_int4pack_mm_for_cpu` (asymmetric, group 64).
 """
 
 from __future__ import annotations
@@ -63,7 +63,18 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
-import torch.nn.functional as F
+
+from .packing import (  # noqa: F401  (the weight layouts, re-exported with the ops)
+    BLOCK,
+    BLOCK_BYTES4,
+    PANEL,
+    pack_int4,
+    pack_int8,
+    pad_to_panels,
+    quantize_int4,
+    unpack_int4,
+    unpack_int8,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +82,6 @@ log = logging.getLogger(__name__)
 ISAS: tuple[str, ...] = ("ref", "avx2", "avxvnni", "avx512vnni")
 TORCH_OP = "torch"  # not ours: torch's packed op, what runs when the build is unavailable
 ISA_ENV = "VISION_KERNEL_ISA"
-BLOCK = 32  # activation quantization block along K (csrc/vk.h kBlock)
-PANEL = 16  # output columns per packed panel (csrc/vk.h kPanel)
 
 _SRC = Path(__file__).with_name("csrc")
 _SOURCES = (
@@ -447,30 +456,6 @@ def vision_qkv_rope_bf16(
     return module().vision_qkv_rope_bf16(qkv, cos, sin, heads, path.index)
 
 
-def int8_peak_gops(isa: str | None = None, seconds: float = 0.25) -> float | None:
-    """This CPU's int8 multiply-add peak on kernel path `isa` (default: the active one), in GOPS
-    (two per multiply-add), over torch's threads: every thread runs the tiles' dot product on
-    registers only (no memory traffic), so no GEMM on this path can be faster. Vision and prefill
-    are bound by it; `bench batching` compares their measured rate with it. None without the
-    kernels or on paths with no vector dot (ref, torch)."""
-    import time
-
-    mod = module()
-    name = isa or active_isa()
-    if mod is None or name not in ("avx2", "avxvnni", "avx512vnni") or name not in supported_isas():
-        return None
-    index = isa_index(name)
-    iters = 1 << 16
-    mod.int8_dot_peak(index, iters)  # wake the pool, settle the clocks
-    while True:
-        start = time.perf_counter()
-        macs = mod.int8_dot_peak(index, iters)
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds or iters >= 1 << 34:
-            return 2 * macs / elapsed / 1e9
-        iters *= 2
-
-
 def release_thread_pool(build: bool = True) -> bool:
     """Free the calling thread's OpenMP thread pool, if it has one (the kernels' libgomp is the one
     torch uses). Call it in a thread that ran torch's or our parallel ops and hands the compute to
@@ -481,92 +466,3 @@ def release_thread_pool(build: bool = True) -> bool:
     `build=False`: only if the kernels are already loaded (never compiles in the caller's thread)."""
     built = module() if build else _state.get("module")
     return built is not None and built.release_thread_pool() == 0
-
-
-def pack_int8(qweight: torch.Tensor) -> torch.Tensor:
-    """(N, K) int8 -> (ceil(N/16), Kp*16) uint8 panels: [panel][k/4][16 columns][4 k], +128.
-
-    Kp = K rounded up to the 32-block; padded weights are 0 (128 stored), so they add nothing.
-    """
-    n, k = qweight.shape
-    np_, kp = -(-n // PANEL) * PANEL, -(-k // BLOCK) * BLOCK
-    w = qweight
-    if (np_, kp) != (n, k):  # pad (a copy) only when needed: the lm_head alone is 311 MB
-        w = torch.zeros(np_, kp, dtype=torch.int8)
-        w[:n, :k] = qweight
-    packed = w.view(np_ // PANEL, PANEL, kp // 4, 4).permute(0, 2, 1, 3).contiguous().view(torch.uint8)
-    packed ^= 128  # in place: the one copy is the permuted layout
-    return packed.view(np_ // PANEL, kp * PANEL)
-
-
-def unpack_int8(packed: torch.Tensor, n: int, k: int) -> torch.Tensor:
-    """Inverse of pack_int8."""
-    panels = packed.shape[0]
-    kp = packed.shape[1] // PANEL
-    w = (packed ^ 128).view(torch.int8).view(panels, kp // 4, PANEL, 4).permute(0, 2, 1, 3)
-    return w.reshape(panels * PANEL, kp)[:n, :k].contiguous()
-
-
-def pad_to_panels(v: torch.Tensor, n: int) -> torch.Tensor:
-    """A per-column vector as fp32, zero padded to whole panels (the kernel reads whole panels)."""
-    out = torch.zeros(-(-n // PANEL) * PANEL, dtype=torch.float32)
-    out[:n] = v.float()
-    return out
-
-
-def quantize_int4(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric 4-bit round-to-nearest per block of 32 along K, as llama.cpp's Q4_0.
-
-    Returns (q (N, Kp) int8 in [-8, 7], scales (N, Kp/32) fp32), w ~ q * scale; Kp = K rounded up
-    to 32 (padding is 0). The scale is the block's signed extreme / -8, so that value maps to -8
-    exactly and all 16 levels are used (amax/7 would waste one and make the step 8/7 coarser).
-    """
-    w = w.detach().float()
-    n, k = w.shape
-    kp = -(-k // BLOCK) * BLOCK
-    if kp != k:
-        w = F.pad(w, (0, kp - k))
-    wb = w.view(n, kp // BLOCK, BLOCK)
-    idx = wb.abs().argmax(-1, keepdim=True)
-    scale = wb.gather(-1, idx) / -8.0  # (N, nblk, 1), may be negative
-    safe = torch.where(scale == 0, torch.ones_like(scale), scale)
-    q = torch.round(wb / safe).clamp_(-8, 7).to(torch.int8)
-    q = torch.where(scale == 0, torch.zeros_like(q), q)
-    return q.view(n, kp), scale.view(n, kp // BLOCK)
-
-
-BLOCK_BYTES4 = 320  # per panel per block: 256 bytes of nibbles + 16 fp32 scales (csrc/vk.h)
-
-
-def pack_int4(q: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """(N, Kp) int8 in [-8, 7] and (N, Kp/32) fp32 -> (ceil(N/16), Kp/32 * 320) uint8 (csrc/vk.h).
-
-    Per panel and block of 32: 4 pairs x 16 columns x 4 k bytes, byte (p, c, t) holding q + 8 of
-    k = 4p + t in its low nibble and of k = 16 + 4p + t in its high nibble; then the block's 16
-    column scales. Padding columns have q = 0 and scale 0.
-    """
-    n, kp = q.shape
-    assert kp % BLOCK == 0 and scales.shape == (n, kp // BLOCK), "quantize_int4 pads K to whole blocks"
-    np_, nblk = -(-n // PANEL) * PANEL, kp // BLOCK
-    u = (q.to(torch.int16) + 8).to(torch.uint8)
-    s = scales.float()
-    if np_ != n:
-        u = torch.cat([u, torch.full((np_ - n, kp), 8, dtype=torch.uint8)])
-        s = torch.cat([s, torch.zeros(np_ - n, nblk)])
-    # k within a block = 16 * half + 4 * pair + t
-    u = u.view(np_ // PANEL, PANEL, nblk, 2, 4, 4).permute(0, 2, 3, 4, 1, 5)  # (P, b, half, p, c, t)
-    nibbles = (u[:, :, 0] | (u[:, :, 1] << 4)).reshape(np_ // PANEL, nblk, 256)
-    sb = s.view(np_ // PANEL, PANEL, nblk).permute(0, 2, 1).contiguous().view(torch.uint8)  # (P, b, 64)
-    return torch.cat([nibbles, sb], dim=-1).view(np_ // PANEL, nblk * BLOCK_BYTES4)
-
-
-def unpack_int4(packed: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inverse of pack_int4: (q (N, Kp) int8, scales (N, Kp/32) fp32)."""
-    panels = packed.shape[0]
-    nblk = packed.shape[1] // BLOCK_BYTES4
-    blocks = packed.view(panels, nblk, BLOCK_BYTES4)
-    b = blocks[:, :, :256].reshape(panels, nblk, 4, PANEL, 4)
-    u = torch.stack([b & 15, b >> 4], dim=2)  # (P, b, half, p, c, t)
-    q = u.permute(0, 4, 1, 2, 3, 5).reshape(panels * PANEL, nblk * BLOCK).to(torch.int8) - 8
-    s = blocks[:, :, 256:].contiguous().view(torch.float32).view(panels, nblk, PANEL).permute(0, 2, 1)
-    return q[:n].contiguous(), s.reshape(panels * PANEL, nblk)[:n].contiguous()
