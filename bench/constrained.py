@@ -111,7 +111,7 @@ def throughput(args: argparse.Namespace) -> dict:
     from vision.engine import ChatMessage, Engine, EngineConfig, EngineRequest, SamplingParams, TextPart
     from vision.engine.constraints import json_schema_constraint
     from vision.engine.grammar import GrammarState
-    from vision.engine.loading import load_for_engine
+    from vision.engine.startup import load_for_engine
 
     path = resolve_checkpoint(args.checkpoint)
     config = EngineConfig(model=str(path), dtype=args.dtype, threads=args.threads)
@@ -186,7 +186,7 @@ def throughput(args: argparse.Namespace) -> dict:
 
 # -- run -----------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> dict:
-    from vision.engine.loading import configure_threads
+    from vision.engine.startup import configure_threads
 
     tag = checkpoint_tag(args)
     run_info = RunInfo.start(args.argv)

@@ -56,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from vision.engine.startup import configure_threads, load_for_engine
+
     from .machine import measure_memory_bandwidth
-    from vision.engine.loading import configure_threads, load_for_engine
 
     path = resolve_checkpoint(args.checkpoint)
     tag = checkpoint_tag(args)

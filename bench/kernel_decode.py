@@ -52,10 +52,10 @@ def _streams(engine, tokens: int) -> list:
 def run(args: argparse.Namespace) -> dict:
     """int8 decode s/token of the whole model at batch 1 and 8, per kernel path, same process."""
     from vision.engine import Engine, EngineConfig, kernels
-    from .machine import bandwidth_floor_s
-    from vision.engine.loading import configure_threads, load_for_engine
+    from vision.engine.startup import configure_threads, load_for_engine
 
     from .common import PeakRss, resolve_checkpoint
+    from .machine import bandwidth_floor_s
     from .runs import paired_decode, warm_up_engine
     from .seed_table import DECODE_PROMPT, layer_dims
 

@@ -83,8 +83,9 @@ def bench_shape(
     import torch.nn.functional as F
 
     from vision.engine import kernels
-    from .machine import measure_memory_bandwidth
     from vision.engine.quant import Int8Linear, W8A8Linear
+
+    from .machine import measure_memory_bandwidth
 
     best_isa = kernels.active_isa()
     lower = [isa for isa in kernels.supported_isas() if isa not in ("ref", best_isa)]
@@ -166,8 +167,9 @@ def start_run(args: argparse.Namespace) -> tuple[RunInfo, int, float]:
     """What a one-layer kernel bench does first: torch's threads, the run's context, a check that the
     engine kernels built, and the read bandwidth. Returns (run info, threads, bandwidth GB/s)."""
     from vision.engine import kernels
+    from vision.engine.startup import configure_threads
+
     from .machine import measure_memory_bandwidth
-    from vision.engine.loading import configure_threads
 
     threads = configure_threads(args.threads)
     run_info = RunInfo.start(args.argv)

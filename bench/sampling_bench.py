@@ -147,8 +147,9 @@ def _concurrent(engine, tokens: int, sampled: bool) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from vision.engine.startup import configure_threads, load_for_engine
+
     from .machine import measure_memory_bandwidth
-    from vision.engine.loading import configure_threads, load_for_engine
 
     run_info = RunInfo.start(args.argv)
     threads = configure_threads(args.threads)

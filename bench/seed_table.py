@@ -119,7 +119,6 @@ def measure_decode(engine: Engine, tokens: int, lm_format: str, path: Path, roun
     the bandwidth taken around each of `rounds` streams (`runs.paired_decode`): the per-round
     floor fraction's median is the verdict."""
     from .machine import bandwidth_floor_s, weight_bytes_per_token
-
     from .runs import paired_decode
 
     fmt = lm_format if lm_format in ("fp32", "bf16", "int8", "int4", "w8a8") else "fp32"
@@ -150,9 +149,10 @@ def _open_engine(path: Path, dtype: str, threads: int | None, loaded=None) -> En
 
 
 def run(args: argparse.Namespace, *, rows: list[SeedRow] | None = None) -> dict:
+    from vision.engine.pretrained import load_model
+    from vision.engine.startup import configure_threads
+
     from .machine import measure_memory_bandwidth
-    from vision.engine.loader import load_model
-    from vision.engine.loading import configure_threads
 
     path = resolve_checkpoint(args.checkpoint)
     tag = checkpoint_tag(args)
@@ -264,7 +264,7 @@ def run(args: argparse.Namespace, *, rows: list[SeedRow] | None = None) -> dict:
 
 def processor_default_hw(path: Path, image) -> tuple[int, int]:
     """(height, width) the processor's DEFAULT pixel settings resize `image` to (what the baseline sees)."""
-    from vision.engine.loader import load_processor
+    from vision.engine.pretrained import load_processor
 
     processor = load_processor(path)
     grid = processor.image_processor(images=[image], return_tensors="pt")["image_grid_thw"][0].tolist()

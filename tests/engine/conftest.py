@@ -38,7 +38,7 @@ def build_cached_checkpoint(size: str = "tiny", seed: int = 0) -> Path:
     Safe when several pytest processes race: each writes into its own temporary folder and the
     first rename wins; the others discard their copy.
     """
-    from vision.engine.loader import missing_files
+    from vision.engine.pretrained import missing_files
     from vision.engine.testing.checkpoint import write_checkpoint
 
     final = CACHE_ROOT / f"{size}-seed{seed}-{_writer_key()}"
@@ -73,7 +73,7 @@ def tiny_checkpoint() -> Path:
 @pytest.fixture
 def tiny_model(tiny_checkpoint: Path):
     """A fresh `LoadedModel` of the tiny checkpoint in fp32 (~0.2 s), free to mutate."""
-    from vision.engine.loader import load_model
+    from vision.engine.pretrained import load_model
 
     return load_model(str(tiny_checkpoint), progress=False)
 

@@ -19,7 +19,7 @@ from transformers import (
     Qwen3VLForConditionalGeneration,
 )
 
-from vision.engine.loader import load_processor
+from vision.engine.pretrained import load_processor
 from vision.engine.testing.checkpoint import _parameter_shapes, model_config, write_checkpoint
 from vision.engine.testing.tokenizer import QWEN_ADDED_TOKENS, token_ids, train_tokenizer
 

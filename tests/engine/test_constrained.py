@@ -109,7 +109,7 @@ SAMPLED = {"temperature": 1.0, "top_p": 0.95, "seed": 11}
 
 @pytest.fixture(scope="module")
 def lively(tiny_checkpoint):
-    from vision.engine.loader import load_model
+    from vision.engine.pretrained import load_model
 
     loaded = load_model(str(tiny_checkpoint), progress=False)
     make_lively(loaded)

@@ -29,7 +29,7 @@ from vision.engine import (
 
 @pytest.fixture(scope="module")
 def lively(tiny_checkpoint):
-    from vision.engine.loader import load_model
+    from vision.engine.pretrained import load_model
 
     loaded = load_model(str(tiny_checkpoint), progress=False)
     make_lively(loaded)
@@ -86,14 +86,14 @@ def test_greedy_output_matches_transformers_generate(engine, lively):
     assert ours.usage.completion_tokens == 12
 
 
-def test_vision_job_matches_transformers_image_features(lively):
+def test_image_encoding_matches_transformers_image_features(lively):
     from vision.engine.preprocess import Preprocessor
-    from vision.engine.runner import ModelRunner
+    from vision.engine.vision_tower import ImageEncoding
 
     pre = Preprocessor(lively.tokenizer, lively.processor.image_processor, lively.processor.chat_template)
     prompt = pre.prepare([ChatMessage("user", (picture(2), text("hi")))], PixelBudget.for_task("chat"), 4096)
     pixels, grid = pre.pixel_values(prompt.images[0])
-    job = ModelRunner(lively.model).encode_image(pixels, grid)
+    job = ImageEncoding(lively.model.model.visual, pixels, grid)
     steps = 1
     while not job.step(1):
         steps += 1
@@ -109,12 +109,12 @@ def test_vision_blocks_run_in_row_pieces_match_transformers_image_features(livel
     """A block split by rows (q/k/v of all rows, then attention + MLP 7 rows at a time) gives
     the image features of the whole-block forward."""
     from vision.engine.preprocess import Preprocessor
-    from vision.engine.runner import ModelRunner
+    from vision.engine.vision_tower import ImageEncoding
 
     pre = Preprocessor(lively.tokenizer, lively.processor.image_processor, lively.processor.chat_template)
     prompt = pre.prepare([ChatMessage("user", (picture(2), text("hi")))], PixelBudget.for_task("chat"), 4096)
     pixels, grid = pre.pixel_values(prompt.images[0])
-    job = ModelRunner(lively.model).encode_image(pixels, grid)
+    job = ImageEncoding(lively.model.model.visual, pixels, grid)
     rows = job.patches
     pieces = 1
     while not job.step_rows(7):
@@ -133,24 +133,23 @@ def test_a_block_started_in_row_pieces_finishes_alone_when_images_batch(lively):
     """An image part-way through a block (row pieces) and a new one advance together: the first
     finishes its block on its own, the other runs block 0; both end as transformers' features."""
     from vision.engine.preprocess import Preprocessor
-    from vision.engine.runner import ModelRunner, run_vision_jobs
+    from vision.engine.vision_tower import ImageEncoding, advance_encodings
 
     pre = Preprocessor(lively.tokenizer, lively.processor.image_processor, lively.processor.chat_template)
-    runner = ModelRunner(lively.model)
     inputs = []
     for seed in (2, 3):
         prompt = pre.prepare(
             [ChatMessage("user", (picture(seed), text("hi")))], PixelBudget.for_task("chat"), 4096
         )
         inputs.append(pre.pixel_values(prompt.images[0]))
-    first, second = (runner.encode_image(pixels, grid) for pixels, grid in inputs)
+    first, second = (ImageEncoding(lively.model.model.visual, pixels, grid) for pixels, grid in inputs)
     first.step_rows(7)
     first.step_rows(7)
     assert first.in_block and first.next_block == 0
-    run_vision_jobs([first, second], 1)
+    advance_encodings([first, second], 1)
     assert not first.in_block and (first.next_block, second.next_block) == (1, 1)
     while first.result is None or second.result is None:
-        run_vision_jobs([first, second], 1)
+        advance_encodings([first, second], 1)
     for job, (pixels, grid) in zip((first, second), inputs, strict=True):
         with torch.inference_mode():
             ref = lively.model.model.get_image_features(pixels, grid.view(1, 3))
@@ -451,7 +450,7 @@ def test_a_missing_model_fails_before_any_tuning(tmp_path, monkeypatch):
 def test_patch_embed_as_one_matrix_product_equals_the_convolution(lively):
     """The vision patch embedding runs as F.linear (its Conv3d has kernel == stride): equal to
     the module within fp32 rounding, and a convolution of another shape keeps the module."""
-    from vision.engine.runner import _patch_embed
+    from vision.engine.vision_tower import _patch_embed
 
     embed = lively.model.model.visual.patch_embed
     proj = embed.proj

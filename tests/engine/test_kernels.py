@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vision.engine import kernels
-from vision.engine.quant import Int4Linear, Int8Linear, quantize_linear, quantize_per_channel
+from vision.engine.linears import Int4Linear, Int8Linear, quantize_per_channel
+from vision.engine.quant import quantize_linear
 
 from .test_quant import ACT_ROUNDING, BOUNDS, rel_err
 

@@ -13,7 +13,7 @@ import torch
 from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
 from vision.engine.errors import IncompleteCheckpoint, ModelLoadError, ModelNotFound
-from vision.engine.loader import LoadedModel, is_hub_id, load_model, missing_files
+from vision.engine.pretrained import LoadedModel, is_hub_id, load_model, missing_files
 
 
 @pytest.fixture

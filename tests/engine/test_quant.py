@@ -10,16 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from vision.engine.quant import (
-    INT4_GROUP_SIZE,
-    Int4Linear,
-    Int8Linear,
-    KeepFp32Linear,
-    W8A8Linear,
-    quantize_linear,
-    quantize_module,
-    quantize_qwen3vl,
-)
+from vision.engine.linears import INT4_GROUP_SIZE, Int4Linear, Int8Linear, KeepFp32Linear, W8A8Linear
+from vision.engine.quant import quantize_linear, quantize_module, quantize_qwen3vl
 
 
 def rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:

@@ -15,13 +15,13 @@ import torch
 from tests.engine.engine_helpers import make_lively
 from vision.engine.fusion import fuse_projections
 from vision.engine.kv import SequenceKV
+from vision.engine.language_model import ModelRunner, Segment
 from vision.engine.quant import quantize_linear
-from vision.engine.runner import ModelRunner, Segment
 
 
 @pytest.fixture(scope="module")
 def lively(tiny_checkpoint):
-    from vision.engine.loader import load_model
+    from vision.engine.pretrained import load_model
 
     loaded = load_model(str(tiny_checkpoint), progress=False)
     make_lively(loaded)
@@ -165,15 +165,15 @@ def test_several_images_through_the_vision_tower_in_one_pass_equal_each_alone(li
     from tests.engine.engine_helpers import picture
     from vision.engine import ChatMessage, PixelBudget
     from vision.engine.preprocess import Preprocessor
-    from vision.engine.runner import run_vision_jobs
+    from vision.engine.vision_tower import ImageEncoding, advance_encodings
 
     pre = Preprocessor(lively.tokenizer, lively.processor.image_processor, lively.processor.chat_template)
     images = [picture(1), picture(3, (300, 90)), picture(6, (400, 330))]
     prompt = pre.prepare([ChatMessage("user", tuple(images))], PixelBudget.for_task("chat"), 8192)
     inputs = [pre.pixel_values(image) for image in prompt.images]
-    runner = ModelRunner(lively.model)
-    together = [runner.encode_image(p, g) for p, g in inputs]
-    alone = [runner.encode_image(p, g) for p, g in inputs]
+    visual = lively.model.model.visual
+    together = [ImageEncoding(visual, p, g) for p, g in inputs]
+    alone = [ImageEncoding(visual, p, g) for p, g in inputs]
     assert len({job.patches for job in together}) == 3  # different sizes in one pass
     blocks = len(lively.model.model.visual.blocks)
     calls = []
@@ -182,7 +182,7 @@ def test_several_images_through_the_vision_tower_in_one_pass_equal_each_alone(li
         calls.append(a[0].shape[0]) or original(*a, **k)
     )
     try:
-        run_vision_jobs(together, blocks)
+        advance_encodings(together, blocks)
     finally:
         del lively.model.model.visual.blocks[0].forward
     assert calls == [sum(p.shape[0] for p, _ in inputs)]  # block 0 ran once, over all three images
@@ -264,8 +264,7 @@ def test_bf16_prompt_chunks_on_the_kernels_prefill_attention_track_sdpa(lively, 
     BF16 CPUs), a first chunk causal from 0 and a later one after cached tokens: the logits stay
     within the bf16 bound of the same runner on SDPA, and the call really happened. Shorter chunks
     (and CPUs without AVX-512 BF16) keep SDPA."""
-    from vision.engine import kernels
-    from vision.engine import runner as runner_module
+    from vision.engine import kernels, language_model
     from vision.engine.quant import quantize_qwen3vl
 
     model = copy.deepcopy(lively.model)
@@ -277,7 +276,7 @@ def test_bf16_prompt_chunks_on_the_kernels_prefill_attention_track_sdpa(lively, 
     calls: list[int] = []
     original = kernels.prefill_attention
     monkeypatch.setattr(
-        runner_module.kernels,
+        language_model.kernels,
         "prefill_attention",
         lambda q, *a, **k: calls.append(q.shape[1]) or original(q, *a, **k),
     )
@@ -305,11 +304,10 @@ def test_vision_on_the_kernels_prefill_attention(lively, monkeypatch, vision_for
     more, plus 0.2 points). A block run in row pieces (keys and values packed once) gives the
     whole block's result; two images in one pass give what each gives alone."""
     from tests.engine.engine_helpers import picture
-    from vision.engine import ChatMessage, PixelBudget
-    from vision.engine import runner as runner_module
+    from vision.engine import ChatMessage, PixelBudget, vision_blocks
     from vision.engine.preprocess import Preprocessor
     from vision.engine.quant import quantize_qwen3vl
-    from vision.engine.runner import run_vision_jobs
+    from vision.engine.vision_tower import ImageEncoding, advance_encodings
 
     model = copy.deepcopy(lively.model)
     quantize_qwen3vl(model, lm_format="fp32", vision_format=vision_format)
@@ -320,10 +318,10 @@ def test_vision_on_the_kernels_prefill_attention(lively, monkeypatch, vision_for
     inputs = [pre.pixel_values(image) for image in prompt.images]
     blocks = len(model.model.visual.blocks)
 
-    def encode(runner: ModelRunner, pieces: int | None = None) -> list[torch.Tensor]:
+    def encode(visual: torch.nn.Module, pieces: int | None = None) -> list[torch.Tensor]:
         out = []
         for p, g in inputs:
-            job = runner.encode_image(p, g)
+            job = ImageEncoding(visual, p, g)
             if pieces is None:
                 assert job.step(blocks)
             else:
@@ -332,13 +330,13 @@ def test_vision_on_the_kernels_prefill_attention(lively, monkeypatch, vision_for
             out.append(job.result.embeds)
         return out
 
-    runner = ModelRunner(model)
-    whole, in_pieces = encode(runner), encode(runner, pieces=7)
-    together = [runner.encode_image(p, g) for p, g in inputs]
-    run_vision_jobs(together, blocks)
-    exact = encode(ModelRunner(lively.model))  # the fp32 tower: SDPA whatever the CPU
-    monkeypatch.setattr(runner_module.kernels, "flash_available", lambda head_dim: False)
-    sdpa = encode(runner)
+    visual = model.model.visual
+    whole, in_pieces = encode(visual), encode(visual, pieces=7)
+    together = [ImageEncoding(visual, p, g) for p, g in inputs]
+    advance_encodings(together, blocks)
+    exact = encode(lively.model.model.visual)  # the fp32 tower: SDPA whatever the CPU
+    monkeypatch.setattr(vision_blocks.kernels, "flash_available", lambda head_dim: False)
+    sdpa = encode(visual)
     dtype = {"bf16": torch.bfloat16, "int8": torch.float32}[vision_format]
     for w, p, t, s_, e in zip(whole, in_pieces, together, sdpa, exact, strict=True):
         assert w.dtype == dtype
@@ -402,8 +400,9 @@ def test_a_quantized_vision_towers_mlp_runs_its_gelu_on_the_kernels(lively, monk
     kernels (in place, counted here), and the MLP's output equals the module's own (torch's GELU)
     within 1e-5 relative L2: the GELUs differ by a few fp32 ulps, the int8 linears round far more.
     The exact fp32 tower keeps the module (no kernel call), bit for bit."""
-    from vision.engine import kernels
-    from vision.engine import runner as runner_module
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionMLP
+
+    from vision.engine import kernels, vision_blocks
     from vision.engine.quant import quantize_qwen3vl
 
     if kernels.module() is None:
@@ -413,12 +412,12 @@ def test_a_quantized_vision_towers_mlp_runs_its_gelu_on_the_kernels(lively, monk
     calls: list[tuple[int, ...]] = []
     real = kernels.gelu_tanh_
     monkeypatch.setattr(
-        runner_module.kernels, "gelu_tanh_", lambda x: calls.append(tuple(x.shape)) or real(x)
+        vision_blocks.kernels, "gelu_tanh_", lambda x: calls.append(tuple(x.shape)) or real(x)
     )
     blocks = model.model.visual.blocks
     x = torch.randn(37, blocks[0].mlp.linear_fc1.in_features, generator=torch.Generator().manual_seed(5))
     for block in blocks:
-        got, want = runner_module._vision_mlp(block.mlp, x), block.mlp(x)
+        got, want = block.mlp(x), Qwen3VLVisionMLP.forward(block.mlp, x)  # the module's own GELU
         if vision_format == "fp32":
             assert torch.equal(got, want)
         else:
@@ -433,9 +432,9 @@ def test_a_quantized_vision_blocks_qkv_and_rotary_come_from_one_kernel_call(live
     transformers' rotary and .bfloat16() give on the same projection."""
     from transformers.models.qwen3_vl.modeling_qwen3_vl import apply_rotary_pos_emb_vision
 
-    from vision.engine import kernels
-    from vision.engine import runner as runner_module
+    from vision.engine import kernels, vision_blocks
     from vision.engine.quant import quantize_qwen3vl
+    from vision.engine.vision_tower import ImageEncoding
 
     if kernels.module() is None:
         pytest.fail("the kernels did not build here")
@@ -443,15 +442,15 @@ def test_a_quantized_vision_blocks_qkv_and_rotary_come_from_one_kernel_call(live
     quantize_qwen3vl(model, lm_format="fp32", vision_format="int8")
     visual = model.model.visual
     flat = visual.patch_embed.proj.in_channels * 2 * visual.patch_embed.proj.kernel_size[1] ** 2
-    job = ModelRunner(model).encode_image(torch.randn(4 * 6, flat), torch.tensor([[1, 4, 6]]))
+    job = ImageEncoding(visual, torch.randn(4 * 6, flat), torch.tensor([[1, 4, 6]]))
     calls = []
     real = kernels.vision_qkv_rope_bf16
     monkeypatch.setattr(
-        runner_module.kernels, "vision_qkv_rope_bf16", lambda *a: calls.append(a[0].shape) or real(*a)
+        vision_blocks.kernels, "vision_qkv_rope_bf16", lambda *a: calls.append(a[0].shape) or real(*a)
     )
     attn = visual.blocks[0].attn
     x = visual.blocks[0].norm1(job.hidden)
-    got = runner_module._vision_qkv_bf16(attn, x, job.position_embeddings)
+    got = vision_blocks.vision_qkv(attn, x, job.position_embeddings, bf16=True)
     q, k, v = attn.qkv(x).reshape(x.shape[0], 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
     q, k = apply_rotary_pos_emb_vision(q, k, *job.position_embeddings)
     assert calls == [(x.shape[0], 3 * attn.dim)]
@@ -465,11 +464,10 @@ def test_a_quantized_towers_many_rows_run_in_pieces_with_the_same_bits(lively, m
     per block), and every image's features are bit for bit those of one whole-rows pass. On every
     kernel path: with the kernels' bf16 attention (AVX-512 BF16) and with SDPA (any other)."""
     from tests.engine.engine_helpers import picture
-    from vision.engine import ChatMessage, PixelBudget, kernels
-    from vision.engine import runner as runner_module
+    from vision.engine import ChatMessage, PixelBudget, kernels, vision_blocks
     from vision.engine.preprocess import Preprocessor
     from vision.engine.quant import quantize_qwen3vl
-    from vision.engine.runner import run_vision_jobs
+    from vision.engine.vision_tower import ImageEncoding, advance_encodings
 
     if kernels.module() is None:
         pytest.fail("the kernels did not build here")
@@ -479,25 +477,25 @@ def test_a_quantized_towers_many_rows_run_in_pieces_with_the_same_bits(lively, m
     images = [picture(1), picture(3, (300, 90)), picture(6, (400, 330))]
     prompt = pre.prepare([ChatMessage("user", tuple(images))], PixelBudget.for_task("chat"), 8192)
     inputs = [pre.pixel_values(image) for image in prompt.images]
-    runner = ModelRunner(model)
+    visual = model.model.visual
     blocks = len(model.model.visual.blocks)
     rows = sum(p.shape[0] for p, _ in inputs)
     pieces: list[int] = []
-    real_mlp_rows, real_qkv_rows = runner_module._vision_mlp_rows, runner_module._vision_qkv_rows
+    real_mlp_rows, real_qkv_rows = vision_blocks._vision_mlp_rows, vision_blocks._vision_qkv_rows
     monkeypatch.setattr(
-        runner_module, "_vision_mlp_rows", lambda mlp, x: pieces.append(x.shape[0]) or real_mlp_rows(mlp, x)
+        vision_blocks, "_vision_mlp_rows", lambda mlp, x: pieces.append(x.shape[0]) or real_mlp_rows(mlp, x)
     )
     qkv_pieces: list[int] = []
     monkeypatch.setattr(
-        runner_module,
+        vision_blocks,
         "_vision_qkv_rows",
         lambda attn, x, *a: qkv_pieces.append(x.shape[0]) or real_qkv_rows(attn, x, *a),
     )
 
     def encode(limit: int) -> list:
-        monkeypatch.setattr(runner_module, "VISION_PIECE_ROWS", limit)
-        jobs = [runner.encode_image(p, g) for p, g in inputs]
-        run_vision_jobs(jobs, blocks)
+        monkeypatch.setattr(vision_blocks, "VISION_PIECE_ROWS", limit)
+        jobs = [ImageEncoding(visual, p, g) for p, g in inputs]
+        advance_encodings(jobs, blocks)
         return jobs
 
     whole = encode(1 << 30)
@@ -519,9 +517,11 @@ def test_a_quantized_block_without_the_kernels_attention_has_the_modules_bits(
     below it), a quantized tower's block still runs in the runner (its row pieces) with
     transformers' attention: bit for bit `Qwen3VLVisionBlock.forward`, whole and in pieces of 16
     rows, over two images in one pass (one attention span each)."""
-    from vision.engine import kernels
-    from vision.engine import runner as runner_module
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionBlock
+
+    from vision.engine import kernels, vision_blocks
     from vision.engine.quant import quantize_qwen3vl
+    from vision.engine.vision_tower import ImageEncoding
 
     model = copy.deepcopy(lively.model)
     quantize_qwen3vl(model, lm_format="fp32", vision_format="int8")
@@ -530,20 +530,21 @@ def test_a_quantized_block_without_the_kernels_attention_has_the_modules_bits(
     if kernels.flash_available(block.attn.head_dim):
         pytest.skip(f"the kernels' bf16 attention runs on the {kernel_path} path here (tested above)")
     flat = visual.patch_embed.proj.in_channels * 2 * visual.patch_embed.proj.kernel_size[1] ** 2
-    runner = ModelRunner(model)
     gen = torch.Generator().manual_seed(9)
     jobs = [
-        runner.encode_image(torch.randn(h * w, flat, generator=gen), torch.tensor([[1, h, w]]))
+        ImageEncoding(visual, torch.randn(h * w, flat, generator=gen), torch.tensor([[1, h, w]]))
         for h, w in ((4, 6), (6, 8))
     ]
     hidden = torch.cat([job.hidden for job in jobs])
     cu_seqlens = torch.tensor([0, 24, 24 + 48], dtype=torch.int32)
     cos = torch.cat([job.position_embeddings[0] for job in jobs])
     sin = torch.cat([job.position_embeddings[1] for job in jobs])
-    assert runner_module._pieced(block, hidden) and not runner_module._vision_flash(block, hidden)
+    assert block.runs_own_arithmetic(hidden) and not block.kernel_attention(hidden)
     with torch.inference_mode():
-        want = block(hidden, cu_seqlens=cu_seqlens, position_embeddings=(cos, sin))
+        want = Qwen3VLVisionBlock.forward(
+            block, hidden, cu_seqlens=cu_seqlens, position_embeddings=(cos, sin)
+        )
         for limit in (1 << 30, 16):
-            monkeypatch.setattr(runner_module, "VISION_PIECE_ROWS", limit)
-            got = runner_module._vision_block(block, hidden, cu_seqlens, None, (cos, sin))
+            monkeypatch.setattr(vision_blocks, "VISION_PIECE_ROWS", limit)
+            got = block(hidden, cu_seqlens=cu_seqlens, max_seqlen=None, position_embeddings=(cos, sin))
             assert torch.equal(got, want), (limit, (got - want).abs().max())

@@ -220,7 +220,7 @@ def test_unset_fields_take_the_checkpoint_defaults_and_explicit_ones_win():
 
 
 def test_generation_config_is_read_from_the_checkpoint(tiny_checkpoint, tmp_path):
-    from vision.engine.loader import sampling_defaults
+    from vision.engine.pretrained import sampling_defaults
 
     assert sampling_defaults(tiny_checkpoint) == QWEN
     assert sampling_defaults(tmp_path) == SamplingDefaults()  # no file: greedy

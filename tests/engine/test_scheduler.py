@@ -8,45 +8,52 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 
 import pytest
 
 from tests.engine.engine_helpers import ask, make_lively, picture, text
 from vision.engine import EngineConfig, PixelBudget
+from vision.engine.language_model import ModelRunner
+from vision.engine.model_calls import ModelCalls
 from vision.engine.preprocess import Preprocessor
-from vision.engine.runner import ModelRunner
 from vision.engine.sampling import Sampler, TextStream
 from vision.engine.scheduler import Scheduler, SchedulerOutput, SeqStatus, Sequence
 
 CHUNK = 16
+# Each test's scheduler -> the preprocessor and the model calls it is stepped with (as the engine's).
+_HARNESS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @pytest.fixture(scope="module")
 def parts(tiny_checkpoint):
-    from vision.engine.loader import load_model
+    from vision.engine.pretrained import load_model
 
     loaded = load_model(str(tiny_checkpoint), progress=False)
     make_lively(loaded)
     pre = Preprocessor(loaded.tokenizer, loaded.processor.image_processor, loaded.processor.chat_template)
-    return loaded, pre, ModelRunner(loaded.model)
+    return loaded, pre, ModelCalls(ModelRunner(loaded.model), loaded.model.model.visual, pre)
 
 
 def _scheduler(parts, interleave: bool) -> Scheduler:
-    loaded, pre, runner = parts
+    loaded, pre, calls = parts
     config = EngineConfig(
         prefill_chunk=CHUNK, vision_blocks_per_step=1, interleave=interleave, max_batch_size=4
     )
-    return Scheduler(config, runner, pre, frozenset(loaded.eos_token_ids))
+    scheduler = Scheduler(config, calls.lm, frozenset(loaded.eos_token_ids))
+    _HARNESS[scheduler] = (pre, calls)
+    return scheduler
 
 
 def _sequence(scheduler: Scheduler, request, events: list) -> Sequence:
     budget = request.pixels or PixelBudget.for_task(request.task)
-    prompt = scheduler.pre.prepare(request.messages, budget, 1 << 20)
+    pre = _HARNESS[scheduler][0]
+    prompt = pre.prepare(request.messages, budget, 1 << 20)
     return Sequence(
         request=request,
         prompt=prompt,
         sampler=Sampler(request.sampling, scheduler.eos_ids),
-        text=TextStream(scheduler.pre.tokenizer, ()),
+        text=TextStream(pre.tokenizer, ()),
         emit=events.append,
         submitted_at=time.monotonic(),
     )
@@ -54,11 +61,7 @@ def _sequence(scheduler: Scheduler, request, events: list) -> Sequence:
 
 def _step(scheduler: Scheduler) -> SchedulerOutput:
     out = scheduler.schedule()
-    if out.vision is not None:
-        scheduler.run_vision(out.vision)
-    if out.segments:
-        logits = scheduler.runner.forward([s.segment for s in out.segments])
-        scheduler.update_from_output(out, logits, 0.0)
+    _HARNESS[scheduler][1].step(scheduler, out)
     return out
 
 
@@ -161,13 +164,10 @@ def test_batch_limit_and_admission_order(parts):
 
 
 def test_memory_limit_holds_back_admission(parts):
-    loaded, pre, runner = parts
+    loaded, pre, calls = parts
     scheduler = _scheduler(parts, interleave=True)
     per_request = (
-        scheduler.pre.prepare(
-            ask((text("Request 0."),), 3).messages, PixelBudget.for_task("chat"), 4096
-        ).length
-        + 3
+        pre.prepare(ask((text("Request 0."),), 3).messages, PixelBudget.for_task("chat"), 4096).length + 3
     )
     # Room for two requests' KV (prompt + max_tokens each), not three.
     scheduler.max_running_bytes = int(2.5 * per_request * scheduler.bytes_per_token)
@@ -210,7 +210,7 @@ def test_images_admitted_together_are_encoded_in_the_same_passes(parts):
         out = _step(scheduler)
         if out.vision is not None:
             vision_steps += 1
-            assert len(out.vision.jobs) == 3  # all three images in every vision pass
+            assert len(out.vision.images) == 3  # all three images in every vision pass
     assert vision_steps == blocks  # not 3 x blocks
 
 

@@ -39,8 +39,8 @@ def tune(argv: list[str]) -> int:
 
     from .autotune import choose_formats
     from .fusion import fuse_projections
-    from .loader import load_model
-    from .loading import configure_threads
+    from .pretrained import load_model
+    from .startup import configure_threads
 
     threads = configure_threads(args.threads)
     try:

@@ -22,10 +22,11 @@ from .config import EngineConfig
 from .contract import PixelBudget, SamplingDefaults
 from .errors import EngineError, EngineNotReady, EngineOverloaded
 from .grammar import GrammarCache
+from .language_model import ModelRunner
+from .model_calls import ModelCalls
 from .preprocess import Preprocessor
-from .runner import ModelRunner
 from .sampling import Sampler, TextStream
-from .scheduler import Scheduler, SchedulerOutput, Sequence
+from .scheduler import Scheduler, Sequence
 from .types import (
     EngineRequest,
     EngineStatus,
@@ -119,6 +120,7 @@ class Engine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._scheduler: Scheduler | None = None
+        self._models: ModelCalls | None = None  # runs each scheduled step on the two models
         self._pre: Preprocessor | None = None
         self._eos_ids: frozenset[int] = frozenset()
         self._sampling_defaults = SamplingDefaults()
@@ -271,11 +273,11 @@ class Engine:
             self._drain_on_exit()
 
     def _load(self) -> None:
-        from . import loading
+        from . import startup
 
         start = time.monotonic()
-        self._threads = loading.configure_threads(self.config.threads)
-        loaded, formats, timings = loading.load_for_engine(self.config, self._loaded)
+        self._threads = startup.configure_threads(self.config.threads)
+        loaded, formats, timings = startup.load_for_engine(self.config, self._loaded)
         self._formats, self._format_timings = formats, timings
         runner = ModelRunner(
             loaded.model,
@@ -290,7 +292,8 @@ class Engine:
         self._pre = Preprocessor(loaded.tokenizer, processor.image_processor, processor.chat_template)
         self._eos_ids = frozenset(loaded.eos_token_ids)
         self._sampling_defaults = loaded.sampling_defaults
-        self._scheduler = Scheduler(self.config, runner, self._pre, self._eos_ids)
+        self._scheduler = Scheduler(self.config, runner, self._eos_ids)
+        self._models = ModelCalls(runner, loaded.model.model.visual, self._pre)
         vocab_size = loaded.model.lm_head.out_features  # logits width (quantized copies keep it)
         self._grammars = GrammarCache(loaded.tokenizer, vocab_size, self._eos_ids)
         self._load_s = time.monotonic() - start
@@ -333,35 +336,7 @@ class Engine:
             out = sched.schedule()
             if out.empty:
                 continue
-            self._step(out)
-
-    def _step(self, out: SchedulerOutput) -> None:
-        sched = self._scheduler
-        if out.vision is not None:
-            sched.run_vision(out.vision)
-        if not out.segments:
-            return
-        start = time.monotonic()
-        try:
-            logits = sched.runner.forward([s.segment for s in out.segments])
-        except Exception as exc:
-            log.exception("batched step failed; retrying its sequences one by one")
-            self._step_one_by_one(out, exc)
-            return
-        sched.update_from_output(out, logits, time.monotonic() - start)
-
-    def _step_one_by_one(self, out: SchedulerOutput, first_error: BaseException) -> None:
-        """A failing batch must not take every request down: isolate the one that fails."""
-        sched = self._scheduler
-        for item in out.segments:
-            single = SchedulerOutput(vision=None, segments=[item])
-            start = time.monotonic()
-            try:
-                logits = sched.runner.forward([item.segment])
-            except Exception as exc:
-                sched.fail_step(single, exc)
-                continue
-            sched.update_from_output(single, logits, time.monotonic() - start)
+            self._models.step(sched, out)
 
     def _drain_on_exit(self) -> None:
         if self._scheduler is not None:

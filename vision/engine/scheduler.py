@@ -1,13 +1,15 @@
 """Continuous batching: which sequences do what in the next step.
 
 A step is at most one piece of vision work (vision-tower blocks of the images being encoded, several
-images in one pass) plus one pass of the language model over a flat batch of segments: one token for every decoding sequence and up to
-`prefill_chunk` prompt tokens of sequences being admitted. New requests join at step boundaries, so
-a long page never holds running streams hostage: between two of their tokens there is at most one
-vision piece and one prompt chunk.
+images in one pass) plus one pass of the language model over a flat batch of segments: one token
+for every decoding sequence and up to `prefill_chunk` prompt tokens of sequences being admitted.
+New requests join at step boundaries, so a long page never holds running streams hostage: between
+two of their tokens there is at most one vision piece and one prompt chunk.
 
-Public surface (called only by the engine thread): `add_request`, `schedule`, `update_from_output`,
-`abort`. Everything else is private.
+The scheduler only decides and records: the engine runs the models on what `schedule` returns
+(`model_calls`) and hands back what they produced (`update_from_vision`, `update_from_output`).
+Public surface (called only by the engine thread): `add_request`, `schedule`, `update_from_vision`,
+`update_from_output`, `fail`, `abort`. Everything else is private.
 """
 
 from __future__ import annotations
@@ -17,16 +19,26 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
 from .config import EngineConfig
 from .grammar import GrammarState
 from .kv import PrefixCache, SequenceKV, VisionCache, prefix_hashes
-from .preprocess import PreparedPrompt, Preprocessor
-from .runner import EncodedImage, ModelRunner, Segment, VisionJob, run_vision_jobs
+from .language_model import Segment
+from .preprocess import PreparedPrompt
 from .sampling import Sampler, TextStream, choose_tokens
 from .types import EngineRequest, FinishReason, StreamDelta, Timings, Usage
+from .vision_tower import EncodedImage, ImageEncoding
+
+
+class KVSource(Protocol):
+    """What the scheduler needs of the language model: KV buffers for a sequence, and their size."""
+
+    def new_kv(self, capacity: int) -> SequenceKV: ...
+
+    def kv_bytes_per_token(self) -> int: ...
 
 
 class SeqStatus(enum.IntEnum):
@@ -37,6 +49,15 @@ class SeqStatus(enum.IntEnum):
     PREFILLING = 2
     DECODING = 3
     FINISHED = 4
+
+
+@dataclass
+class PendingImage:
+    """An image of the prompt whose features are still to be computed."""
+
+    index: int  # its place among the prompt's images
+    patches: int  # its rows in the vision tower (t * h * w of its patch grid)
+    encoding: ImageEncoding | None = None  # made by the engine on the image's first vision step
 
 
 @dataclass
@@ -52,7 +73,7 @@ class Sequence:
     prompt_done: int = 0  # prompt tokens whose KV is in `kv`
     cached_tokens: int = 0
     features: list[EncodedImage | None] = field(default_factory=list)  # per prompt image
-    vision_jobs: deque = field(default_factory=deque)  # (image index, VisionJob | None) still to run
+    pending_images: list[PendingImage] = field(default_factory=list)  # in prompt order
     generated: list[int] = field(default_factory=list)
     tokens_sent: int = 0  # generated tokens already handed out in deltas
     hashes: list[bytes] = field(default_factory=list)
@@ -81,13 +102,13 @@ class ScheduledSegment:
 class VisionWork:
     """The vision-tower work of one step: images advanced together, `blocks` blocks each."""
 
-    jobs: list[tuple[Sequence, int, VisionJob]]  # (sequence, its image index, the image's job)
+    images: list[tuple[Sequence, PendingImage]]
     blocks: int  # blocks per image in this step
     rows: int | None = None  # one large image alone: one piece of this many rows of its block instead
 
     @property
     def patches(self) -> int:
-        return sum(job.patches for _, _, job in self.jobs)
+        return sum(image.patches for _, image in self.images)
 
 
 @dataclass
@@ -107,22 +128,15 @@ class SchedulerOutput:
 
 
 class Scheduler:
-    def __init__(
-        self,
-        config: EngineConfig,
-        runner: ModelRunner,
-        preprocessor: Preprocessor,
-        eos_ids: frozenset[int],
-    ):
+    def __init__(self, config: EngineConfig, kv: KVSource, eos_ids: frozenset[int]):
         self.config = config
-        self.runner = runner
-        self.pre = preprocessor
+        self.kv = kv
         self.eos_ids = eos_ids
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.prefix_cache = PrefixCache(config.kv_cache_mb * 2**20)
         self.vision_cache = VisionCache(config.vision_cache_mb * 2**20)
-        self.bytes_per_token = runner.kv_bytes_per_token()
+        self.bytes_per_token = kv.kv_bytes_per_token()
         self.max_running_bytes = config.max_running_kv_mb * 2**20
         self.steps = 0  # language-model passes so far (tests count these instead of timing)
         self.left_waiting = 0  # sequences that left the waiting queue (admitted or finished)
@@ -161,33 +175,28 @@ class Scheduler:
             budget -= n
         return out
 
-    def run_vision(self, work: VisionWork) -> None:
-        """Run one step's vision work: several images' blocks in one pass (runner.run_vision_jobs)."""
-        start = time.monotonic()
+    def update_from_vision(self, work: VisionWork, elapsed: float) -> None:
+        """Record what the step's vision work produced: each finished image's features (also
+        into the vision cache), its share of the time, and prefill once a sequence's images are
+        all encoded."""
         patches = work.patches
-        try:
-            run_vision_jobs([job for _, _, job in work.jobs], work.blocks, work.rows)
-        except Exception:  # find the image that fails; the others carry on
-            for seq, _, job in work.jobs:
-                if seq.status >= SeqStatus.FINISHED or job.result is not None:
-                    continue
-                try:
-                    job.step(work.blocks)
-                except Exception as exc:  # a bad image fails its own request only
-                    self._finish(seq, FinishReason.ERROR, error=f"vision encoding failed: {exc}")
-        elapsed = time.monotonic() - start
-        for seq, index, job in work.jobs:
+        for seq, image in work.images:
             if seq.status >= SeqStatus.FINISHED:
                 continue
-            share = job.patches if job.result is None else 1
-            seq.timings.vision_s += elapsed * (share / max(1, patches) if len(work.jobs) > 1 else 1.0)
-            if job.result is None:
+            result = image.encoding.result if image.encoding is not None else None
+            share = image.patches if result is None else 1
+            seq.timings.vision_s += elapsed * (share / max(1, patches) if len(work.images) > 1 else 1.0)
+            if result is None:
                 continue
-            seq.features[index] = job.result
-            self.vision_cache.put(seq.prompt.images[index].cache_key, job.result, job.result.nbytes)
-            seq.vision_jobs = deque((i, j) for i, j in seq.vision_jobs if i != index)
-            if not seq.vision_jobs:
+            seq.features[image.index] = result
+            self.vision_cache.put(seq.prompt.images[image.index].cache_key, result, result.nbytes)
+            seq.pending_images.remove(image)
+            if not seq.pending_images:
                 seq.status = SeqStatus.PREFILLING
+
+    def fail(self, seq: Sequence, error: str) -> None:
+        """Finish one sequence with an error (a bad image, a failed model call): the others go on."""
+        self._finish(seq, FinishReason.ERROR, error=error)
 
     def update_from_output(self, out: SchedulerOutput, logits: torch.Tensor, elapsed: float) -> None:
         """Record what the language-model pass produced: sample, stream, finish."""
@@ -248,7 +257,7 @@ class Scheduler:
     def fail_step(self, out: SchedulerOutput, exc: BaseException) -> None:
         for item in out.segments:
             if item.seq.status < SeqStatus.FINISHED:
-                self._finish(item.seq, FinishReason.ERROR, error=f"model step failed: {exc}")
+                self.fail(item.seq, f"model step failed: {exc}")
 
     def expire(self, now: float) -> None:
         for seq in list(self.waiting) + self.running:
@@ -295,7 +304,7 @@ class Scheduler:
         seq.timings.queue_s = now - seq.submitted_at
         prompt = seq.prompt
         capacity = prompt.length + seq.request.sampling.max_tokens
-        seq.kv = self.runner.new_kv(capacity)
+        seq.kv = self.kv.new_kv(capacity)
         seq.hashes = prefix_hashes(prompt.input_ids.tolist(), prompt.digests)
         if seq.request.use_prefix_cache:
             match = self.prefix_cache.lookup(seq.hashes, prompt.length - 1)
@@ -310,8 +319,9 @@ class Scheduler:
             if cached is not None:
                 seq.features[index] = cached
             else:
-                seq.vision_jobs.append((index, None))
-        seq.status = SeqStatus.ENCODING if seq.vision_jobs else SeqStatus.PREFILLING
+                t, h, w = prompt.images[index].grid_thw
+                seq.pending_images.append(PendingImage(index, t * h * w))
+        seq.status = SeqStatus.ENCODING if seq.pending_images else SeqStatus.PREFILLING
 
     def _vision_work(self, decoding: bool) -> VisionWork | None:
         """Every image still to encode joins, so images batch; while streams decode, one block per
@@ -323,40 +333,27 @@ class Scheduler:
             blocks = self.config.vision_blocks_per_step
         else:
             blocks = max(self.config.vision_blocks_per_step, self.config.solo_vision_blocks_per_step)
-        jobs: list[tuple[Sequence, int, VisionJob]] = []
+        images: list[tuple[Sequence, PendingImage]] = []
         patches = 0
         for seq in self.running:
             if seq.status != SeqStatus.ENCODING:
                 continue
-            for index, job in self._vision_jobs(seq):
-                if jobs and decoding and patches + job.patches > self.config.vision_step_patches:
-                    return self._pieces(jobs, blocks, decoding)
-                jobs.append((seq, index, job))
-                patches += job.patches
-        return self._pieces(jobs, blocks, decoding) if jobs else None
+            for image in seq.pending_images:
+                if images and decoding and patches + image.patches > self.config.vision_step_patches:
+                    return self._pieces(images, blocks, decoding)
+                images.append((seq, image))
+                patches += image.patches
+        return self._pieces(images, blocks, decoding) if images else None
 
-    def _pieces(self, jobs: list[tuple[Sequence, int, VisionJob]], blocks: int, decoding: bool) -> VisionWork:
+    def _pieces(self, images: list[tuple[Sequence, PendingImage]], blocks: int, decoding: bool) -> VisionWork:
         """While streams decode, an image too large for one short step (a full-page scan: one
         block is seconds) runs its block `vision_step_rows` rows at a time."""
         rows = self.config.vision_step_rows
-        if decoding and self.config.interleave and len(jobs) == 1 and (jobs[0][2].patches > rows or jobs[0][2].in_block):  # fmt: skip
-            return VisionWork(jobs, blocks, rows)
-        return VisionWork(jobs, blocks)
-
-    def _vision_jobs(self, seq: Sequence) -> list[tuple[int, VisionJob]]:
-        """The sequence's pending images, preprocessed into jobs on first use."""
-        jobs = []
-        for position, (index, job) in enumerate(seq.vision_jobs):
-            if job is None:
-                try:
-                    pixels, grid = self.pre.pixel_values(seq.prompt.images[index])
-                    job = self.runner.encode_image(pixels, grid)
-                except Exception as exc:
-                    self._finish(seq, FinishReason.ERROR, error=f"image preprocessing failed: {exc}")
-                    return []
-                seq.vision_jobs[position] = (index, job)
-            jobs.append((index, job))
-        return jobs
+        if decoding and self.config.interleave and len(images) == 1:
+            image = images[0][1]
+            if image.patches > rows or (image.encoding is not None and image.encoding.in_block):
+                return VisionWork(images, blocks, rows)
+        return VisionWork(images, blocks)
 
     def _decode_segment(self, seq: Sequence) -> Segment:
         pos = seq.prompt.next_position + len(seq.generated) - 1

@@ -35,7 +35,7 @@ def load_for_engine(config: EngineConfig, loaded=None):
     from .autotune import choose_formats
     from .contract import resolve_formats
     from .fusion import fuse_projections
-    from .loader import load_model
+    from .pretrained import load_model
     from .quant import quantize_qwen3vl
 
     try:

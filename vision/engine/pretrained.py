@@ -75,7 +75,7 @@ class LoadedModel:
     load_seconds: float  # wall time of load_model, download included
     # generation_config.json's sampling values: what a request that sets none gets (engine side)
     sampling_defaults: SamplingDefaults = field(default_factory=SamplingDefaults)
-    # Set by loading.load_for_engine: the `auto` measurement (autotune.FormatChoice) and the
+    # Set by startup.load_for_engine: the `auto` measurement (autotune.FormatChoice) and the
     # activation dtype it chose for a quantized language model (None: the runner's default).
     format_choice: Any = None
     activation_dtype: torch.dtype | None = None
