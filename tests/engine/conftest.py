@@ -70,6 +70,18 @@ def tiny_checkpoint() -> Path:
     return build_cached_checkpoint("tiny")
 
 
+@pytest.fixture(scope="module")
+def lively(tiny_checkpoint: Path):
+    """The tiny checkpoint with its weights redrawn wider so its outputs vary (`make_lively`),
+    loaded once per test module."""
+    from tests.engine.engine_helpers import make_lively
+    from vision.engine.pretrained import load_model
+
+    loaded = load_model(str(tiny_checkpoint), progress=False)
+    make_lively(loaded)
+    return loaded
+
+
 @pytest.fixture
 def tiny_model(tiny_checkpoint: Path):
     """A fresh `LoadedModel` of the tiny checkpoint in fp32 (~0.2 s), free to mutate."""

@@ -85,7 +85,7 @@ def _release_freed_memory() -> None:
     """Give the fp32 weights freed by conversion back to the OS.
 
     Loading reads fp32 (~8.5 GB for the 2B model); after int8/bf16 conversion glibc keeps the
-    freed pages, so the process sat at ~7 GB where 3.7-4.6 GB is live (measured by the benchmarks).
+    freed pages, so without the trim the process holds ~7 GB where 3.7-4.6 GB is live.
     """
     import contextlib
     import ctypes

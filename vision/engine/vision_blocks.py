@@ -94,7 +94,7 @@ class QuantizedVisionBlock(KernelVisionBlock):
 
 class QuantizedVisionMLP(Qwen3VLVisionMLP):
     """An int8/int4 tower's MLP: with fp32 activations, the tanh GELU on the kernels (in place,
-    2.3 -> ~0.5 ms for 560 x 4096 values) between the two quantized linears, in row pieces of
+    about 4x torch's op on 560 x 4096 values) between the two quantized linears, in row pieces of
     VISION_PIECE_ROWS. Those linears round every activation row to int8 per block of 32, far
     coarser than the kernel's few ulps (torch's own tanh form is off by up to 5e-5 relative, the
     kernel's by 1e-6). Other activations keep the module's forward."""
