@@ -13,13 +13,16 @@ are serialised by a lock too (RapidOCR keeps per-call state on the instance).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps
+
+logger = logging.getLogger(__name__)
 
 Point = tuple[float, float]
 BBox = tuple[float, float, float, float]  # x0, y0, x1, y1 in page pixels
@@ -160,34 +163,242 @@ def order_lines(lines: list[OcrLine]) -> list[OcrLine]:
     return ordered
 
 
-class OcrEngine:
-    """RapidOCR with the models bundled in its wheel; build one per process (see `get_engine`)."""
+# Engine settings: a constructor argument wins, else the environment variable, else the default.
+# The defaults read pages exactly as RapidOCR's own pipeline does; `OCR_DET_SIDE`, `OCR_CLASSIFIER`,
+# `OCR_REC_BATCH` and `OCR_QUANTIZED` change the text a page gives, so they stay opt-in.
+ENV = {
+    "threads": "OCR_THREADS",
+    "spinning": "OCR_SPINNING",
+    "rec_batch": "OCR_REC_BATCH",
+    "det_side": "OCR_DET_SIDE",
+    "classifier": "OCR_CLASSIFIER",
+    "quantized": "OCR_QUANTIZED",
+}
+CLASSIFIER_MODES = ("always", "doubt")
+# With `classifier="doubt"`, a line whose recognition scores below this is checked for being upside down
+# (direction classifier, then read again turned); a line read upright scores ~0.9-1.0.
+DOUBT_SCORE = 0.8
 
-    def __init__(self, *, threads: int = 0) -> None:
+
+def _env_bool(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class OcrSettings:
+    threads: int = 0  # intra-op threads of each ONNX Runtime session; 0 = this process's physical cores
+    spinning: bool = False  # idle intra-op threads spin (burns the cores the worker's other threads need)
+    rec_batch: int = 6  # recognition crops per batch (sorted by width, padded to the batch's widest)
+    det_side: int = 0  # the detector's input long side is at most this; 0 = the page itself (<= MAX_SIDE)
+    classifier: str = "always"  # direction classifier on every line, or only on lines read with a low score
+    quantized: bool = False  # int8 (dynamic quantization) detection and recognition models
+
+    @classmethod
+    def resolve(cls, **given: Any) -> OcrSettings:
+        """Settings from the arguments given (None = not given), else the environment, else defaults."""
+        import os
+
+        values: dict[str, Any] = {}
+        for name, default in ((f.name, f.default) for f in fields(cls)):
+            value = given.get(name)
+            if value is None and os.environ.get(ENV[name], "").strip():
+                raw = os.environ[ENV[name]]
+                value = _env_bool(raw) if isinstance(default, bool) else type(default)(raw.strip())
+            values[name] = default if value is None else value
+        if values["classifier"] not in CLASSIFIER_MODES:
+            mode = values["classifier"]
+            raise ValueError(f"OCR classifier mode {mode!r}: choose {' or '.join(CLASSIFIER_MODES)}")
+        if values["threads"] <= 0:
+            from vision.engine.cpuinfo import physical_cores
+
+            values["threads"] = physical_cores()
+        values["rec_batch"] = max(1, values["rec_batch"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"inter_op_threads": 1}
+
+
+def quantized_model(source: Path) -> Path:
+    """An int8 copy of `source` (onnxruntime's dynamic quantization), made once into the cache
+    folder (OCR_MODEL_CACHE, else ~/.cache/docplatform/ocr) and reused."""
+    import hashlib
+    import os
+
+    cache = Path(os.environ.get("OCR_MODEL_CACHE") or Path.home() / ".cache" / "docplatform" / "ocr")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    target = cache / f"{source.stem}.int8-{digest}.onnx"
+    if not target.is_file():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        quantize_dynamic(str(source), str(partial), weight_type=QuantType.QUInt8)
+        partial.replace(target)  # atomic: a concurrent process sees a whole file or none
+    return target
+
+
+class OcrEngine:
+    """RapidOCR with the models bundled in its wheel; build one per process (see `get_engine`).
+
+    Each stage runs through RapidOCR's own steps (resize, detection and crops, direction
+    classifier, recognition, output filtering) so the texts are RapidOCR's; this class times
+    them (`last_timings`), builds the ONNX Runtime sessions with its own thread settings, and
+    applies the opt-in settings of `OcrSettings`.
+    """
+
+    def __init__(
+        self,
+        *,
+        threads: int | None = None,
+        spinning: bool | None = None,
+        rec_batch: int | None = None,
+        det_side: int | None = None,
+        classifier: str | None = None,
+        quantized: bool | None = None,
+    ) -> None:
         try:
             import rapidocr
+            from omegaconf import flag_override
             from rapidocr import RapidOCR
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise OcrUnavailable(f"rapidocr is not installed: {exc}") from exc
+        self.config = OcrSettings.resolve(
+            threads=threads,
+            spinning=spinning,
+            rec_batch=rec_batch,
+            det_side=det_side,
+            classifier=classifier,
+            quantized=quantized,
+        )
         models = Path(rapidocr.__file__).parent / "models"
         paths = {
-            "Det.model_path": models / "PP-OCRv6_det_small.onnx",
-            "Rec.model_path": models / "PP-OCRv6_rec_small.onnx",
-            "Cls.model_path": models / "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+            "Det": models / "PP-OCRv6_det_small.onnx",
+            "Rec": models / "PP-OCRv6_rec_small.onnx",
+            "Cls": models / "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
         }
         missing = [str(p) for p in paths.values() if not p.is_file()]
         if missing:
             raise OcrUnavailable(f"bundled OCR models missing: {', '.join(missing)}")
-        params: dict[str, Any] = {key: str(value) for key, value in paths.items()}
+        if self.config.quantized:
+            paths["Det"], paths["Rec"] = quantized_model(paths["Det"]), quantized_model(paths["Rec"])
+        params: dict[str, Any] = {f"{key}.model_path": str(value) for key, value in paths.items()}
         params |= {
             "Global.log_level": "warning",
             "Global.text_score": MIN_SCORE,
             "Global.max_side_len": MAX_SIDE,
-            "EngineConfig.onnxruntime.intra_op_num_threads": threads if threads > 0 else -1,
+            "Rec.rec_batch_num": self.config.rec_batch,
+            "EngineConfig.onnxruntime.intra_op_num_threads": self.config.threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         }
+        if self.config.det_side:
+            params |= {"Det.limit_type": "max", "Det.limit_side_len": self.config.det_side}
         self._ocr = RapidOCR(params=params)
+        # RapidOCR takes a ready session per model (`<section>.session`); ours carry the thread
+        # settings RapidOCR's own SessionOptions cannot express (spinning). Built on first use.
+        self._paths = paths
+        self._flag_override = flag_override
+        self._sessions_ready = False
         self._lock = threading.Lock()
+        self.last_timings: dict[str, float] = {}
+        # The worker builds its engine at start, so this line is in its log.
+        logger.info("OCR engine settings: %s", " ".join(f"{k}={v}" for k, v in self.settings.items()))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What this engine runs with: threads, spinning, batch, detector size, classifier, int8."""
+        return self.config.to_dict()
+
+    def _session_options(self):
+        from onnxruntime import GraphOptimizationLevel, SessionOptions
+
+        options = SessionOptions()
+        options.log_severity_level = 4
+        options.enable_cpu_mem_arena = False
+        options.graph_optimization_level = GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.config.threads
+        options.inter_op_num_threads = 1
+        spin = "1" if self.config.spinning else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        return options
+
+    def _ensure_sessions(self) -> None:
+        if self._sessions_ready:
+            return
+        from onnxruntime import InferenceSession
+
+        providers = [("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"})]
+        for section, path in self._paths.items():
+            cfg = self._ocr.cfg[section]
+            with self._flag_override(cfg, "allow_objects", True):
+                cfg.session = InferenceSession(
+                    str(path), sess_options=self._session_options(), providers=providers
+                )
+        self._sessions_ready = True
+
+    def _run(self, array: Any) -> Any:
+        """RapidOCR's pipeline step by step (rapidocr.main.RapidOCR.__call__), timed."""
+        from rapidocr.ch_ppocr_cls import TextClsOutput
+        from rapidocr.main import RapidOCRError, RapidOCROutput
+
+        ocr = self._ocr
+        timings: dict[str, float] = {}
+        mark = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal mark
+            now = time.perf_counter()
+            timings[name] = timings.get(name, 0.0) + now - mark
+            mark = now
+
+        image, op_record = ocr.preprocess_img(array)
+        lap("preprocess")
+        try:
+            crops, det_res = ocr.detect_and_crop(image, op_record)
+        except RapidOCRError:  # no text found
+            lap("det")
+            self.last_timings = timings
+            return RapidOCROutput()
+        lap("det")
+        cls_res = TextClsOutput()
+        if self.config.classifier == "always":
+            upright, cls_res = ocr.cls_and_rotate(crops)
+            lap("cls")
+            rec_res = ocr.recognize_txt(upright)
+            lap("rec")
+        else:
+            rec_res = ocr.recognize_txt(crops)
+            lap("rec")
+            self._turn_doubtful(crops, rec_res, lap)
+        output = ocr.build_final_output(array, det_res, cls_res, rec_res, crops, op_record)
+        lap("postprocess")
+        self.last_timings = {k: round(v, 4) for k, v in timings.items()}
+        return output
+
+    def _turn_doubtful(self, crops: list[Any], rec_res: Any, lap) -> None:
+        """Lines read with a low score that the direction classifier finds upside down are read
+        again turned; the better reading of the two stays."""
+        doubtful = [i for i, score in enumerate(rec_res.scores) if score < DOUBT_SCORE]
+        if not doubtful:
+            return
+        cls_model = self._ocr._load_cls_model()
+        turned = cls_model([crops[i] for i in doubtful])  # turns the crops it finds at 180°
+        flipped = [
+            (i, image)
+            for i, image, (label, score) in zip(doubtful, turned.img_list, turned.cls_res, strict=True)
+            if "180" in label and score > cls_model.cls_thresh
+        ]
+        lap("cls")
+        if not flipped:
+            return
+        again = self._ocr.recognize_txt([image for _, image in flipped])
+        txts, scores = list(rec_res.txts), list(rec_res.scores)
+        for (i, _), text, score in zip(flipped, again.txts, again.scores, strict=True):
+            if score > scores[i]:
+                txts[i], scores[i] = text, score
+        rec_res.txts, rec_res.scores = tuple(txts), tuple(scores)
+        lap("rec")
 
     def read(self, image: Image.Image) -> OcrResult:
         import numpy as np
@@ -196,7 +407,8 @@ class OcrEngine:
         page = ImageOps.exif_transpose(image).convert("RGB")
         array = np.asarray(page)[:, :, ::-1].copy()  # RapidOCR takes OpenCV's BGR order
         with self._lock:
-            output = self._ocr(array)
+            self._ensure_sessions()
+            output = self._run(array)
         lines = []
         if output.boxes is not None and output.txts is not None:
             for quad, text, score in zip(output.boxes, output.txts, output.scores, strict=True):
@@ -224,6 +436,7 @@ class OcrEngine:
             return []
         arrays = [np.asarray(c.convert("RGB"))[:, :, ::-1].copy() for c in crops]
         with self._lock:
+            self._ensure_sessions()
             output = self._ocr.recognize_txt(arrays)
         texts = output.txts or ()
         return [(str(t).strip(), float(s)) for t, s in zip(texts, output.scores, strict=True)]
