@@ -63,22 +63,12 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         # Redis (broker, cache, throttle counters) is down or frozen: a clear, retryable 503 instead
         # of a 500. The client timeouts in settings keep this quick.
         logger.warning("%s: Redis unavailable: %s", path, exc)
-        response = Response(
-            error_payload(path, 503, "The queue service is unavailable; retry shortly.", "queue_unavailable"),
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-        )
-        response["Retry-After"] = "5"
-        return response
+        return _unavailable(path, "The queue service is unavailable; retry shortly.", "queue_unavailable")
 
     if isinstance(exc, (OperationalError, InterfaceError)):
         # The database is restarting or unreachable: retryable, like Redis above.
         logger.warning("%s: database unavailable: %s", path, exc)
-        response = Response(
-            error_payload(path, 503, "The database is unavailable; retry shortly.", "database_unavailable"),
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-        )
-        response["Retry-After"] = "5"
-        return response
+        return _unavailable(path, "The database is unavailable; retry shortly.", "database_unavailable")
 
     response = exception_handler(exc, context)
     if response is None:
@@ -106,3 +96,10 @@ def _flatten_detail(data: Any) -> str:
     if isinstance(data, list):
         return " ".join(_flatten_detail(item) for item in data)
     return str(data)
+
+
+def _unavailable(path: str, message: str, code: str) -> Response:
+    """A retryable 503: a service the request needs is away for a moment."""
+    response = Response(error_payload(path, 503, message, code), status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    response["Retry-After"] = "5"
+    return response

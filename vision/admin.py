@@ -26,11 +26,20 @@ from vision.services.document_types import (
 from vision.services.extractions import extraction_approve, extraction_reject
 
 
-class DocumentPageInline(admin.TabularInline):
-    model = DocumentPage
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown under their parent, never added, edited or deleted here (pages, messages,
+    audit events, versions are written by the services)."""
+
     extra = 0
     can_delete = False
-    readonly_fields = ["number", "width", "height", "sha256", "file"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+
+class DocumentPageInline(ReadOnlyInline):
+    model = DocumentPage
+    fields = ["number", "width", "height", "sha256", "file"]
 
 
 @admin.register(Document)
@@ -73,12 +82,9 @@ class BatchAdmin(admin.ModelAdmin):
 # --- conversations and extractions (the review queue) ---------------------------------------
 
 
-class MessageInline(admin.TabularInline):
+class MessageInline(ReadOnlyInline):
     model = Message
-    extra = 0
-    can_delete = False
     fields = ["position", "role", "text", "finish_reason", "prompt_tokens", "completion_tokens", "created_at"]
-    readonly_fields = fields
 
 
 @admin.register(Conversation)
@@ -91,12 +97,9 @@ class ConversationAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
 
 
-class ExtractionEventInline(admin.TabularInline):
+class ExtractionEventInline(ReadOnlyInline):
     model = ExtractionEvent
-    extra = 0
-    can_delete = False
     fields = ["created_at", "actor", "action", "field", "old_value", "new_value", "comment"]
-    readonly_fields = fields
 
 
 def _review_action(modeladmin, request, queryset, *, service, verb: str, comment: str) -> None:
@@ -191,12 +194,9 @@ class DocumentTypeForm(forms.ModelForm):
             raise forms.ValidationError(exc.message) from None
 
 
-class DocumentTypeVersionInline(admin.TabularInline):
+class DocumentTypeVersionInline(ReadOnlyInline):
     model = DocumentTypeVersion
-    extra = 0
-    can_delete = False
     fields = ["number", "created_at", "created_by", "schema", "instruction"]
-    readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

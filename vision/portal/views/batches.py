@@ -2,10 +2,10 @@
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from docplatform.errors import NotFound
+from vision.portal.views import found_or_404
 from vision.selectors import batch_counts, batch_get, batch_jobs, batch_list
 
 
@@ -18,10 +18,7 @@ def batches(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
-    try:
-        batch = batch_get(user=request.user, batch_id=batch_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
+    batch = found_or_404(batch_get, user=request.user, batch_id=batch_id)
     return render(
         request,
         "portal/batch.html",

@@ -14,16 +14,17 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
-from docplatform.errors import ApplicationError, NotFound
+from docplatform.errors import ApplicationError
 from vision.chat import service
 from vision.conversations.selectors import conversation_get, conversation_list, conversation_messages
 from vision.openai.errors import QUEUE_ERRORS, OpenAIError, error_response, queue_unavailable
 from vision.openai.parsing import decode_body, parse_chat_request, read_body_bounded
 from vision.openai.sse import chat_sse_response
+from vision.portal.views import found_or_404
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +41,7 @@ SYSTEM_PROMPT = (
 def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
     conversation, history = None, []
     if conversation_id is not None:
-        try:
-            conversation = conversation_get(user=request.user, conversation_id=conversation_id)
-        except NotFound as exc:
-            raise Http404(exc.message) from None
+        conversation = found_or_404(conversation_get, user=request.user, conversation_id=conversation_id)
         history = [
             {"role": m.role, "text": m.text, "images": [image.pk for image in m.images.all()]}
             for m in conversation_messages(conversation=conversation)

@@ -7,8 +7,8 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest
 
-from docplatform.errors import NotFound
 from vision.models import Document
+from vision.portal.views import found_or_404
 from vision.selectors import document_get
 
 
@@ -33,10 +33,7 @@ def document_file_response(*, document: Document, page: int | None) -> FileRespo
 
 
 def _own_document(request: HttpRequest, document_id: int) -> Document:
-    try:
-        return document_get(user=request.user, document_id=document_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
+    return found_or_404(document_get, user=request.user, document_id=document_id)
 
 
 @login_required

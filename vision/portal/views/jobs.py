@@ -3,14 +3,14 @@
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
 
-from docplatform.errors import NotFound
 from vision.models import JobStatus, JobTask
 from vision.portal.overlays import document_fields, invoice_fields, page_sources, result_overlays
 from vision.portal.selectors import platform_state
+from vision.portal.views import found_or_404
 from vision.selectors import document_type_list, job_get, job_list, job_queue_position
 
 # The engine's Timings (vision/engine/types.py), the OCR runner's and the wall-clock ones, in the
@@ -62,10 +62,7 @@ def jobs(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    try:
-        job = job_get(user=request.user, job_id=job_id)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
+    job = found_or_404(job_get, user=request.user, job_id=job_id)
     pages = list(job.document.pages.all()) if job.document else []
     wanted = (job.options or {}).get("pages")
     if wanted:
