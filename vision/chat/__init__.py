@@ -7,5 +7,6 @@
 - `fetch`: the SSRF-safe HTTP fetcher.
 - `answer_cache`, `routing`, `admission`: Redis-backed policies.
 - `completion`: the steps behind the service: prepare → (answer cache) → submit → relay → finish.
-- `json_output`: the response_format instruction and the check of a JSON answer.
+- `json_output`: the instruction a `response_format` or guided choice adds to the prompt (validity
+  comes from the constraint the engine generates under, not from a check afterwards).
 """
