@@ -189,19 +189,15 @@ def page_plan(seed: int, groups: set[str], per_pdf: int) -> list[tuple[str, Call
     from tests.vision.ocr.real_corpus import load_corpus
 
     plan: list[tuple[str, Callable[[], list[Page]]]] = []
-    generated = []
-    if "english" in groups:
-        generated += [(layout, damage, "english") for damage in ("clean", "scan") for layout in LATIN_LAYOUTS]
-    if "chinese" in groups:
-        generated += [
-            (layout, damage, "chinese") for damage in ("clean", "scan") for layout in CHINESE_LAYOUTS
-        ]
-    if "photos" in groups:
-        generated += [
-            (layout, "photo", "photos") for layout in ("right_box", "label_table", "receipt", "fapiao_grid")
-        ]
+    # every generated page in a fixed order, so a page's seed does not depend on --groups
+    generated = [(layout, damage, "english") for damage in ("clean", "scan") for layout in LATIN_LAYOUTS]
+    generated += [(layout, damage, "chinese") for damage in ("clean", "scan") for layout in CHINESE_LAYOUTS]
+    generated += [
+        (layout, "photo", "photos") for layout in ("right_box", "label_table", "receipt", "fapiao_grid")
+    ]
     for index, (layout, damage, group) in enumerate(generated):
-        plan.append((group, partial(_generated, seed * 1000 + index, layout, damage, group)))
+        if group in groups:
+            plan.append((group, partial(_generated, seed * 1000 + index, layout, damage, group)))
     dpis = [dpi for dpi in (150, 200) if f"pdf-{dpi}" in groups]
     for doc in load_corpus() if dpis else []:
         if doc.kind not in ("pdf", "pdf+xml") or doc.language not in TESS_LANG:
@@ -215,20 +211,24 @@ def page_plan(seed: int, groups: set[str], per_pdf: int) -> list[tuple[str, Call
 def collect_pages(seed: int, groups: set[str], per_pdf: int, limit: int = 0) -> list[Page]:
     """The pages; with `limit`, the first of each group first (a smoke run sees every group)."""
     plan = page_plan(seed, groups, per_pdf)
-    if limit:
-        firsts = [
-            next(i for i, (g, _) in enumerate(plan) if g == group)
-            for group in GROUPS
-            if any(g == group for g, _ in plan)
-        ]
-        order = firsts + [i for i in range(len(plan)) if i not in firsts]
-        plan = [plan[i] for i in order]
+    if not limit:
+        return [page for _, make in plan for page in make()]
     pages: list[Page] = []
-    for _, make in plan:
-        if limit and len(pages) >= limit:
+    done: set[int] = set()
+    for group in GROUPS:  # a source can give no page (a PDF without text layer): take the next
+        for index, (g, make) in enumerate(plan):
+            if g == group and len(pages) < limit:
+                done.add(index)
+                got = make()
+                if got:
+                    pages += got
+                    break
+    for index, (_, make) in enumerate(plan):
+        if len(pages) >= limit:
             break
-        pages += make()
-    return pages[:limit] if limit else pages
+        if index not in done:
+            pages += make()
+    return pages[:limit]
 
 
 # -- scoring --------------------------------------------------------------------------------------
