@@ -68,7 +68,7 @@ INFERRED_CONFIDENCE = 0.6  # an amount computed from the other two, not read
 SOURCE_TRUST = {
     "same_line": 1.0, "right": 0.97, "below": 0.92, "table": 0.95, "grid": 0.97,
     "heading": 0.75, "company_heading": 0.9, "symbol": 0.95, "label": 0.97, "page_symbol": 0.8,
-    "words": 0.7, "legal_line": 0.82,
+    "words": 0.7, "legal_line": 0.82, "address_block": 0.6, "page_word": 0.7,
 }  # fmt: skip
 # Lines that name a person's role or thank the reader, never a party: payee, reviewer, issuer clerk.
 _NOT_A_PARTY = re.compile(
@@ -76,7 +76,8 @@ _NOT_A_PARTY = re.compile(
     r"bedankt|gracias|grazie|obrigad|dzi[eę]kujemy|tack|page\s*\d|seite\s*\d|"
     # the heading of a block, not a name in it: "Address", "Adresse de l'installation", "Afleveradres"
     r"^(?:(?:billing|shipping|delivery|postal|invoice|installation)\s+)?(?:address|adresse|adres|anschrift|direcci[óo]n|indirizzo|endere[çc]o)\b|"
-    r"(?:aflever|leverings|factuur|liefer|rechnungs|post)adres|^item\s+purchase$|^description$",
+    r"(?:aflever|leverings|factuur|liefer|rechnungs|post)adres|^item\s+purchase$|^description$|"
+    r"^(?:waren|rechnungs|liefer|zahlungs)?empf[äa]nger$|^recipient$",
     re.I,
 )
 _SENTENCE_WORDS = re.compile(
@@ -85,6 +86,14 @@ _SENTENCE_WORDS = re.compile(
     re.I,
 )
 _SEPARATORS = " :：#.-\t|"
+# A seller's letterhead, never an addressee's block: its web address and bank details.
+_LETTERHEAD = re.compile(r"www\.|https?:|\biban\b|\bbic\b|\bswift\b", re.I)
+_LABEL_FIELD = {"tax_total": "tax"}  # label groups that name another group's field
+_QUALIFIER = re.compile(
+    r"(?:\b(?:incl|inkl|including|inclusive|inklusive|excl|exkl|excluding|exclusive|exklusive|zzgl|zuz[üu]glich|"
+    r"hors|avec|sans|con|sin|com|sem|met|zonder)\.?)\s*$",
+    re.I,
+)
 # A series prefix of letters may stand apart ("FT 2024/88", Portugal's legal form of a number).
 _NUMBER = r"(?:[A-Z]{1,4} (?=[A-Za-z0-9\-/_.]*\d))?[A-Za-z0-9][A-Za-z0-9\-/_.]*\d[A-Za-z0-9\-/_.]*"
 _TAX_ID = r"[A-Z0-9][A-Z0-9\-. ]{5,}[A-Z0-9]"
@@ -335,7 +344,10 @@ class _Reader:
                 if overlap > 0 or abs(other.bbox[0] - line.bbox[0]) < 2 * self.line_height:
                     same_column.append((-overlap, other))
             if same_column:
-                out.append(min(same_column, key=lambda x: x[0])[1])
+                # the nearest line below; of lines about as near, the one most under the label
+                top = min(other.bbox[1] for _, other in same_column)
+                near = [c for c in same_column if c[1].bbox[1] - top < 0.5 * self.line_height]
+                out.append(min(near, key=lambda x: x[0])[1])
                 if row == line.row + 1:
                     break
         return out
@@ -393,14 +405,22 @@ class _Reader:
 
     def read_amount(self, label: _Label, name: str) -> None:
         """Note the label's amount as a candidate for `name`; `_choose_amounts` decides."""
+        found = []
         for line, start, end, source in self._candidates(label):
-            chunk = line.text[start:end]
-            amount = _last_amount(chunk)
-            if amount is None:
-                continue
-            value, s, e = amount
+            amount = _last_amount(line.text[start:end])
+            if amount is not None:
+                found.append((amount, line, start, source))
+                if source != "right":
+                    break
+        # Cells right of a label hold a row of figures ("Total | 1 | 278.61 | 40.39 | 319.00"): the
+        # label's amount is the last of them, the one with cents before a bare count.
+        right = [x for x in found if x[3] == "right"]
+        if right and found[0][3] == "right":
+            cents = [x for x in right if re.search(r"[.,]\d{2}$", x[1].text[x[2] + x[0][1] : x[2] + x[0][2]])]
+            found = [(cents or right)[-1]]
+        if found:
+            (value, s, e), line, start, source = found[0]
             self.amounts.setdefault(name, []).append((money(value), line, start + s, start + e, source))
-            return
 
     def _choose_amounts(self) -> None:
         """Subtotal, tax and total from their labels' candidates: the first of each in reading
@@ -453,12 +473,18 @@ class _Reader:
 
     def run(self) -> InvoiceExtraction:
         self.read_table()
-        self.labels = [
-            _Label(m.lastgroup or "", line, index, m.start(), m.end(), 0)
-            for index, line in enumerate(self.lines)
-            if line.row not in self.header_rows
-            for m in LABEL_RE.finditer(line.text)
-        ]
+        self.labels = []
+        for index, line in enumerate(self.lines):
+            if line.row in self.header_rows:
+                continue
+            for m in LABEL_RE.finditer(line.text):
+                kind = _LABEL_FIELD.get(m.lastgroup or "", m.lastgroup or "")
+                # "Gesamtsumme (inkl. USt)", "Total (excl. VAT)": the tax word qualifies the label
+                # before it and is no label of its own
+                previous = self.labels[-1] if self.labels and self.labels[-1].line is line else None
+                if kind == "tax" and previous and _QUALIFIER.search(line.text[previous.end : m.start()]):
+                    continue
+                self.labels.append(_Label(kind, line, index, m.start(), m.end(), 0))
         for n, label in enumerate(self.labels):
             following = self.labels[n + 1] if n + 1 < len(self.labels) else None
             same = following is not None and following.line is label.line
@@ -485,6 +511,7 @@ class _Reader:
                         break
         self._choose_amounts()
         self._seller_from_heading()
+        self._buyer_from_address_block()
         self._tax_ids()
         self._currency()
         for party in ("seller", "buyer"):
@@ -557,6 +584,11 @@ class _Reader:
                     break
                 end = form.end()
             name = head[:end].strip(" ,")
+            if forms[0].start() == 0:  # "SARL au capital de …": the name is a line of the block above
+                above = self._name_above(line)
+                if above is None:
+                    continue
+                line, name = above, above.text.strip(" ,:|")
             if len(name.split()) > 6 or not plausible_party(name):
                 continue
             if buyer is not None and name.lower() == str(buyer.value).lower():
@@ -565,6 +597,98 @@ class _Reader:
             self._set("seller", fix_legal_form(name), line, max(at, 0), max(at, 0) + len(name), "legal_line")
             return True
         return False
+
+    def _blocks(self, lines: list[OcrLine]) -> list[list[OcrLine]]:
+        """Lines stacked into blocks: each next line starts at the same x, a similar height, less
+        than a line's height below the last (an address block, a letterhead)."""
+        blocks: list[list[OcrLine]] = []
+        used: set[int] = set()
+        ordered = sorted(lines, key=lambda x: (x.bbox[1], x.bbox[0]))
+        for start in ordered:
+            if id(start) in used:
+                continue
+            block = [start]
+            while True:
+                last = block[-1]
+                following = [
+                    x for x in ordered
+                    if id(x) not in used and x is not last and x.bbox[1] > last.bbox[1] + 0.5 * last.height
+                    and abs(x.bbox[0] - last.bbox[0]) <= 0.6 * last.height
+                    and x.bbox[1] - last.bbox[3] <= 0.9 * last.height
+                    and 0.7 <= x.height / max(last.height, 1.0) <= 1.4
+                ]  # fmt: skip
+                if not following:
+                    break
+                block.append(min(following, key=lambda x: x.bbox[1]))
+                used.add(id(block[-1]))
+            used.add(id(start))
+            blocks.append(block)
+        return blocks
+
+    def _buyer_from_address_block(self) -> None:
+        """No buyer label: the addressee's block (a name over a street and a postcode, as in an
+        envelope window) in the upper half of the first page, not the seller's own block. The
+        evidence is the layout alone, so the buyer is flagged `no_label`."""
+        if "buyer" in self.result.fields or self.page > 1:
+            return
+        top = min([self.ocr.height * 0.5, *(min(x.bbox[1] for x in self.rows[r]) for r in self.header_rows)])
+        pool = [
+            x for x in self.lines
+            if x.bbox[1] < top and x.row not in self.table_rows and x.row not in self.header_rows
+        ]  # fmt: skip
+        seller_line = self.found_on.get("seller")
+        seller = str(self.result.value("seller") or "").casefold()
+        for block in self._blocks(pool):
+            if not 2 <= len(block) <= 7 or seller_line in block:
+                continue
+            if any(_LETTERHEAD.search(x.text) for x in block):
+                continue
+            if not any(ADDRESS.search(x.text) for x in block[1:]) and not self._under_return_address(
+                block[0], seller
+            ):
+                continue
+            first = block[0]
+            name = first.text.strip(" ,:|")
+            if ADDRESS.search(name) or _is_label(name) or TITLE.search(name) or not plausible_party(name):
+                continue
+            if seller and (name.casefold() in seller or seller in name.casefold()):
+                continue
+            found = self._set("buyer", fix_legal_form(name), first, 0, len(first.text), "address_block")
+            if found is not None:
+                self.result.flags.append(Flag("buyer", "no_label", f"no buyer label on the page: '{name}' is the first line of an address block"))  # fmt: skip
+            return
+
+    def _under_return_address(self, first: OcrLine, seller: str) -> bool:
+        """Whether an envelope window's return address (the seller's name and address on one small
+        line) sits just above `first`, in its column."""
+        if not seller:
+            return False
+        return any(
+            0 <= first.bbox[1] - x.bbox[3] < 10 * first.height
+            and abs(x.bbox[0] - first.bbox[0]) < 2 * first.height
+            and seller in x.text.casefold()
+            and ADDRESS.search(x.text)
+            for x in self.lines
+        )
+
+    def _name_above(self, line: OcrLine) -> OcrLine | None:
+        """The nearest line above `line` in its block (a footer's lines run close together) that
+        can be a name: an address or contact line between them is passed over."""
+        index = self.lines.index(line)
+        bottom = line.bbox[1]
+        for other in reversed(self.lines[:index]):
+            if other.row == line.row or min(other.bbox[2], line.bbox[2]) <= max(other.bbox[0], line.bbox[0]):
+                continue
+            if bottom - other.bbox[3] > 1.5 * max(line.height, other.height):
+                return None
+            if (
+                not ADDRESS.search(other.text)
+                and not _is_label(other.text)
+                and plausible_party(other.text.strip())
+            ):
+                return other
+            bottom = min(bottom, other.bbox[1])
+        return None
 
     def _tax_ids(self) -> None:
         """A tax id belongs to the party whose name or label comes last before it."""
@@ -606,9 +730,9 @@ class _Reader:
             if (code := detect_currency(line.text)) and find_amounts(line.text):
                 self._set("currency", code, line, 0, len(line.text), "page_symbol")
                 return
-        for line in self.lines:
+        for line in self.lines:  # a code in the text, beside no amount: a weak sign
             if code := detect_currency(line.text):
-                self._set("currency", code, line, 0, len(line.text), "page_symbol")
+                self._set("currency", code, line, 0, len(line.text), "page_word")
                 return
 
     # -- fapiao grid ------------------------------------------------------------------------
@@ -722,8 +846,18 @@ class _Reader:
         header_row, self.columns = header
         self.header_rows.add(header_row)
         last_y = max(x.bbox[3] for x in self.rows[header_row])
+        for row in range(header_row + 1, header_row + 3):
+            # column titles set on two or three lines ("Preis" over "ohne MwSt."): no figures,
+            # right under the header
+            cells = self.rows.get(row, [])
+            if not cells or any(re.search(r"\d", x.text) for x in cells):
+                break
+            if min(x.bbox[1] for x in cells) - last_y > 0.5 * self.line_height:
+                break
+            self.header_rows.add(row)
+            last_y = max(x.bbox[3] for x in cells)
         for row, cells in sorted(self.rows.items()):
-            if row <= header_row:
+            if row <= max(self.header_rows):
                 continue
             if (
                 LABEL_RE.search(" ".join(x.text for x in cells))

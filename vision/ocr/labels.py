@@ -31,6 +31,17 @@ LABELS: list[tuple[str, str]] = [
         r"nr\.?\s*zam[óo]wienia|numer\s*zam[óo]wienia|\bkrs\b|\bregon\b|\bkund\s*-?\s*(?:nr|nummer)|\bkunde\s*-?\s*(?:nr|nummer)|\bordre\s*-?\s*nr|\borg\.?\s*-?\s*nr",
         r"电话|开户行及账号|地\s*址|注文番号|電話",
     ])),
+    # dates that are not the invoice's: an order, a delivery, a shipment ("Order Date" is not "Date")
+    ("other_date", "|".join([
+        r"(?:order|ordered|purchase|delivery|shipping|ship|dispatch|service)\s*date|date\s*of\s*(?:order|delivery|supply|service)",
+        r"bestell\s*-?\s*datum|auftrags\s*-?\s*datum|liefer\s*-?\s*datum(?!\s*/\s*rechnungs)|leistungs\s*-?\s*datum|versand\s*-?\s*datum",
+        r"date\s*(?:de\s*)?(?:la\s*)?(?:commande|livraison|exp[ée]dition)|order\s*-?\s*datum|besteldatum|leverdatum|leveringsdatum",
+        r"fecha\s*(?:de\s*)?(?:pedido|entrega|env[íi]o)|data\s*(?:dell'|do\s*|de\s*|di\s*)?(?:ordine|consegna|pedido|entrega|encomenda)|data\s*zam[óo]wienia|data\s*dostawy|orderdatum|leveransdatum|bestillingsdato|leveringsdato",
+    ])),
+    # the tax's own total ("Total TVA", "USt. Gesamt", "VAT amount"): the tax, not the invoice total
+    ("tax_total", "|".join([
+        r"total\s*(?:tva|vat|tax|btw|iva|mwst|ust|gst)\b|(?:ust|mwst|vat|tax|tva|btw|iva|gst)\.?\s*-?\s*(?:gesamt|total|totaal|totale|summe|bedrag|betrag|amount|montant|importe|importo)\b|montant\s*(?:de\s*(?:la\s*)?)?tva",
+    ])),
     ("invoice_number", "|".join([
         r"invoice\s*(?:no\b\.?|number|num\b|nr\b\.?|#|id\b)|inv\.?\s*(?:no\b\.?|number|#|nr\b)|bill\s*(?:no\b\.?|number|#)|receipt\s*(?:no\b\.?|number|#)|document\s*(?:no\b\.?|number)|credit\s*note\s*(?:no\b\.?|number|#)",
         r"rechnungs\s*-?\s*(?:nr\b\.?|nummer|no\b\.?)|rechnung\s*(?:nr\b\.?|nummer|no\b\.?|#)|beleg\s*-?\s*(?:nr\b\.?|nummer)|gutschrift\s*-?\s*(?:nr\b\.?|nummer)",
@@ -105,8 +116,8 @@ LABELS: list[tuple[str, str]] = [
         r"销售方|销方|卖方|請求元|発行元",
     ])),
     ("buyer", "|".join([
-        r"bill(?:ed)?\s*to|invoice\s*to|\bbuyer\b|\bcustomer\b|\bclient\b|sold\s*to|ship\s*to|deliver\s*to",
-        r"rechnungs\s*-?\s*(?:adresse|empf[äa]nger|anschrift)|\bkunde\b|\bk[äa]ufer\b|leistungsempf[äa]nger",
+        r"bill(?:ed)?\s*to|invoice\s*to|\bbuyer\b|\bcustomer\b|\bclient\b|sold\s*to|ship\s*to|deliver\s*to|(?:billing|invoice|invoicing)\s*address|guest\s*name",
+        r"rechnungs\s*-?\s*(?:adresse|empf[äa]nger|anschrift)|\bkunde\b|\bk[äa]ufer\b|leistungsempf[äa]nger|bestellt\s*von|\bbesteller\b",
         r"factur[ée]\s*[àa]|adresse\s*de\s*facturation|\bacheteur\b|\bdestinataire\b",
         r"factuur\s*-?\s*adres|\bklant\b|\bkoper\b|\bafnemer\b",
         r"facturar\s*a|\bcliente\b|\bcomprador\b|\bdestinatario\b|intestatario|cessionario|committente|faturar\s*a",
@@ -179,10 +190,6 @@ ADDRESS = re.compile(
     re.I,
 )
 PERCENT = re.compile(r"(\d{1,2}(?:[.,]\d{1,2})?)\s*%")
-
-
-def labels_in(text: str) -> list[re.Match[str]]:
-    return list(LABEL_RE.finditer(text))
 
 
 # Legal forms that end company names, and the letters OCR confuses inside them. A last word one

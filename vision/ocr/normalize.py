@@ -157,14 +157,24 @@ def money(value: Decimal | None) -> Decimal | None:
 
 def detect_currency(text: str) -> str | None:
     """ISO code named in `text` by a word (EUR, RMB, 人民币) or else a symbol ($, €, ¥)."""
-    upper = unify(text).upper()
+    plain = unify(text)
+    upper = plain.upper()
     for word, code in CURRENCY_WORDS.items():
-        if (
+        if re.fullmatch(r"[A-Z]{3}", word):
+            # an ISO code is written in capitals, or beside a figure ("Eur 12"): "try" in a
+            # sentence is no Turkish lira
+            if re.search(rf"(?<![^\W\d_]){word}(?![^\W\d_])", plain) or re.search(
+                rf"(?<![^\W\d_]){word}\s?-?\d|\d\s?{word}(?![^\W\d_])", upper
+            ):
+                return code
+        elif (
             re.search(rf"(?<![^\W\d_]){re.escape(word)}(?![^\W\d_])", upper)
             if word.isascii() or word[-1] in "ŁČ"
             else word in upper
         ):
             return code
+    if re.search(r"(?<![^\W\d_])RS\.?\s?-?(?=\d)", upper):  # "Rs 1939", "Rs.450": Indian rupees
+        return "INR"
     for symbol, code in CURRENCY_SYMBOLS.items():
         if symbol in upper:
             return code

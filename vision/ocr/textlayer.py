@@ -340,15 +340,25 @@ def text_lines(text: PageText, found: list[_Word] | None = None) -> list[OcrLine
         rows.setdefault(line.row, []).append(line)
     cells: list[OcrLine] = []
     for row in rows.values():
-        current = [row[0]]
-        for word in row[1:]:
-            last = current[-1]
-            if word.bbox[0] - last.bbox[2] > CELL_GAP * min(last.height, word.height):
-                cells.append(_line(" ".join(w.text for w in current), _union([w.bbox for w in current])))
-                current = [word]
+        # A row can hold text lines stacked beside a tall heading (a two-line address next to a big
+        # title): each text line of the row makes its own cells, never one cell of both.
+        stacked: list[list[OcrLine]] = []
+        for word in row:
+            home = next((s for s in stacked if _same_line(s[-1].bbox, word.bbox)), None)
+            if home is None:
+                stacked.append([word])
             else:
-                current.append(word)
-        cells.append(_line(" ".join(w.text for w in current), _union([w.bbox for w in current])))
+                home.append(word)
+        for part in stacked:
+            current = [part[0]]
+            for word in part[1:]:
+                last = current[-1]
+                if word.bbox[0] - last.bbox[2] > CELL_GAP * min(last.height, word.height):
+                    cells.append(_line(" ".join(w.text for w in current), _union([w.bbox for w in current])))
+                    current = [word]
+                else:
+                    current.append(word)
+            cells.append(_line(" ".join(w.text for w in current), _union([w.bbox for w in current])))
     return order_lines(cells)
 
 
