@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import textlayer
 
     textlayer.add_arguments(p)
-    p = sub.add_parser("ocr", help="our OCR beside Tesseract on the same pages: s/page, pages/min, CER per group")
+    p = sub.add_parser(
+        "ocr", help="our OCR beside Tesseract on the same pages: s/page, pages/min, CER per group"
+    )
     from . import ocr_bench
 
     ocr_bench.add_arguments(p)

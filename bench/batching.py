@@ -9,7 +9,7 @@ import statistics
 import time
 from pathlib import Path
 
-from vision.engine import Engine, ImagePart, kernels
+from vision.engine import Engine, ImagePart
 
 from . import ceiling as ceiling_math
 from .common import TARGETS, md_table, verdict
