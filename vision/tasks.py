@@ -58,7 +58,8 @@ class JobRunResult(TypedDict):
 def job_run_task(self, job_id: int) -> JobRunResult:
     """Run one job by id (vision.runners.loop). Safe to deliver twice: the job row decides."""
     from vision.faults import backoff_s, is_transient
-    from vision.runners.loop import job_fail, job_run
+    from vision.runners.claims import job_fail
+    from vision.runners.loop import job_run
     from vision.runners.types import EngineUnavailable
 
     try:

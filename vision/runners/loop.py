@@ -33,12 +33,13 @@ from vision.connections import sync_redis
 from vision.faults import ServiceUnavailable, backoff_s, db_retry, is_transient, reset_connection
 from vision.heartbeat import OCR, UNAVAILABLE, VLM, heartbeats_read, worker_alive
 from vision.models import FINISHED_STATUSES, Job, JobStatus, JobTask
+from vision.runners.claims import claim_holds, job_give_up
 from vision.runners.extract import run_extract
 from vision.runners.generation import run_generation
 from vision.runners.invoice import run_invoice
 from vision.runners.ocr import run_ocr
 from vision.runners.types import EngineUnavailable, JobOutcome, JobRunContext, Runner, WorkerCapabilities
-from vision.services.job_status import UNFINISHED, job_move, job_rows
+from vision.services.job_status import job_move
 
 logger = logging.getLogger(__name__)
 
@@ -213,31 +214,6 @@ def _worker_maybe_alive(hostname: str) -> bool:
         return True
 
 
-def job_give_up(job: Job) -> int:
-    """Fail a job whose workers were lost `JOB_MAX_ATTEMPTS` times (the claim at the next start,
-    or the recovery of a running one), conditional on the row being unchanged. → rows changed."""
-    lost = job.attempts - job.retries
-    changed = job_move(
-        source=job.status,
-        target=JobStatus.FAILED,
-        where={"pk": job.pk, "request_id": job.request_id},
-        error=(
-            f"The job was started {job.attempts} times and its worker was lost {lost} times "
-            f"(last: {job.worker or 'unknown'}); it is not retried again."
-        ),
-        error_code="worker_lost",
-        finished_at=timezone.now(),
-    )
-    if changed:
-        logger.error("job %s failed after %d attempts (worker lost)", job.pk, job.attempts)
-    return changed
-
-
-def claim_holds(job: Job):
-    """The job's row, if it is still running under this claim (the attempt's request_id)."""
-    return job_rows(JobStatus.RUNNING, pk=job.pk, request_id=job.request_id)
-
-
 def _job_release(job: Job) -> None:
     """Give the claim back (engine busy): queued again, the attempt not counted."""
     job_move(
@@ -402,15 +378,3 @@ def _job_finish(*, job: Job, outcome: JobOutcome) -> bool:
     else:
         logger.info("job %s: outcome discarded (cancelled or taken over meanwhile)", job.pk)
     return bool(stored)
-
-
-def job_fail(*, job_id: int, error: str, error_code: str) -> None:
-    """Fail a job that is not finished (the task gave up waiting for an engine)."""
-    job_move(
-        source=UNFINISHED,
-        target=JobStatus.FAILED,
-        where={"pk": job_id},
-        error=error,
-        error_code=error_code,
-        finished_at=timezone.now(),
-    )

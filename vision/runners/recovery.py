@@ -20,7 +20,8 @@ from vision.capabilities import CAPABILITY_QUEUE
 from vision.connections import sync_redis
 from vision.heartbeat import engine_ready, heartbeats_read, worker_alive
 from vision.models import Job, JobStatus
-from vision.runners.loop import claim_holds, job_give_up, running_here
+from vision.runners.claims import claim_holds, job_give_up
+from vision.runners.loop import running_here
 from vision.services.job_status import job_move
 from vision.services.jobs import job_enqueue, job_enqueue_on_commit
 

@@ -64,7 +64,7 @@ def job_move(
 ) -> int:
     """Move the jobs in status `source` that match `where` to `target`, writing `fields` in the
     same UPDATE. `rows` instead of `where`: rows the caller has narrowed itself, to `source`
-    included (a worker's claim, `vision.runners.loop.claim_holds`). Returns the number of rows
+    included (a worker's claim, `vision.runners.claims.claim_holds`). Returns the number of rows
     moved: 0 when the condition no longer holds (someone else moved the row first). Raises
     JobMoveRefused for a forbidden move before touching the database."""
     sources = job_move_check(source, target)
