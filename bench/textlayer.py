@@ -43,13 +43,13 @@ def run(args: argparse.Namespace) -> int:
     from tests.vision.ocr.invoice_accuracy import score
     from tests.vision.ocr.invoice_gen import KEY_FIELDS, GeneratedInvoice
     from tests.vision.ocr.pdfgen import BORN_DIGITAL_LAYOUTS, born_digital, render
-    from vision.ocr.engine import get_engine, ocr_image
+    from vision.ocr.engine import get_ocr_engine, ocr_image
     from vision.ocr.textlayer import page_texts, read_page
 
     info = RunInfo(command="python -m bench textlayer " + " ".join(args.argv[1:]))
     info.git_commit = git_commit()
     info.machine = machine_description()
-    engine = get_engine()
+    engine = get_ocr_engine()
     rows, per_page, fields = [], [], {"text_layer": [], "ocr": []}
     warm = True
     for index in range(args.n):

@@ -191,7 +191,7 @@ def _ocr_load() -> None:
     wheel, nothing is downloaded; ~1.5 s), so the first OCR job does not pay for it."""
     started = time.monotonic()
     try:
-        from vision.ocr.engine import get_engine as get_ocr_engine
+        from vision.ocr.engine import get_ocr_engine
 
         get_ocr_engine()
     except Exception as exc:  # reported in the heartbeat; OCR jobs then fail with the reason

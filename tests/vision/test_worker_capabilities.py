@@ -66,7 +66,7 @@ def test_ocr_capability_reports_a_failed_load(monkeypatch) -> None:
     def broken():
         raise RuntimeError("bundled OCR models missing")
 
-    monkeypatch.setattr("vision.ocr.engine.get_engine", broken)
+    monkeypatch.setattr("vision.ocr.engine.get_ocr_engine", broken)
     worker._ocr_load()
 
     assert worker.ocr_capability() == {

@@ -239,7 +239,7 @@ def quantized_model(source: Path) -> Path:
 
 
 class OcrEngine:
-    """RapidOCR with the models bundled in its wheel; build one per process (see `get_engine`).
+    """RapidOCR with the models bundled in its wheel; build one per process (see `get_ocr_engine`).
 
     Each stage runs through RapidOCR's own steps (resize, detection and crops, direction
     classifier, recognition, output filtering) so the texts are RapidOCR's; this class times
@@ -446,7 +446,7 @@ _engine: OcrEngine | None = None
 _engine_lock = threading.Lock()
 
 
-def get_engine() -> OcrEngine:
+def get_ocr_engine() -> OcrEngine:
     """This process's OCR engine, built on first use (~1.5 s: three ONNX sessions)."""
     global _engine
     if _engine is None:
@@ -458,4 +458,4 @@ def get_engine() -> OcrEngine:
 
 def ocr_image(image: Image.Image) -> OcrResult:
     """OCR one page: lines with text, quad and axis-aligned boxes, confidence, in reading order."""
-    return get_engine().read(image)
+    return get_ocr_engine().read(image)

@@ -41,21 +41,3 @@ def union(boxes: list[BBox]) -> BBox | None:
         max(b[2] for b in boxes),
         max(b[3] for b in boxes),
     )
-
-
-def right_of(line: OcrLine, lines: list[OcrLine]) -> list[OcrLine]:
-    """Lines on the same visual row to the right of `line`, nearest first."""
-    found = [x for x in lines if x.row == line.row and x.bbox[0] >= line.bbox[2] - 2 and x is not line]
-    return sorted(found, key=lambda x: x.bbox[0])
-
-
-def below(line: OcrLine, lines: list[OcrLine], *, max_rows: int = 2) -> list[OcrLine]:
-    """Lines in the next `max_rows` rows that overlap `line` horizontally, nearest first."""
-    found = []
-    for other in lines:
-        if not line.row < other.row <= line.row + max_rows:
-            continue
-        overlap = min(line.bbox[2], other.bbox[2]) - max(line.bbox[0], other.bbox[0])
-        if overlap > 0 or abs(other.bbox[0] - line.bbox[0]) < 2 * line.height:
-            found.append(other)
-    return sorted(found, key=lambda x: (x.row, x.bbox[0]))

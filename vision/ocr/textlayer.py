@@ -498,10 +498,10 @@ def _ocr(image: Image.Image, engine: OcrEngine, reason: str, spent: float) -> Oc
 
 def read_page(image: Image.Image, text: PageText | None, *, engine: OcrEngine | None = None) -> OcrResult:
     """One page: from its text layer when it has a trustworthy one, else by OCR of `image`."""
-    from vision.ocr.engine import get_engine
+    from vision.ocr.engine import get_ocr_engine
 
     started = time.perf_counter()
-    engine = engine or get_engine()
+    engine = engine or get_ocr_engine()
     spent = text.elapsed_s if text is not None else 0.0
     if text is None:
         return _ocr(image, engine, "not a PDF page with a text layer", spent)
