@@ -223,8 +223,10 @@ def test_poison_job_is_tried_a_bounded_number_of_times_then_failed(
     stack_redis, start_worker, start_web, api_key
 ):
     """GIVEN a job that kills every worker that runs it WHEN it is submitted to two workers with
-    JOB_MAX_ATTEMPTS=2 THEN each run kills one worker, and then the job is failed with
-    `worker_lost` and a readable reason instead of being retried forever."""
+    JOB_MAX_ATTEMPTS=2 THEN each run kills one worker, and the worker started next (what the
+    supervisor does: compose restarts workers) fails the job with `worker_lost` and a readable
+    reason instead of running it a third time. Reading the job never writes, so with every worker
+    dead the job stays `running` until one is back."""
     env = {"JOB_MAX_ATTEMPTS": "2"}
     workers = [start_worker(env=env), start_worker(env=env)]
     web = start_web(env=env)
@@ -234,9 +236,13 @@ def test_poison_job_is_tried_a_bounded_number_of_times_then_failed(
     with http(web.url, key) as client:
         job = submit(client, task="vqa", question=POISON_QUESTION)
         codes = [worker.wait_exit(timeout=60) for worker in workers]
+        assert job_status(client, job["id"])["status"] == "running"  # nobody left to recover it
+        restarted = start_worker(env=env)
+        restarted.wait_ready()
         done = wait_job(client, job["id"], FINISHED, timeout=60)
 
     assert codes == [POISON_EXIT_CODE, POISON_EXIT_CODE]
+    assert restarted.process.poll() is None  # it failed the job instead of running it
     assert done["status"] == "failed" and done["attempts"] == 2, done
     assert done["error"]["code"] == "worker_lost"
     assert "lost 2 times" in done["error"]["message"] or "2 times" in done["error"]["message"]
