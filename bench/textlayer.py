@@ -21,7 +21,8 @@ import statistics
 import time
 from pathlib import Path
 
-from .common import RunInfo, git_commit, machine_description, md_table, write_results
+from .common import RunInfo, git_commit, machine_description, machine_markdown, md_table, write_results
+from .machine import measure_memory_bandwidth
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     info = RunInfo(command="python -m bench textlayer " + " ".join(args.argv[1:]))
     info.git_commit = git_commit()
-    info.machine = machine_description()
+    info.machine = machine_description(measure_memory_bandwidth())
     engine = get_ocr_engine()
     rows, per_page, fields = [], [], {"text_layer": [], "ocr": []}
     warm = True
@@ -186,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
                 for p in per_page
             ],
         ),
+        "",
+        machine_markdown(info.machine),
         "",
         f"Load average {info.loadavg_start} → {info.loadavg_end}; commit {info.git_commit}.",
     ]
