@@ -413,7 +413,7 @@ def test_auto_formats_are_measured_and_reported(tiny_checkpoint, tmp_path):
         assert verdict.lm == status.formats["lm"] and verdict.source.startswith("weights of")
         assert verdict.score_s[verdict.lm] <= min(verdict.score_s.values()) * (1 + PRECISION_MARGIN)
         assert verdict.measured_at and set(verdict.load) >= {"loadavg_1m", "others_cpu", "steal"}
-        # Only a verdict taken on a calm machine is cached (issue 15: a busy one was kept for good).
+        # Only a verdict taken on a calm machine is cached (a verdict from a busy machine would be kept for good).
         assert (tmp_path / "formats.json").exists() == verdict.calm
     finally:
         engine.shutdown()

@@ -1,7 +1,7 @@
-"""Tax IDs checked by their check digits (python-stdnum): EU VAT numbers (with the country
-prefix), GB, CH (CHE-… MWST/TVA/IVA), NO (… MVA), China's unified social credit code and India's
-GSTIN. An ID in one of these formats whose digits do not check is a misread or a wrong number: the
-reader flags it. An ID of another format (a US EIN, a German Steuernummer) is not judged. No
+"""Tax IDs and IBANs checked by their check digits (python-stdnum): EU VAT numbers (with the
+country prefix), GB, CH (CHE-… MWST/TVA/IVA), NO (… MVA), China's unified social credit code,
+India's GSTIN, and IBANs after an "IBAN" label. An ID in one of these formats whose digits do not
+check is a misread or a wrong number: the reader flags it. An ID of another format (a US EIN, a German Steuernummer) is not judged. No
 Django."""
 
 from __future__ import annotations
@@ -57,3 +57,66 @@ def check_tax_id(text: str) -> TaxId | None:
             return TaxId(kind, compact, False)
         return TaxId(kind, module.compact(number), True)
     return None
+
+
+@dataclass(frozen=True)
+class Iban:
+    text: str  # as printed, after its label
+    compact: str  # without spaces
+    valid: bool
+    reason: str  # why it is not valid; "" when it is
+
+
+_IBAN_LABEL = re.compile(r"\bIBAN\b[\s:：.#-]*", re.I)
+_IBAN_START = re.compile(r"[A-Z]{2}\d{2}")
+
+
+def _iban_length(country: str) -> int | None:
+    """The length of an IBAN of `country` in the IBAN registry python-stdnum carries; None for a
+    country without IBANs."""
+    from stdnum import numdb
+
+    info = numdb.get("iban").info(country)
+    structure = info[0][1].get("bban") if info and info[0][1] else None
+    if not structure:
+        return None
+    return 4 + sum(int(n) for n in re.findall(r"(\d+)!", structure))
+
+
+def find_ibans(text: str) -> list[Iban]:
+    """The IBANs printed after an "IBAN" label in `text` (one line of a page), each checked by its
+    ISO 7064 check digits and its country's structure. The number is read group by group until it
+    has its country's length; one that ends inside a group, or is too short, is not valid."""
+    from stdnum import exceptions, iban
+
+    found = []
+    for label in _IBAN_LABEL.finditer(text):
+        rest = text[label.end() :]
+        start = _IBAN_START.match(rest.upper())
+        if not start:
+            continue
+        country = rest[:2].upper()
+        length = _iban_length(country)
+        if length is None:
+            continue
+        groups, compact = [], ""
+        for token in rest.split():
+            group = token.rstrip(",;)").replace("-", "")
+            if not group.isalnum() or len(compact) >= length:
+                break
+            groups.append(group)
+            compact += group.upper()
+            if group != token:
+                break
+        printed = " ".join(groups)
+        if len(compact) != length:
+            reason = f"it has {len(compact)} characters, an IBAN of {country} has {length}"
+            found.append(Iban(printed, compact, False, reason))
+            continue
+        try:
+            iban.validate(compact)
+        except exceptions.ValidationError:
+            found.append(Iban(printed, compact, False, "its check digits do not match"))
+            continue
+        found.append(Iban(printed, compact, True, ""))
+    return found

@@ -1,4 +1,4 @@
-"""Invoice labels, dates and amounts in the languages the reader claims (#25 point 3): one page
+"""Invoice labels, dates and amounts in the languages the reader claims: one page
 per language, laid out as label | value rows, read by the layout extractor. The words are the
 ones real invoices in each language print; the layouts are the simplest, so a failure here is a
 missing synonym or format, not a layout problem."""

@@ -1,4 +1,4 @@
-"""Tax IDs validated by their check digits (#25 point 3): a misread VAT number is flagged."""
+"""Tax IDs validated by their check digits: a misread VAT number is flagged."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from tests.vision.ocr.test_invoice import _page
 from vision.ocr.invoice import extract_invoice
-from vision.ocr.taxid import check_tax_id
+from vision.ocr.taxid import check_tax_id, find_ibans
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,37 @@ def test_the_reader_flags_an_invalid_vat_number_and_not_a_valid_one() -> None:
     assert good.value("seller_tax_id") == "DE136695976" and bad.value("seller_tax_id") == "DE136695977"
     assert not any(f.code == "invalid_tax_id" for f in good.flags)
     assert [f.field for f in bad.flags if f.code == "invalid_tax_id"] == ["seller_tax_id"]
+
+
+@pytest.mark.parametrize(
+    ("line", "compact"),
+    [
+        ("IBAN DE89 3704 0044 0532 0130 00 BIC COBADEFFXXX", "DE89370400440532013000"),
+        ("Bank: IBAN: FR76 3000 6000 0112 3456 7890 189", "FR7630006000011234567890189"),
+        ("IBAN GB29 NWBK 6016 1331 9268 19, BIC NWBKGB2L", "GB29NWBK60161331926819"),
+        ("iban nl91abna0417164300", "NL91ABNA0417164300"),
+        ("IBAN: BE31-4354-1116-1155 (Belfius)", "BE31435411161155"),
+    ],
+)
+def test_a_real_iban_after_its_label_checks(line: str, compact: str) -> None:
+    [found] = find_ibans(line)
+    assert found.valid and found.compact == compact and found.reason == ""
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("IBAN DE89 3704 0044 0532 0130 01", "check digits"),  # one digit misread
+        ("IBAN: FR76 3000 6000 0112 3456 7890 18", "26 characters, an IBAN of FR has 27"),
+        ("IBAN DE89 3704 0044 0532 0130 0012", "24 characters, an IBAN of DE has 22"),
+    ],
+)
+def test_a_misread_iban_is_not_valid_and_says_why(line: str, why: str) -> None:
+    [found] = find_ibans(line)
+    assert not found.valid and why in found.reason
+
+
+def test_no_iban_without_its_label_or_of_an_unknown_country() -> None:
+    assert find_ibans("Account DE89 3704 0044 0532 0130 00") == []
+    assert find_ibans("IBAN XX12 3456 7890 1234") == []
+    assert find_ibans("IBAN and BIC are printed below") == []
