@@ -424,7 +424,7 @@ def test_an_invoice_job_on_an_xml_document_reads_its_xml(api_client, user_factor
     """GIVEN an XML e-invoice uploaded as an invoice job WHEN the worker runs it THEN the
     extraction holds exactly the XML's fields, each with source xml and confidence 1, no page;
     its review page shows the invoice the XML holds (no page image) with the tax breakdown and
-    the source "XML"; a reviewer corrects a field and approves it there, every check kept."""
+    the source "XML", and so does the owner's job page; a reviewer corrects a field and approves it there, every check kept."""
     from vision.models import Extraction, ExtractionStatus
 
     expected = truth(name)
@@ -442,6 +442,18 @@ def test_an_invoice_job_on_an_xml_document_reads_its_xml(api_client, user_factor
     assert (extraction.page_width, extraction.page_height) == (0, 0)
     assert done["result"]["data"]["page"]["source"] == "xml"
     assert not done["result"]["data"]["used_vlm"]  # no model reads an XML
+
+    # The owner's job page draws the invoice from its XML (there is no page image) and says so
+    # instead of warning that no model cross-checked a reading of pixels.
+    from django.test import Client
+
+    owner_portal = Client()
+    owner_portal.force_login(owner)
+    job_html = owner_portal.get(f"/jobs/{done['id']}/").content.decode()
+    assert 'id="review-einvoice"' in job_html and 'id="job-source"' in job_html
+    assert 'id="from-xml"' in job_html and 'id="vlm-unavailable"' not in job_html
+    assert "/page/" not in job_html.split('id="review-einvoice"', 1)[1].split("</article>", 1)[0]
+    assert expected["invoice_number"] in job_html and expected["total"] in job_html
 
     reviewer = _reviewer(user_factory)
     page = reviewer.get(f"/review/{extraction.pk}/")

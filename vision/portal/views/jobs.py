@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
 
-from vision.models import JobStatus, JobTask
+from vision.models import DocumentKind, JobStatus, JobTask
 from vision.portal.overlays import document_fields, invoice_fields, page_sources, result_overlays
 from vision.portal.selectors import platform_state
 from vision.portal.views import found_or_404
@@ -81,6 +81,8 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
         {
             "job": job,
             "pages": pages,
+            # An XML e-invoice has no page: the job page draws what its XML holds instead.
+            "einvoice": bool(job.document) and job.document.kind == DocumentKind.XML,
             "overlays": result_overlays(job.result),
             "fields": document_fields(job.result)
             if job.task == JobTask.EXTRACT
