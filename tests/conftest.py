@@ -139,14 +139,22 @@ def worker_process(redis_url: str) -> Iterator[Callable[..., WorkerProcess]]:
         worker.stop(signal.SIGKILL)
 
 
-def wait_for(
-    predicate: Callable[[], object], *, timeout: float, interval: float = 0.2, message: str = ""
-) -> object:
+def poll_until(predicate: Callable[[], object], *, timeout: float, interval: float = 0.2) -> object:
+    """The first truthy value `predicate` returns within `timeout` seconds; None after that."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {message or predicate}")
+            return None
         time.sleep(interval)
+
+
+def wait_for(
+    predicate: Callable[[], object], *, timeout: float, interval: float = 0.2, message: str = ""
+) -> object:
+    value = poll_until(predicate, timeout=timeout, interval=interval)
+    if not value:
+        pytest.fail(f"timed out after {timeout} s waiting for {message or predicate}")
+    return value

@@ -15,7 +15,7 @@ import threading
 import jsonschema
 import pytest
 
-from tests.engine.engine_helpers import ask, make_lively, picture, text
+from tests.engine.engine_helpers import ask, picture, text
 from vision.engine import Engine, EngineConfig, FinishReason
 from vision.engine.constraints import (
     choice_constraint,
@@ -105,15 +105,6 @@ SCHEMAS = {
 MAX_TOKENS = 160  # compact JSON of the schemas above is well under 100 tokens of this vocabulary
 GREEDY = {"temperature": 0.0}
 SAMPLED = {"temperature": 1.0, "top_p": 0.95, "seed": 11}
-
-
-@pytest.fixture(scope="module")
-def lively(tiny_checkpoint):
-    from vision.engine.pretrained import load_model
-
-    loaded = load_model(str(tiny_checkpoint), progress=False)
-    make_lively(loaded)
-    return loaded
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from tests.engine.engine_helpers import ask, make_lively, picture, text
+from tests.engine.engine_helpers import ask, picture, text
 from vision.engine import (
     ChatMessage,
     Engine,
@@ -25,15 +25,6 @@ from vision.engine import (
     RequestTooLong,
     SamplingParams,
 )
-
-
-@pytest.fixture(scope="module")
-def lively(tiny_checkpoint):
-    from vision.engine.pretrained import load_model
-
-    loaded = load_model(str(tiny_checkpoint), progress=False)
-    make_lively(loaded)
-    return loaded
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, poll_until
 
 REDIS_CONF = REPO_ROOT / "docker" / "redis.conf"
 # tests/reliability/worker_hooks.py: a vqa job with this question ends its worker with this code.
@@ -122,14 +122,10 @@ def run_dir() -> Path:
 def wait_until(
     predicate: Callable[[], object], *, timeout: float, interval: float = 0.2, what: str
 ) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    value = poll_until(predicate, timeout=timeout, interval=interval)
+    if not value:
+        raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+    return value
 
 
 def logged_successes(processes, job_ids, *, timeout: float = 30.0) -> collections.Counter:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.vision.ocr.invoice_gen import KEY_FIELDS, GeneratedInvoice, generate, page_images
+from tests.vision.ocr.scoring import grouped
+from tests.vision.ocr.scoring import tally as tally_fields
 from vision.ocr.engine import OcrResult
 
 
@@ -126,29 +127,14 @@ def summarize(scores: list[PageScore]) -> dict:
     """Overall, per field, per layout, per damage class and per layout × field: right / total."""
 
     def tally(groups: dict[str, list[FieldScore]]) -> dict[str, dict]:
-        return {
-            key: {
-                "right": sum(f.right for f in fields),
-                "total": len(fields),
-                "accuracy": round(sum(f.right for f in fields) / max(1, len(fields)), 4),
-                "silent": sum(not f.right and not f.flagged for f in fields),
-            }
-            for key, fields in sorted(groups.items())
-        }
+        return {key: tally_fields(fields) for key, fields in sorted(groups.items())}
 
     every = [f for s in scores for f in s.fields]
-    by_field: dict[str, list[FieldScore]] = defaultdict(list)
-    by_layout: dict[str, list[FieldScore]] = defaultdict(list)
-    by_damage: dict[str, list[FieldScore]] = defaultdict(list)
-    by_layout_field: dict[str, list[FieldScore]] = defaultdict(list)
-    by_damage_field: dict[str, list[FieldScore]] = defaultdict(list)
-    for s in scores:
-        for f in s.fields:
-            by_field[f.name].append(f)
-            by_layout[s.layout].append(f)
-            by_damage[s.damage].append(f)
-            by_layout_field[f"{s.layout}/{f.name}"].append(f)
-            by_damage_field[f"{s.damage}/{f.name}"].append(f)
+    by_field = grouped(scores, lambda s, f: f.name)
+    by_layout = grouped(scores, lambda s, f: s.layout)
+    by_damage = grouped(scores, lambda s, f: s.damage)
+    by_layout_field = grouped(scores, lambda s, f: f"{s.layout}/{f.name}")
+    by_damage_field = grouped(scores, lambda s, f: f"{s.damage}/{f.name}")
     wrong = [f for f in every if not f.right]
     return {
         "pages": len(scores),

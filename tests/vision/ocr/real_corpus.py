@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+
+from tests.vision.ocr.scoring import grouped, tally
 
 CORPUS_DIR = Path(__file__).resolve().parents[2] / "data" / "invoices" / "real"
 KEY_FIELDS = ("invoice_number", "invoice_date", "seller", "buyer", "subtotal", "tax", "total", "currency")
@@ -227,42 +228,27 @@ def evaluate(docs: list[CorpusDoc], *, workers: int = 1) -> list[DocScore]:
     return [_evaluate_one(doc) for doc in docs]
 
 
-def _tally(fields: list[FieldScore]) -> dict[str, Any]:
-    right = sum(f.right for f in fields)
-    return {
-        "right": right,
-        "total": len(fields),
-        "accuracy": round(right / max(1, len(fields)), 4),
-        "silent": sum(not f.right and not f.flagged for f in fields),
-    }
-
-
 def summarize(scores: list[DocScore]) -> dict[str, Any]:
     """Per split: overall, per field, per language, per kind, the silent count and every miss."""
     out: dict[str, Any] = {}
     for split in SPLITS:
         part = [s for s in scores if s.split == split]
         every = [f for s in part for f in s.fields]
-        by_field: dict[str, list[FieldScore]] = defaultdict(list)
-        by_language: dict[str, list[FieldScore]] = defaultdict(list)
-        by_kind: dict[str, list[FieldScore]] = defaultdict(list)
-        for s in part:
-            for f in s.fields:
-                by_field[f.name].append(f)
-                by_language[s.language].append(f)
-                by_kind[s.kind].append(f)
+        by_field = grouped(part, lambda s, f: f.name)
+        by_language = grouped(part, lambda s, f: s.language)
+        by_kind = grouped(part, lambda s, f: s.kind)
         wrong = [f for f in every if not f.right]
         out[split] = {
             "documents": len(part),
             "issuers": len({s.issuer for s in part}),
-            "overall": _tally(every),
+            "overall": tally(every),
             "wrong": len(wrong),
             "wrong_flagged": sum(f.flagged for f in wrong),
             "silent": sum(not f.flagged for f in wrong),
             "right_flagged": sum(f.flagged for f in every if f.right),
-            "by_field": {k: _tally(by_field[k]) for k in KEY_FIELDS if k in by_field},
-            "by_language": {k: _tally(v) for k, v in sorted(by_language.items())},
-            "by_kind": {k: _tally(v) for k, v in sorted(by_kind.items())},
+            "by_field": {k: tally(by_field[k]) for k in KEY_FIELDS if k in by_field},
+            "by_language": {k: tally(v) for k, v in sorted(by_language.items())},
+            "by_kind": {k: tally(v) for k, v in sorted(by_kind.items())},
             "errors": {s.id: s.error for s in part if s.error},
             "misses": [
                 {
