@@ -78,14 +78,20 @@ from .packing import (  # noqa: F401  (the weight layouts, re-exported with the 
 
 log = logging.getLogger(__name__)
 
-# Index = the C++ enum in csrc/binding.cpp. Best last.
+# Index = the C++ enum in csrc/ops.h. Best last.
 ISAS: tuple[str, ...] = ("ref", "avx2", "avxvnni", "avx512vnni")
 TORCH_OP = "torch"  # not ours: torch's packed op, what runs when the build is unavailable
 ISA_ENV = "VISION_KERNEL_ISA"
 
 _SRC = Path(__file__).with_name("csrc")
+# binding.cpp binds the operators of ops.h, which the ops_*.cpp files implement by kind over the
+# kernels that vk.h declares (the other files, each compiled for its own instruction set).
 _SOURCES = (
     "binding.cpp",
+    "ops_linear.cpp",
+    "ops_fused.cpp",
+    "ops_attention.cpp",
+    "ops_threads.cpp",
     "isa_avx512vnni.cpp",
     "isa_avxvnni.cpp",
     "isa_avx2.cpp",
@@ -97,7 +103,7 @@ _SOURCES = (
     "fused_avx512.cpp",
     "fused_avx2.cpp",
 )
-_HEADERS = ("vk.h", "tile_impl.h", "quant_impl.h", "attn_impl.h")
+_HEADERS = ("ops.h", "vk.h", "tile_impl.h", "quant_impl.h", "attn_impl.h")
 # -fopenmp is what makes at::parallel_for parallel: ATen's header runs the loop serially in a
 # library compiled without it. libgomp.so.1 resolves to the copy torch already loaded (same
 # soname), so the kernels share torch's thread pool and follow torch.set_num_threads.
@@ -151,7 +157,7 @@ class Isa:
 
     @property
     def index(self) -> int:
-        """The C++ enum (csrc/binding.cpp Isa): ISAS.index(name)."""
+        """The C++ enum (csrc/ops.h Isa): ISAS.index(name)."""
         if not self.ours:
             raise ValueError("the torch path runs none of our kernels")
         return ISAS.index(self.name)
@@ -401,7 +407,7 @@ def add_rms_norm_bf16(
 
 
 def decode_qk_rope_store(*args, path: Isa | None = None) -> torch.Tensor:
-    """The decode rows' q/k RMSNorm, rotary and KV-arena writes in one call (csrc/binding.cpp:
+    """The decode rows' q/k RMSNorm, rotary and KV-arena writes in one call (csrc/ops_fused.cpp:
     qkv, q_norm, k_norm, cos, sin, keys, values, slots, positions, heads, kv_heads, eps); returns q."""
     return _built().decode_qk_rope_store(*args, (path or isa()).index)
 
@@ -415,7 +421,7 @@ def decode_attention(
     scale: float,
     path: Isa | None = None,
 ) -> torch.Tensor:
-    """Each decoding row against its own KV-arena slot (csrc/binding.cpp), on `Isa.attention`;
+    """Each decoding row against its own KV-arena slot (csrc/ops_attention.cpp), on `Isa.attention`;
     RuntimeError on a path without one (ref, torch)."""
     return _built().decode_attention(q, keys, values, slots, lens, scale, (path or isa()).attention)
 
@@ -460,8 +466,8 @@ def release_thread_pool(build: bool = True) -> bool:
     """Free the calling thread's OpenMP thread pool, if it has one (the kernels' libgomp is the one
     torch uses). Call it in a thread that ran torch's or our parallel ops and hands the compute to
     another thread: while libgomp manages more threads than there are CPUs it shortens every
-    team's spin-wait to 1,000 rounds, so an idle pool left in the loading thread made the engine
-    thread's int8 linear ~1.3-1.5x slower on two cores (its worker slept between calls). True when
+    team's spin-wait to 1,000 rounds, so an idle pool left in the loading thread makes the engine
+    thread's int8 linear ~1.3-1.5x slower on two cores (its worker sleeps between calls). True when
     freed (or nothing to free); False without the kernels or inside a parallel region.
     `build=False`: only if the kernels are already loaded (never compiles in the caller's thread)."""
     built = module() if build else _state.get("module")

@@ -1,4 +1,4 @@
-// The vision tower's rotary and bf16 rounding of q, k and v (binding.cpp vision_qkv_rope_bf16) on
+// The vision tower's rotary and bf16 rounding of q, k and v (ops_fused.cpp vision_qkv_rope_bf16) on
 // AVX2, 8 lanes at a time: the same arithmetic as fused_avx512.cpp's 16-lane loops and the scalar
 // code (fp32 products, no fused multiply-add, one sum, round to nearest even with integer ops so
 // denormals keep their value, NaN -> 0x7FC0), so every path gives the same bits (tests).

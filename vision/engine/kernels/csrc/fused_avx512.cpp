@@ -1,4 +1,4 @@
-// Elementwise pieces of the runner's fused bf16 decode ops (binding.cpp: add_rms_norm_bf16,
+// Elementwise pieces of the runner's fused bf16 decode ops (ops_fused.cpp: add_rms_norm_bf16,
 // decode_qk_rope_store) on AVX-512F/BW, 16 lanes at a time, and the vision MLP's tanh GELU
 // (gelu_tanh_f32_avx512, at the end). They round exactly as the scalar
 // code and torch's bf16 ops do: fp32 arithmetic, round to nearest even (c10's
@@ -40,7 +40,7 @@ inline __m512 rounded(__m512 f) {  // f rounded to bf16 and widened back
 
 namespace vk {
 
-// RMSNorm of one row of n (a multiple of 16) values: binding.cpp's rms_row, vectorized with the same
+// RMSNorm of one row of n (a multiple of 16) values: ops_fused.cpp's rms_row, vectorized with the same
 // order of operations (16 partial sums of squares, no fused multiply-add, added up in lane order).
 void rms_bf16_avx512(const uint16_t* x, const uint16_t* w, uint16_t* out, int64_t n, float eps) {
   __m512 part = _mm512_setzero_ps();

@@ -21,9 +21,10 @@
 // Software prefetch, into L2 (prefetcht1), about 24 KiB ahead in total over the tile's NR panel
 // streams: one stream per core at M = 8 needs that much in flight to reach DRAM speed (DRAM
 // latency x bandwidth per core), and four streams at M = 1 need a quarter each. Measured on an
-// AMD EPYC (Zen, AVX-512 VNNI) against a plain read of 512 MiB in the same process: 1 KiB ahead
-// into L1 gave M = 8 at 2.0x the M = 1 time; this gives 1.2-1.45x, and M = 1 at 85-90 % of the
-// read (was 82-85 %). No prefetch, or prefetchnta, was slower at every M.
+// AMD EPYC (Zen, AVX-512 VNNI) against a plain read of 512 MiB in the same process, this distance
+// runs M = 8 at 1.2-1.45x the M = 1 time and M = 1 at 85-90 % of the read's speed, where 1 KiB
+// ahead into L1 runs M = 8 at 2.0x and M = 1 at 82-85 %; no prefetch, or prefetchnta, is slower
+// at every M.
 constexpr int64_t kPrefetchTotal = 24576;
 constexpr int kPrefetchLocality = 2;  // __builtin_prefetch: 2 = prefetcht1 (L2)
 

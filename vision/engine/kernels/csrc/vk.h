@@ -120,7 +120,7 @@ struct GemvArgs {
 void gemv_bf16(const GemvArgs& a, int64_t n0, int64_t n1);  // weight rows [n0, n1)
 
 // Elementwise pieces of the fused bf16 decode ops (fused_avx512.cpp, AVX-512F/BW, rows of a
-// multiple of 16 values), bit-identical to the scalar code; binding.cpp runs them on path 3.
+// multiple of 16 values), bit-identical to the scalar code; ops_fused.cpp runs them on path 3.
 void add_bf16_avx512(uint16_t* h, const uint16_t* d, int64_t n);  // h = bf16(h + d)
 void rms_bf16_avx512(const uint16_t* x, const uint16_t* w, uint16_t* out, int64_t n, float eps);
 void rope_bf16_avx512(const uint16_t* x, const uint16_t* cos, const uint16_t* sin, uint16_t* out, int64_t d);
