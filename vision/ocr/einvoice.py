@@ -3,7 +3,7 @@
 Formats: UN/CEFACT CII (Factur-X / ZUGFeRD 2.x, XRechnung CII; ZUGFeRD 1.0's CrossIndustryDocument
 too) and OASIS UBL 2.1 Invoice / CreditNote (XRechnung UBL, Peppol BIS Billing 3.0). Every field
 read from the XML has the source `xml` and confidence 1.0; the checks are the invoice reader's own
-(`vision.ocr.invoice.invoice_checks`), so a reviewer's correction reruns the same ones, and an XML
+(`vision.ocr.invoice_checks.invoice_checks`), so a reviewer's correction reruns the same ones, and an XML
 whose own numbers disagree (items vs subtotal, subtotal + tax vs total) is flagged like a page.
 
 The parts: einvoice_xml (the safe, bounded parse and the tree helpers), einvoice_read (the CII and
@@ -32,7 +32,8 @@ from vision.ocr.einvoice_xml import (
     parse_xml,
     split_tag,
 )
-from vision.ocr.invoice import REQUIRED, SCALAR_FIELDS, Flag, InvoiceExtraction, invoice_checks, json_value
+from vision.ocr.invoice_checks import invoice_checks
+from vision.ocr.invoice_types import REQUIRED, SCALAR_FIELDS, Flag, InvoiceExtraction, json_value
 
 __all__ = [
     "EMBEDDED_NAMES",
@@ -133,14 +134,22 @@ def compare(visual: InvoiceExtraction, xml: InvoiceExtraction) -> list[Flag]:
         if seen in (None, "") or exact in (None, "") or _same(name, seen, exact):
             continue
         flags.append(
-            Flag(name, XML_DISAGREES, f"read from the page as {json_value(seen)!r}; its embedded XML says {json_value(exact)!r}")
-        )  # fmt: skip
+            Flag(
+                name,
+                XML_DISAGREES,
+                f"read from the page as {json_value(seen)!r}; its embedded XML says {json_value(exact)!r}",
+            )
+        )
     seen_amounts = sorted(x.amount for x in visual.items if x.amount is not None)
     exact_amounts = sorted(x.amount for x in xml.items if x.amount is not None)
     if seen_amounts and seen_amounts != exact_amounts:
         flags.append(
-            Flag("items", XML_DISAGREES, f"the item amounts read from the page {[str(a) for a in seen_amounts]} are not the XML's {[str(a) for a in exact_amounts]}")
-        )  # fmt: skip
+            Flag(
+                "items",
+                XML_DISAGREES,
+                f"the item amounts read from the page {[str(a) for a in seen_amounts]} are not the XML's {[str(a) for a in exact_amounts]}",
+            )
+        )
     return flags
 
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from xml.etree.ElementTree import Element
 
 from vision.ocr.einvoice_xml import children, cii_date, find, find_all, iso_date, number, split_tag, text
-from vision.ocr.invoice import Field, Flag, InvoiceExtraction, Item, json_value
+from vision.ocr.invoice_types import Field, Flag, InvoiceExtraction, Item, json_value
 from vision.ocr.normalize import money
 
 SOURCE = "xml"
@@ -112,8 +112,15 @@ class _Reader:
             self.set(role, self.party_name(element))
             self.set(f"{role}_tax_id", self.party_tax_id(element))
 
-    def item(self, description: str | None, quantity: Decimal | None, price: Decimal | None,
-             base: Decimal | None, amount: Decimal | None, adjustments: list[Element]) -> None:  # fmt: skip
+    def item(
+        self,
+        description: str | None,
+        quantity: Decimal | None,
+        price: Decimal | None,
+        base: Decimal | None,
+        amount: Decimal | None,
+        adjustments: list[Element],
+    ) -> None:
         """One line. A line with its own allowances or charges (BG-27/28) has an amount that is not
         quantity × price: they are named in the description and the price is left out, so the
         quantity × price check does not fail on an exact line."""
@@ -185,7 +192,15 @@ class CiiReader(_Reader):
 
     def read(self) -> EInvoiceExtraction:
         root, set_ = self.root, self.set
-        self.result.profile = text(find(root, "ExchangedDocumentContext|SpecifiedExchangedDocumentContext/GuidelineSpecifiedDocumentContextParameter/ID")) or ""  # fmt: skip
+        self.result.profile = (
+            text(
+                find(
+                    root,
+                    "ExchangedDocumentContext|SpecifiedExchangedDocumentContext/GuidelineSpecifiedDocumentContextParameter/ID",
+                )
+            )
+            or ""
+        )
         header = find(root, "ExchangedDocument|HeaderExchangedDocument")
         set_("invoice_number", text(find(header, "ID")))
         set_("invoice_date", cii_date(find(header, "IssueDateTime/DateTimeString")))
@@ -196,21 +211,37 @@ class CiiReader(_Reader):
         self.parties(agreement)
         for terms in children(settlement, "SpecifiedTradePaymentTerms"):
             set_("due_date", cii_date(find(terms, "DueDateDateTime/DateTimeString")))
-        sums = find(settlement, "SpecifiedTradeSettlementHeaderMonetarySummation|SpecifiedTradeSettlementMonetarySummation")  # fmt: skip
+        sums = find(
+            settlement,
+            "SpecifiedTradeSettlementHeaderMonetarySummation|SpecifiedTradeSettlementMonetarySummation",
+        )
         self.amount("subtotal", find(sums, "TaxBasisTotalAmount"))
         self.amount("tax", self.in_currency(children(sums, "TaxTotalAmount")))
         self.amount("total", find(sums, "GrandTotalAmount"))
 
         for line in children(trade, "IncludedSupplyChainTradeLineItem"):
-            price = find(line, "SpecifiedLineTradeAgreement|SpecifiedSupplyChainTradeAgreement/NetPriceProductTradePrice")  # fmt: skip
+            price = find(
+                line,
+                "SpecifiedLineTradeAgreement|SpecifiedSupplyChainTradeAgreement/NetPriceProductTradePrice",
+            )
             self.item(
                 text(find(line, "SpecifiedTradeProduct/Name")),
-                number(find(line, "SpecifiedLineTradeDelivery|SpecifiedSupplyChainTradeDelivery/BilledQuantity")),
+                number(
+                    find(line, "SpecifiedLineTradeDelivery|SpecifiedSupplyChainTradeDelivery/BilledQuantity")
+                ),
                 number(find(price, "ChargeAmount")),
                 number(find(price, "BasisQuantity")),
-                number(find(line, "SpecifiedLineTradeSettlement|SpecifiedSupplyChainTradeSettlement/SpecifiedTradeSettlementLineMonetarySummation|SpecifiedTradeSettlementMonetarySummation/LineTotalAmount")),
-                find_all(line, "SpecifiedLineTradeSettlement|SpecifiedSupplyChainTradeSettlement/SpecifiedTradeAllowanceCharge"),
-            )  # fmt: skip
+                number(
+                    find(
+                        line,
+                        "SpecifiedLineTradeSettlement|SpecifiedSupplyChainTradeSettlement/SpecifiedTradeSettlementLineMonetarySummation|SpecifiedTradeSettlementMonetarySummation/LineTotalAmount",
+                    )
+                ),
+                find_all(
+                    line,
+                    "SpecifiedLineTradeSettlement|SpecifiedSupplyChainTradeSettlement/SpecifiedTradeAllowanceCharge",
+                ),
+            )
         self.allowances(children(settlement, "SpecifiedTradeAllowanceCharge"))
         return self.finish(children(settlement, "ApplicableTradeTax"))
 
@@ -251,9 +282,14 @@ class UblReader(_Reader):
         tax_totals = children(root, "TaxTotal")
         # The tax total in the invoice's currency (a second one may give it in the VAT currency).
         tax_total = next(
-            (t for t in tax_totals if find(t, "TaxAmount") is not None and find(t, "TaxAmount").get("currencyID") in (None, self.currency)),
+            (
+                t
+                for t in tax_totals
+                if find(t, "TaxAmount") is not None
+                and find(t, "TaxAmount").get("currencyID") in (None, self.currency)
+            ),
             tax_totals[0] if tax_totals else None,
-        )  # fmt: skip
+        )
         self.amount("tax", find(tax_total, "TaxAmount"))
         self.amount("total", find(totals, "TaxInclusiveAmount"))
 

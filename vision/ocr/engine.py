@@ -16,16 +16,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps
 
-logger = logging.getLogger(__name__)
+# The page types and the settings are defined apart; callers import them from here as well.
+from vision.ocr.engine_settings import ENV as ENV
+from vision.ocr.engine_settings import OcrSettings, quantized_model
+from vision.ocr.lines import BBox as BBox
+from vision.ocr.lines import OcrLine, OcrResult, order_lines
 
-Point = tuple[float, float]
-BBox = tuple[float, float, float, float]  # x0, y0, x1, y1 in page pixels
+logger = logging.getLogger(__name__)
 
 # Pages larger than this (long side, pixels) are scaled down before OCR: PP-OCR's detector is
 # trained on ~960-1600 px pages and its cost grows with area (~2 s for an A4 at 1240x1754 on two
@@ -38,204 +40,9 @@ class OcrUnavailable(RuntimeError):
     """The OCR runtime or its bundled models are missing on this machine."""
 
 
-@dataclass(frozen=True)
-class OcrLine:
-    text: str
-    box: tuple[Point, Point, Point, Point]  # clockwise from top-left; a rotated quad on tilted pages
-    bbox: BBox  # axis-aligned hull of `box`, what highlighters and geometry use
-    confidence: float  # recogniser score, 0..1
-    row: int = 0  # index of the visual row in reading order: lines on one row share it
-
-    @property
-    def height(self) -> float:
-        return self.bbox[3] - self.bbox[1]
-
-    @property
-    def center_y(self) -> float:
-        return (self.bbox[1] + self.bbox[3]) / 2
-
-
-@dataclass
-class OcrResult:
-    width: int  # of the page as given (boxes are in these pixels)
-    height: int
-    lines: list[OcrLine] = field(default_factory=list)  # reading order: rows top-down, each left-right
-    elapsed_s: float = 0.0
-    # Where the lines came from: "ocr" (this engine) or "text_layer" (a PDF page's own text,
-    # vision/ocr/textlayer.py); `source_reason` says why a page with a text layer was OCR'd.
-    source: str = "ocr"
-    source_reason: str = ""
-
-    @property
-    def text(self) -> str:
-        """The page as text: one line per visual row, cells of a row separated by two spaces."""
-        rows: dict[int, list[str]] = {}
-        for line in self.lines:
-            rows.setdefault(line.row, []).append(line.text)
-        return "\n".join("  ".join(parts) for _, parts in sorted(rows.items()))
-
-    @property
-    def mean_confidence(self) -> float:
-        return sum(x.confidence for x in self.lines) / len(self.lines) if self.lines else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "width": self.width,
-            "height": self.height,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "source": self.source,
-            "source_reason": self.source_reason,
-            "text": self.text,
-            "lines": [
-                {
-                    "text": line.text,
-                    "box": [[round(x, 1), round(y, 1)] for x, y in line.box],
-                    "bbox": [round(v, 1) for v in line.bbox],
-                    "confidence": round(line.confidence, 4),
-                    "row": line.row,
-                }
-                for line in self.lines
-            ],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OcrResult:
-        lines = [
-            OcrLine(
-                text=x["text"],
-                box=tuple(tuple(p) for p in x["box"]),  # type: ignore[arg-type]
-                bbox=tuple(x["bbox"]),  # type: ignore[arg-type]
-                confidence=x["confidence"],
-                row=x.get("row", 0),
-            )
-            for x in data.get("lines", [])
-        ]
-        return cls(
-            data["width"],
-            data["height"],
-            lines,
-            data.get("elapsed_s", 0.0),
-            data.get("source", "ocr"),
-            data.get("source_reason", ""),
-        )
-
-
-def skew(lines: list[OcrLine]) -> float:
-    """The page's tilt as a slope (dy/dx), the median over the top edges of wide lines."""
-    slopes = sorted(
-        (line.box[1][1] - line.box[0][1]) / (line.box[1][0] - line.box[0][0])
-        for line in lines
-        if line.box[1][0] - line.box[0][0] > 3 * max(line.height, 1.0)
-    )
-    return slopes[len(slopes) // 2] if slopes else 0.0
-
-
-def order_lines(lines: list[OcrLine]) -> list[OcrLine]:
-    """Reading order: group lines into visual rows, rows top-down, lines in a row left-right.
-
-    Rows are found on deskewed coordinates: on a photo tilted by 2° a label at the left margin
-    and its amount at the right margin of the same row differ by ~35 px in y, more than a line's
-    height. A line joins the current row when it overlaps the row vertically by at least half of
-    the smaller height; two separate text rows never overlap that much.
-    """
-    slope = skew(lines)
-
-    def span(line: OcrLine) -> tuple[float, float]:
-        shift = slope * (line.bbox[0] + line.bbox[2]) / 2
-        return line.bbox[1] - shift, line.bbox[3] - shift
-
-    rows: list[list[OcrLine]] = []
-    row_span = (0.0, 0.0)
-    for line in sorted(lines, key=lambda x: (sum(span(x)) / 2, x.bbox[0])):
-        top, bottom = span(line)
-        if rows:
-            overlap = min(row_span[1], bottom) - max(row_span[0], top)
-            if overlap >= 0.5 * min(bottom - top, row_span[1] - row_span[0]):
-                rows[-1].append(line)
-                row_span = (min(row_span[0], top), max(row_span[1], bottom))
-                continue
-        rows.append([line])
-        row_span = (top, bottom)
-    ordered = []
-    for index, row in enumerate(rows):
-        for line in sorted(row, key=lambda x: x.bbox[0]):
-            ordered.append(OcrLine(line.text, line.box, line.bbox, line.confidence, index))
-    return ordered
-
-
-# Engine settings: a constructor argument wins, else the environment variable, else the default.
-# The defaults read pages exactly as RapidOCR's own pipeline does; `OCR_DET_SIDE`, `OCR_CLASSIFIER`,
-# `OCR_REC_BATCH` and `OCR_QUANTIZED` change the text a page gives, so they stay opt-in.
-ENV = {
-    "threads": "OCR_THREADS",
-    "spinning": "OCR_SPINNING",
-    "rec_batch": "OCR_REC_BATCH",
-    "det_side": "OCR_DET_SIDE",
-    "classifier": "OCR_CLASSIFIER",
-    "quantized": "OCR_QUANTIZED",
-}
-CLASSIFIER_MODES = ("always", "doubt")
 # With `classifier="doubt"`, a line whose recognition scores below this is checked for being upside down
 # (direction classifier, then read again turned); a line read upright scores ~0.9-1.0.
 DOUBT_SCORE = 0.8
-
-
-def _env_bool(value: str) -> bool:
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
-@dataclass(frozen=True)
-class OcrSettings:
-    threads: int = 0  # intra-op threads of each ONNX Runtime session; 0 = this process's physical cores
-    spinning: bool = False  # idle intra-op threads spin (burns the cores the worker's other threads need)
-    rec_batch: int = 6  # recognition crops per batch (sorted by width, padded to the batch's widest)
-    det_side: int = 0  # the detector's input long side is at most this; 0 = the page itself (<= MAX_SIDE)
-    classifier: str = "always"  # direction classifier on every line, or only on lines read with a low score
-    quantized: bool = False  # int8 (dynamic quantization) detection and recognition models
-
-    @classmethod
-    def resolve(cls, **given: Any) -> OcrSettings:
-        """Settings from the arguments given (None = not given), else the environment, else defaults."""
-        import os
-
-        values: dict[str, Any] = {}
-        for name, default in ((f.name, f.default) for f in fields(cls)):
-            value = given.get(name)
-            if value is None and os.environ.get(ENV[name], "").strip():
-                raw = os.environ[ENV[name]]
-                value = _env_bool(raw) if isinstance(default, bool) else type(default)(raw.strip())
-            values[name] = default if value is None else value
-        if values["classifier"] not in CLASSIFIER_MODES:
-            mode = values["classifier"]
-            raise ValueError(f"OCR classifier mode {mode!r}: choose {' or '.join(CLASSIFIER_MODES)}")
-        if values["threads"] <= 0:
-            from vision.engine.cpuinfo import physical_cores
-
-            values["threads"] = physical_cores()
-        values["rec_batch"] = max(1, values["rec_batch"])
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)} | {"inter_op_threads": 1}
-
-
-def quantized_model(source: Path) -> Path:
-    """An int8 copy of `source` (onnxruntime's dynamic quantization), made once into the cache
-    folder (OCR_MODEL_CACHE, else ~/.cache/docplatform/ocr) and reused."""
-    import hashlib
-    import os
-
-    cache = Path(os.environ.get("OCR_MODEL_CACHE") or Path.home() / ".cache" / "docplatform" / "ocr")
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
-    target = cache / f"{source.stem}.int8-{digest}.onnx"
-    if not target.is_file():
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        cache.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(f".{os.getpid()}.tmp")
-        quantize_dynamic(str(source), str(partial), weight_type=QuantType.QUInt8)
-        partial.replace(target)  # atomic: a concurrent process sees a whole file or none
-    return target
 
 
 class OcrEngine:

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from vision.ocr.engine import OcrResult
 from vision.ocr.layout import BBox, span_box
+from vision.ocr.lines import OcrResult
 from vision.ocr.normalize import unify
 
 MAX_OCR_CHARS = 6_000  # of page text in the prompt; the engine bounds the prompt in tokens anyway
@@ -64,17 +64,28 @@ def value_paths(value: Any, path: str = "") -> list[tuple[str, Any]]:
     return []
 
 
+def locate_text(ocr: OcrResult, needles: list[str], *, ignore_case: bool = False) -> Located | None:
+    """Where the first OCR line (in reading order) that contains one of `needles` holds it: the
+    box of that part of the line and the line's confidence. Lines are compared after `unify`
+    (and lower-cased with `ignore_case`: the needles are then given lower-cased); within a line
+    the first needle found wins."""
+    for line in ocr.lines:
+        text = unify(line.text)  # same length as line.text, so offsets map to its box
+        if ignore_case:
+            text = text.lower()
+        for needle in needles:
+            at = text.find(needle)
+            if at >= 0:
+                return Located(span_box(line, at, at + len(needle)), line.confidence)
+    return None
+
+
 def locate_value(ocr: OcrResult, value: str | int | float) -> Located | None:
     """The box of the first OCR line that contains `value` (case-insensitive)."""
     needle = re.sub(r"\s+", " ", unify(str(value))).strip().lower()
     if len(needle) < MIN_LOCATE_CHARS:
         return None
-    for line in ocr.lines:
-        text = unify(line.text).lower()  # same length as line.text, so offsets map to its box
-        at = text.find(needle)
-        if at >= 0:
-            return Located(span_box(line, at, at + len(needle)), line.confidence)
-    return None
+    return locate_text(ocr, [needle], ignore_case=True)
 
 
 def locate_values(ocr: OcrResult, answer: dict[str, Any]) -> dict[str, Located | None]:

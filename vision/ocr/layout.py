@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from vision.ocr.engine import BBox, OcrLine
+from vision.ocr.lines import BBox, OcrLine
 
 
 def _char_width(char: str) -> float:

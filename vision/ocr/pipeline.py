@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from vision.ocr.engine import OcrResult, ocr_image
-from vision.ocr.invoice import Flag, InvoiceExtraction, extract_invoice_pages
+from vision.ocr.invoice import extract_invoice_pages
+from vision.ocr.invoice_types import Flag, InvoiceExtraction
 from vision.ocr.vlm import cross_check
 
 AskModel = Callable[[Image.Image, OcrResult], str]

@@ -24,8 +24,8 @@ from typing import Any
 from PIL import Image
 
 from vision.engine.constraints import Constraint, json_schema_constraint
-from vision.ocr.engine import OcrResult
-from vision.ocr.invoice import (
+from vision.ocr.fields import Located, locate_text
+from vision.ocr.invoice_types import (
     AMOUNT_FIELDS,
     DATE_FIELDS,
     SCALAR_FIELDS,
@@ -34,7 +34,7 @@ from vision.ocr.invoice import (
     InvoiceExtraction,
     Item,
 )
-from vision.ocr.layout import span_box
+from vision.ocr.lines import OcrResult
 from vision.ocr.normalize import money, normalize_currency, parse_amount, parse_date, unify
 
 MAX_OCR_CHARS = 4_000  # of OCR text in the prompt; an invoice page is ~1,000
@@ -177,8 +177,8 @@ def _same(name: str, a: Any, b: Any) -> bool:
     return fold(a) == fold(b)
 
 
-def _locate(ocr: OcrResult, name: str, value: Any) -> tuple[tuple[float, float, float, float], float] | None:
-    """Box and OCR confidence of the line where `value` appears on the page, if it does."""
+def _locate(ocr: OcrResult, value: Any) -> Located | None:
+    """Where `value` appears on the page, written as invoices write it, if it does."""
     if isinstance(value, Decimal):
         needles = [
             f"{value:,.2f}",
@@ -193,13 +193,7 @@ def _locate(ocr: OcrResult, name: str, value: Any) -> tuple[tuple[float, float, 
         ]
     else:
         needles = [str(value)]
-    for line in ocr.lines:
-        text = unify(line.text)
-        for needle in needles:
-            at = text.find(needle)
-            if at >= 0:
-                return span_box(line, at, at + len(needle)), line.confidence
-    return None
+    return locate_text(ocr, needles)
 
 
 def cross_check(layout: InvoiceExtraction, ocr: OcrResult, answer_text: str | None) -> InvoiceExtraction:
@@ -229,8 +223,8 @@ def cross_check(layout: InvoiceExtraction, ocr: OcrResult, answer_text: str | No
             continue
         ours = layout.fields.get(name)
         if ours is None:
-            located = _locate(ocr, name, theirs)
-            box, confidence = located if located else (None, 1.0)
+            located = _locate(ocr, theirs)
+            box, confidence = (located.box, located.confidence) if located else (None, 1.0)
             layout.fields[name] = Field(theirs, box, VLM_ONLY_CONFIDENCE * confidence, "vlm")
             where = "on the page" if located else "nowhere in the OCR text"
             layout.flags.append(Flag(name, "vlm_only", f"only the model found {name} (value {where})"))
@@ -250,7 +244,8 @@ def cross_check(layout: InvoiceExtraction, ocr: OcrResult, answer_text: str | No
     elif vlm.items and layout.items:
         for n, (ours_item, theirs_item) in enumerate(zip(layout.items, vlm.items, strict=True)):
             if theirs_item.amount is not None and ours_item.amount != theirs_item.amount:
-                layout.flags.append(Flag(f"items[{n}]", "vlm_disagrees", f"amount: layout {ours_item.amount}, model {theirs_item.amount}"))  # fmt: skip
+                amounts = f"amount: layout {ours_item.amount}, model {theirs_item.amount}"
+                layout.flags.append(Flag(f"items[{n}]", "vlm_disagrees", amounts))
     return layout
 
 

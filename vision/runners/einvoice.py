@@ -18,7 +18,7 @@ from vision.services.extractions import extraction_create_from_invoice
 
 if TYPE_CHECKING:
     from vision.models import Job
-    from vision.ocr.invoice import InvoiceExtraction
+    from vision.ocr.invoice_types import InvoiceExtraction
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def _original(job: Job) -> bytes:
 def run_einvoice(context: JobRunContext) -> JobOutcome:
     """An XML document's invoice job: the fields from its XML, source xml, confidence 1.0."""
     from vision.ocr.einvoice import SOURCE, EInvoiceError, read_einvoice_xml
-    from vision.ocr.engine import OcrResult
+    from vision.ocr.lines import OcrResult
     from vision.ocr.pipeline import InvoiceReading
 
     job = context.job
@@ -58,7 +58,7 @@ def with_embedded_xml(job: Job, visual: InvoiceExtraction) -> InvoiceExtraction:
     without an XML keeps its visual reading; one whose XML cannot be read keeps it too, flagged
     `xml_unreadable` with the reason."""
     from vision.ocr.einvoice import EInvoiceError, combine, embedded_xml, read_einvoice_xml
-    from vision.ocr.invoice import Flag
+    from vision.ocr.invoice_types import Flag
     from vision.validators import PDFIUM_LOCK
 
     if job.document.kind != DocumentKind.PDF:

@@ -62,7 +62,13 @@ def run_extract(context: JobRunContext) -> JobOutcome:
         # Only an answer cut off before it was complete (max_tokens) gets here: constrained
         # decoding admits nothing else. The reviewer fills the fields in by hand.
         answer = {}
-        flags.append({"field": "*", "code": "answer_incomplete", "reason": f"the model's answer was cut off ({output.finish_reason.value}); fill the fields in"})  # fmt: skip
+        flags.append(
+            {
+                "field": "*",
+                "code": "answer_incomplete",
+                "reason": f"the model's answer was cut off ({output.finish_reason.value}); fill the fields in",
+            }
+        )
     else:
         for error in validators.validator_for(version.schema)(version.schema).iter_errors(answer):
             where = ".".join(str(p) for p in error.path) or "*"

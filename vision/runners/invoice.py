@@ -22,7 +22,7 @@ VLM_UNAVAILABLE = "vlm_unavailable"
 def run_invoice(context: JobRunContext) -> JobOutcome:
     from vision.engine import FinishReason
     from vision.models import DocumentKind
-    from vision.ocr.invoice import Flag
+    from vision.ocr.invoice_types import Flag
     from vision.ocr.pipeline import ModelFailed, read_invoice_pages
     from vision.ocr.vlm import invoice_constraint, invoice_prompt
     from vision.runners.einvoice import run_einvoice, with_embedded_xml

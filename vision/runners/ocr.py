@@ -17,7 +17,7 @@ from vision.runners.types import JobOutcome, JobRunContext
 if TYPE_CHECKING:
     from PIL import Image
 
-    from vision.ocr.engine import OcrResult
+    from vision.ocr.lines import OcrResult
 
 logger = logging.getLogger(__name__)
 

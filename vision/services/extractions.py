@@ -143,7 +143,7 @@ def _locked(extraction: Extraction) -> Extraction:
 
 
 def _normalised(name: str, value: Any) -> Any:
-    from vision.ocr.invoice import AMOUNT_FIELDS, DATE_FIELDS, SCALAR_FIELDS, json_value
+    from vision.ocr.invoice_types import AMOUNT_FIELDS, DATE_FIELDS, SCALAR_FIELDS, json_value
     from vision.ocr.normalize import money, normalize_currency, parse_amount, parse_date
 
     if name == "items":
@@ -152,10 +152,15 @@ def _normalised(name: str, value: Any) -> Any:
         return [
             {
                 "description": str(x.get("description") or ""),
-                **{k: json_value(money(parse_amount(x.get(k))) if k != "quantity" else parse_amount(x.get(k))) for k in ("quantity", "unit_price", "amount")},
+                **{
+                    k: json_value(
+                        money(parse_amount(x.get(k))) if k != "quantity" else parse_amount(x.get(k))
+                    )
+                    for k in ("quantity", "unit_price", "amount")
+                },
             }
             for x in value
-        ]  # fmt: skip
+        ]
     if name not in SCALAR_FIELDS:
         raise ValidationFailed(f"Unknown field {name!r}.")
     if value in (None, ""):
@@ -213,8 +218,8 @@ def _typed_value(schema: dict[str, Any], name: str, value: Any) -> Any:
 
 def _recheck(fields: dict[str, Any], inputs: dict[str, Any]) -> list[dict[str, Any]]:
     """Every invoice check again, with the inputs the pipeline stored (rates, total in words):
-    the same function the pipeline ran (vision.ocr.invoice.invoice_checks)."""
-    from vision.ocr.invoice import checks_from_json
+    the same function the pipeline ran (vision.ocr.invoice_checks.invoice_checks)."""
+    from vision.ocr.invoice_checks import checks_from_json
 
     return [
         {"name": c.name, "ok": c.ok, "expected": c.expected, "found": c.found, "fields": list(c.fields)}
@@ -230,9 +235,10 @@ def _resolved_flags(
     keeps its flags on the other fields, and a check that newly fails flags them."""
     passed = {c["name"] for c in checks if c["ok"]}
     kept = [
-        f for f in flags
+        f
+        for f in flags
         if _top_field(f["field"]) != field and not (f["code"] == "check_failed" and _check_name(f) in passed)
-    ]  # fmt: skip
+    ]
     for check in checks:
         if check["ok"]:
             continue
@@ -280,9 +286,13 @@ def extraction_update_field(*, extraction: Extraction, field: str, value: Any, u
             locked.flags = _resolved_flags(locked.flags, locked.checks, field)
         locked.save(update_fields=["fields", "confidence", "sources", "checks", "flags", "updated_at"])
         ExtractionEvent.objects.create(
-            extraction=locked, actor=user, action=ExtractionEventAction.FIELD_UPDATED,
-            field=field, old_value=old_value, new_value=new_value,
-        )  # fmt: skip
+            extraction=locked,
+            actor=user,
+            action=ExtractionEventAction.FIELD_UPDATED,
+            field=field,
+            old_value=old_value,
+            new_value=new_value,
+        )
     return locked
 
 
