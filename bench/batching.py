@@ -60,11 +60,29 @@ def batching(args: argparse.Namespace, path: Path, loaded) -> dict:
 
     limits = _ceiling(path, top, args.tokens, target, sequential, top_traces, int8_peak_gops())
     print(f"[bench]   batching ceiling: {limits}")
-    body = [["one at a time", top, sequential["tokens_per_s"], sequential["mean_latency_s"],
-             sequential["max_latency_s"], sequential["mean_ttft_s"], "1×"]]  # fmt: skip
+    body = [
+        [
+            "one at a time",
+            top,
+            sequential["tokens_per_s"],
+            sequential["mean_latency_s"],
+            sequential["max_latency_s"],
+            sequential["mean_ttft_s"],
+            "1×",
+        ]
+    ]
     for n, s in levels_out.items():
-        body.append([f"{n} concurrent", n, s["tokens_per_s"], s["mean_latency_s"], s["max_latency_s"], s["mean_ttft_s"],
-                     f"**{s['throughput_ratio']}×**"])  # fmt: skip
+        body.append(
+            [
+                f"{n} concurrent",
+                n,
+                s["tokens_per_s"],
+                s["mean_latency_s"],
+                s["max_latency_s"],
+                s["mean_ttft_s"],
+                f"**{s['throughput_ratio']}×**",
+            ]
+        )
     top_ratio = levels_out[top]["throughput_ratio"]
     what = "text-only prompts" if text_only else f"a distinct {args.image_size} chart image each (vqa budget)"
     markdown = "\n".join(

@@ -112,14 +112,22 @@ def run(args: argparse.Namespace) -> dict:
     run_info.machine = machine_description(max(bandwidths)) | {"threads": threads}
     data = {"kind": "kernel-decode", "run": run_info.to_dict(), "results": rows}
     body = [
-        [r["path"], r["bandwidth_gbs"], r["floor_s_per_token"], r["batch1_s_per_token"],
-         f"{round(100 * r['batch1_floor_fraction'])} %",
-         " / ".join(f"{round(100 * x['floor_fraction'])} %" for x in r["batch1_rounds"]),
-         f"{round(100 * r['batch1_floor_fraction_vs_best_bandwidth'])} % ({r['best_bandwidth_gbs']} GB/s)",
-         r["batch8_s_per_step"], f"{r['batch8_over_batch1']}×",
-         r["batch8_tokens_per_s"], r["peak_rss_mib"], r["loadavg"]]
+        [
+            r["path"],
+            r["bandwidth_gbs"],
+            r["floor_s_per_token"],
+            r["batch1_s_per_token"],
+            f"{round(100 * r['batch1_floor_fraction'])} %",
+            " / ".join(f"{round(100 * x['floor_fraction'])} %" for x in r["batch1_rounds"]),
+            f"{round(100 * r['batch1_floor_fraction_vs_best_bandwidth'])} % ({r['best_bandwidth_gbs']} GB/s)",
+            r["batch8_s_per_step"],
+            f"{r['batch8_over_batch1']}×",
+            r["batch8_tokens_per_s"],
+            r["peak_rss_mib"],
+            r["loadavg"],
+        ]
         for r in rows
-    ]  # fmt: skip
+    ]
     markdown = "\n".join(
         [
             "# Whole-model int8 decode per kernel path",

@@ -241,11 +241,28 @@ def render(data: dict) -> str:
             if k.startswith("ours-") and k.endswith("_ms") and k != "ours-dense_ms"
         )
         rows.append(
-            [r["shape"], f"{r['n']}×{r['k']}", r["m"], r["ours_ms"], r["ours_weight_gbs"], f"{r['ours_bandwidth_pct']} %",
-             r["gflops"], r.get("bandwidth_gbs"), lower or None, r.get("int8pack_ms"), r.get("w8a8_ms"), r["bf16_ms"], r["fp32_ms"], r.get("ours-dense_ms"),
-             r.get("dequant+bf16_ms"), r.get("vs_int8pack") and f"{r['vs_int8pack']}×", f"{r['vs_bf16']}×",
-             f"{r['vs_fp32']}×", r["loadavg"]]
-        )  # fmt: skip
+            [
+                r["shape"],
+                f"{r['n']}×{r['k']}",
+                r["m"],
+                r["ours_ms"],
+                r["ours_weight_gbs"],
+                f"{r['ours_bandwidth_pct']} %",
+                r["gflops"],
+                r.get("bandwidth_gbs"),
+                lower or None,
+                r.get("int8pack_ms"),
+                r.get("w8a8_ms"),
+                r["bf16_ms"],
+                r["fp32_ms"],
+                r.get("ours-dense_ms"),
+                r.get("dequant+bf16_ms"),
+                r.get("vs_int8pack") and f"{r['vs_int8pack']}×",
+                f"{r['vs_bf16']}×",
+                f"{r['vs_fp32']}×",
+                r["loadavg"],
+            ]
+        )
     t = data["targets"]
 
     def judged(items: list, unit: str = "") -> str:

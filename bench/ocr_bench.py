@@ -406,12 +406,20 @@ def run(args: argparse.Namespace) -> int:
         o, t = cell["ours"], cell["tess"]
         group_rows.append(
             [
-                name, cell["pages"],
-                fmt(o["s_median"]), fmt(t["s_median"]), fmt(o["cpu_s_median"]), fmt(t["cpu_s_median"]),
-                fmt(o["pages_per_min"], ".1f"), fmt(t["pages_per_min"], ".1f"),
-                fmt(o["cer_median"], ".3f"), fmt(t["cer_median"], ".3f"), fmt(o["cer_mean"], ".3f"), fmt(t["cer_mean"], ".3f"),
+                name,
+                cell["pages"],
+                fmt(o["s_median"]),
+                fmt(t["s_median"]),
+                fmt(o["cpu_s_median"]),
+                fmt(t["cpu_s_median"]),
+                fmt(o["pages_per_min"], ".1f"),
+                fmt(t["pages_per_min"], ".1f"),
+                fmt(o["cer_median"], ".3f"),
+                fmt(t["cer_median"], ".3f"),
+                fmt(o["cer_mean"], ".3f"),
+                fmt(t["cer_mean"], ".3f"),
             ]
-        )  # fmt: skip
+        )
     lines = [
         "# OCR: ours (RapidOCR on ONNX Runtime) beside Tesseract",
         "",
@@ -444,7 +452,7 @@ def run(args: argparse.Namespace) -> int:
                 "tess CER mean",
             ],
             group_rows,
-        ),  # fmt: skip
+        ),
         "",
         "Our stages, median seconds per page: "
         + (", ".join(f"{k} {v:.3f}" for k, v in stages.items() if v is not None) or "not reported"),
@@ -479,7 +487,7 @@ def run(args: argparse.Namespace) -> int:
                 ]
                 for r in per_page
             ],
-        ),  # fmt: skip
+        ),
         "",
         f"Threads: ONNX Runtime intra-op {args.threads}, Tesseract OMP_THREAD_LIMIT {args.threads}, "
         f"{os.cpu_count()} logical CPUs. Load average {info.loadavg_start} → {info.loadavg_end}; "

@@ -146,11 +146,31 @@ def _platform(base_url: str, key: str, args, size, levels: list[int], tag: str, 
         out[n] = stats
         print(f"[bench]   platform concurrent {n}: {stats}")
     direct = _direct_engine(getattr(args, "out", None) or RESULTS_DIR, tag)
-    rows = [["one at a time", top, sequential["ok"], sequential["tokens_per_s"], sequential["mean_latency_s"],
-             sequential["mean_ttft_s"], "1×", _direct(direct, "seq")]]  # fmt: skip
+    rows = [
+        [
+            "one at a time",
+            top,
+            sequential["ok"],
+            sequential["tokens_per_s"],
+            sequential["mean_latency_s"],
+            sequential["mean_ttft_s"],
+            "1×",
+            _direct(direct, "seq"),
+        ]
+    ]
     for n, s in out.items():
-        rows.append([f"{n} concurrent", n, s["ok"], s["tokens_per_s"], s["mean_latency_s"], s["mean_ttft_s"],
-                     f"{s['throughput_ratio']}×", _direct(direct, n)])  # fmt: skip
+        rows.append(
+            [
+                f"{n} concurrent",
+                n,
+                s["ok"],
+                s["tokens_per_s"],
+                s["mean_latency_s"],
+                s["mean_ttft_s"],
+                f"{s['throughput_ratio']}×",
+                _direct(direct, n),
+            ]
+        )
     markdown = "\n".join(
         [
             f"Private stack: uvicorn + Redis + one Celery worker (threads pool) with `{args.checkpoint}` at "

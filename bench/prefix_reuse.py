@@ -72,10 +72,18 @@ def prefix_reuse(args: argparse.Namespace, path: Path, loaded) -> dict:
     ratios = [t["ttft_ratio"] for t in turns if t.get("ttft_ratio")]
     worst = min(ratios) if ratios else None
     body = [
-        [t["repeat"], t["turn"], t["prompt_tokens"], t["image_tokens"], t["cached_tokens"], t.get("recompute_ttft_s"),
-         t["cached_ttft_s"], t.get("ttft_ratio") and f"**{t['ttft_ratio']}×**"]
+        [
+            t["repeat"],
+            t["turn"],
+            t["prompt_tokens"],
+            t["image_tokens"],
+            t["cached_tokens"],
+            t.get("recompute_ttft_s"),
+            t["cached_ttft_s"],
+            t.get("ttft_ratio") and f"**{t['ttft_ratio']}×**",
+        ]
         for t in turns
-    ]  # fmt: skip
+    ]
     markdown = "\n".join(
         [
             f"Image: {row.label} {row.width}×{row.height} at our `{row.task}` budget; {args.tokens} answer tokens "

@@ -229,8 +229,17 @@ def run(args: argparse.Namespace) -> dict:
         body = []
         for mode in ("greedy", "sampled"):
             for i, e in enumerate(results[mode]):
-                body.append([mode, i + 1, e["one_at_a_time"]["median_gap_s"], e["one_at_a_time"]["tokens_per_s"],
-                             e["eight_concurrent"]["median_step_s"], e["eight_concurrent"]["tokens_per_s"], f"{e['ratio']}×"])  # fmt: skip
+                body.append(
+                    [
+                        mode,
+                        i + 1,
+                        e["one_at_a_time"]["median_gap_s"],
+                        e["one_at_a_time"]["tokens_per_s"],
+                        e["eight_concurrent"]["median_step_s"],
+                        e["eight_concurrent"]["tokens_per_s"],
+                        f"{e['ratio']}×",
+                    ]
+                )
         md_engine = "\n".join(
             [
                 f"### Engine: text-only, {args.tokens} tokens per request, weights {format_label(formats)}"
@@ -261,8 +270,10 @@ def run(args: argparse.Namespace) -> dict:
         )
     run_info.finish()
     run_info.machine = machine_description(bandwidth)
-    micro_rows = [[name, v[1]["best_ms"], v[1]["median_ms"], v[8]["best_ms"], v[8]["median_ms"], v[8]["per_request_ms"]]
-                  for name, v in micro.items()]  # fmt: skip
+    micro_rows = [
+        [name, v[1]["best_ms"], v[1]["median_ms"], v[8]["best_ms"], v[8]["median_ms"], v[8]["per_request_ms"]]
+        for name, v in micro.items()
+    ]
     worst = micro["Qwen defaults: top-k 20, top-p 0.8"][8]["per_request_ms"]
     markdown = "\n".join(
         [

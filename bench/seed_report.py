@@ -90,16 +90,39 @@ def render_markdown(data: dict) -> str:
             b = r["baseline"]
             if b:
                 body.append(
-                    [r["label"], "baseline (transformers)", "fp32", b["pixels"], b["image_tokens"], b["e2e_s"],
-                     b["ttft_s"], b["decode_tok_s"], None, None, b["peak_rss_mib"], None]
-                )  # fmt: skip
+                    [
+                        r["label"],
+                        "baseline (transformers)",
+                        "fp32",
+                        b["pixels"],
+                        b["image_tokens"],
+                        b["e2e_s"],
+                        b["ttft_s"],
+                        b["decode_tok_s"],
+                        None,
+                        None,
+                        b["peak_rss_mib"],
+                        None,
+                    ]
+                )
             for dtype, per_mode in r["ours"].items():
                 for m in per_mode.values():
                     body.append(
-                        [r["label"], f"ours ({dtype})", m["dtype"], m["pixels"], m["image_tokens"], m["e2e_s"],
-                         m["ttft_s"], m["decode_tok_s"], m["vision_s"], m["prefill_s"], m["peak_rss_mib"],
-                         m["speedup_e2e"] and f"{m['speedup_e2e']}×"]
-                    )  # fmt: skip
+                        [
+                            r["label"],
+                            f"ours ({dtype})",
+                            m["dtype"],
+                            m["pixels"],
+                            m["image_tokens"],
+                            m["e2e_s"],
+                            m["ttft_s"],
+                            m["decode_tok_s"],
+                            m["vision_s"],
+                            m["prefill_s"],
+                            m["peak_rss_mib"],
+                            m["speedup_e2e"] and f"{m['speedup_e2e']}×",
+                        ]
+                    )
         out.append(
             md_table(
                 [
@@ -126,14 +149,22 @@ def render_markdown(data: dict) -> str:
         )
         out.append("")
     decode_rows = [
-        [p["dtype"], format_label(p["formats"]), p["decode"].get("weight_bytes_per_token", 0) / 1e9,
-         p["decode"].get("bandwidth_gbs"), p["decode"].get("floor_s_per_token"),
-         p["decode"].get("measured_s_per_token"), f"{p['decode'].get('floor_fraction', 0) * 100:.0f} %",
-         verdict(p["decode"].get("floor_fraction"), TARGETS["decode_floor_fraction"]),
-         _pct(p["decode"].get("floor_fraction_vs_best_bandwidth")), p["decode"].get("best_bandwidth_gbs", "–"),
-         " / ".join(f"{r['floor_fraction'] * 100:.0f} %" for r in p["decode"].get("rounds", [])) or "–"]
-        for p in data["phases"] if p["decode"]
-    ]  # fmt: skip
+        [
+            p["dtype"],
+            format_label(p["formats"]),
+            p["decode"].get("weight_bytes_per_token", 0) / 1e9,
+            p["decode"].get("bandwidth_gbs"),
+            p["decode"].get("floor_s_per_token"),
+            p["decode"].get("measured_s_per_token"),
+            f"{p['decode'].get('floor_fraction', 0) * 100:.0f} %",
+            verdict(p["decode"].get("floor_fraction"), TARGETS["decode_floor_fraction"]),
+            _pct(p["decode"].get("floor_fraction_vs_best_bandwidth")),
+            p["decode"].get("best_bandwidth_gbs", "–"),
+            " / ".join(f"{r['floor_fraction'] * 100:.0f} %" for r in p["decode"].get("rounds", [])) or "–",
+        ]
+        for p in data["phases"]
+        if p["decode"]
+    ]
     if decode_rows:
         out += [
             "## Decode vs the physical floor",

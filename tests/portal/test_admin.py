@@ -25,9 +25,15 @@ def admin_user_client(user_factory):
 
 def _extraction(owner, name: str):
     document = Document.objects.create(
-        owner=owner, original_name=name, content_type="image/png", kind="image",
-        size=1, sha256=name.ljust(64, "0")[:64], file=f"uploads/{name}", page_count=1,
-    )  # fmt: skip
+        owner=owner,
+        original_name=name,
+        content_type="image/png",
+        kind="image",
+        size=1,
+        sha256=name.ljust(64, "0")[:64],
+        file=f"uploads/{name}",
+        page_count=1,
+    )
     ocr = _page([("Invoice No: INV-7", 640, 1000)], [("Total:", 640, 800), ("$1,210.00", 880, 1040)])
     return extraction_create_from_invoice(
         document=document, reading=InvoiceReading(extract_invoice(ocr), ocr, False)

@@ -186,8 +186,12 @@ def test_chat_streams_the_answer_and_keeps_the_history(new_page, portal_user, re
     conversations = Conversation.objects.filter(owner=user)
     assert conversations.count() == 1
     assert [m.role for m in conversations.get().messages.all()] == [
-        "system", "user", "assistant", "user", "assistant",
-    ]  # fmt: skip
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
 
     page.click("#new-chat")
     expect(page).to_have_url(re.compile(r"/chat/$"))

@@ -52,8 +52,22 @@ def test_page_sources_and_the_e_invoice_view_render_in_chinese() -> None:
         )
     assert "从 PDF 文本层读取" in text_layer and "text layer" not in text_layer
     assert "通过 OCR 识别" in ocr and "Read by" not in ocr
-    english = ["Seller", "Buyer", "Invoice number", "Invoice date", "Due date", "Currency", "Description",
-               "Qty", "Unit price", "Amount", "Subtotal", "Tax", "Total", "has no page"]  # fmt: skip
+    english = [
+        "Seller",
+        "Buyer",
+        "Invoice number",
+        "Invoice date",
+        "Due date",
+        "Currency",
+        "Description",
+        "Qty",
+        "Unit price",
+        "Amount",
+        "Subtotal",
+        "Tax",
+        "Total",
+        "has no page",
+    ]
     assert [word for word in english if word in einvoice] == []
     assert "销售方" in einvoice and "合计" in einvoice
     with translation.override("zh-hans"):

@@ -71,18 +71,33 @@ class InvoiceTruth:
 
     def scalar_fields(self) -> dict[str, object]:
         names = [
-            "invoice_number", "invoice_date", "due_date", "seller", "seller_tax_id", "buyer",
-            "buyer_tax_id", "currency", "subtotal", "tax", "total",
-        ]  # fmt: skip
+            "invoice_number",
+            "invoice_date",
+            "due_date",
+            "seller",
+            "seller_tax_id",
+            "buyer",
+            "buyer_tax_id",
+            "currency",
+            "subtotal",
+            "tax",
+            "total",
+        ]
         return {name: getattr(self, name) for name in names}
 
 
 EN_SELLERS = ["Acme Supplies Ltd", "Northwind Traders Inc", "Blue Harbor GmbH", "Kestrel Tools LLC"]
 EN_BUYERS = ["Globex Corporation", "Initech Systems", "Umbrella Labs Ltd", "Stark Logistics"]
 EN_ITEMS = [
-    "Steel bolts M8", "Printer paper A4", "Toner cartridge", "Consulting hours",
-    "USB-C cable", "Office chair", "Desk lamp", "Safety gloves",
-]  # fmt: skip
+    "Steel bolts M8",
+    "Printer paper A4",
+    "Toner cartridge",
+    "Consulting hours",
+    "USB-C cable",
+    "Office chair",
+    "Desk lamp",
+    "Safety gloves",
+]
 ZH_SELLERS = ["上海远航贸易有限公司", "深圳华信电子有限公司", "杭州青山科技有限公司"]
 ZH_BUYERS = ["北京星辰科技有限公司", "广州南方物流有限公司", "成都天府软件有限公司"]
 ZH_ITEMS = ["办公用品", "打印纸", "墨盒", "技术服务费", "笔记本电脑", "显示器支架"]
@@ -125,8 +140,13 @@ def make_invoice(
             seller_tax_id=f"GB{rng.randint(100000000, 999999999)}",
             buyer=rng.choice(EN_BUYERS),
             buyer_tax_id=f"DE{rng.randint(100000000, 999999999)}",
-            currency=currency, items=items, subtotal=subtotal, tax=tax, total=total, lang=lang,
-        )  # fmt: skip
+            currency=currency,
+            items=items,
+            subtotal=subtotal,
+            tax=tax,
+            total=total,
+            lang=lang,
+        )
         page = _draw_en(truth, rate, fmt, symbol, style, shown_total)
     else:
         truth = InvoiceTruth(
@@ -137,8 +157,13 @@ def make_invoice(
             seller_tax_id=f"91310115MA{rng.randint(10000000, 99999999)}",
             buyer=rng.choice(ZH_BUYERS),
             buyer_tax_id=f"91110108MA{rng.randint(10000000, 99999999)}",
-            currency="CNY", items=items, subtotal=subtotal, tax=tax, total=total, lang=lang,
-        )  # fmt: skip
+            currency="CNY",
+            items=items,
+            subtotal=subtotal,
+            tax=tax,
+            total=total,
+            lang=lang,
+        )
         page = _draw_zh(truth, day, shown_total)
     return page, truth
 

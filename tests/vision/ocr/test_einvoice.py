@@ -541,9 +541,15 @@ def test_a_reviewer_correction_of_an_xml_field_says_so(user_factory) -> None:
 
     owner = user_factory()
     document = Document.objects.create(
-        owner=owner, original_name="x.xml", content_type="application/xml", kind="xml", size=1,
-        sha256="0" * 64, file="uploads/x/original.xml", page_count=0,
-    )  # fmt: skip
+        owner=owner,
+        original_name="x.xml",
+        content_type="application/xml",
+        kind="xml",
+        size=1,
+        sha256="0" * 64,
+        file="uploads/x/original.xml",
+        page_count=0,
+    )
     reading = InvoiceReading(read_einvoice_xml(sample("xrechnung-cii-01.01a.xml")), OcrResult(0, 0), False)
     extraction = extraction_create_from_invoice(document=document, reading=reading)
     assert extraction.sources["buyer"] == "xml"

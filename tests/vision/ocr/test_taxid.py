@@ -12,11 +12,16 @@ from vision.ocr.taxid import check_tax_id, find_ibans
 @pytest.mark.parametrize(
     ("text", "kind"),
     [
-        ("DE136695976", "eu_vat"), ("NL853746333B01", "eu_vat"), ("FR 40 303 265 045", "eu_vat"),
-        ("GB980780684", "gb_vat"), ("CHE-107.787.577 MWST", "ch_vat"), ("NO 995 525 828 MVA", "no_mva"),
-        ("91110108551385082Q", "cn_uscc"), ("27AAPFU0939F1ZV", "in_gstin"),
+        ("DE136695976", "eu_vat"),
+        ("NL853746333B01", "eu_vat"),
+        ("FR 40 303 265 045", "eu_vat"),
+        ("GB980780684", "gb_vat"),
+        ("CHE-107.787.577 MWST", "ch_vat"),
+        ("NO 995 525 828 MVA", "no_mva"),
+        ("91110108551385082Q", "cn_uscc"),
+        ("27AAPFU0939F1ZV", "in_gstin"),
     ],
-)  # fmt: skip
+)
 def test_real_tax_ids_check(text: str, kind: str) -> None:
     found = check_tax_id(text)
     assert found is not None and found.kind == kind and found.valid

@@ -22,8 +22,13 @@ def answer(**fields) -> str:
 
 
 def test_a_valid_answer_parses_and_normalises() -> None:
-    parsed = parse_answer(answer(total=1200, currency="EUR", items=[
-        {"description": "Bolts", "quantity": 2, "unit_price": 600, "amount": 1200}]))  # fmt: skip
+    parsed = parse_answer(
+        answer(
+            total=1200,
+            currency="EUR",
+            items=[{"description": "Bolts", "quantity": 2, "unit_price": 600, "amount": 1200}],
+        )
+    )
     assert parsed is not None
     fields = normalize_answer(parsed).fields
     assert fields["total"] == Decimal("1200.00")

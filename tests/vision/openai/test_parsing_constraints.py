@@ -37,26 +37,62 @@ def test_each_form_gives_its_constraint():
     ("extra", "param", "code", "says"),
     [
         (
-            {"response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": {
-                "type": "object", "properties": {"tags": {"type": "array", "uniqueItems": True}}}}}},
-            "response_format.json_schema.schema", "unsupported_schema", "'uniqueItems' at #/properties/tags",
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": "t",
+                        "schema": {
+                            "type": "object",
+                            "properties": {"tags": {"type": "array", "uniqueItems": True}},
+                        },
+                    },
+                }
+            },
+            "response_format.json_schema.schema",
+            "unsupported_schema",
+            "'uniqueItems' at #/properties/tags",
         ),
         (
-            {"response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": {
-                "type": "object", "properties": {"p": {"type": "string", "pattern": "(?<=a)b"}}}}}},
-            "response_format.json_schema.schema", "unsupported_schema", "#/properties/p/pattern",
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": "t",
+                        "schema": {
+                            "type": "object",
+                            "properties": {"p": {"type": "string", "pattern": "(?<=a)b"}},
+                        },
+                    },
+                }
+            },
+            "response_format.json_schema.schema",
+            "unsupported_schema",
+            "#/properties/p/pattern",
         ),
         (
-            {"response_format": {"type": "json_schema", "json_schema": {"name": "t", "schema": {"type": "object"}, "strict": "yes"}}},
-            "response_format.json_schema.strict", "invalid_value", "boolean",
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "t", "schema": {"type": "object"}, "strict": "yes"},
+                }
+            },
+            "response_format.json_schema.strict",
+            "invalid_value",
+            "boolean",
         ),
         ({"guided_choice": "yes"}, "guided_choice", "invalid_value", "list"),
         ({"guided_choice": []}, "guided_choice", "invalid_value", "non-empty"),
         ({"guided_regex": "(?=x)"}, "guided_regex", "invalid_value", "look-around"),
         ({"guided_regex": "a", "guided_choice": ["a"]}, "guided_regex", "invalid_value", "Only one of"),
-        ({"response_format": {"type": "json_object"}, "guided_regex": "a"}, "guided_regex", "invalid_value", "Only one of"),
+        (
+            {"response_format": {"type": "json_object"}, "guided_regex": "a"},
+            "guided_regex",
+            "invalid_value",
+            "Only one of",
+        ),
     ],
-)  # fmt: skip
+)
 def test_what_cannot_be_enforced_is_a_400_that_says_why(extra, param, code, says):
     with pytest.raises(OpenAIError) as caught:
         _parse(**extra)

@@ -47,9 +47,15 @@ def receipt(admin):
 @pytest.fixture
 def document(user_factory):
     return Document.objects.create(
-        owner=user_factory(), original_name="r.png", content_type="image/png", kind="image",
-        size=1, sha256="0" * 64, file="uploads/r.png", page_count=1,
-    )  # fmt: skip
+        owner=user_factory(),
+        original_name="r.png",
+        content_type="image/png",
+        kind="image",
+        size=1,
+        sha256="0" * 64,
+        file="uploads/r.png",
+        page_count=1,
+    )
 
 
 def _extraction(document, version, fields):
@@ -111,11 +117,14 @@ def test_review_of_a_type_corrects_approves_rejects_with_an_audit_trail(
 ) -> None:
     v1 = receipt.versions.get(number=1)
     extraction = extraction_create_from_answer(
-        document=document, version=v1,
+        document=document,
+        version=v1,
         fields={"merchant": "Ki0sk", "total": 3.5, "lines": ["tea"], "paid_with": "cash"},
-        boxes={"merchant": [1, 2, 3, 4]}, confidence={"merchant": 0.9}, page_size=(10, 10),
+        boxes={"merchant": [1, 2, 3, 4]},
+        confidence={"merchant": 0.9},
+        page_size=(10, 10),
         flags=[{"field": "lines[0]", "code": "not_on_page", "reason": "nowhere"}],
-    )  # fmt: skip
+    )
     assert extraction.kind == "receipt" and extraction.status == ExtractionStatus.AWAITING_REVIEW
     reviewer = user_factory(Role.REVIEWER)
     with pytest.raises(PermissionDenied):

@@ -25,9 +25,15 @@ pytestmark = pytest.mark.django_db
 def extraction(user_factory):
     owner = user_factory()
     document = Document.objects.create(
-        owner=owner, original_name="inv.png", content_type="image/png", kind="image",
-        size=1, sha256="0" * 64, file="uploads/x.png", page_count=1,
-    )  # fmt: skip
+        owner=owner,
+        original_name="inv.png",
+        content_type="image/png",
+        kind="image",
+        size=1,
+        sha256="0" * 64,
+        file="uploads/x.png",
+        page_count=1,
+    )
     ocr = _page(
         [("Acme Supplies Ltd", 60, 400)],
         [("Invoice No: INV-7", 640, 1000)],
@@ -58,8 +64,12 @@ def test_reviewer_corrects_a_field_and_the_checks_rerun(extraction, user_factory
     assert not any(f["code"] == "check_failed" for f in updated.flags)
     event = updated.events.last()
     assert (event.action, event.field, event.old_value, event.new_value, event.actor) == (
-        "field_updated", "total", "1210.00", "1200.00", reviewer,
-    )  # fmt: skip
+        "field_updated",
+        "total",
+        "1210.00",
+        "1200.00",
+        reviewer,
+    )
     with pytest.raises(ValidationFailed):
         extraction_update_field(
             extraction=extraction, field="invoice_date", value="not a date", user=reviewer
@@ -91,9 +101,15 @@ def rate_mismatch(user_factory):
     tax-rate check fails, and it needs the rate, which is not a field."""
     owner = user_factory()
     document = Document.objects.create(
-        owner=owner, original_name="inv.png", content_type="image/png", kind="image",
-        size=1, sha256="1" * 64, file="uploads/y.png", page_count=1,
-    )  # fmt: skip
+        owner=owner,
+        original_name="inv.png",
+        content_type="image/png",
+        kind="image",
+        size=1,
+        sha256="1" * 64,
+        file="uploads/y.png",
+        page_count=1,
+    )
     ocr = _page(
         [("Acme Supplies Ltd", 60, 400)],
         [("Invoice No: INV-8", 640, 1000)],
