@@ -44,6 +44,9 @@ if [ "$(cat "$CHECKPOINT/.writer.sha256" 2>/dev/null)" != "$want" ]; then
 fi
 export VISION_MODEL="$CHECKPOINT"
 python manage.py collectstatic --noinput -v 0
+# The engine's C++ kernels, compiled once per source change (cached by a hash of the sources), here
+# rather than inside the first test or the worker's start that would need them.
+python -c "from vision.engine import kernels; kernels.module()"
 export VISION_THREADS=${VISION_THREADS:-1}
 
 # Stop commands, run newest first by `stop_all` (after each database's run, and on exit).

@@ -50,6 +50,7 @@ logs one warning; its int8 layers use torch's `_weight_int8pack_mm` and its int4
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import logging
@@ -228,14 +229,28 @@ def _import_built(name: str, folder: Path) -> ModuleType | None:
 
 
 def _build() -> ModuleType | None:
-    from torch.utils.cpp_extension import load
-
     folder = build_directory()
     name = "docplatform_kernels_" + folder.name.rsplit("-", 1)[-1]
     folder.mkdir(parents=True, exist_ok=True)
     built = _import_built(name, folder)
     if built is not None:
         return built
+    # One builder at a time across processes (a worker and a test run start together). torch's
+    # own `lock` file outlives a builder that is killed, and then every later build waits on it
+    # forever; an flock is released by the kernel when its holder dies, so while it is held any
+    # torch lock left in the folder is stale and goes.
+    with open(folder / "build.flock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        built = _import_built(name, folder)  # the process we waited for may have built it
+        if built is not None:
+            return built
+        (folder / "lock").unlink(missing_ok=True)
+        return _compile(name, folder)
+
+
+def _compile(name: str, folder: Path) -> ModuleType | None:
+    from torch.utils.cpp_extension import load
+
     log.info("building the engine kernels in %s (about a minute, once)", folder)
     try:
         return load(
