@@ -33,6 +33,7 @@ from vision.ocr.invoice_checks import (
     arithmetic_checks,
     checks_from_json,
     flag_doubts,
+    iban_flags,
     infer_amounts,
     invoice_checks,
 )
@@ -127,4 +128,5 @@ def extract_invoice_pages(ocrs: list[OcrResult]) -> InvoiceExtraction:
     result.rates, result.words_total = rates, words_total
     result.checks = invoice_checks(result)
     flag_doubts(result)
+    result.flags.extend(iban_flags(ocrs))
     return result

@@ -1,6 +1,7 @@
 """The checks of an invoice and the doubts they raise: qty × unit = amount, the items' sum, subtotal
 + tax = total, the printed tax rate, a fapiao's total in words; an amount inferred from the other
-two; and the flags (missing, check_failed, low_confidence) a reviewer is shown.
+two; the flags (missing, check_failed, low_confidence) a reviewer is shown; and the IBANs printed
+on the pages, an invalid one flagged (`invalid_iban`: a misread, or a changed bank account).
 
 `invoice_checks` is the one function the pipeline and a reviewer's correction both run. No Django.
 """
@@ -23,7 +24,11 @@ from vision.ocr.invoice_types import (
     InvoiceExtraction,
     Item,
 )
+from vision.ocr.lines import OcrResult
 from vision.ocr.normalize import money
+from vision.ocr.taxid import find_ibans
+
+IBAN_FIELD = "iban"  # the page flag's field: the IBAN is not one of the invoice's fields
 
 
 def invoice_checks(result: InvoiceExtraction) -> list[Check]:
@@ -211,3 +216,18 @@ def arithmetic_checks(
     if words_total is not None and total is not None:
         checks.append(Check("total_in_words", words_total == total, str(words_total), str(total), ("total",)))
     return checks
+
+
+def iban_flags(ocrs: list[OcrResult]) -> list[Flag]:
+    """One `invalid_iban` flag for each IBAN printed after its label whose check digits, length
+    or structure do not hold (python-stdnum), once per number across the pages."""
+    flags, seen = [], set()
+    for page, ocr in enumerate(ocrs, start=1):
+        for line in ocr.lines:
+            for found in find_ibans(line.text):
+                if found.valid or found.compact in seen:
+                    continue
+                seen.add(found.compact)
+                reason = f"the IBAN '{found.text}' on page {page} is not valid: {found.reason}"
+                flags.append(Flag(IBAN_FIELD, "invalid_iban", reason))
+    return flags

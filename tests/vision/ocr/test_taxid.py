@@ -89,3 +89,25 @@ def test_no_iban_without_its_label_or_of_an_unknown_country() -> None:
     assert find_ibans("Account DE89 3704 0044 0532 0130 00") == []
     assert find_ibans("IBAN XX12 3456 7890 1234") == []
     assert find_ibans("IBAN and BIC are printed below") == []
+
+
+def test_the_reader_flags_an_invalid_iban_on_the_page_and_not_a_valid_one() -> None:
+    def read(iban: str):
+        return extract_invoice(
+            _page(
+                [("Müller Technik GmbH", 60, 500)],
+                [("Rechnungsnummer:", 600, 820), ("RE-1", 840, 1040)],
+                [("Gesamtbetrag:", 600, 820), ("119,00 €", 840, 1040)],
+                [(f"Bankverbindung: IBAN {iban} BIC COBADEFFXXX", 60, 900)],
+            )
+        )
+
+    good, bad = read("DE89 3704 0044 0532 0130 00"), read("DE89 3704 0044 0532 0130 01")
+    assert not any(f.code == "invalid_iban" for f in good.flags)
+    [flag] = [f for f in bad.flags if f.code == "invalid_iban"]
+    assert (
+        flag.field == "iban"
+        and "DE89 3704 0044 0532 0130 01" in flag.reason
+        and "check digits" in flag.reason
+    )
+    assert bad.value("invoice_number") == good.value("invoice_number") == "RE-1"  # the fields stand
