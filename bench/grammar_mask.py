@@ -11,23 +11,9 @@ import statistics
 import time
 from pathlib import Path
 
+from vision.engine.testing.tokenizer import QWEN_SPECIALS
+
 LOGITS = 151_936  # Qwen3-VL-2B's lm_head rows
-QWEN_SPECIALS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-]
 QWEN_PATTERN = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 DEFAULT_QWEN_VOCAB = Path(__file__).resolve().parent.parent / "data" / "qwen.tiktoken"
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from vision.ocr.invoice import SCALAR_FIELDS
+
 FONT_PATHS = {
     "latin": ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"],
     "cjk": [
@@ -70,20 +72,7 @@ class InvoiceTruth:
     truth_boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
     def scalar_fields(self) -> dict[str, object]:
-        names = [
-            "invoice_number",
-            "invoice_date",
-            "due_date",
-            "seller",
-            "seller_tax_id",
-            "buyer",
-            "buyer_tax_id",
-            "currency",
-            "subtotal",
-            "tax",
-            "total",
-        ]
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in SCALAR_FIELDS}
 
 
 EN_SELLERS = ["Acme Supplies Ltd", "Northwind Traders Inc", "Blue Harbor GmbH", "Kestrel Tools LLC"]

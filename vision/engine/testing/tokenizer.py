@@ -53,6 +53,7 @@ QWEN_ADDED_TOKENS: tuple[tuple[str, bool], ...] = (
     ("<think>", False),
     ("</think>", False),
 )
+QWEN_SPECIALS = tuple(text for text, special in QWEN_ADDED_TOKENS if special)
 
 # Qwen3-VL Instruct's ChatML template (chat_template.json of the released model, kept as its own
 # file, verbatim): a system turn first, then user/assistant/tool turns; each image part becomes
@@ -166,21 +167,7 @@ def _tokenizer_config(tokenizer: Tokenizer) -> dict[str, Any]:
         "add_bos_token": False,
         "add_prefix_space": False,
         "added_tokens_decoder": added,
-        "additional_special_tokens": [
-            "<|im_start|>",
-            "<|im_end|>",
-            "<|object_ref_start|>",
-            "<|object_ref_end|>",
-            "<|box_start|>",
-            "<|box_end|>",
-            "<|quad_start|>",
-            "<|quad_end|>",
-            "<|vision_start|>",
-            "<|vision_end|>",
-            "<|vision_pad|>",
-            "<|image_pad|>",
-            "<|video_pad|>",
-        ],
+        "additional_special_tokens": list(QWEN_SPECIALS[1:]),  # all but <|endoftext|>
         "bos_token": None,
         "chat_template": CHAT_TEMPLATE,
         "clean_up_tokenization_spaces": False,
