@@ -80,6 +80,28 @@ def user_factory(db) -> Callable:
     return make
 
 
+_documents = iter(range(1_000_000))
+
+
+def stored_document(
+    owner, name: str = "inv.png", *, kind: str = "image", content_type: str = "image/png", page_count: int = 1
+):
+    """A Document row as an upload leaves it, without the file (for tests of what comes after)."""
+    from vision.models import Document
+
+    n = next(_documents)
+    return Document.objects.create(
+        owner=owner,
+        original_name=name,
+        content_type=content_type,
+        kind=kind,
+        size=1,
+        sha256=f"{n:064x}",
+        file=f"uploads/{n}/{name}",
+        page_count=page_count,
+    )
+
+
 def redis_db_url(base_url: str, db: int) -> str:
     """The same Redis server, another database number: isolates a test's heartbeats."""
     return base_url.rsplit("/", 1)[0] + f"/{db}"

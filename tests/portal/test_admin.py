@@ -7,8 +7,9 @@ import pytest
 from django.test import Client
 
 from accounts.roles import Role
+from tests.conftest import stored_document
 from tests.vision.ocr.test_invoice import _page
-from vision.models import Document, ExtractionStatus
+from vision.models import ExtractionStatus
 from vision.ocr.invoice import extract_invoice
 from vision.ocr.pipeline import InvoiceReading
 from vision.services.extractions import extraction_create_from_invoice
@@ -24,16 +25,7 @@ def admin_user_client(user_factory):
 
 
 def _extraction(owner, name: str):
-    document = Document.objects.create(
-        owner=owner,
-        original_name=name,
-        content_type="image/png",
-        kind="image",
-        size=1,
-        sha256=name.ljust(64, "0")[:64],
-        file=f"uploads/{name}",
-        page_count=1,
-    )
+    document = stored_document(owner, name)
     ocr = _page([("Invoice No: INV-7", 640, 1000)], [("Total:", 640, 800), ("$1,210.00", 880, 1040)])
     return extraction_create_from_invoice(
         document=document, reading=InvoiceReading(extract_invoice(ocr), ocr, False)

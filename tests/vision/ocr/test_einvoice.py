@@ -11,6 +11,7 @@ from decimal import Decimal
 import pypdfium2
 import pytest
 
+from tests.conftest import stored_document
 from tests.vision.ocr import einvoices
 from tests.vision.ocr.einvoices import (
     SAMPLES,
@@ -534,22 +535,12 @@ def test_an_invoice_job_on_a_doctored_factur_x_pdf_flags_the_total(api_client, u
 @pytest.mark.django_db
 def test_a_reviewer_correction_of_an_xml_field_says_so(user_factory) -> None:
     from accounts.roles import Role
-    from vision.models import Document
     from vision.ocr.engine import OcrResult
     from vision.ocr.pipeline import InvoiceReading
     from vision.services.extractions import extraction_create_from_invoice, extraction_update_field
 
     owner = user_factory()
-    document = Document.objects.create(
-        owner=owner,
-        original_name="x.xml",
-        content_type="application/xml",
-        kind="xml",
-        size=1,
-        sha256="0" * 64,
-        file="uploads/x/original.xml",
-        page_count=0,
-    )
+    document = stored_document(owner, "x.xml", kind="xml", content_type="application/xml", page_count=0)
     reading = InvoiceReading(read_einvoice_xml(sample("xrechnung-cii-01.01a.xml")), OcrResult(0, 0), False)
     extraction = extraction_create_from_invoice(document=document, reading=reading)
     assert extraction.sources["buyer"] == "xml"

@@ -8,8 +8,9 @@ import pytest
 
 from accounts.roles import Role
 from docplatform.errors import PermissionDenied, ValidationFailed
+from tests.conftest import stored_document
 from tests.vision.ocr.test_invoice import _page
-from vision.models import Document, DocumentTypeVersion, ExtractionStatus, Job
+from vision.models import DocumentTypeVersion, ExtractionStatus, Job
 from vision.ocr.fields import locate_values, value_paths
 from vision.services.document_types import document_type_create, document_type_update
 from vision.services.extractions import (
@@ -46,16 +47,7 @@ def receipt(admin):
 
 @pytest.fixture
 def document(user_factory):
-    return Document.objects.create(
-        owner=user_factory(),
-        original_name="r.png",
-        content_type="image/png",
-        kind="image",
-        size=1,
-        sha256="0" * 64,
-        file="uploads/r.png",
-        page_count=1,
-    )
+    return stored_document(user_factory(), "r.png")
 
 
 def _extraction(document, version, fields):

@@ -7,8 +7,9 @@ import pytest
 
 from accounts.roles import Role
 from docplatform.errors import Conflict, PermissionDenied, ValidationFailed
+from tests.conftest import stored_document
 from tests.vision.ocr.test_invoice import _page
-from vision.models import Document, ExtractionStatus
+from vision.models import ExtractionStatus
 from vision.ocr.invoice import extract_invoice
 from vision.ocr.pipeline import InvoiceReading
 from vision.services.extractions import (
@@ -24,16 +25,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def extraction(user_factory):
     owner = user_factory()
-    document = Document.objects.create(
-        owner=owner,
-        original_name="inv.png",
-        content_type="image/png",
-        kind="image",
-        size=1,
-        sha256="0" * 64,
-        file="uploads/x.png",
-        page_count=1,
-    )
+    document = stored_document(owner)
     ocr = _page(
         [("Acme Supplies Ltd", 60, 400)],
         [("Invoice No: INV-7", 640, 1000)],
@@ -100,16 +92,7 @@ def rate_mismatch(user_factory):
     """Subtotal 1000 + tax 150 = total 1150 adds up, but the page prints the rate as 20 %: only the
     tax-rate check fails, and it needs the rate, which is not a field."""
     owner = user_factory()
-    document = Document.objects.create(
-        owner=owner,
-        original_name="inv.png",
-        content_type="image/png",
-        kind="image",
-        size=1,
-        sha256="1" * 64,
-        file="uploads/y.png",
-        page_count=1,
-    )
+    document = stored_document(owner)
     ocr = _page(
         [("Acme Supplies Ltd", 60, 400)],
         [("Invoice No: INV-8", 640, 1000)],
