@@ -2,12 +2,12 @@
 
 import csv
 import io
-import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tests.vision import files
+from tests.vision.jobs_helpers import wait_status
 from vision.models import Batch, Document
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -15,17 +15,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, s
 
 def _file(name: str, color: str) -> SimpleUploadedFile:
     return SimpleUploadedFile(name, files.image_bytes("PNG", (80, 60), color), content_type="image/png")
-
-
-def _wait_batch(api_client, url: str, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    body: dict = {}
-    while time.monotonic() < deadline:
-        body = api_client.get(url).json()
-        if body["status"] == "finished":
-            return body
-        time.sleep(0.5)
-    pytest.fail(f"batch did not finish within {timeout} s: {body['progress'] if body else body}")
 
 
 def test_batch_of_captions_runs_and_exports(api_client, user_factory, redis_url):
@@ -42,7 +31,7 @@ def test_batch_of_captions_runs_and_exports(api_client, user_factory, redis_url)
     assert response.status_code == 202, response.content
     batch = response.json()
     assert batch["progress"]["total"] == 3
-    done = _wait_batch(api_client, batch["status_url"])
+    done = wait_status(api_client, batch["status_url"], {"finished"}, timeout=180)
     assert done["progress"]["succeeded"] == 3 and done["progress"]["fraction"] == 1.0
     assert [job["status"] for job in done["jobs"]] == ["succeeded"] * 3
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 
 import jsonschema
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.roles import Role
-from tests.vision.jobs_helpers import wait_finished
+from tests.vision.jobs_helpers import wait_finished, wait_status
 from tests.vision.ocr.invoices import encode, make_invoice
 from vision.models import Extraction, ExtractionStatus
 from vision.services.extractions import extraction_approve, extraction_update_field
@@ -129,17 +128,6 @@ def test_the_answer_is_unconstrained_garbage_without_the_schema(api_client, user
     pytest.fail(f"free text validated by chance: {done['result']['text']!r}")
 
 
-def _wait_batch(api_client, url: str, timeout: float = 400) -> dict:
-    deadline = time.monotonic() + timeout
-    body: dict = {}
-    while time.monotonic() < deadline:
-        body = api_client.get(url).json()
-        if body["status"] == "finished":
-            return body
-        time.sleep(0.5)
-    pytest.fail(f"batch did not finish within {timeout} s: {body}")
-
-
 def test_a_batch_of_extractions_exports_the_reviewed_fields(api_client, user_factory, redis_url) -> None:
     first, truth = _invoice_upload(72, "a.png")
     second, _ = _invoice_upload(73, "b.png")
@@ -152,7 +140,7 @@ def test_a_batch_of_extractions_exports_the_reviewed_fields(api_client, user_fac
         format="multipart",
     )
     assert response.status_code == 202, response.content
-    batch = _wait_batch(api_client, response.json()["status_url"])
+    batch = wait_status(api_client, response.json()["status_url"], {"finished"}, timeout=400)
     assert batch["progress"]["succeeded"] == 2, batch
 
     extraction = Extraction.objects.get(job__batch_id=batch["id"], document__original_name="a.png")
