@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import web_command
+
 from .common import REPO_ROOT, resolve_checkpoint
 
 
@@ -148,18 +150,7 @@ def start_stack(args: argparse.Namespace, concurrency: int) -> tuple[Stack, str]
     )
     stack.start(
         "web",
-        [
-            python,
-            "-m",
-            "uvicorn",
-            "docplatform.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(web_port),
-            "--log-level",
-            "warning",
-        ],
+        web_command(web_port, "--log-level", "warning", python=python),
     )
     try:
         _wait_ready(stack, args.ready_timeout)

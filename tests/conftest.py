@@ -80,6 +80,22 @@ def user_factory(db) -> Callable:
     return make
 
 
+def web_command(port: int, *options: str, python: str = sys.executable) -> list[str]:
+    """The platform's ASGI server on loopback, as the tests, the fault stack and the benchmarks
+    start it (scripts/start.sh runs the same application)."""
+    return [
+        python,
+        "-m",
+        "uvicorn",
+        "docplatform.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *options,
+    ]
+
+
 _documents = iter(range(1_000_000))
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from tests.conftest import REPO_ROOT, poll_until
+from tests.conftest import REPO_ROOT, poll_until, web_command
 
 REDIS_CONF = REPO_ROOT / "docker" / "redis.conf"
 # tests/reliability/worker_hooks.py: a vqa job with this question ends its worker with this code.
@@ -300,8 +300,7 @@ class WebServer:
     def start(self) -> WebServer:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "docplatform.asgi:application", "--host", "127.0.0.1"]
-            + ["--port", str(self.port), "--timeout-graceful-shutdown", "5"],
+            web_command(self.port, "--timeout-graceful-shutdown", "5"),
             cwd=REPO_ROOT,
             env=self.env,
             stdout=log,

@@ -16,7 +16,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import REPO_ROOT, wait_for
+from tests.conftest import REPO_ROOT, wait_for, web_command
 
 # The live server's limits, small enough to test: 2 MB bodies, 4 images, image URL fetching on
 # (so the SSRF checks run for real; every address the tests use is refused by them).
@@ -65,16 +64,7 @@ def live_api(django_db_setup, django_db_blocker, redis_url) -> Iterator[LiveServ
     env = {**os.environ, "DJANGO_ENV": "test", "REDIS_URL": redis_url, **SERVER_ENV}
     log = log_path.open("wb")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "docplatform.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        web_command(port),
         cwd=REPO_ROOT,
         env=env,
         stdout=log,
