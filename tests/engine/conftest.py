@@ -90,6 +90,17 @@ def tiny_model(tiny_checkpoint: Path):
     return load_model(str(tiny_checkpoint), progress=False)
 
 
+@pytest.fixture(scope="module")
+def built() -> object:
+    """The compiled kernels' extension module (`kernels.module()`); the kernel tests fail, not
+    skip, where it did not build."""
+    from vision.engine import kernels
+
+    mod = kernels.module()
+    assert mod is not None, "the kernels did not build on the test machine (g++ and ninja are required here)"
+    return mod
+
+
 def _kernel_paths() -> tuple[str, ...]:
     from vision.engine.kernels import ISAS
 

@@ -63,7 +63,7 @@ def test_quantized_linear_close_to_fp32(fmt: str, shape: tuple[int, int]) -> Non
 
 def test_int8_matches_its_own_dequantization() -> None:
     """The layer computes x @ (q * scale).T up to activation rounding (int8 per block of 32 in the
-    engine kernels, bf16 in torch's op); test_kernels.py checks the kernels' rounding exactly."""
+    engine kernels, bf16 in torch's op); test_kernels_linears.py checks the kernels' rounding exactly."""
     lin = _linear(256, 64, bias=False)
     q = Int8Linear.from_linear(lin)
     deq = q.qweight.float() * q.scales.float()[:, None]

@@ -53,7 +53,7 @@ class Int8Linear(nn.Module):
       dot products (AVX-512 VNNI, AVX-VNNI or AVX2: the kernel path in force). One pass over the weights serves
       up to 8 rows, and many-row calls (prefill, vision) are a blocked GEMM over the same bytes,
       so no call builds a float copy of the weight. Activation rounding adds a relative error of
-      ~0.005 (tests/engine/test_kernels.py) to the weights' ~0.008.
+      ~0.005 (tests/engine/test_kernels_linears.py) to the weights' ~0.008.
     - torch's `_weight_int8pack_mm` (bf16 activations, a GEMV per row) where the kernels cannot
       be built: the weight is kept as (N, K) int8.
 
@@ -186,7 +186,7 @@ class Int4Linear(nn.Module):
       group size is asked for): symmetric round-to-nearest, one fp32 scale per output channel per
       group of 32 (= the activation block, llama.cpp's Q4_0 x Q8_0), two weights per byte in
       the int8 panels' order; activations int8 per block of 32, integer dot products on the kernel path in force.
-      5 bits per weight with the scales. Relative error vs fp32 ~0.09 (tests/engine/test_kernels.py).
+      5 bits per weight with the scales. Relative error vs fp32 ~0.09 (tests/engine/test_kernels_linears.py).
     - torch's `_weight_int4pack_mm_for_cpu` (tinygemm layout, asymmetric scale + zero per group of
       `group_size`, bf16 activations): where the kernels are unavailable (logged once by
       `kernels.module()`), or when a caller passes `group_size`.
