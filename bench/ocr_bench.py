@@ -24,39 +24,23 @@ order: NFKC, casefold, every CJK character its own token, tokens sorted.
 Setup (not in requirements.txt): `tesseract-ocr` with the language packs, and `rapidfuzz`;
 `--setup` installs both (apt-get when root, pip into this interpreter), else the bench prints
 the commands. On a loaded machine compare CPU seconds, not wall seconds.
+
+Parts: ocr_pages.py (the pages and their truth), ocr_engines.py (both engines, their setup, the
+CER); this module runs them and writes the report.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import re
-import resource
-import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
-import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
-from PIL import Image
-
 from .common import RunInfo, git_commit, machine_description, md_table, write_results
-
-# Language of a page (truth.json's `language`, or the generator's script) -> Tesseract pack.
-TESS_LANG = {"en": "eng", "zh": "chi_sim", "de": "deu", "fr": "fra", "nl": "nld", "it": "ita", "es": "spa"}
-APT_PACKAGES = ["tesseract-ocr"] + [
-    f"tesseract-ocr-{x.replace('_', '-')}" for x in sorted(set(TESS_LANG.values()))
-]
-GROUPS = ("english", "chinese", "photos", "pdf-150", "pdf-200")
-LATIN_LAYOUTS = ("right_box", "label_table", "stacked", "receipt")
-CHINESE_LAYOUTS = ("fapiao_grid", "fapiao_stacked")
+from .ocr_engines import TESS_LANG, cer, ensure_setup, normalise, run_ours, run_tesseract
+from .ocr_pages import GROUPS, collect_pages
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,206 +58,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--tag", default="")
-
-
-@dataclass
-class Page:
-    name: str
-    group: str
-    language: str  # en, zh, de, ...
-    image: Image.Image
-    truth: str
-
-
-# -- setup ----------------------------------------------------------------------------------------
-
-
-def _tesseract_langs() -> set[str]:
-    try:
-        out = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return set()
-    return {line.strip() for line in out.stdout.splitlines()[1:] if line.strip()}
-
-
-def ensure_setup(install: bool, need_tesseract: bool, languages: set[str]) -> None:
-    """Check (or with `install`, install) rapidfuzz and tesseract with the packs the pages need."""
-    missing: list[str] = []
-    try:
-        import rapidfuzz  # noqa: F401
-    except ImportError:
-        if install:
-            subprocess.run([sys.executable, "-m", "pip", "install", "rapidfuzz"], check=True)
-        else:
-            missing.append(f"{sys.executable} -m pip install rapidfuzz")
-    if need_tesseract:
-        packs = {TESS_LANG[x] for x in languages}
-        if shutil.which("tesseract") is None or not packs <= _tesseract_langs():
-            apt = ["apt-get", "install", "-y", *APT_PACKAGES]
-            if install and os.geteuid() == 0:
-                subprocess.run(["apt-get", "update"], check=False)
-                subprocess.run(apt, check=True)
-            else:
-                missing.append(" ".join(apt) + "   (as root)")
-    if missing:
-        raise SystemExit("bench ocr needs (or run it with --setup):\n  " + "\n  ".join(missing))
-
-
-# -- pages ----------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _recording_canvas():
-    """Record every string the generator draws, per canvas in creation order (one canvas a page)."""
-    from tests.vision.ocr import invoice_gen
-
-    canvases: list[list[str]] = []
-    original_init, original_text = invoice_gen.Canvas.__init__, invoice_gen.Canvas.text
-
-    def init(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        self._bench_texts = []
-        canvases.append(self._bench_texts)
-
-    def text(self, x, y, text, *args, **kwargs):
-        self._bench_texts.append(text)
-        return original_text(self, x, y, text, *args, **kwargs)
-
-    invoice_gen.Canvas.__init__, invoice_gen.Canvas.text = init, text
-    try:
-        yield canvases
-    finally:
-        invoice_gen.Canvas.__init__, invoice_gen.Canvas.text = original_init, original_text
-
-
-def _generated(seed: int, layout: str, damage: str, group: str) -> list[Page]:
-    from tests.vision.ocr.invoice_gen import generate
-
-    with _recording_canvas() as canvases:
-        invoice = generate(seed, layout, damage)
-    if len(canvases) != len(invoice.pages):
-        raise RuntimeError(f"{invoice.name}: {len(canvases)} canvases for {len(invoice.pages)} pages")
-    language = "zh" if layout.startswith("fapiao") else "en"
-    return [
-        Page(f"{invoice.name}-p{number}", group, language, image, "\n".join(texts))
-        for number, (image, texts) in enumerate(zip(invoice.pages, canvases, strict=True), start=1)
-    ]
-
-
-def _rendered(path: Path, doc_id: str, language: str, index: int, dpi: int) -> list[Page]:
-    """Page `index` of a PDF rendered at `dpi`, its truth the page's text layer (none if it has
-    no usable text layer: nothing to score against)."""
-    import pypdfium2
-
-    pdf = pypdfium2.PdfDocument(path.read_bytes())
-    try:
-        if index >= len(pdf):
-            return []
-        page = pdf[index]
-        textpage = page.get_textpage()
-        truth = textpage.get_text_range()
-        textpage.close()
-        if len(truth.split()) < 5:
-            return []
-        bitmap = page.render(scale=dpi / 72, fill_color=(255, 255, 255, 255))
-        image = bitmap.to_pil().convert("RGB")
-        bitmap.close()
-        page.close()
-    finally:
-        pdf.close()
-    return [Page(f"{doc_id}-p{index + 1}@{dpi}", f"pdf-{dpi}", language, image, truth)]
-
-
-def page_plan(seed: int, groups: set[str], per_pdf: int) -> list[tuple[str, Callable[[], list[Page]]]]:
-    """(group, make the pages) for every page source, in order; nothing is drawn or rendered yet."""
-    from tests.vision.ocr.real_corpus import load_corpus
-
-    plan: list[tuple[str, Callable[[], list[Page]]]] = []
-    # every generated page in a fixed order, so a page's seed does not depend on --groups
-    generated = [(layout, damage, "english") for damage in ("clean", "scan") for layout in LATIN_LAYOUTS]
-    generated += [(layout, damage, "chinese") for damage in ("clean", "scan") for layout in CHINESE_LAYOUTS]
-    generated += [
-        (layout, "photo", "photos") for layout in ("right_box", "label_table", "receipt", "fapiao_grid")
-    ]
-    for index, (layout, damage, group) in enumerate(generated):
-        if group in groups:
-            plan.append((group, partial(_generated, seed * 1000 + index, layout, damage, group)))
-    dpis = [dpi for dpi in (150, 200) if f"pdf-{dpi}" in groups]
-    for doc in load_corpus() if dpis else []:
-        if doc.kind not in ("pdf", "pdf+xml") or doc.language not in TESS_LANG:
-            continue
-        for index in range(per_pdf):
-            for dpi in dpis:
-                plan.append((f"pdf-{dpi}", partial(_rendered, doc.path, doc.id, doc.language, index, dpi)))
-    return plan
-
-
-def collect_pages(seed: int, groups: set[str], per_pdf: int, limit: int = 0) -> list[Page]:
-    """The pages; with `limit`, the first of each group first (a smoke run sees every group)."""
-    plan = page_plan(seed, groups, per_pdf)
-    if not limit:
-        return [page for _, make in plan for page in make()]
-    pages: list[Page] = []
-    done: set[int] = set()
-    for group in GROUPS:  # a source can give no page (a PDF without text layer): take the next
-        for index, (g, make) in enumerate(plan):
-            if g == group and len(pages) < limit:
-                done.add(index)
-                got = make()
-                if got:
-                    pages += got
-                    break
-    for index, (_, make) in enumerate(plan):
-        if len(pages) >= limit:
-            break
-        if index not in done:
-            pages += make()
-    return pages[:limit]
-
-
-# -- scoring --------------------------------------------------------------------------------------
-
-_CJK = re.compile(r"([\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef])")
-
-
-def normalise(text: str) -> str:
-    """Reading order removed: NFKC, casefold, each CJK character a token, tokens sorted."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(sorted(_CJK.sub(r" \1 ", text).split()))
-
-
-def cer(hypothesis: str, truth: str) -> float:
-    from rapidfuzz.distance import Levenshtein
-
-    ref = normalise(truth)
-    return Levenshtein.distance(normalise(hypothesis), ref) / max(1, len(ref))
-
-
-# -- engines --------------------------------------------------------------------------------------
-
-
-def run_tesseract(image_path: Path, language: str, threads: int) -> tuple[str, float, float]:
-    """Text, wall seconds and CPU seconds (children's user+system) of one `tesseract` run."""
-    env = {**os.environ, "OMP_THREAD_LIMIT": str(threads)}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    out = subprocess.run(
-        ["tesseract", str(image_path), "stdout", "--psm", "3", "-l", TESS_LANG[language]],
-        capture_output=True,
-        env=env,
-        check=True,
-    )
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return out.stdout.decode("utf-8", "replace"), wall, cpu
-
-
-def run_ours(engine, image: Image.Image) -> tuple[str, float, float, dict]:
-    cpu0, started = time.process_time(), time.perf_counter()
-    result = engine.read(image)
-    wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
-    return result.text, wall, cpu, dict(getattr(engine, "last_timings", {}) or {})
 
 
 # -- the run --------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Born-digital PDF pages are read from their text layer (vision/ocr/textlayer.py), not OCR'd:
 lines, boxes and rows as OCR gives them, the page's source recorded; scans, invisible text layers
 that disagree with the pixels, and glyphs without unicode go to OCR. The PDFs are written here
-(tests/vision/ocr/pdfgen.py: pdfium text objects in DejaVu) with known words at known places."""
+(tests/vision/ocr/pdfgen.py: pdfium text objects in DejaVu) with known words at known places.
+Generated invoices as born-digital PDFs, through the reader, an invoice job and the `extract`
+command: test_textlayer_invoices.py."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from tests.vision.ocr.pdfgen import FONT, Page, Text, born_digital, draw_page, make_pdf, render
+from tests.vision.ocr.pdfgen import FONT, Page, Text, draw_page, make_pdf, render
 from vision.ocr.engine import OcrResult
 from vision.ocr.textlayer import SOURCE_OCR, SOURCE_TEXT_LAYER, page_texts, read_page, read_pdf_pages
 
@@ -34,7 +36,16 @@ ROWS = [
     ["Typography, quickly judged"],
 ]
 # What an invisible layer that belongs to another document says, at the same places.
-OTHER = ["Weather report Monday", "Sunny", "spells", "Rain", "later", "Wind from", "the north west", "Humidity, fairly high"]  # fmt: skip
+OTHER = [
+    "Weather report Monday",
+    "Sunny",
+    "spells",
+    "Rain",
+    "later",
+    "Wind from",
+    "the north west",
+    "Humidity, fairly high",
+]
 
 
 def _page(words=WORDS, texts=None, **kwargs) -> Page:
@@ -90,7 +101,11 @@ def _assert_boxes_on_ink(result: OcrResult, image: Image.Image) -> None:
         x0, y0, x1, y1 = cells[text]
         # the ink inside the box (2 px for anti-aliasing), the box no wider than the ink by more
         # than a glyph's side bearing (the box spans the glyphs' advances): 3-6 px here
-        assert x0 <= ink[0] + 2 and x1 >= ink[2] - 2 and y0 <= ink[1] + 2 and y1 >= ink[3] - 2, (text, cells[text], ink)  # fmt: skip
+        assert x0 <= ink[0] + 2 and x1 >= ink[2] - 2 and y0 <= ink[1] + 2 and y1 >= ink[3] - 2, (
+            text,
+            cells[text],
+            ink,
+        )
         slack = max(3.0, 0.15 * size)
         assert ink[0] - x0 <= slack and x1 - ink[2] <= slack, (text, cells[text], ink)
         assert y1 - y0 <= 1.4 * size, (text, cells[text])
@@ -149,12 +164,19 @@ def _tall_bold_font(data: bytes) -> bytes:
     then two ems tall. Same byte length, so the cross-reference offsets stay valid."""
     import re
 
-    found = re.search(rb"/Ascent \d+/CapHeight \d+/Descent -\d+/Flags \d+/FontBBox\[[^\]]*\]/FontFile2 \d+ 0 R /FontName/DejaVuSans-Bold", data)  # fmt: skip
+    found = re.search(
+        rb"/Ascent \d+/CapHeight \d+/Descent -\d+/Flags \d+/FontBBox\[[^\]]*\]/FontFile2 \d+ 0 R /FontName/DejaVuSans-Bold",
+        data,
+    )
     assert found, "pdfium wrote the font descriptor differently"
     part = found.group(0)
     part = re.sub(rb"/Ascent \d+", b"/Ascent 999", part)
     part = re.sub(rb"/Descent -\d+", b"/Descent -999", part)
-    part = re.sub(rb"FontBBox\[ (-?\d+) -(\d+) (\d+) (\d+)\]", lambda m: b"FontBBox[ %s -%s %s %s]" % (m[1], b"9" * len(m[2]), m[3], b"9" * len(m[4])), part)  # fmt: skip
+    part = re.sub(
+        rb"FontBBox\[ (-?\d+) -(\d+) (\d+) (\d+)\]",
+        lambda m: b"FontBBox[ %s -%s %s %s]" % (m[1], b"9" * len(m[2]), m[3], b"9" * len(m[4])),
+        part,
+    )
     assert len(part) == len(found.group(0))
     return data[: found.start()] + part + data[found.end() :]
 
@@ -234,7 +256,9 @@ def _lying_unicode_map(data: bytes) -> bytes:
     lines = []
     for line in zlib.decompress(data[start:end]).decode("latin-1").split("\n"):
         # a range of glyphs mapped from an ASCII character onwards: start one character later
-        shifted = re.sub(r"^(<\w{4}> <\w{4}> )<00([2-7][0-9A-Fa-f])>$", lambda m: f"{m[1]}<{int(m[2], 16) + 1:04X}>", line)  # fmt: skip
+        shifted = re.sub(
+            r"^(<\w{4}> <\w{4}> )<00([2-7][0-9A-Fa-f])>$", lambda m: f"{m[1]}<{int(m[2], 16) + 1:04X}>", line
+        )
         lines.append(shifted)
     stream = zlib.compress("\n".join(lines).encode("latin-1"))
     lying = (
@@ -298,77 +322,7 @@ def test_a_layer_mapped_for_another_image_size_is_not_trusted(born) -> None:
     assert read_page(image, texts).source == SOURCE_OCR
 
 
-def test_an_invoice_is_read_from_the_text_layer_of_its_pdf() -> None:
-    """The invoice reader works unchanged on text-layer readings: a generated invoice drawn as a
-    born-digital PDF gives its number, date and total, and the reading says where it came from."""
-    from vision.ocr.pipeline import read_invoice_pages
-
-    data, truth, _ = born_digital(5, "right_box")
-    images = render(data)
-    readings = [read_pdf_pages(data, dict(enumerate(images, 1)))[n] for n in range(1, len(images) + 1)]
-    assert [r.source for r in readings] == [SOURCE_TEXT_LAYER]
-    reading = read_invoice_pages(images, readings=readings)
-    out = reading.to_dict()
-    assert out["invoice_number"] == truth.invoice_number
-    assert out["invoice_date"] == truth.invoice_date.isoformat()
-    assert out["total"] == str(truth.total)
-    assert out["page"]["source"] == SOURCE_TEXT_LAYER and out["page"]["sources"] == [SOURCE_TEXT_LAYER]
-    with pytest.raises(ValueError):
-        read_invoice_pages(images, readings=readings * 2)
-
-
-def test_page_sources_for_the_portal() -> None:
-    from vision.portal.overlays import page_sources
-
-    ocr_job = {"pages": [{"page": 2, "source": "text_layer"}, {"page": 3, "source": "ocr"}]}
-    assert page_sources(ocr_job, [2, 3]) == {2: "text_layer", 3: "ocr"}
-    invoice_job = {"page": {"width": 1, "height": 1, "source": "ocr", "sources": ["ocr", "text_layer"]}}
-    assert page_sources(invoice_job, [4, 5]) == {4: "ocr", 5: "text_layer"}
-    assert page_sources({"page": 1, "source": "text_layer"}, [1]) == {1: "text_layer"}
-    assert page_sources({"page": {"width": 1, "height": 1}}, [1]) == {}  # older results
-
-
-# -- through the platform: upload, the real worker, the result, the portal pages --------------------
-
-
-@pytest.mark.integration
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_invoice_job_on_a_born_digital_pdf_records_its_text_layer(
-    api_client, user_factory, redis_url
-) -> None:
-    """GIVEN a born-digital invoice PDF uploaded as an invoice job THEN the worker reads it from
-    its text layer (the job result's page says so), the extraction has its fields, and the job
-    page and the review page show where the page's text came from."""
-    from django.core.files.uploadedfile import SimpleUploadedFile
-    from django.test import Client
-
-    from accounts.roles import Role
-    from tests.vision.jobs_helpers import wait_finished
-    from vision.models import Extraction
-
-    data, truth, _ = born_digital(5, "right_box")
-    user = user_factory(Role.REVIEWER)
-    api_client.force_authenticate(user)
-    upload = SimpleUploadedFile("born-digital.pdf", data, content_type="application/pdf")
-    response = api_client.post(
-        "/api/jobs", {"task": "invoice", "file": upload, "max_tokens": 16}, format="multipart"
-    )
-    assert response.status_code == 202, response.content
-    done = wait_finished(api_client, response.json()["status_url"], timeout=300)
-    assert done["status"] == "succeeded", done
-    result = done["result"]["data"]
-    assert result["page"]["source"] == SOURCE_TEXT_LAYER and result["page"]["sources"] == [SOURCE_TEXT_LAYER]
-    extraction = Extraction.objects.get(job_id=done["id"])
-    assert extraction.fields["invoice_number"] == truth.invoice_number
-    assert extraction.fields["total"] == str(truth.total)
-    assert extraction.boxes["total"]
-    browser = Client()
-    browser.force_login(user)
-    job_page = browser.get(f"/jobs/{done['id']}/").content.decode()
-    review_page = browser.get(f"/review/{extraction.pk}/").content.decode()
-    for name, html in (("job", job_page), ("review", review_page)):
-        shown = '<span class="pagesource" data-source="text_layer">Read from the PDF\'s text layer</span>'
-        assert shown in html, name
+# -- through the platform: upload, the real worker, the result ---------------------------------------
 
 
 @pytest.mark.integration
@@ -394,24 +348,3 @@ def test_ocr_job_reads_a_text_page_from_its_layer_and_ocrs_a_scanned_page(
     assert [(p["page"], p["source"]) for p in pages] == [(1, SOURCE_TEXT_LAYER), (2, SOURCE_OCR)]
     assert "INV-2024-4202" in pages[0]["text"] and "SCN-2024-4202" in pages[1]["text"]
     assert all(line["bbox"] for p in pages for line in p["lines"])
-
-
-def test_extract_command_reads_a_pdf_from_its_text_layer(tmp_path) -> None:
-    import io
-    import json
-
-    from django.core.management import call_command
-
-    data, truth, _ = born_digital(5, "right_box")
-    path = tmp_path / "invoice.pdf"
-    path.write_bytes(data)
-    results = {}
-    for task in ("ocr", "invoice"):
-        out = io.StringIO()
-        call_command(
-            "extract", str(path), "--task", task, "--no-vlm", "--json", stdout=out, stderr=io.StringIO()
-        )
-        results[task] = json.loads(out.getvalue())
-    assert results["ocr"]["source"] == SOURCE_TEXT_LAYER and truth.invoice_number in results["ocr"]["text"]
-    assert results["invoice"]["page"]["sources"] == [SOURCE_TEXT_LAYER]
-    assert results["invoice"]["invoice_number"] == truth.invoice_number
