@@ -183,3 +183,11 @@ def oversized(xml: bytes, size: int) -> bytes:
     head, _, tail = xml.partition(b"?>")
     padding = b"<!--" + b"x" * (size - len(xml)) + b"-->"
     return head + b"?>" + padding + tail
+
+
+def with_embedded_xml_pdf(xml: bytes) -> bytes:
+    """A one-page image PDF carrying `xml` as its factur-x.xml attachment."""
+    from tests.vision.ocr.invoices import make_invoice
+
+    image, _ = make_invoice(3, "en")
+    return with_embedded_xml(image_pdf(image), xml)
