@@ -32,8 +32,23 @@ PAGES = {
 
 @pytest.mark.parametrize("language", sorted(PAGES))
 def test_labels_dates_and_amounts_in_each_language(language: str) -> None:
-    (seller, number_label, number, date_label, date_text, buyer_label, buyer, sub_label, sub,
-     tax_label, tax, total_label, total, iso_date, currency) = PAGES[language]  # fmt: skip
+    (
+        seller,
+        number_label,
+        number,
+        date_label,
+        date_text,
+        buyer_label,
+        buyer,
+        sub_label,
+        sub,
+        tax_label,
+        tax,
+        total_label,
+        total,
+        iso_date,
+        currency,
+    ) = PAGES[language]
     ocr = _page(
         [(seller, 60, 500)],
         [(f"{number_label}:", 600, 820), (number, 840, 1040)],
@@ -45,7 +60,19 @@ def test_labels_dates_and_amounts_in_each_language(language: str) -> None:
         [(f"{total_label}:", 600, 820), (total, 840, 1040)],
     )
     result = extract_invoice(ocr)
-    got = {name: result.value(name) for name in ("invoice_number", "invoice_date", "seller", "buyer", "subtotal", "tax", "total", "currency")}  # fmt: skip
+    got = {
+        name: result.value(name)
+        for name in (
+            "invoice_number",
+            "invoice_date",
+            "seller",
+            "buyer",
+            "subtotal",
+            "tax",
+            "total",
+            "currency",
+        )
+    }
     assert got == {
         "invoice_number": number,
         "invoice_date": parse_date(iso_date),
