@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from tests.vision.ocr.invoice_gen_words import EN_ITEMS as GEN_ITEMS
 from vision.ocr.invoice import SCALAR_FIELDS
 
 FONT_PATHS = {
@@ -77,16 +78,7 @@ class InvoiceTruth:
 
 EN_SELLERS = ["Acme Supplies Ltd", "Northwind Traders Inc", "Blue Harbor GmbH", "Kestrel Tools LLC"]
 EN_BUYERS = ["Globex Corporation", "Initech Systems", "Umbrella Labs Ltd", "Stark Logistics"]
-EN_ITEMS = [
-    "Steel bolts M8",
-    "Printer paper A4",
-    "Toner cartridge",
-    "Consulting hours",
-    "USB-C cable",
-    "Office chair",
-    "Desk lamp",
-    "Safety gloves",
-]
+EN_ITEMS = GEN_ITEMS[:8]  # the first eight of the other generator's line items
 ZH_SELLERS = ["上海远航贸易有限公司", "深圳华信电子有限公司", "杭州青山科技有限公司"]
 ZH_BUYERS = ["北京星辰科技有限公司", "广州南方物流有限公司", "成都天府软件有限公司"]
 ZH_ITEMS = ["办公用品", "打印纸", "墨盒", "技术服务费", "笔记本电脑", "显示器支架"]
