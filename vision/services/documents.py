@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import math
 import os
 import secrets
 import shutil
@@ -111,8 +110,8 @@ def _image_pages(data: bytes, upload_type: UploadType) -> list[_PageImage]:
 
 
 def _pdf_pages(data: bytes) -> list[_PageImage]:
-    dpi_scale = settings.UPLOAD_PDF_DPI / 72  # PDF sizes are in points, 1/72 inch
-    limit = settings.UPLOAD_MAX_PIXELS
+    from vision.ocr.pdf_render import render_page
+
     pages = []
     with PDFIUM_LOCK:
         pdf = open_pdf_checked(data)
@@ -121,17 +120,16 @@ def _pdf_pages(data: bytes) -> list[_PageImage]:
                 page = pdf[index]
                 try:
                     width_pt, height_pt = page.get_size()
+                    what = f"page {index + 1}"
                     if width_pt < 1 or height_pt < 1:
-                        check_pixels(int(width_pt), int(height_pt), what=f"page {index + 1}")
-                    scale = dpi_scale
-                    if width_pt * height_pt * scale * scale > limit:  # huge page: lower the DPI
-                        scale = math.sqrt(limit / (width_pt * height_pt)) * 0.99
-                    bitmap = page.render(scale=scale)
-                    try:
-                        check_pixels(bitmap.width, bitmap.height, what=f"page {index + 1}")
-                        pages.append(_png_page(bitmap.to_pil()))
-                    finally:
-                        bitmap.close()
+                        check_pixels(int(width_pt), int(height_pt), what=what)
+                    image = render_page(
+                        page,
+                        dpi=settings.UPLOAD_PDF_DPI,
+                        max_pixels=settings.UPLOAD_MAX_PIXELS,
+                        check=lambda width, height, what=what: check_pixels(width, height, what=what),
+                    )
+                    pages.append(_png_page(image))
                 finally:
                     page.close()
         finally:
@@ -140,13 +138,9 @@ def _pdf_pages(data: bytes) -> list[_PageImage]:
 
 
 def _png_page(image: Image.Image) -> _PageImage:
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent areas of scans and screenshots are paper: composite on white, not black.
-        rgba = image.convert("RGBA")
-        rgb = Image.new("RGB", rgba.size, "white")
-        rgb.paste(rgba, mask=rgba.getchannel("A"))
-    else:
-        rgb = image.convert("RGB")
+    from vision.ocr.pdf_render import on_white
+
+    rgb = on_white(image)  # transparent areas of scans and screenshots are paper
     buffer = io.BytesIO()
     rgb.save(buffer, format="PNG", optimize=False)
     return _PageImage(png=buffer.getvalue(), width=rgb.width, height=rgb.height)

@@ -81,38 +81,22 @@ def load_corpus(root: Path = CORPUS_DIR) -> list[CorpusDoc]:
 
 def render_pdf(data: bytes) -> list:
     """The PDF's pages as RGB images, rendered as an upload renders them."""
-    import math
-
     import pypdfium2
 
-    images = []
+    from vision.ocr.pdf_render import render_page
+
     pdf = pypdfium2.PdfDocument(data)
     try:
+        images = []
         for index in range(len(pdf)):
             page = pdf[index]
             try:
-                width_pt, height_pt = page.get_size()
-                scale = UPLOAD_PDF_DPI / 72
-                if width_pt * height_pt * scale * scale > UPLOAD_MAX_PIXELS:
-                    scale = math.sqrt(UPLOAD_MAX_PIXELS / (width_pt * height_pt)) * 0.99
-                bitmap = page.render(scale=scale)
-                try:
-                    image = bitmap.to_pil()
-                    if image.mode in ("RGBA", "LA"):  # transparent areas are paper, as on upload
-                        from PIL import Image
-
-                        rgba = image.convert("RGBA")
-                        rgb = Image.new("RGB", rgba.size, "white")
-                        rgb.paste(rgba, mask=rgba.getchannel("A"))
-                        image = rgb
-                    images.append(image.convert("RGB"))
-                finally:
-                    bitmap.close()
+                images.append(render_page(page, dpi=UPLOAD_PDF_DPI, max_pixels=UPLOAD_MAX_PIXELS))
             finally:
                 page.close()
+        return images
     finally:
         pdf.close()
-    return images
 
 
 def read_document(path: Path) -> dict[str, Any]:

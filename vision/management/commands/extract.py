@@ -49,6 +49,8 @@ def read_pages(path: Path, *, read: bool = True, first_only: bool = False) -> li
     if head == b"%PDF-":
         import pypdfium2
 
+        from vision.ocr.pdf_render import render_page
+
         try:
             pdf = pypdfium2.PdfDocument(str(path))
         except pypdfium2.PdfiumError as exc:
@@ -57,7 +59,10 @@ def read_pages(path: Path, *, read: bool = True, first_only: bool = False) -> li
             count = min(len(pdf), 1 if first_only else settings.UPLOAD_PDF_MAX_PAGES)
             if not count:
                 raise FileRejected("the PDF has no pages")
-            images = [pdf[i].render(scale=150 / 72).to_pil().convert("RGB") for i in range(count)]
+            images = [
+                render_page(pdf[i], dpi=settings.UPLOAD_PDF_DPI, max_pixels=settings.UPLOAD_MAX_PIXELS)
+                for i in range(count)
+            ]
         except pypdfium2.PdfiumError as exc:
             raise FileRejected(f"not a readable PDF ({exc})") from exc
         finally:
