@@ -119,14 +119,18 @@ def test_every_object_endpoint_hides_other_users_objects(user_factory, member, m
 
     victim = user_factory()
     ids = _owned_objects(victim)
-    before = {
-        "documents": Document.objects.filter(owner=victim).count(),
-        "job": Job.objects.get(pk=ids["job_id"]).status,
-        "batch": Batch.objects.filter(pk=ids["batch_id"]).exists(),
-        "conversation": Conversation.objects.filter(pk=ids["conversation_id"]).exists(),
-        "extraction": Extraction.objects.get(pk=ids["extraction_id"]).status,
-        "keys": ApiKey.objects.filter(user=victim, revoked_at__isnull=True).count(),
-    }
+
+    def state() -> dict:
+        return {
+            "documents": Document.objects.filter(owner=victim).count(),
+            "job": Job.objects.get(pk=ids["job_id"]).status,
+            "batch": Batch.objects.filter(pk=ids["batch_id"]).exists(),
+            "conversation": Conversation.objects.filter(pk=ids["conversation_id"]).exists(),
+            "extraction": Extraction.objects.get(pk=ids["extraction_id"]).status,
+            "keys": ApiKey.objects.filter(user=victim, revoked_at__isnull=True).count(),
+        }
+
+    before = state()
     api = member.client()
     portal = Client()
     portal.force_login(member.user)
@@ -149,14 +153,7 @@ def test_every_object_endpoint_hides_other_users_objects(user_factory, member, m
             assert b"secret.png" not in response.content
             checked.append(f"{method.upper()} {path}")
     assert len(checked) >= 5 * 12, checked  # documents, jobs, batches, conversations, keys, portal, review
-    after = {
-        "documents": Document.objects.filter(owner=victim).count(),
-        "job": Job.objects.get(pk=ids["job_id"]).status,
-        "batch": Batch.objects.filter(pk=ids["batch_id"]).exists(),
-        "conversation": Conversation.objects.filter(pk=ids["conversation_id"]).exists(),
-        "extraction": Extraction.objects.get(pk=ids["extraction_id"]).status,
-        "keys": ApiKey.objects.filter(user=victim, revoked_at__isnull=True).count(),
-    }
+    after = state()
     assert after == before
     print(f"\n[security] IDOR: {len(checked)} requests on {len(checked) // 5} object URLs, all refused")
 

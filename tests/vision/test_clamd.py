@@ -63,6 +63,14 @@ def test_client_speaks_instream(clamd_socket):
     assert found.infected and found.signature.startswith(SIGNATURE)
 
 
+def _upload_png(api_client):
+    return api_client.post(
+        "/api/documents",
+        {"file": SimpleUploadedFile("dog.png", files.image_bytes("PNG"))},
+        format="multipart",
+    )
+
+
 @pytest.mark.django_db
 def test_infected_upload_is_refused_naming_the_signature(
     api_client, user_factory, settings, tmp_path, clamd_socket
@@ -97,11 +105,7 @@ def test_unreachable_clamd_is_503_and_stores_nothing(api_client, user_factory, s
     settings.MEDIA_ROOT = tmp_path / "media"
     api_client.force_authenticate(user_factory())
 
-    response = api_client.post(
-        "/api/documents",
-        {"file": SimpleUploadedFile("dog.png", files.image_bytes("PNG"))},
-        format="multipart",
-    )
+    response = _upload_png(api_client)
 
     assert response.status_code == 503
     assert response.json()["code"] == "virus_scanner_unavailable"
@@ -120,10 +124,6 @@ def test_tcp_clamd_unreachable_is_503(api_client, user_factory, settings):
     settings.CLAMD_PORT = port
     api_client.force_authenticate(user_factory())
 
-    response = api_client.post(
-        "/api/documents",
-        {"file": SimpleUploadedFile("dog.png", files.image_bytes("PNG"))},
-        format="multipart",
-    )
+    response = _upload_png(api_client)
 
     assert response.status_code == 503
