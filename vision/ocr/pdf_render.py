@@ -22,13 +22,14 @@ def page_scale(width_pt: float, height_pt: float, *, dpi: int, max_pixels: int) 
 
 
 def on_white(image: Image.Image) -> Image.Image:
-    """The image in RGB, with transparent areas as white paper (not black)."""
+    """The image in RGB, with transparent areas as white paper (not black); an RGB image is
+    returned as it is (a rendered page passes here once, not twice)."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         rgb = Image.new("RGB", rgba.size, "white")
         rgb.paste(rgba, mask=rgba.getchannel("A"))
         return rgb
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def render_page(
