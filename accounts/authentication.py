@@ -28,7 +28,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         api_key = api_key_get_active(raw_key=raw_key)
         if api_key is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked API key.", code="invalid_api_key")
+            raise exceptions.AuthenticationFailed(
+                "Invalid, expired or revoked API key.", code="invalid_api_key"
+            )
         api_key_touch(api_key=api_key)
         return api_key.user, api_key
 

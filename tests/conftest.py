@@ -74,10 +74,35 @@ def user_factory(db) -> Callable:
 
     counter = iter(range(1_000_000))
 
-    def make(role: Role = Role.MEMBER, password: str = "correct horse battery", **kwargs):
-        return user_create(username=f"user{next(counter)}-{role}", password=password, role=role, **kwargs)
+    def make(role: Role = Role.MEMBER, password: str = "correct horse battery", organization=None, **kwargs):
+        """A user with `role` in their personal organisation; with `organization`, also a member of
+        that one with `role`, and acting in it."""
+        user = user_create(username=f"user{next(counter)}-{role}", password=password, role=role, **kwargs)
+        if organization is not None:
+            organization_join(user, organization, role)
+        return user
 
     return make
+
+
+def organization_join(user, organization, role) -> None:
+    """Make `user` a member of `organization` with `role`, acting in it (as the switcher does)."""
+    from accounts.models import Membership
+
+    Membership.objects.update_or_create(user=user, organization=organization, defaults={"role": str(role)})
+    user.active_organization = organization
+    user.save(update_fields=["active_organization"])
+
+
+@pytest.fixture
+def team(db):
+    """A team organisation with no members yet (join with `user_factory(role, organization=team)`)."""
+    from accounts.models import Organization
+
+    return Organization.objects.create(name="Team", slug=f"team-{next(_teams)}")
+
+
+_teams = iter(range(1_000_000))
 
 
 def web_command(port: int, *options: str, python: str = sys.executable) -> list[str]:
@@ -103,10 +128,12 @@ def stored_document(
     owner, name: str = "inv.png", *, kind: str = "image", content_type: str = "image/png", page_count: int = 1
 ):
     """A Document row as an upload leaves it, without the file (for tests of what comes after)."""
+    from accounts.scope import scope_for
     from vision.models import Document
 
     n = next(_documents)
     return Document.objects.create(
+        organization=scope_for(owner).organization,
         owner=owner,
         original_name=name,
         content_type=content_type,

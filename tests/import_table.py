@@ -53,8 +53,9 @@ ROWS: tuple[Row, ...] = (
     ),
     Row(
         modules=("accounts",),
-        owns="user model, roles (member, reviewer, admin) and `REVIEW_PERMISSION`, JWT endpoints, "
-        "API keys, portal login, lockout, throttles",
+        owns="user model, organisations and memberships, the request's `Scope` (organisation, role, "
+        "API key: `scope.py`), roles (member, reviewer, admin) and `REVIEW_PERMISSION`, JWT "
+        "endpoints, API keys with scopes and expiry, /v1 usage, portal login, lockout, throttles",
         imports=("docplatform.errors", "docplatform.exception_handler"),
         third_party="Django, DRF",
     ),
@@ -93,6 +94,7 @@ ROWS: tuple[Row, ...] = (
             "vision.selectors",
             "vision.faults",
             "docplatform.storable",
+            "accounts.scope",
             *CONTRACT,
             *ENGINE_CONTRACT,
         ),
@@ -151,9 +153,11 @@ ROWS: tuple[Row, ...] = (
             "vision.capabilities",
             "vision.heartbeat",
             "accounts.roles",
+            "accounts.scope",
             "accounts.selectors",
             "accounts.services",
             "docplatform.errors",
+            "docplatform.aio",
         ),
         third_party="Django, DRF",
     ),

@@ -3,7 +3,8 @@
 from django import forms
 from django.contrib import admin, messages
 
-from accounts.roles import REVIEW_PERMISSION
+from accounts.roles import REVIEW_PERMISSION, Role
+from accounts.scope import Scope
 from docplatform.errors import ApplicationError
 from vision.models import (
     Batch,
@@ -45,7 +46,7 @@ class DocumentPageInline(ReadOnlyInline):
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
     list_display = ["id", "original_name", "owner", "content_type", "page_count", "size", "created_at"]
-    list_filter = ["kind", "content_type", "created_at"]
+    list_filter = ["organization", "kind", "content_type", "created_at"]
     search_fields = ["original_name", "sha256", "owner__username"]
     readonly_fields = ["owner", "content_type", "kind", "size", "sha256", "file", "page_count", "created_at"]
     inlines = [DocumentPageInline]
@@ -65,7 +66,7 @@ class JobAdmin(admin.ModelAdmin):
         "created_at",
         "finished_at",
     ]
-    list_filter = ["status", "task", "error_code", "created_at"]
+    list_filter = ["organization", "status", "task", "error_code", "created_at"]
     search_fields = ["id", "owner__username", "document__original_name", "worker", "error"]
     readonly_fields = [field.name for field in Job._meta.fields]
     list_select_related = ["owner", "document"]
@@ -74,7 +75,7 @@ class JobAdmin(admin.ModelAdmin):
 @admin.register(Batch)
 class BatchAdmin(admin.ModelAdmin):
     list_display = ["id", "task", "owner", "created_at"]
-    list_filter = ["task", "created_at"]
+    list_filter = ["organization", "task", "created_at"]
     search_fields = ["id", "owner__username"]
     readonly_fields = ["owner", "task", "options", "created_at"]
 
@@ -90,7 +91,7 @@ class MessageInline(ReadOnlyInline):
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     list_display = ["id", "title", "owner", "model", "created_at", "updated_at"]
-    list_filter = ["model", "created_at"]
+    list_filter = ["organization", "model", "created_at"]
     search_fields = ["title", "owner__username", "messages__text"]
     readonly_fields = ["owner", "key", "model", "created_at", "updated_at"]
     inlines = [MessageInline]
@@ -102,11 +103,27 @@ class ExtractionEventInline(ReadOnlyInline):
     fields = ["created_at", "actor", "action", "field", "old_value", "new_value", "comment"]
 
 
+def _staff_scope(request, organization) -> Scope:
+    """Site staff in the Django admin act in the organisation of the object they change, with
+    what their site role's permissions allow (the admin is theirs across organisations)."""
+    user = request.user
+    role = (
+        Role.ADMIN
+        if user.is_superuser
+        else Role.REVIEWER
+        if user.has_perm(REVIEW_PERMISSION)
+        else Role.MEMBER
+    )
+    return Scope(user=user, organization=organization, role=role)
+
+
 def _review_action(modeladmin, request, queryset, *, service, verb: str, comment: str) -> None:
     done = 0
     for extraction in queryset:
         try:
-            service(extraction=extraction, user=request.user, comment=comment)
+            service(
+                extraction=extraction, scope=_staff_scope(request, extraction.organization), comment=comment
+            )
         except ApplicationError as exc:
             modeladmin.message_user(request, f"Extraction {extraction.pk}: {exc.message}", messages.ERROR)
         else:
@@ -138,7 +155,7 @@ class ExtractionAdmin(admin.ModelAdmin):
     list, filters and bulk approve/reject."""
 
     list_display = ["id", "document", "kind", "status", "flag_count", "reviewer", "created_at", "reviewed_at"]
-    list_filter = ["status", "kind", "used_vlm", "created_at", "reviewed_at"]
+    list_filter = ["organization", "status", "kind", "used_vlm", "created_at", "reviewed_at"]
     search_fields = [
         "id",
         "document__original_name",
@@ -161,8 +178,17 @@ class ExtractionAdmin(admin.ModelAdmin):
 
 @admin.register(ExtractionEvent)
 class ExtractionEventAdmin(admin.ModelAdmin):
-    list_display = ["id", "extraction", "action", "field", "actor", "created_at"]
-    list_filter = ["action", "created_at"]
+    list_display = [
+        "id",
+        "organization",
+        "action",
+        "document_id",
+        "extraction",
+        "field",
+        "actor",
+        "created_at",
+    ]
+    list_filter = ["organization", "action", "created_at"]
     search_fields = ["extraction__id", "field", "actor__username", "comment"]
     readonly_fields = [field.name for field in ExtractionEvent._meta.fields]
     list_select_related = ["extraction", "actor"]
@@ -208,7 +234,8 @@ class DocumentTypeAdmin(admin.ModelAdmin):
     version, and the earlier ones stay with the results made with them."""
 
     form = DocumentTypeForm
-    list_display = ["name", "slug", "version", "updated_at"]
+    list_display = ["name", "slug", "organization", "version", "updated_at"]
+    list_filter = ["organization"]
     search_fields = ["name", "slug"]
     readonly_fields = ["version", "created_by", "created_at", "updated_at"]
     inlines = [DocumentTypeVersionInline]
@@ -221,14 +248,14 @@ class DocumentTypeAdmin(admin.ModelAdmin):
         if change:
             saved = document_type_update(
                 document_type=obj,
-                user=request.user,
+                scope=_staff_scope(request, obj.organization),
                 name=data["name"],
                 schema=data["schema"],
                 instruction=data["instruction"],
             )
         else:
             saved = document_type_create(
-                user=request.user,
+                scope=_staff_scope(request, None),  # the admin defines site-wide types
                 name=data["name"],
                 slug=data["slug"],
                 schema=data["schema"],

@@ -53,6 +53,28 @@ OPEN_STREAMS = Gauge(
 )
 
 
+V1_REQUESTS = Counter(
+    "docplatform_v1_requests",
+    "/v1 requests per organisation: the first METRICS_MAX_ORGANIZATIONS organisations a process "
+    "serves by their slug, every later one as 'other' (bounded label values).",
+    ["organization"],
+    registry=REGISTRY,
+)
+_organization_labels: set[str] = set()
+OTHER_ORGANIZATIONS = "other"
+
+
+def organization_label(slug: str) -> str:
+    """The label of an organisation on /metrics: its slug while fewer than
+    METRICS_MAX_ORGANIZATIONS have one in this process, else 'other'."""
+    if slug in _organization_labels:
+        return slug
+    if len(_organization_labels) < settings.METRICS_MAX_ORGANIZATIONS:
+        _organization_labels.add(slug)
+        return slug
+    return OTHER_ORGANIZATIONS
+
+
 def route_label(request: HttpRequest) -> str:
     """The URL pattern (`api/jobs/<int:pk>`), never the raw path: bounded label values."""
     match = getattr(request, "resolver_match", None)

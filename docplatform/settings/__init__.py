@@ -191,7 +191,10 @@ REST_FRAMEWORK = {
         "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "accounts.permissions.ApiKeyScopes",
+    ],
     "DEFAULT_THROTTLE_CLASSES": [
         "accounts.throttles.AnonThrottle",
         "accounts.throttles.UserThrottle",
@@ -363,6 +366,9 @@ WEB_SYNC_THREADS = env_int("WEB_SYNC_THREADS", 8, minimum=1)
 
 # GET /metrics (Prometheus) answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, it is off.
 METRICS_TOKEN = env_optional_str("METRICS_TOKEN")
+# /metrics labels /v1 requests by organisation: this many organisations per process by slug, the
+# rest as "other", so the number of series stays bounded however many organisations there are.
+METRICS_MAX_ORGANIZATIONS = env_int("METRICS_MAX_ORGANIZATIONS", 50, minimum=0)
 
 # --- worker heartbeat ------------------------------------------------------------------------
 

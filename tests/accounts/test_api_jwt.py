@@ -36,6 +36,8 @@ def test_obtain_and_use_access_token(api_client, user_factory):
         "email": "",
         "roles": ["member"],
         "is_staff": False,
+        "organization": user.username,  # the personal organisation, named after the user
+        "role": "member",
     }
 
 

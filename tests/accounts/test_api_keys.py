@@ -40,7 +40,7 @@ def test_revoked_key_is_401(api_client, user_factory):
     response = api_client.get("/api/auth/me/", HTTP_AUTHORIZATION=f"Bearer {created['key']}")
 
     assert response.status_code == 401
-    assert response.json()["detail"] == "Invalid or revoked API key."
+    assert response.json()["detail"] == "Invalid, expired or revoked API key."
 
 
 def test_unknown_key_is_401(api_client, db):

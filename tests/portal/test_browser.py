@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.roles import Role
+from accounts.scope import scope_for
 from tests.portal.conftest import login, screenshot
 from tests.vision.files import image_bytes
 
@@ -210,7 +211,10 @@ def test_answers_and_titles_are_shown_as_text(new_page, portal_user) -> None:
 
     user = portal_user()
     conversation = conversation_record_request(
-        user=user, key="xss", model="qwen3-vl-2b", messages=[TurnMessage(role="user", text=XSS_TEXT)]
+        scope=scope_for(user),
+        key="xss",
+        model="qwen3-vl-2b",
+        messages=[TurnMessage(role="user", text=XSS_TEXT)],
     )
     conversation_record_answer(
         conversation=conversation,
@@ -239,7 +243,7 @@ def test_reviewer_corrects_a_field_and_approves(new_page, portal_user) -> None:
 
     owner = portal_user(name="uploader")
     data = _invoice_png(5)
-    document = document_upload(user=owner, data=data, filename="march-invoice.png").document
+    document = document_upload(scope=scope_for(owner), data=data, filename="march-invoice.png").document
     reading = read_invoice(Image.open(io.BytesIO(data)).convert("RGB"))
     extraction = extraction_create_from_invoice(document=document, reading=reading)
     assert extraction.boxes.get("total"), "the OCR pipeline found no total to correct"

@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 
 from accounts.roles import Role
+from accounts.scope import scope_for
 from tests.vision.files import image_bytes
 from vision.services.jobs import UploadedFile, job_submit
 
@@ -48,7 +49,7 @@ def test_review_queue_is_403_for_members_and_open_to_reviewers(member_client, us
 
 def test_file_names_are_escaped_and_other_users_documents_are_hidden(member_client, user_factory) -> None:
     job = job_submit(
-        user=member_client.user,
+        scope=scope_for(member_client.user),
         task="caption",
         options={},
         upload=UploadedFile(name=XSS, data=image_bytes()),
@@ -99,7 +100,7 @@ def test_chat_page_escapes_history(member_client) -> None:
     from vision.services.conversations import TurnMessage, conversation_record_request
 
     conversation = conversation_record_request(
-        user=member_client.user, key="k", model="m", messages=[TurnMessage(role="user", text=XSS)]
+        scope=scope_for(member_client.user), key="k", model="m", messages=[TurnMessage(role="user", text=XSS)]
     )
     content = member_client.get(f"/chat/{conversation.pk}/").content.decode()
     assert XSS not in content  # json_script writes it as \u003Cimg ...

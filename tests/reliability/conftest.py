@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from accounts.scope import scope_for
 from tests.reliability.stack import RedisServer, WebServer, Worker
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll would drown the output
@@ -60,7 +61,7 @@ def api_key(transactional_db, django_db_serialized_rollback) -> Callable[[str], 
 
     def make(name: str = "rel") -> tuple[object, str]:
         user = user_create(username=f"{name}-{time.monotonic_ns()}", password="correct horse battery")
-        return user, api_key_create(user=user, name="reliability").raw_key
+        return user, api_key_create(scope=scope_for(user), name="reliability").raw_key
 
     return make
 

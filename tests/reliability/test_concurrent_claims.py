@@ -17,6 +17,8 @@ import pytest
 from celery import Celery
 from PIL import Image
 
+from accounts.scope import scope_for
+
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 JOBS = 150
@@ -35,7 +37,7 @@ def test_two_workers_run_each_of_hundreds_of_jobs_exactly_once(stack_redis, star
     from vision.services.jobs import job_options_validate
 
     user, _ = api_key("claims")
-    document = document_upload(user=user, data=_png(), filename="claims.png").document
+    document = document_upload(scope=scope_for(user), data=_png(), filename="claims.png").document
     options, _ = job_options_validate(task=JobTask.CAPTION, options={})
     jobs = Job.objects.bulk_create(
         Job(owner=user, document=document, task=JobTask.CAPTION, options=options, max_tokens=1)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
+from accounts.scope import scope_for
+
 
 @pytest.fixture
 def media_root(settings, tmp_path) -> Path:
@@ -31,7 +33,7 @@ def member(user_factory) -> Member:
     from accounts.services import api_key_create
 
     user = user_factory()
-    return Member(user=user, key=api_key_create(user=user, name="hostile").raw_key)
+    return Member(user=user, key=api_key_create(scope=scope_for(user), name="hostile").raw_key)
 
 
 def stored_state(media_root: Path) -> dict[str, int]:

@@ -12,6 +12,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from accounts.scope import scope_for
 from tests.security.conftest import Refusal
 from tests.vision import files
 
@@ -62,7 +63,7 @@ def test_revoked_api_key_is_401(member, media_root, path):
     from accounts.services import api_key_revoke
 
     assert member.client().get(path).status_code == 200
-    api_key_revoke(user=member.user, key_id=ApiKey.objects.get(user=member.user).pk)
+    api_key_revoke(scope=scope_for(member.user), key_id=ApiKey.objects.get(user=member.user).pk)
     with Refusal(media_root) as check:
         check(member.client().get(path), 401, openai=path.startswith("/v1"))
 
@@ -93,12 +94,25 @@ def _owned_objects(owner) -> dict[str, int]:
     from vision.models import Batch, Conversation, Extraction, Job
     from vision.services.documents import document_upload
 
-    document = document_upload(user=owner, data=files.image_bytes("PNG"), filename="secret.png").document
-    batch = Batch.objects.create(owner=owner, task="caption")
-    job = Job.objects.create(owner=owner, batch=batch, document=document, task="caption", max_tokens=4)
-    conversation = Conversation.objects.create(owner=owner, key="k" * 64, model="qwen3-vl-2b")
-    extraction = Extraction.objects.create(document=document, job=job)
-    key = api_key_create(user=owner, name="victim")
+    document = document_upload(
+        scope=scope_for(owner), data=files.image_bytes("PNG"), filename="secret.png"
+    ).document
+    batch = Batch.objects.create(organization=scope_for(owner).organization, owner=owner, task="caption")
+    job = Job.objects.create(
+        organization=scope_for(owner).organization,
+        owner=owner,
+        batch=batch,
+        document=document,
+        task="caption",
+        max_tokens=4,
+    )
+    conversation = Conversation.objects.create(
+        organization=scope_for(owner).organization, owner=owner, key="k" * 64, model="qwen3-vl-2b"
+    )
+    extraction = Extraction.objects.create(
+        organization_id=document.organization_id, document=document, job=job
+    )
+    key = api_key_create(scope=scope_for(owner), name="victim")
     return {
         "document_id": document.pk,
         "job_id": job.pk,
@@ -191,9 +205,12 @@ def test_file_names_and_answers_are_escaped_in_the_portal(member):
     from vision.services.documents import document_upload
 
     user = member.user
-    document = document_upload(user=user, data=files.image_bytes("PNG"), filename=f"{FILE_XSS}.png").document
-    batch = Batch.objects.create(owner=user, task="caption")
+    document = document_upload(
+        scope=scope_for(user), data=files.image_bytes("PNG"), filename=f"{FILE_XSS}.png"
+    ).document
+    batch = Batch.objects.create(organization=scope_for(user).organization, owner=user, task="caption")
     job = Job.objects.create(
+        organization=scope_for(user).organization,
         owner=user,
         batch=batch,
         document=document,
@@ -222,9 +239,10 @@ def test_file_names_and_answers_are_json_strings_in_the_api(member):
     from vision.services.documents import document_upload
 
     document = document_upload(
-        user=member.user, data=files.image_bytes("PNG"), filename=f"{FILE_XSS}.png"
+        scope=scope_for(member.user), data=files.image_bytes("PNG"), filename=f"{FILE_XSS}.png"
     ).document
     job = Job.objects.create(
+        organization=scope_for(member.user).organization,
         owner=member.user,
         document=document,
         task="caption",

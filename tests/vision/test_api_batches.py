@@ -6,6 +6,7 @@ import io
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from accounts.scope import scope_for
 from tests.vision import files
 from tests.vision.jobs_helpers import wait_status
 from vision.models import Batch, Document
@@ -78,7 +79,7 @@ def test_batch_size_limit(api_client, user_factory, settings):
 
 def test_other_users_batch_is_404(api_client, user_factory):
     alice, bob = user_factory(), user_factory()
-    batch = Batch.objects.create(owner=alice, task="caption")
+    batch = Batch.objects.create(organization=scope_for(alice).organization, owner=alice, task="caption")
     api_client.force_authenticate(bob)
 
     assert api_client.get(f"/api/batches/{batch.pk}").status_code == 404

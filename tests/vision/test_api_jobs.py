@@ -9,6 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from accounts.scope import scope_for
 from tests.conftest import wait_for
 from tests.vision import files
 from tests.vision.jobs_helpers import wait_finished, wait_status
@@ -126,9 +127,13 @@ def test_cancel_a_running_job(api_client, user_factory, redis_url):
 def test_cancel_a_queued_job_means_it_never_runs(api_client, user_factory):
     user = user_factory()
     api_client.force_authenticate(user)
-    document = document_upload(user=user, data=files.image_bytes("PNG"), filename="a.png").document
+    document = document_upload(
+        scope=scope_for(user), data=files.image_bytes("PNG"), filename="a.png"
+    ).document
     # Created without a Celery message: stays queued until cancelled.
-    job = Job.objects.create(owner=user, document=document, task="caption", max_tokens=8)
+    job = Job.objects.create(
+        organization=scope_for(user).organization, owner=user, document=document, task="caption", max_tokens=8
+    )
 
     response = api_client.post(f"/api/jobs/{job.pk}/cancel")
 
@@ -140,10 +145,24 @@ def test_cancel_a_queued_job_means_it_never_runs(api_client, user_factory):
 
 def test_list_is_paginated_and_only_mine(api_client, user_factory):
     alice, bob = user_factory(), user_factory()
-    document = document_upload(user=alice, data=files.image_bytes("PNG"), filename="a.png").document
+    document = document_upload(
+        scope=scope_for(alice), data=files.image_bytes("PNG"), filename="a.png"
+    ).document
     for _ in range(3):
-        Job.objects.create(owner=alice, document=document, task="caption", max_tokens=8)
-    Job.objects.create(owner=bob, task="chat", options={"message": "hi"}, max_tokens=8)
+        Job.objects.create(
+            organization=scope_for(alice).organization,
+            owner=alice,
+            document=document,
+            task="caption",
+            max_tokens=8,
+        )
+    Job.objects.create(
+        organization=scope_for(bob).organization,
+        owner=bob,
+        task="chat",
+        options={"message": "hi"},
+        max_tokens=8,
+    )
     api_client.force_authenticate(alice)
 
     page = api_client.get("/api/jobs?page_size=2").json()
@@ -154,8 +173,16 @@ def test_list_is_paginated_and_only_mine(api_client, user_factory):
 
 def test_other_users_objects_are_404(api_client, user_factory):
     alice, bob = user_factory(), user_factory()
-    document = document_upload(user=alice, data=files.image_bytes("PNG"), filename="a.png").document
-    job = Job.objects.create(owner=alice, document=document, task="caption", max_tokens=8)
+    document = document_upload(
+        scope=scope_for(alice), data=files.image_bytes("PNG"), filename="a.png"
+    ).document
+    job = Job.objects.create(
+        organization=scope_for(alice).organization,
+        owner=alice,
+        document=document,
+        task="caption",
+        max_tokens=8,
+    )
     api_client.force_authenticate(bob)
 
     assert api_client.get(f"/api/jobs/{job.pk}").status_code == 404
@@ -195,8 +222,11 @@ def test_job_stuck_running_on_a_dead_worker_is_requeued_and_finishes(
     WHEN its status is read THEN it is requeued, and the live worker runs it (attempt 2)."""
     settings.JOB_STUCK_GRACE_SECONDS = 5
     user = user_factory()
-    document = document_upload(user=user, data=files.image_bytes("PNG"), filename="a.png").document
+    document = document_upload(
+        scope=scope_for(user), data=files.image_bytes("PNG"), filename="a.png"
+    ).document
     job = Job.objects.create(
+        organization=scope_for(user).organization,
         owner=user,
         document=document,
         task="caption",
@@ -221,6 +251,7 @@ def test_job_stuck_past_its_attempts_fails_with_a_reason(api_client, user_factor
     settings.JOB_STUCK_GRACE_SECONDS = 5
     user = user_factory()
     job = Job.objects.create(
+        organization=scope_for(user).organization,
         owner=user,
         task="chat",
         options={"message": "hi"},

@@ -15,6 +15,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.roles import Role
+from accounts.scope import scope_for
 from tests.vision.jobs_helpers import wait_finished, wait_status
 from tests.vision.ocr.invoices import encode, make_invoice
 from vision.models import Extraction, ExtractionStatus
@@ -146,9 +147,9 @@ def test_a_batch_of_extractions_exports_the_reviewed_fields(api_client, user_fac
     extraction = Extraction.objects.get(job__batch_id=batch["id"], document__original_name="a.png")
     reviewer = user_factory(Role.REVIEWER)
     extraction = extraction_update_field(
-        extraction=extraction, field="supplier", value="Kestrel", user=reviewer
+        extraction=extraction, field="supplier", value="Kestrel", scope=scope_for(reviewer)
     )
-    extraction_approve(extraction=extraction, user=reviewer)
+    extraction_approve(extraction=extraction, scope=scope_for(reviewer))
 
     exported = api_client.get(f"/api/batches/{batch['id']}/export?format=csv")
     assert exported.status_code == 200

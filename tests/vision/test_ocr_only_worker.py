@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from accounts.scope import scope_for
 from tests.reliability.stack import RedisServer, WebServer, Worker, wait_until
 from tests.vision.jobs_helpers import wait_finished
 from tests.vision.ocr.invoices import encode, make_invoice
@@ -91,7 +92,7 @@ def reviewer(transactional_db, django_db_serialized_rollback):
     from accounts.services import api_key_create, user_create
 
     user = user_create(username=f"ocronly-{time.monotonic_ns()}", password=PASSWORD, role=Role.REVIEWER)
-    return user, api_key_create(user=user, name="ocr-only").raw_key
+    return user, api_key_create(scope=scope_for(user), name="ocr-only").raw_key
 
 
 def _api(stack: Stack, key: str) -> httpx.Client:

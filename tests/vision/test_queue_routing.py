@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from accounts.scope import scope_for
 from tests.reliability.stack import RedisServer, WebServer, Worker
 from tests.vision import files
 from tests.vision.jobs_helpers import wait_finished
@@ -51,7 +52,7 @@ def key(transactional_db, django_db_serialized_rollback) -> str:
     from accounts.services import api_key_create, user_create
 
     user = user_create(username=f"routing-{time.monotonic_ns()}", password="correct horse battery")
-    return api_key_create(user=user, name="routing").raw_key
+    return api_key_create(scope=scope_for(user), name="routing").raw_key
 
 
 def test_an_ocr_job_overtakes_a_backlog_of_caption_jobs(stack, key) -> None:

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
+from accounts.scope import scope_of
 from vision.apis.common import Pagination, paginated_response, uploaded_file
 from vision.apis.jobs import JobOutputSerializer
 from vision.models import Batch, JobTask
@@ -93,7 +94,11 @@ class BatchListCreateApi(APIView):
     @extend_schema(responses=BatchOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         return paginated_response(
-            self, request, batch_list(user=request.user), BatchOutputSerializer, context={"request": request}
+            self,
+            request,
+            batch_list(scope=scope_of(request)),
+            BatchOutputSerializer,
+            context={"request": request},
         )
 
     @extend_schema(request=InputSerializer, responses={202: BatchOutputSerializer})
@@ -102,7 +107,7 @@ class BatchListCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         batch = batch_submit(
-            user=request.user,
+            scope=scope_of(request),
             task=data["task"],
             options={
                 key: data[key]
@@ -125,7 +130,7 @@ class BatchDetailApi(APIView):
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request, batch_id: int) -> Response:
-        batch = batch_get(user=request.user, batch_id=batch_id)
+        batch = batch_get(scope=scope_of(request), batch_id=batch_id)
         return Response(self.OutputSerializer(batch, context={"request": request}).data)
 
 
@@ -177,7 +182,7 @@ class BatchExportApi(APIView):
         responses={(200, "application/json"): dict, (200, "text/csv"): str},
     )
     def get(self, request: Request, batch_id: int) -> Response:
-        batch = batch_get(user=request.user, batch_id=batch_id)
+        batch = batch_get(scope=scope_of(request), batch_id=batch_id)
         rows = [
             {
                 "job_id": job.pk,

@@ -1,4 +1,5 @@
-"""Document types: every user lists and reads them; only admins define and change them.
+"""Document types: members read their organisation's types and the site-wide ones; only the
+organisation's admins define and change its own (site-wide types are made in the Django admin).
 
 A change of `schema` or `instruction` makes a new version (`version` goes up by one); the older
 versions stay readable, and the extractions made with them keep pointing at them.
@@ -10,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scope import scope_of
 from vision.apis.common import Pagination, paginated_response
 from vision.models import DocumentType
 from vision.selectors import (
@@ -50,13 +52,15 @@ class DocumentTypeListCreateApi(APIView):
 
     @extend_schema(responses=DocumentTypeOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return paginated_response(self, request, document_type_list(), DocumentTypeOutputSerializer)
+        return paginated_response(
+            self, request, document_type_list(scope=scope_of(request)), DocumentTypeOutputSerializer
+        )
 
     @extend_schema(request=InputSerializer, responses={201: DocumentTypeOutputSerializer})
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        document_type = document_type_create(user=request.user, **serializer.validated_data)
+        document_type = document_type_create(scope=scope_of(request), **serializer.validated_data)
         return Response(DocumentTypeOutputSerializer(document_type).data, status=status.HTTP_201_CREATED)
 
 
@@ -76,14 +80,16 @@ class DocumentTypeDetailUpdateApi(APIView):
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request, slug: str) -> Response:
-        return Response(self.OutputSerializer(document_type_get(slug=slug)).data)
+        return Response(self.OutputSerializer(document_type_get(scope=scope_of(request), slug=slug)).data)
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
     def patch(self, request: Request, slug: str) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         document_type = document_type_update(
-            document_type=document_type_get(slug=slug), user=request.user, **serializer.validated_data
+            document_type=document_type_get(scope=scope_of(request), slug=slug),
+            scope=scope_of(request),
+            **serializer.validated_data,
         )
         return Response(self.OutputSerializer(document_type).data)
 
@@ -91,5 +97,5 @@ class DocumentTypeDetailUpdateApi(APIView):
 class DocumentTypeVersionDetailApi(APIView):
     @extend_schema(responses=DocumentTypeVersionOutputSerializer)
     def get(self, request: Request, slug: str, number: int) -> Response:
-        version = document_type_version_get(slug=slug, number=number)
+        version = document_type_version_get(scope=scope_of(request), slug=slug, number=number)
         return Response(DocumentTypeVersionOutputSerializer(version).data)

@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scope import scope_of
 from vision.apis.common import Pagination, paginated_response, uploaded_file
 from vision.selectors import document_get, document_list
 from vision.services.documents import document_upload
@@ -40,7 +41,9 @@ class DocumentListCreateApi(APIView):
 
     @extend_schema(responses=DocumentOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return paginated_response(self, request, document_list(user=request.user), DocumentOutputSerializer)
+        return paginated_response(
+            self, request, document_list(scope=scope_of(request)), DocumentOutputSerializer
+        )
 
     @extend_schema(
         request=InputSerializer, responses={201: DocumentOutputSerializer, 200: DocumentOutputSerializer}
@@ -49,7 +52,7 @@ class DocumentListCreateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         upload = uploaded_file(serializer.validated_data["file"])
-        result = document_upload(user=request.user, data=upload.data, filename=upload.name)
+        result = document_upload(scope=scope_of(request), data=upload.data, filename=upload.name)
         return Response(
             DocumentOutputSerializer(result.document).data,
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
@@ -59,5 +62,5 @@ class DocumentListCreateApi(APIView):
 class DocumentDetailApi(APIView):
     @extend_schema(responses=DocumentOutputSerializer)
     def get(self, request: Request, document_id: int) -> Response:
-        document = document_get(user=request.user, document_id=document_id)
+        document = document_get(scope=scope_of(request), document_id=document_id)
         return Response(DocumentOutputSerializer(document).data)

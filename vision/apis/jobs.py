@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
+from accounts.scope import scope_of
 from vision.apis.common import Pagination, paginated_response, uploaded_file
 from vision.models import Job, JobStatus, JobTask
 from vision.selectors import job_get, job_list, job_queue_position
@@ -103,7 +104,7 @@ class JobListCreateApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        jobs = job_list(user=request.user, **filters.validated_data)
+        jobs = job_list(scope=scope_of(request), **filters.validated_data)
         return paginated_response(self, request, jobs, JobOutputSerializer, context={"request": request})
 
     @extend_schema(request=InputSerializer, responses={202: JobOutputSerializer})
@@ -112,7 +113,7 @@ class JobListCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         job = job_submit(
-            user=request.user,
+            scope=scope_of(request),
             task=data["task"],
             options={
                 key: data[key]
@@ -129,12 +130,12 @@ class JobListCreateApi(APIView):
 class JobDetailApi(APIView):
     @extend_schema(responses=JobOutputSerializer)
     def get(self, request: Request, job_id: int) -> Response:
-        job = job_get(user=request.user, job_id=job_id)
+        job = job_get(scope=scope_of(request), job_id=job_id)
         return Response(JobOutputSerializer(job, context={"request": request}).data)
 
 
 class JobCancelApi(APIView):
     @extend_schema(request=None, responses=JobOutputSerializer)
     def post(self, request: Request, job_id: int) -> Response:
-        job = job_cancel(job=job_get(user=request.user, job_id=job_id))
+        job = job_cancel(job=job_get(scope=scope_of(request), job_id=job_id))
         return Response(JobOutputSerializer(job, context={"request": request}).data)

@@ -121,30 +121,32 @@ def _spec(request: ChatRequest, images: dict[str, StoredImage]) -> GenerationSpe
     )
 
 
-def _store_images(user, request: ChatRequest) -> dict[str, StoredImage]:
+def _store_images(scope, request: ChatRequest) -> dict[str, StoredImage]:
     stored: dict[str, StoredImage] = {}
     for message in request.messages:
         for part in message.parts:
             if part.image_url is not None and part.image_url not in stored:
-                stored[part.image_url] = image_store(user=user, url=part.image_url)
+                stored[part.image_url] = image_store(scope=scope, url=part.image_url)
     return stored
 
 
-def _record_request(user, key: str, model: str, turns: list[TurnMessage]) -> int:
+def _record_request(scope, key: str, model: str, turns: list[TurnMessage]) -> int:
     from vision.services.conversations import conversation_record_request
 
-    return conversation_record_request(user=user, key=key, model=model, messages=turns).pk
+    return conversation_record_request(scope=scope, key=key, model=model, messages=turns).pk
 
 
-async def chat_prepare(*, user, request: ChatRequest, keep_conversation: bool = True) -> PreparedChat:
-    """Store the images (as the user's Documents), build the spec and keys, record the turn."""
-    images = await pooled_sync_to_async(_store_images)(user, request)
+async def chat_prepare(*, scope, request: ChatRequest, keep_conversation: bool = True) -> PreparedChat:
+    """Store the images (as Documents of the scope's organisation), build the spec and keys,
+    record the turn."""
+    user = scope.user
+    images = await pooled_sync_to_async(_store_images)(scope, request)
     spec = _spec(request, images)
     key = routing.conversation_key(user_id=user.pk, spec=spec, explicit_id=request.conversation_id)
     conversation_pk = None
     if keep_conversation:
         conversation_pk = await pooled_sync_to_async(_record_request)(
-            user, key, request.model, _turn_messages(request, images)
+            scope, key, request.model, _turn_messages(request, images)
         )
     cache_key = None
     if settings.ANSWER_CACHE_ENABLED and request.deterministic:

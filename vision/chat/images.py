@@ -2,7 +2,7 @@
 
 The engine sees images only as stored files (GenerationSpec carries paths and sha256), so every
 chat image goes through the same checks as an upload (real type, byte and pixel limits) and is
-kept once per user (dedupe by sha256). Nothing inline in the database.
+kept once per organisation (dedupe by sha256). Nothing inline in the database.
 """
 
 from __future__ import annotations
@@ -81,8 +81,9 @@ def image_bytes(url: str) -> tuple[bytes, str]:
     raise ImageRefused(f"image URL scheme {scheme or '(none)'!r} is not allowed; use a data: URL")
 
 
-def image_store(*, user, url: str) -> StoredImage:
-    """Fetch or decode `url` and store it as the user's Document (sync: DB and file I/O)."""
+def image_store(*, scope, url: str) -> StoredImage:
+    """Fetch or decode `url` and store it as a Document of the scope's organisation (sync: DB and
+    file I/O)."""
     from vision.models import DocumentKind
     from vision.services.documents import document_upload
     from vision.validators import UploadRejected, detect_type
@@ -91,7 +92,7 @@ def image_store(*, user, url: str) -> StoredImage:
     try:
         if detect_type(data).kind != DocumentKind.IMAGE:  # a PDF is a document: /api/jobs, not chat
             raise ImageRefused("image_url must point at an image (JPEG, PNG, WebP, TIFF, BMP), not a PDF")
-        document = document_upload(user=user, data=data, filename=filename).document
+        document = document_upload(scope=scope, data=data, filename=filename).document
     except UploadRejected as exc:
         raise ImageUnusable(f"Invalid image in image_url: {exc.message}", rule=exc.code) from None
     page = document.spec_images(pages=[1])[0]  # the (EXIF-rotated) page the engine reads

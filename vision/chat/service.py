@@ -45,8 +45,8 @@ class ChatReply:
     completion: Completion
 
 
-async def _start(client, *, user, request: ChatRequest, bypass_cache: bool):
-    prepared = await chat_prepare(user=user, request=request)
+async def _start(client, *, scope, request: ChatRequest, bypass_cache: bool):
+    prepared = await chat_prepare(scope=scope, request=request)
     cached = None if bypass_cache else await chat_cached(client, prepared)
     queue = "" if cached else await chat_submit(client, prepared)
     if cached:
@@ -64,12 +64,12 @@ async def _kept(prepared: PreparedChat, completion: Completion) -> Completion:
     return completion
 
 
-async def chat_complete(*, user, request: ChatRequest, bypass_cache: bool = False) -> ChatReply:
+async def chat_complete(*, scope, request: ChatRequest, bypass_cache: bool = False) -> ChatReply:
     """The whole answer. Raises an ApplicationError (429/503 admission, generation errors); a
     caller cancelled while waiting (client gone) cancels the generation."""
     client = async_redis()
     prepared, cached, queue, cache = await _start(
-        client, user=user, request=request, bypass_cache=bypass_cache
+        client, scope=scope, request=request, bypass_cache=bypass_cache
     )
     completion = cached or await _wait(client, prepared)
     return ChatReply(
@@ -148,11 +148,11 @@ class ChatStream:
                 logger.warning("chat %s: cancel not sent: %s", self.prepared.spec.request_id, exc)
 
 
-async def chat_stream(*, user, request: ChatRequest, bypass_cache: bool = False) -> ChatStream:
+async def chat_stream(*, scope, request: ChatRequest, bypass_cache: bool = False) -> ChatStream:
     """Admit the chat (or find its answer in the cache) now, so admission errors (429/503) and
     bad input are raised before any response is sent; the answer comes from the returned stream."""
     client = async_redis()
     prepared, cached, queue, cache = await _start(
-        client, user=user, request=request, bypass_cache=bypass_cache
+        client, scope=scope, request=request, bypass_cache=bypass_cache
     )
     return ChatStream(client, prepared, cached, queue=queue, cache=cache)

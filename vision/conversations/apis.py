@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scope import scope_of
 from vision.apis.common import Pagination, paginated_response
 from vision.conversations.selectors import conversation_get, conversation_list, conversation_messages
 from vision.services.conversations import conversation_delete
@@ -54,17 +55,19 @@ class ConversationListApi(APIView):
 
     @extend_schema(responses=ConversationOutputSerializer(many=True), operation_id="conversations_list")
     def get(self, request: Request) -> Response:
-        conversations = conversation_list(user=request.user)
+        conversations = conversation_list(scope=scope_of(request))
         return paginated_response(self, request, conversations, ConversationOutputSerializer)
 
 
 class ConversationDetailApi(APIView):
     @extend_schema(responses=ConversationDetailSerializer, operation_id="conversations_retrieve")
     def get(self, request: Request, conversation_id: int) -> Response:
-        conversation = conversation_get(user=request.user, conversation_id=conversation_id)
+        conversation = conversation_get(scope=scope_of(request), conversation_id=conversation_id)
         return Response(ConversationDetailSerializer(conversation).data)
 
     @extend_schema(responses={204: None}, operation_id="conversations_destroy")
     def delete(self, request: Request, conversation_id: int) -> Response:
-        conversation_delete(conversation=conversation_get(user=request.user, conversation_id=conversation_id))
+        conversation_delete(
+            conversation=conversation_get(scope=scope_of(request), conversation_id=conversation_id)
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,4 +1,5 @@
-"""Reads of conversations. Always scoped to the owner: another user's conversation does not exist."""
+"""Reads of conversations. Scoped to the caller's organisation and to the caller: a chat is its
+owner's, and another user's or organisation's conversation does not exist."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from docplatform.errors import NotFound
 from vision.models import Conversation, Message
 
 
-def conversation_list(*, user) -> QuerySet[Conversation]:
+def conversation_list(*, scope) -> QuerySet[Conversation]:
     # Ordered again: Meta.ordering does not apply to a GROUP BY (the message count).
-    rows = Conversation.objects.filter(owner=user).annotate(message_count=Count("messages"))
+    rows = Conversation.objects.filter(organization=scope.organization, owner=scope.user).annotate(
+        message_count=Count("messages")
+    )
     return rows.order_by("-updated_at", "-id")
 
 
-def conversation_get(*, user, conversation_id: int) -> Conversation:
-    conversation = conversation_list(user=user).filter(pk=conversation_id).first()
+def conversation_get(*, scope, conversation_id: int) -> Conversation:
+    conversation = conversation_list(scope=scope).filter(pk=conversation_id).first()
     if conversation is None:
         raise NotFound("Conversation not found.")
     return conversation

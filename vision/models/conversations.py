@@ -12,6 +12,9 @@ from django.db import models
 
 
 class Conversation(models.Model):
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+"
+    )  # the organisation it was held in; only its owner sees it
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
@@ -25,7 +28,11 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-updated_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["owner", "key"], name="conversation_unique_owner_key")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "owner", "key"], name="conversation_unique_org_owner_key"
+            )
+        ]
         indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
 
     def __str__(self) -> str:

@@ -13,12 +13,20 @@ from django.db import models
 
 
 class DocumentType(models.Model):
+    # The organisation that defined it; null: site-wide, defined by site staff in the admin and
+    # readable in every organisation. An organisation's own type of the same slug wins.
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
     name = models.CharField(max_length=100)
-    slug = models.SlugField(max_length=50, unique=True)
+    slug = models.SlugField(max_length=50)
     # The current definition, copied into a DocumentTypeVersion each time it changes.
     schema = models.JSONField()
     instruction = models.TextField(blank=True)
     version = models.PositiveIntegerField(default=1)  # number of the current DocumentTypeVersion
+    # Documents read as this type are deleted after this many days (overrides the organisation's
+    # retention_days; vision.services.retention); null: the organisation's rule.
+    retention_days = models.PositiveIntegerField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -27,6 +35,14 @@ class DocumentType(models.Model):
 
     class Meta:
         ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "slug"], name="document_type_unique_org_slug"),
+            models.UniqueConstraint(
+                fields=["slug"],
+                condition=models.Q(organization__isnull=True),
+                name="document_type_unique_site_slug",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.slug} v{self.version})"

@@ -21,6 +21,9 @@ class DocumentKind(models.TextChoices):
 
 
 class Document(models.Model):
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+"
+    )  # who owns it; `owner` is the member who made it
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="documents")
     original_name = models.CharField(max_length=255)  # display only; never used in a path
     content_type = models.CharField(max_length=100)  # from libmagic, never from the client
@@ -29,14 +32,17 @@ class Document(models.Model):
     sha256 = models.CharField(max_length=64)
     file = models.CharField(max_length=255)  # the upload as received, relative to MEDIA_ROOT
     page_count = models.PositiveIntegerField()
+    # Under legal hold: retention never deletes it (vision.services.retention).
+    legal_hold = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            # One user uploading the same bytes twice gets the first document back.
-            models.UniqueConstraint(fields=["owner", "sha256"], name="document_unique_owner_sha256"),
+            # The same bytes uploaded twice in one organisation give the first document back.
+            models.UniqueConstraint(fields=["organization", "sha256"], name="document_unique_org_sha256"),
         ]
+        indexes = [models.Index(fields=["organization", "-created_at"], name="document_org_recent")]
 
     def __str__(self) -> str:
         return f"Document {self.pk} ({self.original_name})"

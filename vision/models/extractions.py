@@ -18,6 +18,9 @@ class ExtractionStatus(models.TextChoices):
 
 
 class Extraction(models.Model):
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+"
+    )  # its document's
     document = models.ForeignKey("vision.Document", on_delete=models.CASCADE, related_name="extractions")
     # The job that produced it; one extraction per job, so a redelivered job updates, never doubles.
     job = models.OneToOneField(
@@ -60,7 +63,10 @@ class Extraction(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["status", "created_at"], name="extraction_status_created")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="extraction_status_created"),
+            models.Index(fields=["organization", "status", "created_at"], name="extraction_org_status"),
+        ]
 
     def __str__(self) -> str:
         return f"Extraction {self.pk} ({self.kind}, {self.status})"
@@ -82,12 +88,46 @@ class ExtractionEventAction(models.TextChoices):
     FIELD_UPDATED = "field_updated", "Field updated"
     APPROVED = "approved", "Approved"
     REJECTED = "rejected", "Rejected"
+    # What happened to the document besides its extraction: the organisation's audit trail.
+    VIEWED = "viewed", "Viewed"
+    DOWNLOADED = "downloaded", "Downloaded"
+    EXPORTED = "exported", "Exported"
+    SHARED = "shared", "Shared"
+    SHARE_REVOKED = "share_revoked", "Share link revoked"
+    SHARE_OPENED = "share_opened", "Share link opened"
+    DELETED = "deleted", "Deleted"
+    RETENTION_DELETED = "retention_deleted", "Deleted by retention"
+
+
+# Actions about the document as a whole, not shown in an extraction's review history.
+DOCUMENT_ACTIONS = frozenset(
+    {
+        ExtractionEventAction.VIEWED,
+        ExtractionEventAction.DOWNLOADED,
+        ExtractionEventAction.EXPORTED,
+        ExtractionEventAction.SHARED,
+        ExtractionEventAction.SHARE_REVOKED,
+        ExtractionEventAction.SHARE_OPENED,
+        ExtractionEventAction.DELETED,
+        ExtractionEventAction.RETENTION_DELETED,
+    }
+)
 
 
 class ExtractionEvent(models.Model):
-    """One entry of an extraction's audit trail."""
+    """One entry of the organisation's audit trail: who saw, changed, approved, exported, shared or
+    deleted what. One trail: an extraction's review history is its events with an extraction; a
+    document's view, download, share or deletion is an event with the document's id (kept as a
+    number, so the entry outlives the document; ids, never contents)."""
 
-    extraction = models.ForeignKey(Extraction, on_delete=models.CASCADE, related_name="events")
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    extraction = models.ForeignKey(
+        Extraction, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    document_id = models.PositiveBigIntegerField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)  # ids and names, e.g. {"share_link": 3}
     actor = models.ForeignKey(  # null: the pipeline
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -100,6 +140,7 @@ class ExtractionEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["organization", "created_at"], name="event_org_created")]
 
     def __str__(self) -> str:
         return f"{self.action} on extraction {self.extraction_id}"

@@ -32,6 +32,9 @@ FINISHED_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 
 
 class Batch(models.Model):
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+"
+    )  # who owns it; `owner` is the member who made it
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="batches")
     task = models.CharField(max_length=20, choices=JobTask.choices)
     options = models.JSONField(default=dict, blank=True)  # shared by its jobs, see Job.options
@@ -46,6 +49,9 @@ class Batch(models.Model):
 
 
 class Job(models.Model):
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+"
+    )  # who owns it; `owner` is the member who made it
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, null=True, blank=True, related_name="jobs")
     # Null only for a text-only chat job.
@@ -92,6 +98,7 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"], name="job_status_created"),
             models.Index(fields=["owner", "created_at"], name="job_owner_created"),
+            models.Index(fields=["organization", "created_at"], name="job_org_created"),
         ]
 
     def __str__(self) -> str:

@@ -39,7 +39,13 @@ class _BodyUntouched(BaseParser):
         return DataAndFiles({}, {})
 
 
-def _authenticate(request: HttpRequest):
+def _authenticate(request: HttpRequest, key_scope: str):
+    from accounts.models import ApiKey
+    from accounts.scope import scope_of
+    from accounts.services import api_usage_record
+    from docplatform.errors import NotFound
+    from docplatform.metrics.web import V1_REQUESTS, organization_label
+
     drf_request = Request(
         request,
         parsers=[_BodyUntouched()],
@@ -65,9 +71,20 @@ def _authenticate(request: HttpRequest):
                 code="rate_limit_exceeded",
                 retry_after=max(math.ceil(wait or 1), 1),
             )
-    return user
+    api_key = drf_request.auth if isinstance(drf_request.auth, ApiKey) else None
+    if api_key is not None and key_scope not in api_key.scopes:
+        raise OpenAIError(403, f"This API key lacks the '{key_scope}' scope.", code="insufficient_scope")
+    try:
+        scope = scope_of(drf_request)
+    except NotFound as exc:  # an X-Organization the user is no member of
+        raise OpenAIError(404, exc.message, param="X-Organization", code="organization_not_found") from None
+    if key_scope == "write":  # a request that runs the model: counted per organisation and key
+        api_usage_record(scope=scope)
+        V1_REQUESTS.labels(organization_label(scope.organization.slug)).inc()
+    return scope
 
 
-async def authenticate(request: HttpRequest):
-    """→ the authenticated user, or OpenAIError (401/403/429)."""
-    return await pooled_sync_to_async(_authenticate)(request)
+async def authenticate(request: HttpRequest, *, key_scope: str = "read"):
+    """→ the caller's `accounts.scope.Scope`, or OpenAIError (401/403/404/429). `key_scope`: what
+    an API key needs for this route ("read" to list models, "write" to run the model)."""
+    return await pooled_sync_to_async(_authenticate)(request, key_scope)

@@ -91,17 +91,17 @@ async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
 
 @openai_view("POST")
 async def chat_completions(request: HttpRequest) -> HttpResponse:
-    user = await authenticate(request)
+    scope = await authenticate(request, key_scope="write")
     body = decode_body(read_body_bounded(request))
     chat_request = parse_chat_request(body, conversation_header=request.headers.get("X-Conversation-Id"))
     bypass = "no-cache" in request.headers.get("Cache-Control", "").lower()
     if chat_request.stream:
-        stream = await chat_stream(user=user, request=chat_request, bypass_cache=bypass)
+        stream = await chat_stream(scope=scope, request=chat_request, bypass_cache=bypass)
         response = chat_sse_response(stream, request)
         for name, value in _headers(stream.prepared, cache=stream.cache, queue=stream.queue).items():
             response[name] = value
         return response
-    reply = await chat_complete(user=user, request=chat_request, bypass_cache=bypass)
+    reply = await chat_complete(scope=scope, request=chat_request, bypass_cache=bypass)
     headers = _headers(reply.prepared, cache=reply.cache, queue=reply.queue)
     headers[WORKER_HEADER] = reply.completion.worker
     return JsonResponse(responses.completion_payload(reply.prepared, reply.completion), headers=headers)

@@ -26,7 +26,7 @@ from vision.heartbeat import (
     heartbeats_read,
     redis_client,
 )
-from vision.models import Extraction, ExtractionEvent, ExtractionStatus, Job, JobStatus
+from vision.models import DOCUMENT_ACTIONS, Extraction, ExtractionEvent, ExtractionStatus, Job, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -129,21 +129,21 @@ def platform_state() -> PlatformState:
 # --- the review queue ------------------------------------------------------------------------
 
 
-def review_queue(*, status: str = ExtractionStatus.AWAITING_REVIEW) -> QuerySet[Extraction]:
-    """Extractions of every user in one review state, oldest first (the queue's order)."""
+def review_queue(*, scope, status: str = ExtractionStatus.AWAITING_REVIEW) -> QuerySet[Extraction]:
+    """The organisation's extractions in one review state, oldest first (the queue's order)."""
     order = "created_at" if status == ExtractionStatus.AWAITING_REVIEW else "-reviewed_at"
     return (
-        Extraction.objects.filter(status=status)
+        Extraction.objects.filter(organization=scope.organization, status=status)
         .select_related("document", "document__owner", "reviewer")
         .order_by(order, "pk")
     )
 
 
-def review_extraction_get(*, extraction_id: int) -> Extraction:
-    """Any user's extraction: reviewers see them all (the view checks the permission)."""
+def review_extraction_get(*, scope, extraction_id: int) -> Extraction:
+    """Any extraction of the organisation: its reviewers see them all (the view checks the role)."""
     extraction = (
         Extraction.objects.select_related("document", "document__owner", "reviewer", "job")
-        .filter(pk=extraction_id)
+        .filter(organization=scope.organization, pk=extraction_id)
         .first()
     )
     if extraction is None:
@@ -152,13 +152,16 @@ def review_extraction_get(*, extraction_id: int) -> Extraction:
 
 
 def review_events(*, extraction: Extraction) -> QuerySet[ExtractionEvent]:
-    return extraction.events.select_related("actor").order_by("created_at", "pk")
+    """The extraction's review history (the document's views, shares and downloads are in the
+    organisation's audit trail, not here)."""
+    events = extraction.events.exclude(action__in=DOCUMENT_ACTIONS)
+    return events.select_related("actor").order_by("created_at", "pk")
 
 
-def review_next_id(*, after: Extraction) -> int | None:
+def review_next_id(*, scope, after: Extraction) -> int | None:
     """The next extraction awaiting review after this one, for "approve and open the next"."""
     return (
-        review_queue()
+        review_queue(scope=scope)
         .exclude(pk=after.pk)
         .filter(created_at__gte=after.created_at)
         .values_list("pk", flat=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from accounts.scope import Scope
 from vision.engine.constraints import json_schema_constraint
 from vision.generation import SpecImage, SpecMessage, SpecPart
 from vision.models import JobStatus
@@ -31,7 +32,9 @@ def run_extract(context: JobRunContext) -> JobOutcome:
     job = context.job
     options = job.options or {}
     version = document_type_version_get(
-        slug=options["document_type"], number=options["document_type_version"]
+        scope=Scope.system(job.organization),
+        slug=options["document_type"],
+        number=options["document_type_version"],
     )
     first = page_images(job)[:1]
     number, path, sha256, _ = first[0]

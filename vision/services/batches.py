@@ -24,11 +24,11 @@ from vision.validators import UploadRejected
 logger = logging.getLogger(__name__)
 
 
-def batch_submit(*, user, task: str, options: dict[str, Any], files: list[UploadedFile]) -> Batch:
+def batch_submit(*, scope, task: str, options: dict[str, Any], files: list[UploadedFile]) -> Batch:
     """Store every file, then create the batch and its jobs in one transaction, queued after the
     commit. All or nothing: a rejected file rejects the batch (its name in the message), and the
     documents this call created are removed again."""
-    clean, _ = job_options_validate(task=task, options=options)
+    clean, _ = job_options_validate(scope=scope, task=task, options=options)
     job_task_check_runnable(task=task)
     if not files:
         raise ValidationFailed("A batch needs at least one file.")
@@ -40,19 +40,21 @@ def batch_submit(*, user, task: str, options: dict[str, Any], files: list[Upload
     try:
         for index, upload in enumerate(files, start=1):
             try:
-                result = document_upload(user=user, data=upload.data, filename=upload.name)
+                result = document_upload(scope=scope, data=upload.data, filename=upload.name)
             except UploadRejected as exc:
                 raise type(exc)(f"File {index} ({upload.name[:100]}): {exc.message}", rule=exc.code) from exc
             documents.append(result.document)
             if result.created:
                 created.append(result.document)
         with transaction.atomic():
-            batch = Batch.objects.create(owner=user, task=task, options={**options, **clean})
-            batch_jobs_create(batch=batch, documents=documents)
+            batch = Batch.objects.create(
+                organization=scope.organization, owner=scope.user, task=task, options={**options, **clean}
+            )
+            batch_jobs_create(scope=scope, batch=batch, documents=documents)
     except BaseException:
         _documents_remove(created)
         raise
-    logger.info("batch %s queued: user=%s task=%s files=%d", batch.pk, user.pk, task, len(files))
+    logger.info("batch %s queued: user=%s task=%s files=%d", batch.pk, scope.user.pk, task, len(files))
     return batch
 
 

@@ -39,15 +39,19 @@ class TurnAnswer:
 
 
 def conversation_record_request(
-    *, user, key: str, model: str, messages: Sequence[TurnMessage]
+    *, scope, key: str, model: str, messages: Sequence[TurnMessage]
 ) -> Conversation:
-    """Find or start the user's conversation `key` and append the messages it does not have yet."""
+    """Find or start the user's conversation `key` in the scope's organisation and append the
+    messages it does not have yet."""
     title = storable_text(next((m.text for m in messages if m.role == "user" and m.text), "")[:TITLE_LENGTH])
     for attempt in range(2):  # a concurrent turn may win the race for the same positions once
         try:
             with transaction.atomic():
                 conversation, _ = Conversation.objects.get_or_create(
-                    owner=user, key=key, defaults={"model": model, "title": title}
+                    organization=scope.organization,
+                    owner=scope.user,
+                    key=key,
+                    defaults={"model": model, "title": title},
                 )
                 stored = conversation.messages.count()
                 for position, message in enumerate(messages[stored:], start=stored):
@@ -58,7 +62,11 @@ def conversation_record_request(
                         text=storable_text(message.text),
                     )
                     if message.document_ids:
-                        row.images.set(Document.objects.filter(owner=user, pk__in=message.document_ids))
+                        row.images.set(
+                            Document.objects.filter(
+                                organization=scope.organization, pk__in=message.document_ids
+                            )
+                        )
                 conversation.model = model
                 conversation.save(update_fields=["model", "updated_at"])
                 return conversation

@@ -20,8 +20,6 @@ from vision.models import DocumentType, DocumentTypeVersion
 
 logger = logging.getLogger(__name__)
 
-ADD_PERMISSION = "vision.add_documenttype"
-CHANGE_PERMISSION = "vision.change_documenttype"
 MAX_INSTRUCTION_CHARS = 4_000
 RESERVED_SLUG = "invoice"  # the built-in type, with its own pipeline and arithmetic checks
 # Field names become review-form keys and export columns: keep them plain.
@@ -74,19 +72,27 @@ def _check_instruction(instruction: str) -> str:
 
 
 def document_type_create(
-    *, user, name: str, slug: str, schema: dict[str, Any], instruction: str = ""
+    *, scope, name: str, slug: str, schema: dict[str, Any], instruction: str = ""
 ) -> DocumentType:
-    if not user.has_perm(ADD_PERMISSION):
+    """A type of the scope's organisation (site-wide types are made in the Django admin)."""
+    if not scope.can_administer:
         raise PermissionDenied("Only admins can define document types.")
+    user = scope.user
     schema = document_type_schema_check(schema)
     instruction = _check_instruction(instruction)
     if slug == RESERVED_SLUG:
         raise ValidationFailed("'invoice' is the built-in invoice type; choose another slug.")
     with transaction.atomic():
-        if DocumentType.objects.filter(slug=slug).exists():
+        if DocumentType.objects.filter(organization=scope.organization, slug=slug).exists():
             raise ValidationFailed(f"A document type with slug {slug!r} exists already.")
         document_type = DocumentType.objects.create(
-            name=name.strip(), slug=slug, schema=schema, instruction=instruction, version=1, created_by=user
+            organization=scope.organization,
+            name=name.strip(),
+            slug=slug,
+            schema=schema,
+            instruction=instruction,
+            version=1,
+            created_by=user,
         )
         DocumentTypeVersion.objects.create(
             document_type=document_type, number=1, schema=schema, instruction=instruction, created_by=user
@@ -98,15 +104,17 @@ def document_type_create(
 def document_type_update(
     *,
     document_type: DocumentType,
-    user,
+    scope,
     name: str | None = None,
     schema: dict[str, Any] | None = None,
     instruction: str | None = None,
 ) -> DocumentType:
     """Rename, or change the definition: a new schema or instruction is a new version (stored
     results and queued jobs keep theirs). The slug never changes: uploads and exports name it."""
-    if not user.has_perm(CHANGE_PERMISSION):
+    if not scope.can_administer or document_type.organization_id != getattr(scope.organization, "pk", None):
+        # A site-wide type is changed in the Django admin, by site staff.
         raise PermissionDenied("Only admins can change document types.")
+    user = scope.user
     if schema is not None:
         schema = document_type_schema_check(schema)
     if instruction is not None:

@@ -54,11 +54,12 @@ class _PageImage:
     height: int
 
 
-def document_upload(*, user, data: bytes, filename: str) -> DocumentUploadResult:
+def document_upload(*, scope, data: bytes, filename: str) -> DocumentUploadResult:
     """Validate `data` (vision/validators.py), store it and its page images, record a Document.
 
     Raises `UploadRejected` (4xx naming the rule) or `ScannerUnavailable` (503); in both cases
-    nothing is stored. The same bytes uploaded again by the same user return the first Document.
+    nothing is stored. The same bytes uploaded again in the same organisation return the first
+    Document.
     """
     name = validate_filename(filename)
     validate_size(data)
@@ -67,7 +68,7 @@ def document_upload(*, user, data: bytes, filename: str) -> DocumentUploadResult
     validate_no_active_content(data, upload_type)
     sha256 = hashlib.sha256(data).hexdigest()
 
-    existing = Document.objects.filter(owner=user, sha256=sha256).first()
+    existing = Document.objects.filter(organization=scope.organization, sha256=sha256).first()
     if existing is not None:
         return DocumentUploadResult(document=existing, created=False)
 
@@ -79,7 +80,7 @@ def document_upload(*, user, data: bytes, filename: str) -> DocumentUploadResult
     else:
         pages = _image_pages(data, upload_type)
     return _document_store(
-        user=user, data=data, name=name, sha256=sha256, upload_type=upload_type, pages=pages
+        scope=scope, data=data, name=name, sha256=sha256, upload_type=upload_type, pages=pages
     )
 
 
@@ -147,7 +148,7 @@ def _png_page(image: Image.Image) -> _PageImage:
 
 
 def _document_store(
-    *, user, data: bytes, name: str, sha256: str, upload_type: UploadType, pages: list[_PageImage]
+    *, scope, data: bytes, name: str, sha256: str, upload_type: UploadType, pages: list[_PageImage]
 ) -> DocumentUploadResult:
     """Write the files into a private folder, rename it into place, then insert the rows in one
     transaction. Any failure removes the folder: nothing half-stored remains."""
@@ -177,7 +178,8 @@ def _document_store(
     try:
         with transaction.atomic():
             document = Document.objects.create(
-                owner=user,
+                organization=scope.organization,
+                owner=scope.user,
                 original_name=name,
                 content_type=upload_type.mime,
                 kind=upload_type.kind,
@@ -200,9 +202,9 @@ def _document_store(
                 )
             )
     except IntegrityError:
-        # The same user uploaded the same bytes concurrently and the other request won.
+        # The same bytes were uploaded concurrently in this organisation and the other won.
         shutil.rmtree(final, ignore_errors=True)
-        existing = Document.objects.filter(owner=user, sha256=sha256).first()
+        existing = Document.objects.filter(organization=scope.organization, sha256=sha256).first()
         if existing is None:
             raise
         return DocumentUploadResult(document=existing, created=False)
@@ -210,9 +212,10 @@ def _document_store(
         shutil.rmtree(final, ignore_errors=True)
         raise
     logger.info(
-        "document %s stored: user=%s type=%s bytes=%d pages=%d",
+        "document %s stored: organization=%s user=%s type=%s bytes=%d pages=%d",
         document.pk,
-        user.pk,
+        scope.organization.pk,
+        scope.user.pk,
         upload_type.mime,
         len(data),
         len(pages),

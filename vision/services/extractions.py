@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.roles import REVIEW_PERMISSION
-from docplatform.errors import Conflict, PermissionDenied, ValidationFailed
+from docplatform.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from docplatform.storable import storable_json
 from vision.models import (
     Document,
@@ -46,6 +45,16 @@ _META_KEYS = (
 )
 
 
+def _event(extraction: Extraction, **fields: Any) -> ExtractionEvent:
+    """An entry of the organisation's audit trail about this extraction."""
+    return ExtractionEvent.objects.create(
+        organization_id=extraction.organization_id,
+        extraction=extraction,
+        document_id=extraction.document_id,
+        **fields,
+    )
+
+
 def _store(*, document: Document, job: Job | None, values: dict[str, Any]) -> Extraction:
     """Create the extraction, or replace the content of the job's earlier one (redelivery)."""
     with transaction.atomic():
@@ -54,10 +63,12 @@ def _store(*, document: Document, job: Job | None, values: dict[str, Any]) -> Ex
             for key, value in values.items():
                 setattr(existing, key, value)
             existing.save()
-            ExtractionEvent.objects.create(extraction=existing, action=ExtractionEventAction.REEXTRACTED)
+            _event(existing, action=ExtractionEventAction.REEXTRACTED)
             return existing
-        extraction = Extraction.objects.create(document=document, job=job, **values)
-        ExtractionEvent.objects.create(extraction=extraction, action=ExtractionEventAction.CREATED)
+        extraction = Extraction.objects.create(
+            organization_id=document.organization_id, document=document, job=job, **values
+        )
+        _event(extraction, action=ExtractionEventAction.CREATED)
     logger.info(
         "extraction %s (%s) created for document %s: %d flags",
         extraction.pk,
@@ -130,9 +141,14 @@ def extraction_create_from_invoice(
     return _store(document=document, job=job, values=values)
 
 
-def _check_reviewer(user) -> None:
-    if not user.has_perm(REVIEW_PERMISSION):
+def _check_reviewer(scope, extraction: Extraction):
+    """The acting user, when the scope may review this extraction: a reviewer (or admin) of its
+    organisation. Another organisation's extraction does not exist for the caller."""
+    if extraction.organization_id != scope.organization.pk:
+        raise NotFound("Extraction not found.")
+    if not scope.can_review:
         raise PermissionDenied("Only reviewers can review extractions.")
+    return scope.user
 
 
 def _locked(extraction: Extraction) -> Extraction:
@@ -263,12 +279,12 @@ def _top_field(path: str) -> str:
     return path.split(".", 1)[0].split("[", 1)[0]
 
 
-def extraction_update_field(*, extraction: Extraction, field: str, value: Any, user) -> Extraction:
+def extraction_update_field(*, extraction: Extraction, field: str, value: Any, scope) -> Extraction:
     """A reviewer's correction: the value is normalised like the pipeline's (invoices) or checked
     against the field's schema in the type version the extraction was read with, the invoice
     checks rerun, the field's confidence becomes 1 and its flags are resolved; the change is an
     event."""
-    _check_reviewer(user)
+    user = _check_reviewer(scope, extraction)
     version = extraction.document_type_version
     new_value = _typed_value(version.schema, field, value) if version else _normalised(field, value)
     with transaction.atomic():
@@ -285,8 +301,8 @@ def extraction_update_field(*, extraction: Extraction, field: str, value: Any, u
             locked.checks = _recheck(locked.fields, locked.check_inputs)
             locked.flags = _resolved_flags(locked.flags, locked.checks, field)
         locked.save(update_fields=["fields", "confidence", "sources", "checks", "flags", "updated_at"])
-        ExtractionEvent.objects.create(
-            extraction=locked,
+        _event(
+            locked,
             actor=user,
             action=ExtractionEventAction.FIELD_UPDATED,
             field=field,
@@ -297,28 +313,28 @@ def extraction_update_field(*, extraction: Extraction, field: str, value: Any, u
 
 
 def _review(
-    extraction: Extraction, user, status: ExtractionStatus, action: ExtractionEventAction, comment: str
+    extraction: Extraction, scope, status: ExtractionStatus, action: ExtractionEventAction, comment: str
 ) -> Extraction:
-    _check_reviewer(user)
+    user = _check_reviewer(scope, extraction)
     with transaction.atomic():
         locked = _locked(extraction)
         locked.status, locked.reviewer, locked.comment = status, user, comment
         locked.reviewed_at = timezone.now()
         locked.save(update_fields=["status", "reviewer", "comment", "reviewed_at", "updated_at"])
-        ExtractionEvent.objects.create(extraction=locked, actor=user, action=action, comment=comment)
+        _event(locked, actor=user, action=action, comment=comment)
     return locked
 
 
-def extraction_approve(*, extraction: Extraction, user, comment: str = "") -> Extraction:
+def extraction_approve(*, extraction: Extraction, scope, comment: str = "") -> Extraction:
     return _review(
-        extraction, user, ExtractionStatus.APPROVED, ExtractionEventAction.APPROVED, comment.strip()
+        extraction, scope, ExtractionStatus.APPROVED, ExtractionEventAction.APPROVED, comment.strip()
     )
 
 
-def extraction_reject(*, extraction: Extraction, user, comment: str) -> Extraction:
+def extraction_reject(*, extraction: Extraction, scope, comment: str) -> Extraction:
     """Rejecting needs a reason: the uploader and later reviewers must see why."""
     if not comment.strip():
         raise ValidationFailed("Say why the extraction is rejected.")
     return _review(
-        extraction, user, ExtractionStatus.REJECTED, ExtractionEventAction.REJECTED, comment.strip()
+        extraction, scope, ExtractionStatus.REJECTED, ExtractionEventAction.REJECTED, comment.strip()
     )

@@ -38,7 +38,7 @@ class UploadedFile:
     data: bytes
 
 
-def job_options_validate(*, task: str, options: dict[str, Any]) -> tuple[dict[str, Any], int]:
+def job_options_validate(*, scope, task: str, options: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """The task's options, checked and normalised, and max_tokens. Raises ValidationFailed."""
     if task not in JobTask.values:
         raise ValidationFailed(f"Unknown task {task!r}; use one of {', '.join(JobTask.values)}.")
@@ -52,7 +52,7 @@ def job_options_validate(*, task: str, options: dict[str, Any]) -> tuple[dict[st
         if task == needed_by:
             clean[key] = value
     if task == JobTask.EXTRACT:
-        clean.update(_document_type_options(options))
+        clean.update(_document_type_options(scope, options))
     pages = options.get("pages")
     if pages:
         if not all(isinstance(p, int) and p >= 1 for p in pages):
@@ -70,7 +70,7 @@ def job_options_validate(*, task: str, options: dict[str, Any]) -> tuple[dict[st
     return clean, max_tokens
 
 
-def _document_type_options(options: dict[str, Any]) -> dict[str, Any]:
+def _document_type_options(scope, options: dict[str, Any]) -> dict[str, Any]:
     """The type to read with, and its current version, pinned: a change of the type after the
     submit does not change what this job reads."""
     slug = str(options.get("document_type") or "").strip()
@@ -79,7 +79,7 @@ def _document_type_options(options: dict[str, Any]) -> dict[str, Any]:
     if slug == "invoice":
         raise ValidationFailed("Invoices are the built-in type: use task=invoice.")
     try:
-        document_type = document_type_get(slug=slug)
+        document_type = document_type_get(scope=scope, slug=slug)
     except NotFound:
         raise ValidationFailed(f"Unknown document type {slug!r}.") from None
     return {"document_type": document_type.slug, "document_type_version": document_type.version}
@@ -87,23 +87,23 @@ def _document_type_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def job_submit(
     *,
-    user,
+    scope,
     task: str,
     options: dict[str, Any],
     upload: UploadedFile | None = None,
     document_id: int | None = None,
 ) -> Job:
-    """Create a queued job over an upload or one of the user's documents and queue it.
+    """Create a queued job over an upload or one of the organisation's documents and queue it.
 
     Options are checked before the upload is stored, so a bad request stores nothing. Another
-    user's document id is NotFound, like one that does not exist."""
-    clean, max_tokens = job_options_validate(task=task, options=options)
+    organisation's document id is NotFound, like one that does not exist."""
+    clean, max_tokens = job_options_validate(scope=scope, task=task, options=options)
     job_task_check_runnable(task=task)
     if upload is not None and document_id is not None:
         raise ValidationFailed("Send either a file or a document_id, not both.")
-    document = document_get(user=user, document_id=document_id) if document_id is not None else None
+    document = document_get(scope=scope, document_id=document_id) if document_id is not None else None
     if upload is not None:
-        document = document_upload(user=user, data=upload.data, filename=upload.name).document
+        document = document_upload(scope=scope, data=upload.data, filename=upload.name).document
     if document is None and task != JobTask.CHAT:
         raise ValidationFailed(f"Task {task} needs a file or a document_id.")
     if document is not None:
@@ -111,10 +111,15 @@ def job_submit(
         _check_pages(document, clean.get("pages"))
     with transaction.atomic():
         job = Job.objects.create(
-            owner=user, document=document, task=task, options=clean, max_tokens=max_tokens
+            organization=scope.organization,
+            owner=scope.user,
+            document=document,
+            task=task,
+            options=clean,
+            max_tokens=max_tokens,
         )
         job_enqueue_on_commit(job_id=job.pk, task=task)
-    logger.info("job %s queued: user=%s task=%s document=%s", job.pk, user.pk, task, job.document_id)
+    logger.info("job %s queued: user=%s task=%s document=%s", job.pk, scope.user.pk, task, job.document_id)
     return job
 
 
@@ -206,13 +211,14 @@ def job_cancel(*, job: Job) -> Job:
     return locked
 
 
-def batch_jobs_create(*, batch: Batch, documents: list[Document]) -> list[Job]:
+def batch_jobs_create(*, scope, batch: Batch, documents: list[Document]) -> list[Job]:
     """The jobs of a new batch (inside the caller's transaction), queued after the commit."""
-    clean, max_tokens = job_options_validate(task=batch.task, options=batch.options)
+    clean, max_tokens = job_options_validate(scope=scope, task=batch.task, options=batch.options)
     for document in documents:
         _check_document(document, batch.task)
     jobs = [
         Job.objects.create(
+            organization=batch.organization,
             owner=batch.owner,
             batch=batch,
             document=document,

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from accounts.scope import scope_for
 from tests.conftest import stored_document
 from tests.vision.ocr import einvoices
 from tests.vision.ocr.einvoices import (
@@ -265,7 +266,10 @@ def test_a_reviewer_correction_of_an_xml_field_says_so(user_factory) -> None:
     extraction = extraction_create_from_invoice(document=document, reading=reading)
     assert extraction.sources["buyer"] == "xml"
     corrected = extraction_update_field(
-        extraction=extraction, field="buyer", value="Stadt Musterhausen", user=user_factory(Role.REVIEWER)
+        extraction=extraction,
+        field="buyer",
+        value="Stadt Musterhausen",
+        scope=scope_for(user_factory(Role.REVIEWER)),
     )
     assert corrected.sources["buyer"] == "reviewer" and corrected.sources["seller"] == "xml"
     assert corrected.checks and all(c["ok"] for c in corrected.checks)

@@ -25,6 +25,7 @@ import httpx
 import pytest
 import redis
 
+from accounts.scope import scope_for
 from tests.conftest import REPO_ROOT, wait_for, web_command
 
 # The live server's limits, small enough to test: 2 MB bodies, 4 images, image URL fetching on
@@ -116,6 +117,6 @@ def make_api_user(transactional_db, django_db_serialized_rollback):
 
     def make(name: str = "alice"):
         user = user_create(username=f"{name}-{time.monotonic_ns()}", password="correct horse battery")
-        return user, api_key_create(user=user, name="sdk").raw_key
+        return user, api_key_create(scope=scope_for(user), name="sdk").raw_key
 
     return make

@@ -8,6 +8,7 @@ import time
 import pytest
 import redis
 
+from accounts.scope import scope_for
 from tests.conftest import redis_db_url
 from vision.chat.admission import PENDING_KEY
 
@@ -20,7 +21,7 @@ BODY = {"model": "qwen3-vl-2b", "messages": [{"role": "user", "content": "hi"}],
 def key(user_factory) -> str:
     from accounts.services import api_key_create
 
-    return api_key_create(user=user_factory(), name="sdk").raw_key
+    return api_key_create(scope=scope_for(user_factory()), name="sdk").raw_key
 
 
 def _post(client, key):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from accounts.scope import scope_for
 from vision.services.conversations import (
     TurnAnswer,
     TurnMessage,
@@ -21,7 +22,7 @@ def _login(api_client, user):
 
 def _chat(user, key="k1"):
     conversation = conversation_record_request(
-        user=user,
+        scope=scope_for(user),
         key=key,
         model="qwen3-vl-2b",
         messages=[
@@ -69,7 +70,9 @@ def test_a_follow_up_turn_appends_only_new_messages(user_factory):
         TurnMessage(role="assistant", text="A cat."),
         TurnMessage(role="user", text="Sure?"),
     ]
-    again = conversation_record_request(user=user, key="k1", model="qwen3-vl-2b", messages=history)
+    again = conversation_record_request(
+        scope=scope_for(user), key="k1", model="qwen3-vl-2b", messages=history
+    )
     assert again.pk == conversation.pk
     assert [m.text for m in again.messages.order_by("position")] == [
         "be brief",

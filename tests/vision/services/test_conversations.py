@@ -2,6 +2,7 @@
 
 import pytest
 
+from accounts.scope import scope_for
 from docplatform.storable import storable_json, storable_text
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +21,7 @@ def test_nul_in_messages_and_answers_is_stored_as_the_replacement_character(user
 
     user = user_factory()
     conversation = conversation_record_request(
-        user=user, key="k", model="m", messages=[TurnMessage(role="user", text="a\x00b")]
+        scope=scope_for(user), key="k", model="m", messages=[TurnMessage(role="user", text="a\x00b")]
     )
     conversation_record_answer(
         conversation=conversation,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.roles import Role
+from accounts.scope import scope_for
 from docplatform.errors import PermissionDenied, ValidationFailed
 from tests.conftest import stored_document
 from tests.vision.ocr.test_invoice import _page
@@ -36,13 +37,21 @@ V2 = {"type": "object", "properties": {"merchant": {"type": "string"}, "total": 
 
 
 @pytest.fixture
+def user_factory(user_factory, team):
+    """Everyone here works in one team organisation, as reviewers and uploaders do."""
+    return lambda role=Role.MEMBER, **kwargs: user_factory(role, organization=team, **kwargs)
+
+
+@pytest.fixture
 def admin(user_factory):
     return user_factory(Role.ADMIN)
 
 
 @pytest.fixture
 def receipt(admin):
-    return document_type_create(user=admin, name="Receipt", slug="receipt", schema=V1, instruction="Read it.")
+    return document_type_create(
+        scope=scope_for(admin), name="Receipt", slug="receipt", schema=V1, instruction="Read it."
+    )
 
 
 @pytest.fixture
@@ -65,20 +74,24 @@ def _extraction(document, version, fields):
 def test_only_admins_define_and_change(receipt, user_factory) -> None:
     for role in (Role.MEMBER, Role.REVIEWER):
         with pytest.raises(PermissionDenied):
-            document_type_create(user=user_factory(role), name="X", slug="x", schema=V1)
+            document_type_create(scope=scope_for(user_factory(role)), name="X", slug="x", schema=V1)
         with pytest.raises(PermissionDenied):
-            document_type_update(document_type=receipt, user=user_factory(role), schema=V2)
+            document_type_update(document_type=receipt, scope=scope_for(user_factory(role)), schema=V2)
 
 
 def test_a_schema_change_never_alters_stored_results(receipt, admin, document, user_factory) -> None:
     v1 = receipt.versions.get(number=1)
     stored = _extraction(document, v1, {"merchant": "Kiosk", "total": 3.5, "lines": [], "paid_with": "cash"})
-    job_options, _ = job_options_validate(task="extract", options={"document_type": "receipt"})
+    job_options, _ = job_options_validate(scope=scope_for(admin), task="extract", options={"document_type": "receipt"})
     assert job_options == {"document_type": "receipt", "document_type_version": 1}
 
-    changed = document_type_update(document_type=receipt, user=admin, schema=V2, instruction="New.")
+    changed = document_type_update(
+        document_type=receipt, scope=scope_for(admin), schema=V2, instruction="New."
+    )
     assert changed.version == 2
-    same = document_type_update(document_type=changed, user=admin, schema=V2)  # no change, no version
+    same = document_type_update(
+        document_type=changed, scope=scope_for(admin), schema=V2
+    )  # no change, no version
     assert same.version == 2 and DocumentTypeVersion.objects.filter(document_type=receipt).count() == 2
 
     stored.refresh_from_db()
@@ -88,18 +101,25 @@ def test_a_schema_change_never_alters_stored_results(receipt, admin, document, u
     # Corrections follow the version the extraction was read with: v1's total is a number.
     reviewer = user_factory(Role.REVIEWER)
     with pytest.raises(ValidationFailed):
-        extraction_update_field(extraction=stored, field="total", value="twelve", user=reviewer)
+        extraction_update_field(extraction=stored, field="total", value="twelve", scope=scope_for(reviewer))
     assert (
-        extraction_update_field(extraction=stored, field="total", value="12.5", user=reviewer).fields["total"]
+        extraction_update_field(
+            extraction=stored, field="total", value="12.5", scope=scope_for(reviewer)
+        ).fields["total"]
         == 12.5
     )
     # A job queued before the change still reads with the version it was submitted with.
     job = Job.objects.create(
-        owner=document.owner, document=document, task="extract", options=job_options, max_tokens=8
+        organization=scope_for(document.owner).organization,
+        owner=document.owner,
+        document=document,
+        task="extract",
+        options=job_options,
+        max_tokens=8,
     )
     assert job.options["document_type_version"] == 1
     assert (
-        job_options_validate(task="extract", options={"document_type": "receipt"})[0]["document_type_version"]
+        job_options_validate(scope=scope_for(admin), task="extract", options={"document_type": "receipt"})[0]["document_type_version"]
         == 2
     )
 
@@ -120,12 +140,14 @@ def test_review_of_a_type_corrects_approves_rejects_with_an_audit_trail(
     assert extraction.kind == "receipt" and extraction.status == ExtractionStatus.AWAITING_REVIEW
     reviewer = user_factory(Role.REVIEWER)
     with pytest.raises(PermissionDenied):
-        extraction_update_field(extraction=extraction, field="merchant", value="Kiosk", user=user_factory())
+        extraction_update_field(
+            extraction=extraction, field="merchant", value="Kiosk", scope=scope_for(user_factory())
+        )
     extraction = extraction_update_field(
-        extraction=extraction, field="merchant", value="Kiosk", user=reviewer
+        extraction=extraction, field="merchant", value="Kiosk", scope=scope_for(reviewer)
     )
     extraction = extraction_update_field(
-        extraction=extraction, field="lines", value='["tea", "cake"]', user=reviewer
+        extraction=extraction, field="lines", value='["tea", "cake"]', scope=scope_for(reviewer)
     )
     assert extraction.fields["lines"] == ["tea", "cake"] and extraction.flags == []  # the lines flag resolved
     for bad_field, bad_value in (
@@ -135,14 +157,16 @@ def test_review_of_a_type_corrects_approves_rejects_with_an_audit_trail(
         ("nope", "x"),
     ):
         with pytest.raises(ValidationFailed):
-            extraction_update_field(extraction=extraction, field=bad_field, value=bad_value, user=reviewer)
+            extraction_update_field(
+                extraction=extraction, field=bad_field, value=bad_value, scope=scope_for(reviewer)
+            )
     assert (
-        extraction_update_field(extraction=extraction, field="paid_with", value="card", user=reviewer).fields[
-            "paid_with"
-        ]
+        extraction_update_field(
+            extraction=extraction, field="paid_with", value="card", scope=scope_for(reviewer)
+        ).fields["paid_with"]
         == "card"
     )
-    approved = extraction_approve(extraction=extraction, user=reviewer, comment="fine")
+    approved = extraction_approve(extraction=extraction, scope=scope_for(reviewer), comment="fine")
     assert approved.status == ExtractionStatus.APPROVED
     events = [(e.action, e.field, e.old_value, e.new_value) for e in approved.events.all()]
     assert events == [
@@ -154,9 +178,9 @@ def test_review_of_a_type_corrects_approves_rejects_with_an_audit_trail(
     ]
     other = _extraction(document, v1, {"merchant": "X", "total": 1, "lines": [], "paid_with": None})
     with pytest.raises(ValidationFailed):
-        extraction_reject(extraction=other, user=reviewer, comment=" ")
+        extraction_reject(extraction=other, scope=scope_for(reviewer), comment=" ")
     assert (
-        extraction_reject(extraction=other, user=reviewer, comment="blurred").status
+        extraction_reject(extraction=other, scope=scope_for(reviewer), comment="blurred").status
         == ExtractionStatus.REJECTED
     )
 
@@ -194,16 +218,16 @@ def test_corrections_are_read_as_the_field_accepts(admin, document, user_factory
             "label": {"type": "string"},
         },
     }
-    delivery = document_type_create(user=admin, name="Delivery", slug="delivery", schema=schema)
+    delivery = document_type_create(scope=scope_for(admin), name="Delivery", slug="delivery", schema=schema)
     extraction = _extraction(
         document, delivery.versions.get(), {"code": None, "grade": None, "note": "a", "label": "b"}
     )
     reviewer = user_factory(Role.REVIEWER)
 
     def fix(field, value):
-        return extraction_update_field(extraction=extraction, field=field, value=value, user=reviewer).fields[
-            field
-        ]
+        return extraction_update_field(
+            extraction=extraction, field=field, value=value, scope=scope_for(reviewer)
+        ).fields[field]
 
     assert fix("code", "AB1") == "AB1"  # the local $ref resolves
     with pytest.raises(ValidationFailed, match="code"):

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from accounts.scope import scope_for
 from tests.vision import files
 from vision.models import Document, DocumentPage
 from vision.services.documents import document_upload
@@ -34,7 +35,7 @@ def test_image_is_stored_under_a_random_name_with_its_facts(user_factory, media_
     user = user_factory()
     data = files.image_bytes("PNG", (64, 48))
 
-    result = document_upload(user=user, data=data, filename="holiday.png")
+    result = document_upload(scope=scope_for(user), data=data, filename="holiday.png")
 
     document = result.document
     assert result.created is True
@@ -60,9 +61,9 @@ def test_same_file_same_user_is_recognised_other_user_gets_own(user_factory):
     alice, bob = user_factory(), user_factory()
     data = files.image_bytes("JPEG")
 
-    first = document_upload(user=alice, data=data, filename="a.jpg")
-    again = document_upload(user=alice, data=data, filename="renamed.jpg")
-    bobs = document_upload(user=bob, data=data, filename="a.jpg")
+    first = document_upload(scope=scope_for(alice), data=data, filename="a.jpg")
+    again = document_upload(scope=scope_for(alice), data=data, filename="renamed.jpg")
+    bobs = document_upload(scope=scope_for(bob), data=data, filename="a.jpg")
 
     assert again.created is False and again.document.pk == first.document.pk
     assert bobs.created is True and bobs.document.pk != first.document.pk
@@ -74,7 +75,7 @@ def test_exif_orientation_is_applied_to_the_page(user_factory, media_root):
     THEN its page is 40x80 with red on top."""
     data = files.halves_jpeg_with_orientation(6)
 
-    document = document_upload(user=user_factory(), data=data, filename="phone.jpg").document
+    document = document_upload(scope=scope_for(user_factory()), data=data, filename="phone.jpg").document
 
     page = document.pages.get()
     assert (page.width, page.height) == (40, 80)
@@ -91,7 +92,7 @@ def test_heic_photo_becomes_an_upright_png_page(user_factory, media_root):
     the same page the JPEG with that tag gets."""
     data = files.heic_bytes((80, 40), orientation=6)
 
-    document = document_upload(user=user_factory(), data=data, filename="IMG_0001.HEIC").document
+    document = document_upload(scope=scope_for(user_factory()), data=data, filename="IMG_0001.HEIC").document
 
     assert (document.content_type, document.kind, document.page_count) == ("image/heic", "image", 1)
     assert document.file.endswith("original.heic")
@@ -109,7 +110,7 @@ def test_pdf_pages_are_rendered_to_png(user_factory, media_root, settings):
     settings.UPLOAD_PDF_DPI = 150
     data = files.pdf_bytes(pages=2)
 
-    document = document_upload(user=user_factory(), data=data, filename="scan.pdf").document
+    document = document_upload(scope=scope_for(user_factory()), data=data, filename="scan.pdf").document
 
     assert (document.kind, document.content_type, document.page_count) == ("pdf", "application/pdf", 2)
     pages = list(document.pages.order_by("number"))
@@ -124,7 +125,9 @@ def test_huge_pdf_page_is_rendered_under_the_pixel_limit(user_factory, media_roo
     settings.UPLOAD_MAX_PIXELS = 1_000_000
     data = files.pdf_bytes(pages=1, size_pt=(2000, 2000))  # 4167 px square at 150 dpi
 
-    page = document_upload(user=user_factory(), data=data, filename="poster.pdf").document.pages.get()
+    page = document_upload(
+        scope=scope_for(user_factory()), data=data, filename="poster.pdf"
+    ).document.pages.get()
 
     assert page.width * page.height <= 1_000_000
     assert page.width > 900
@@ -137,7 +140,9 @@ def test_multi_page_tiff_becomes_pages(user_factory, media_root):
     buffer = io.BytesIO()
     frames[0].save(buffer, format="TIFF", save_all=True, append_images=frames[1:])
 
-    document = document_upload(user=user_factory(), data=buffer.getvalue(), filename="fax.tif").document
+    document = document_upload(
+        scope=scope_for(user_factory()), data=buffer.getvalue(), filename="fax.tif"
+    ).document
 
     assert document.page_count == 3 and document.pages.count() == 3
 
@@ -155,7 +160,7 @@ def test_multi_page_tiff_becomes_pages(user_factory, media_root):
 )
 def test_rejections_store_nothing(user_factory, media_root, data, name, status, rule):
     with pytest.raises(UploadRejected) as caught:
-        document_upload(user=user_factory(), data=data, filename=name)
+        document_upload(scope=scope_for(user_factory()), data=data, filename=name)
 
     assert (caught.value.status_code, caught.value.code) == (status, rule)
     assert Document.objects.count() == 0
@@ -165,7 +170,7 @@ def test_rejections_store_nothing(user_factory, media_root, data, name, status, 
 def test_too_many_pdf_pages_store_nothing(user_factory, media_root, settings):
     settings.UPLOAD_PDF_MAX_PAGES = 2
     with pytest.raises(UploadRejected) as caught:
-        document_upload(user=user_factory(), data=files.pdf_bytes(3), filename="long.pdf")
+        document_upload(scope=scope_for(user_factory()), data=files.pdf_bytes(3), filename="long.pdf")
     assert (caught.value.status_code, caught.value.code) == (422, "too_many_pages")
     assert _stored_files(media_root) == []
 
@@ -173,7 +178,7 @@ def test_too_many_pdf_pages_store_nothing(user_factory, media_root, settings):
 def test_oversized_is_413_and_stores_nothing(user_factory, media_root, settings):
     settings.UPLOAD_MAX_BYTES = 100
     with pytest.raises(UploadRejected) as caught:
-        document_upload(user=user_factory(), data=files.image_bytes("PNG"), filename="big.png")
+        document_upload(scope=scope_for(user_factory()), data=files.image_bytes("PNG"), filename="big.png")
     assert caught.value.status_code == 413
     assert _stored_files(media_root) == []
 
@@ -187,7 +192,7 @@ def test_database_failure_removes_the_written_files(user_factory, media_root, mo
 
     monkeypatch.setattr(DocumentPage.objects, "bulk_create", fail)
     with pytest.raises(RuntimeError):
-        document_upload(user=user_factory(), data=files.pdf_bytes(1), filename="x.pdf")
+        document_upload(scope=scope_for(user_factory()), data=files.pdf_bytes(1), filename="x.pdf")
 
     assert Document.objects.count() == 0
     assert _stored_files(media_root) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.roles import Role
+from accounts.scope import scope_for
 from docplatform.errors import Conflict, PermissionDenied, ValidationFailed
 from tests.conftest import stored_document
 from tests.vision.ocr.test_invoice import _page
@@ -20,6 +21,12 @@ from vision.services.extractions import (
 )
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def user_factory(user_factory, team):
+    """Everyone here works in one team organisation, as reviewers and uploaders do."""
+    return lambda role=Role.MEMBER, **kwargs: user_factory(role, organization=team, **kwargs)
 
 
 @pytest.fixture
@@ -50,7 +57,9 @@ def test_created_awaiting_review_with_reasons(extraction) -> None:
 
 def test_reviewer_corrects_a_field_and_the_checks_rerun(extraction, user_factory) -> None:
     reviewer = user_factory(Role.REVIEWER)
-    updated = extraction_update_field(extraction=extraction, field="total", value="1.200,00", user=reviewer)
+    updated = extraction_update_field(
+        extraction=extraction, field="total", value="1.200,00", scope=scope_for(reviewer)
+    )
     assert updated.fields["total"] == "1200.00" and updated.confidence["total"] == 1.0
     assert all(c["ok"] for c in updated.checks)
     assert not any(f["code"] == "check_failed" for f in updated.flags)
@@ -64,26 +73,26 @@ def test_reviewer_corrects_a_field_and_the_checks_rerun(extraction, user_factory
     )
     with pytest.raises(ValidationFailed):
         extraction_update_field(
-            extraction=extraction, field="invoice_date", value="not a date", user=reviewer
+            extraction=extraction, field="invoice_date", value="not a date", scope=scope_for(reviewer)
         )
     with pytest.raises(ValidationFailed):
-        extraction_update_field(extraction=extraction, field="owner", value="x", user=reviewer)
+        extraction_update_field(extraction=extraction, field="owner", value="x", scope=scope_for(reviewer))
 
 
 def test_only_reviewers_review_and_only_once(extraction, user_factory) -> None:
     with pytest.raises(PermissionDenied):
-        extraction_approve(extraction=extraction, user=user_factory(Role.MEMBER))
+        extraction_approve(extraction=extraction, scope=scope_for(user_factory(Role.MEMBER)))
     reviewer = user_factory(Role.REVIEWER)
     with pytest.raises(ValidationFailed):
-        extraction_reject(extraction=extraction, user=reviewer, comment="  ")
-    approved = extraction_approve(extraction=extraction, user=reviewer, comment="ok")
+        extraction_reject(extraction=extraction, scope=scope_for(reviewer), comment="  ")
+    approved = extraction_approve(extraction=extraction, scope=scope_for(reviewer), comment="ok")
     assert (
         approved.status == ExtractionStatus.APPROVED
         and approved.reviewer == reviewer
         and approved.reviewed_at
     )
     with pytest.raises(Conflict):
-        extraction_reject(extraction=approved, user=reviewer, comment="changed my mind")
+        extraction_reject(extraction=approved, scope=scope_for(reviewer), comment="changed my mind")
     assert [e.action for e in approved.events.all()] == ["created", "approved"]
 
 
@@ -116,7 +125,7 @@ def test_correcting_another_field_keeps_a_failing_tax_rate_check_and_its_flags(
     assert {("subtotal", "check_failed"), ("tax", "check_failed")} <= flagged
     reviewer = user_factory(Role.REVIEWER)
     updated = extraction_update_field(
-        extraction=rate_mismatch, field="buyer", value="Globex Corp.", user=reviewer
+        extraction=rate_mismatch, field="buyer", value="Globex Corp.", scope=scope_for(reviewer)
     )
     assert {c["name"]: c["ok"] for c in updated.checks} == before  # the rate check was rerun, not dropped
     assert {("subtotal", "check_failed"), ("tax", "check_failed")} <= {
@@ -124,17 +133,25 @@ def test_correcting_another_field_keeps_a_failing_tax_rate_check_and_its_flags(
     }
     # Correcting the tax itself resolves the tax's own flags; the rate check passes, so the
     # subtotal's flag from that check goes too.
-    fixed = extraction_update_field(extraction=updated, field="tax", value="200.00", user=reviewer)
-    fixed = extraction_update_field(extraction=fixed, field="total", value="1200.00", user=reviewer)
+    fixed = extraction_update_field(
+        extraction=updated, field="tax", value="200.00", scope=scope_for(reviewer)
+    )
+    fixed = extraction_update_field(
+        extraction=fixed, field="total", value="1200.00", scope=scope_for(reviewer)
+    )
     assert all(c["ok"] for c in fixed.checks) and {c["name"] for c in fixed.checks} == set(before)
     assert not any(f["code"] == "check_failed" for f in fixed.flags)
 
 
 def test_a_correction_that_breaks_a_check_flags_the_other_fields(extraction, user_factory) -> None:
     reviewer = user_factory(Role.REVIEWER)
-    fixed = extraction_update_field(extraction=extraction, field="total", value="1200.00", user=reviewer)
+    fixed = extraction_update_field(
+        extraction=extraction, field="total", value="1200.00", scope=scope_for(reviewer)
+    )
     assert not any(f["code"] == "check_failed" for f in fixed.flags)
-    broken = extraction_update_field(extraction=fixed, field="subtotal", value="900.00", user=reviewer)
+    broken = extraction_update_field(
+        extraction=fixed, field="subtotal", value="900.00", scope=scope_for(reviewer)
+    )
     failed = {c["name"] for c in broken.checks if not c["ok"]}
     assert failed == {"subtotal_plus_tax_total", "tax_rate"}
     assert {("tax", "check_failed"), ("total", "check_failed")} <= {

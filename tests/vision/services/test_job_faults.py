@@ -11,6 +11,7 @@ import pytest
 import redis
 from django.db import OperationalError
 
+from accounts.scope import scope_for
 from vision import streams
 from vision.faults import is_transient
 from vision.models import Job, JobStatus, JobTask
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 def _job(user, **fields) -> Job:
     defaults = {"task": "chat", "options": {"message": "hi"}, "max_tokens": 4}
-    return Job.objects.create(owner=user, **{**defaults, **fields})
+    return Job.objects.create(organization=scope_for(user).organization, owner=user, **{**defaults, **fields})
 
 
 def _dead_redis() -> redis.Redis:

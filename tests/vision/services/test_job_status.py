@@ -2,6 +2,7 @@
 
 import pytest
 
+from accounts.scope import scope_for
 from vision.models import FINISHED_STATUSES, Job, JobStatus
 from vision.services.job_status import MOVES, UNFINISHED, JobMoveRefused, job_move
 
@@ -33,7 +34,12 @@ def test_the_allowed_moves():
 @pytest.mark.django_db
 def test_a_forbidden_move_is_refused_before_the_database_is_touched(user_factory):
     job = Job.objects.create(
-        owner=user_factory(), task="chat", options={"message": "hi"}, max_tokens=4, status=S
+        owner=(_owner := user_factory()),
+        organization=scope_for(_owner).organization,
+        task="chat",
+        options={"message": "hi"},
+        max_tokens=4,
+        status=S,
     )
     with pytest.raises(JobMoveRefused, match="succeeded to running"):
         job_move(source=S, target=R, where={"pk": job.pk})
@@ -44,7 +50,13 @@ def test_a_forbidden_move_is_refused_before_the_database_is_touched(user_factory
 
 @pytest.mark.django_db
 def test_a_move_is_conditional_on_the_source_status_and_the_match(user_factory):
-    job = Job.objects.create(owner=user_factory(), task="chat", options={"message": "hi"}, max_tokens=4)
+    job = Job.objects.create(
+        owner=(_owner := user_factory()),
+        organization=scope_for(_owner).organization,
+        task="chat",
+        options={"message": "hi"},
+        max_tokens=4,
+    )
     assert job_move(source=R, target=F, where={"pk": job.pk}) == 0  # not running: nothing moves
     assert job_move(source=Q, target=R, where={"pk": job.pk, "attempts": 5}) == 0  # not as read
     assert job_move(source=Q, target=R, where={"pk": job.pk, "attempts": 0}, worker="w@host") == 1

@@ -6,6 +6,7 @@ import pytest
 import redis
 from django.utils import timezone
 
+from accounts.scope import scope_for
 from vision.heartbeat import heartbeat_delete, heartbeat_write
 from vision.models import Job, JobStatus
 from vision.runners.loop import _job_claim, _job_finish
@@ -30,7 +31,7 @@ def live_worker(redis_url):
 
 def _job(user, **fields) -> Job:
     defaults = {"task": "chat", "options": {"message": "hi"}, "max_tokens": 4}
-    return Job.objects.create(owner=user, **{**defaults, **fields})
+    return Job.objects.create(organization=scope_for(user).organization, owner=user, **{**defaults, **fields})
 
 
 def test_first_claim_runs_and_counts_an_attempt(user_factory, redis_url):
@@ -39,7 +40,10 @@ def test_first_claim_runs_and_counts_an_attempt(user_factory, redis_url):
     assert claimed.status == JobStatus.RUNNING and claimed.attempts == 1 and claimed.worker == "w1@host"
     assert claimed.request_id.startswith(f"job-{job.pk}-1-")
     again = _job_claim(
-        job_id=Job.objects.create(owner=job.owner, task="chat", max_tokens=4).pk, worker="w1@host"
+        job_id=Job.objects.create(
+            organization=scope_for(job.owner).organization, owner=job.owner, task="chat", max_tokens=4
+        ).pk,
+        worker="w1@host",
     )
     assert again.request_id != claimed.request_id
 
@@ -98,8 +102,9 @@ def test_outcome_after_a_cancel_is_discarded(user_factory, redis_url):
         ("caption", {"pages": [0]}, "pages"),
     ],
 )
-def test_bad_options_are_refused(task, options, message):
+@pytest.mark.django_db
+def test_bad_options_are_refused(task, options, message, user_factory):
     from docplatform.errors import ValidationFailed
 
     with pytest.raises(ValidationFailed, match=message):
-        job_options_validate(task=task, options=options)
+        job_options_validate(scope=scope_for(user_factory()), task=task, options=options)

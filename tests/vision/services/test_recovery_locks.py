@@ -9,6 +9,8 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.scope import scope_for
+
 # serialized_rollback like every transactional test here: a plain flush re-runs post_migrate (the
 # role groups), which the next serialized_rollback test would then insert a second time.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -24,7 +26,8 @@ def test_a_job_locked_by_another_recoverer_is_skipped_without_waiting(user_facto
 
     settings.JOB_MAX_ATTEMPTS = 3
     job = Job.objects.create(
-        owner=user_factory(),
+        owner=(_owner := user_factory()),
+        organization=scope_for(_owner).organization,
         task=JobTask.CHAT,
         options={"message": "hi"},
         max_tokens=1,

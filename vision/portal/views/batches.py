@@ -5,20 +5,21 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from accounts.scope import scope_of
 from vision.portal.views import found_or_404
 from vision.selectors import batch_counts, batch_get, batch_jobs, batch_list
 
 
 @login_required
 def batches(request: HttpRequest) -> HttpResponse:
-    page = Paginator(batch_list(user=request.user), 20).get_page(request.GET.get("page"))
+    page = Paginator(batch_list(scope=scope_of(request)), 20).get_page(request.GET.get("page"))
     rows = [(batch, batch_counts(batch=batch)) for batch in page.object_list]
     return render(request, "portal/batches.html", {"page": page, "rows": rows})
 
 
 @login_required
 def batch_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
-    batch = found_or_404(batch_get, user=request.user, batch_id=batch_id)
+    batch = found_or_404(batch_get, scope=scope_of(request), batch_id=batch_id)
     return render(
         request,
         "portal/batch.html",

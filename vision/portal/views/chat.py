@@ -18,6 +18,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
+from accounts.scope import scope_for, scope_of
+from docplatform.aio import pooled_sync_to_async
 from docplatform.errors import ApplicationError
 from vision.chat import service
 from vision.conversations.selectors import conversation_get, conversation_list, conversation_messages
@@ -41,7 +43,9 @@ SYSTEM_PROMPT = (
 def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
     conversation, history = None, []
     if conversation_id is not None:
-        conversation = found_or_404(conversation_get, user=request.user, conversation_id=conversation_id)
+        conversation = found_or_404(
+            conversation_get, scope=scope_of(request), conversation_id=conversation_id
+        )
         history = [
             {"role": m.role, "text": m.text, "images": [image.pk for image in m.images.all()]}
             for m in conversation_messages(conversation=conversation)
@@ -55,7 +59,7 @@ def chat(request: HttpRequest, conversation_id: int | None = None) -> HttpRespon
         "portal/chat.html",
         {
             "conversation": conversation,
-            "conversations": conversation_list(user=request.user)[:SIDEBAR_LENGTH],
+            "conversations": conversation_list(scope=scope_of(request))[:SIDEBAR_LENGTH],
             "history": history,
             "model": settings.OPENAI_MODEL_ALIAS,
             "max_image_bytes": settings.OPENAI_MAX_IMAGE_BYTES,
@@ -76,8 +80,9 @@ async def chat_stream(request: HttpRequest) -> HttpResponse:
     if not user.is_authenticated:
         return error_response(OpenAIError(401, "Log in first.", code="not_authenticated"))
     try:
+        scope = await pooled_sync_to_async(scope_for)(user)
         body = decode_body(read_body_bounded(request))
-        stream = await service.chat_stream(user=user, request=parse_chat_request(body))
+        stream = await service.chat_stream(scope=scope, request=parse_chat_request(body))
     except (OpenAIError, ApplicationError) as exc:
         return error_response(exc)
     except QUEUE_ERRORS as exc:

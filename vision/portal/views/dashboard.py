@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from accounts.scope import scope_of
 from vision.models import JobTask
 from vision.portal.selectors import platform_state
 from vision.selectors import batch_list, job_list
@@ -23,7 +24,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         {
             "state": state,
             "availability": state.tasks(DASHBOARD_TASKS),
-            "jobs": job_list(user=request.user)[:RECENT],
-            "batches": batch_list(user=request.user)[:RECENT],
+            "jobs": job_list(scope=scope_of(request))[:RECENT],
+            "batches": batch_list(scope=scope_of(request))[:RECENT],
         },
     )

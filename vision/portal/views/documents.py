@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest
 
+from accounts.scope import scope_of
 from vision.models import Document
 from vision.portal.views import found_or_404
 from vision.selectors import document_get
@@ -33,7 +34,7 @@ def document_file_response(*, document: Document, page: int | None) -> FileRespo
 
 
 def _own_document(request: HttpRequest, document_id: int) -> Document:
-    return found_or_404(document_get, user=request.user, document_id=document_id)
+    return found_or_404(document_get, scope=scope_of(request), document_id=document_id)
 
 
 @login_required

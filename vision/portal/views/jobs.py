@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
 
+from accounts.scope import scope_of
 from vision.models import DocumentKind, JobStatus, JobTask
 from vision.portal.overlays import document_fields, invoice_fields, page_sources, result_overlays
 from vision.portal.selectors import platform_state
@@ -33,7 +34,7 @@ UPLOAD_TASKS = [JobTask.OCR, JobTask.INVOICE, JobTask.CAPTION, JobTask.VQA]
 
 @login_required
 def upload(request: HttpRequest) -> HttpResponse:
-    document_types = list(document_type_list())
+    document_types = list(document_type_list(scope=scope_of(request)))
     state = platform_state()
     return render(
         request,
@@ -54,7 +55,7 @@ def jobs(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status") or None
     if status not in JobStatus.values:
         status = None
-    page = Paginator(job_list(user=request.user, status=status), 25).get_page(request.GET.get("page"))
+    page = Paginator(job_list(scope=scope_of(request), status=status), 25).get_page(request.GET.get("page"))
     return render(
         request, "portal/jobs.html", {"page": page, "jobs": page.object_list, "status": status or ""}
     )
@@ -62,7 +63,7 @@ def jobs(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = found_or_404(job_get, user=request.user, job_id=job_id)
+    job = found_or_404(job_get, scope=scope_of(request), job_id=job_id)
     pages = list(job.document.pages.all()) if job.document else []
     wanted = (job.options or {}).get("pages")
     if wanted:

@@ -9,6 +9,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from accounts.scope import scope_of
 from accounts.selectors import api_key_list
 from accounts.services import api_key_create, api_key_revoke
 from docplatform.errors import ApplicationError
@@ -23,10 +24,10 @@ def keys(request: HttpRequest) -> HttpResponse:
     }
     if request.method == "POST":
         try:
-            context["created"] = api_key_create(user=request.user, name=request.POST.get("name", ""))
+            context["created"] = api_key_create(scope=scope_of(request), name=request.POST.get("name", ""))
         except ApplicationError as exc:
             context["error"] = exc.message
-    context["keys"] = api_key_list(user=request.user)
+    context["keys"] = api_key_list(scope=scope_of(request))
     return render(request, "portal/keys.html", context)
 
 
@@ -34,7 +35,7 @@ def keys(request: HttpRequest) -> HttpResponse:
 @login_required
 def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
     try:
-        api_key = api_key_revoke(user=request.user, key_id=key_id)
+        api_key = api_key_revoke(scope=scope_of(request), key_id=key_id)
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:

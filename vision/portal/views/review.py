@@ -3,17 +3,19 @@ extraction with its page image, each field's box, editable values, approve or re
 comment, and the audit trail. Every change goes through the extraction services."""
 
 import json
+from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
-from accounts.roles import REVIEW_PERMISSION
+from accounts.scope import scope_of
 from docplatform.errors import ApplicationError, NotFound
 from vision.models import DocumentKind, Extraction, ExtractionStatus
 from vision.portal.overlays import page_sources
@@ -23,13 +25,21 @@ from vision.services.extractions import extraction_approve, extraction_reject, e
 
 
 def reviewer_required(view):
-    # Logged-out visitors go to the login page; a logged-in member gets the 403 page.
-    return login_required(permission_required(REVIEW_PERMISSION, raise_exception=True)(view))
+    """Reviewers and admins of the current organisation. Logged-out visitors go to the login
+    page; a logged-in member gets the 403 page."""
+
+    @wraps(view)
+    def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not scope_of(request).can_review:
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return login_required(checked)
 
 
-def _extraction(extraction_id: int) -> Extraction:
+def _extraction(scope, extraction_id: int) -> Extraction:
     try:
-        return review_extraction_get(extraction_id=extraction_id)
+        return review_extraction_get(scope=scope, extraction_id=extraction_id)
     except NotFound as exc:
         raise Http404(exc.message) from None
 
@@ -39,7 +49,9 @@ def queue(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status") or ExtractionStatus.AWAITING_REVIEW
     if status not in ExtractionStatus.values:
         status = ExtractionStatus.AWAITING_REVIEW
-    page = Paginator(review_queue(status=status), 25).get_page(request.GET.get("page"))
+    page = Paginator(review_queue(scope=scope_of(request), status=status), 25).get_page(
+        request.GET.get("page")
+    )
     return render(
         request,
         "portal/review_queue.html",
@@ -67,7 +79,7 @@ def _editable_fields(extraction: Extraction) -> list[str]:
 
 @reviewer_required
 def detail(request: HttpRequest, extraction_id: int) -> HttpResponse:
-    extraction = _extraction(extraction_id)
+    extraction = _extraction(scope_of(request), extraction_id)
     error = ""
     if request.method == "POST":
         try:
@@ -143,17 +155,17 @@ def _apply(request: HttpRequest, extraction: Extraction) -> HttpResponse | None:
             posted = request.POST[key].strip()
             if posted != _display(current).strip():
                 extraction = extraction_update_field(
-                    extraction=extraction, field=name, value=posted, user=request.user
+                    extraction=extraction, field=name, value=posted, scope=scope_of(request)
                 )
                 changed += 1
         if action == "approve":
-            extraction = extraction_approve(extraction=extraction, user=request.user, comment=comment)
+            extraction = extraction_approve(extraction=extraction, scope=scope_of(request), comment=comment)
         elif action == "reject":
-            extraction = extraction_reject(extraction=extraction, user=request.user, comment=comment)
+            extraction = extraction_reject(extraction=extraction, scope=scope_of(request), comment=comment)
     if action in ("approve", "reject"):
         note = _("Extraction %(id)s approved.") if action == "approve" else _("Extraction %(id)s rejected.")
         messages.success(request, note % {"id": extraction.pk})
-        following = review_next_id(after=extraction)
+        following = review_next_id(scope=scope_of(request), after=extraction)
         if following is not None and request.POST.get("next") == "1":
             return redirect("portal-review-detail", extraction_id=following)
         return redirect("portal-review")
@@ -164,5 +176,5 @@ def _apply(request: HttpRequest, extraction: Extraction) -> HttpResponse | None:
 
 @reviewer_required
 def page_image(request: HttpRequest, extraction_id: int) -> FileResponse:
-    extraction = _extraction(extraction_id)
+    extraction = _extraction(scope_of(request), extraction_id)
     return document_file_response(document=extraction.document, page=extraction.page)
