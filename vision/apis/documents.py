@@ -1,4 +1,5 @@
-"""Documents: upload (201 new, 200 when this user already uploaded the same bytes), list, detail."""
+"""Documents: upload (201 new, 200 when this user already uploaded the same bytes), list, detail,
+delete (204; the files go from storage after the commit)."""
 
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -9,7 +10,7 @@ from rest_framework.views import APIView
 
 from vision.apis.common import Pagination, paginated_response, uploaded_file
 from vision.selectors import document_get, document_list
-from vision.services.documents import document_upload
+from vision.services.documents import document_delete, document_upload
 
 
 class DocumentOutputSerializer(serializers.Serializer):
@@ -61,3 +62,9 @@ class DocumentDetailApi(APIView):
     def get(self, request: Request, document_id: int) -> Response:
         document = document_get(user=request.user, document_id=document_id)
         return Response(DocumentOutputSerializer(document).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, document_id: int) -> Response:
+        document = document_get(user=request.user, document_id=document_id)
+        document_delete(document=document)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +10,7 @@ from django.db import transaction
 
 from docplatform.errors import ValidationFailed
 from vision.models import Batch, Document
-from vision.services.documents import document_upload
+from vision.services.documents import document_delete, document_upload
 from vision.services.jobs import (
     UploadedFile,
     batch_jobs_create,
@@ -50,14 +48,8 @@ def batch_submit(*, user, task: str, options: dict[str, Any], files: list[Upload
             batch = Batch.objects.create(owner=user, task=task, options={**options, **clean})
             batch_jobs_create(batch=batch, documents=documents)
     except BaseException:
-        _documents_remove(created)
+        for document in created:
+            document_delete(document=document)
         raise
     logger.info("batch %s queued: user=%s task=%s files=%d", batch.pk, user.pk, task, len(files))
     return batch
-
-
-def _documents_remove(documents: list[Document]) -> None:
-    for document in documents:
-        folder = (Path(settings.MEDIA_ROOT) / document.file).parent
-        document.delete()
-        shutil.rmtree(folder, ignore_errors=True)
