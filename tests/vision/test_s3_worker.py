@@ -31,7 +31,9 @@ def _stack_env(media_root: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def s3_stack(tmp_path, transactional_db) -> Iterator[tuple[Worker, WebServer, Path]]:
+def s3_stack(
+    tmp_path, transactional_db, django_db_serialized_rollback
+) -> Iterator[tuple[Worker, WebServer, Path]]:
     media_root = tmp_path / "absent-media"
     redis_server = RedisServer()
     redis_server.start()

@@ -10,7 +10,7 @@ from django.db import transaction
 
 from docplatform.errors import ValidationFailed
 from vision.models import Batch, Document
-from vision.services.documents import document_delete, document_upload
+from vision.services.documents import document_upload, documents_discard
 from vision.services.jobs import (
     UploadedFile,
     batch_jobs_create,
@@ -48,8 +48,7 @@ def batch_submit(*, user, task: str, options: dict[str, Any], files: list[Upload
             batch = Batch.objects.create(owner=user, task=task, options={**options, **clean})
             batch_jobs_create(batch=batch, documents=documents)
     except BaseException:
-        for document in created:
-            document_delete(document=document)
+        documents_discard(documents=created)
         raise
     logger.info("batch %s queued: user=%s task=%s files=%d", batch.pk, user.pk, task, len(files))
     return batch

@@ -260,3 +260,13 @@ def document_delete(*, document: Document) -> None:
         logger.info("document %s deleted with its %d files", document_id, len(paths))
 
     transaction.on_commit(delete_files)
+
+
+def documents_discard(*, documents: list[Document]) -> None:
+    """Undo uploads this same call made (a batch refused after some of its files were stored):
+    the rows and the files at once. Unlike `document_delete` nothing waits for a commit: whether
+    an enclosing transaction commits or rolls back, no one else has these files."""
+    paths = [path for document in documents for path in document_files(document)]
+    for document in documents:
+        document.delete()
+    _delete_quietly(paths)
