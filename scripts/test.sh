@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run the test suite: installs what is missing, builds the tiny test checkpoint, and for each
 # database in TEST_DATABASES (default "postgres sqlite": both, PostgreSQL first) starts a private
-# Redis on a free port, a private PostgreSQL cluster when needed and a real Celery vision worker,
-# runs pytest "$@", and stops them. Exits non-zero when any database's run failed.
+# Redis on a free port, an S3-compatible server (moto) with a bucket, a private PostgreSQL cluster
+# when needed and a real Celery vision worker, runs pytest "$@", and stops them. Exits non-zero
+# when any database's run failed.
 #
 #   bash scripts/test.sh tests/vision -q -x                 # both databases
 #   TEST_DATABASES=sqlite bash scripts/test.sh tests/vision # one of them (local runs)
@@ -103,6 +104,33 @@ CONF
     export DATABASE_URL="postgres://postgres@127.0.0.1:$TEST_PG_PORT/docplatform_test"
 }
 
+# wait_for_s3_bucket SECONDS: create $S3_BUCKET on $S3_ENDPOINT_URL once the server answers.
+wait_for_s3_bucket() {
+    python - "$1" <<'PY' || die "the S3 server at $S3_ENDPOINT_URL did not come up: $RUN_DIR/s3.log"
+import os, sys, time
+
+import boto3
+from botocore.exceptions import BotoCoreError
+
+client = boto3.client(
+    "s3",
+    endpoint_url=os.environ["S3_ENDPOINT_URL"],
+    region_name=os.environ["S3_REGION"],
+    aws_access_key_id=os.environ["S3_ACCESS_KEY_ID"],
+    aws_secret_access_key=os.environ["S3_SECRET_ACCESS_KEY"],
+)
+deadline = time.monotonic() + float(sys.argv[1])
+while True:
+    try:
+        client.create_bucket(Bucket=os.environ["S3_BUCKET"])
+        break
+    except BotoCoreError:
+        if time.monotonic() > deadline:
+            sys.exit(1)
+        time.sleep(0.2)
+PY
+}
+
 # run_suite DATABASE PYTEST_ARGS...: fresh Redis, database and worker, then pytest.
 run_suite() {
     local db=$1
@@ -124,6 +152,16 @@ run_suite() {
     STOPS+=("stop_pid $!")
     wait_for_redis "$REDIS_URL" 15
 
+    # An S3-compatible server (moto) for the MEDIA_STORAGE=s3 tests, with their bucket. The suite
+    # and the worker above stay on local media (MEDIA_STORAGE unset); a test switches to the
+    # bucket through these variables (tests/vision/s3.py).
+    S3_PORT=$(free_port)
+    export S3_ENDPOINT_URL="http://127.0.0.1:$S3_PORT" S3_BUCKET=docplatform-test S3_REGION=us-east-1
+    export S3_ACCESS_KEY_ID=test-access-key S3_SECRET_ACCESS_KEY=test-secret-key
+    moto_server -H 127.0.0.1 -p "$S3_PORT" >"$RUN_DIR/s3.log" 2>&1 &
+    STOPS+=("stop_pid $!")
+    wait_for_s3_bucket 30
+
     # Fast heartbeats so tests see workers come and go within seconds.
     export WORKER_HEARTBEAT_INTERVAL_SECONDS=1 WORKER_HEARTBEAT_TTL_SECONDS=4
     export TEST_WORKER_NAME="test-vision@$(hostname)"
@@ -132,7 +170,7 @@ run_suite() {
     STOPS+=("stop_pid $!")
     export TEST_WORKER_LOG="$RUN_DIR/worker.log"
 
-    log "[$db] Redis on $REDIS_URL, worker $TEST_WORKER_NAME (log: $TEST_WORKER_LOG)${DATABASE_URL:+, $DATABASE_URL}"
+    log "[$db] Redis on $REDIS_URL, S3 on $S3_ENDPOINT_URL, worker $TEST_WORKER_NAME (log: $TEST_WORKER_LOG)${DATABASE_URL:+, $DATABASE_URL}"
     local code started=$SECONDS
     set +e
     python -m pytest "$@"

@@ -74,6 +74,7 @@ ROWS: tuple[Row, ...] = (
         imports=(
             "vision.models",
             "vision.validators",
+            "vision.media",
             "docplatform.errors",
             "docplatform.storable",
             "accounts.roles",
@@ -93,6 +94,7 @@ ROWS: tuple[Row, ...] = (
             "vision.services",
             "vision.selectors",
             "vision.faults",
+            "vision.media",
             "docplatform.storable",
             "accounts.scope",
             *CONTRACT,
@@ -111,7 +113,15 @@ ROWS: tuple[Row, ...] = (
     Row(
         modules=("vision.faults",),
         owns="which failures fail a job and which only delay it (`is_transient`), `db_retry`, `backoff_s`",
-        third_party="Django's database errors, redis, kombu",
+        third_party="Django's database errors, redis, kombu, botocore's errors",
+    ),
+    Row(
+        modules=("vision.media",),
+        owns="media I/O: every read, write, delete and download of uploads and page images on the "
+        "configured storage (a folder or an S3 bucket), the checked relative paths, the one "
+        "function that makes upload paths (`upload_folder(prefix=...)`)",
+        third_party="Django's storage API (django-storages and boto3 behind it for S3)",
+        forbids=("torch", "transformers"),
     ),
     Row(
         modules=("vision.chat",),
@@ -146,6 +156,7 @@ ROWS: tuple[Row, ...] = (
             "vision.selectors",
             "vision.conversations.selectors",
             "vision.models",
+            "vision.media",
             "vision.chat.service",
             "vision.openai.sse",
             "vision.openai.errors",
@@ -181,7 +192,7 @@ ROWS: tuple[Row, ...] = (
         modules=("vision.inference",),
         owns="the one adapter from a `GenerationSpec` to an `EngineRequest` and from engine output "
         "to a token stream; imported only in worker processes",
-        imports=(*CONTRACT, "vision.engine", "vision.faults", "docplatform.metrics"),
+        imports=(*CONTRACT, "vision.engine", "vision.faults", "vision.media", "docplatform.metrics"),
         lazy=("vision.worker",),
         third_party="redis, Django's settings",
     ),

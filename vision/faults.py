@@ -2,8 +2,8 @@
 
 The model or the input failing is the job's own failure: it ends `failed`. A service the worker
 depends on being briefly unreachable — Redis (streams, heartbeats), the broker, the database, the
-media store — is not: the operation is retried with backoff and jitter, or the job runs again once
-the service is back (each run counted in `attempts`).
+media store (a network folder or the S3 bucket) — is not: the operation is retried with backoff
+and jitter, or the job runs again once the service is back (each run counted in `attempts`).
 
 `is_transient(exc)` is the one place that tells the two apart; `db_retry` retries one database
 operation on a fresh connection; `backoff_s` is the wait before try number n.
@@ -20,6 +20,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import redis
+from botocore.exceptions import ClientError as S3ClientError
+from botocore.exceptions import ConnectionError as S3ConnectionError
+from botocore.exceptions import HTTPClientError as S3HTTPClientError
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -43,6 +46,10 @@ _TRANSIENT_ERRNOS = {
 }
 
 
+# S3 error codes of a bucket that is busy or restarting (the request may be sent again as it is).
+_TRANSIENT_S3_CODES = {"SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError", "Throttling"}
+
+
 class ServiceUnavailable(Exception):
     """A service the job needs is unreachable now; the job is run again when it is back."""
 
@@ -61,9 +68,21 @@ def is_transient(exc: BaseException) -> bool:
             return True
         if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
             return True
+        # The media bucket (MEDIA_STORAGE=s3): endpoint unreachable, connection cut, read timeout.
+        if isinstance(exc, (S3ConnectionError, S3HTTPClientError)):
+            return True
+        if isinstance(exc, S3ClientError) and _s3_busy(exc):
+            return True
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return False
+
+
+def _s3_busy(exc: S3ClientError) -> bool:
+    """A 5xx or throttling answer from the bucket; a 403 or 404 is the request's own fault."""
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return error.get("Code") in _TRANSIENT_S3_CODES or status >= 500
 
 
 def backoff_s(attempt: int, *, base: float = 0.5, cap: float = 10.0) -> float:

@@ -16,7 +16,7 @@ from vision.engine.contract import SamplingParams
 
 @dataclass
 class SpecImage:
-    path: str  # relative to MEDIA_ROOT: the stored upload
+    path: str  # a stored media path (vision/media.py), relative to the storage: the stored upload
     sha256: str  # of the stored bytes; the engine's caches key on it
 
 

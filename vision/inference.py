@@ -12,7 +12,6 @@ import os
 import queue
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import redis
 from django.conf import settings
@@ -36,6 +35,7 @@ from vision.engine.constraints import Constraint
 from vision.faults import is_transient
 from vision.generation import GenerationSpec
 from vision.heartbeat import heartbeat_get, redis_client
+from vision.media import MediaPathRefused, media_read
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,10 @@ ERROR_UNAVAILABLE = "unavailable"
 
 
 def _load_image(path: str) -> ImagePart:
-    root = Path(settings.MEDIA_ROOT).resolve()
-    full = (root / path).resolve()
-    if root not in full.parents:  # a spec is built by our own web code, but never trust paths
-        raise InvalidRequest("image path outside the media folder")
     try:
-        data = full.read_bytes()
+        data = media_read(path)  # a spec is built by our own web code, but never trust paths
+    except MediaPathRefused as exc:
+        raise InvalidRequest("image path outside the media storage") from exc
     except OSError as exc:
         if is_transient(exc):  # the media store is away for a moment: not the input's fault
             raise

@@ -26,6 +26,7 @@ from docplatform.settings.env import (
     env_path,
     env_str,
 )
+from docplatform.settings.storage import media_storage, presigned_seconds
 from vision.heartbeat import SHARED_QUEUE, WORKER_QUEUES
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -262,6 +263,15 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # check ownership.
 MEDIA_ROOT = env_path("MEDIA_ROOT", DATA_DIR / "media")
 MEDIA_URL = None
+# MEDIA_STORAGE=local (MEDIA_ROOT) or s3 (S3_BUCKET, S3_ENDPOINT_URL, S3_REGION, S3_ACCESS_KEY_ID,
+# S3_SECRET_ACCESS_KEY, S3_SSE, S3_SSE_KMS_KEY_ID): docplatform/settings/storage.py. Every read
+# and write of media goes through vision/media.py.
+MEDIA_PRESIGNED_SECONDS = presigned_seconds()
+MEDIA_STORAGE, _media_backend = media_storage(presigned_seconds=MEDIA_PRESIGNED_SECONDS)
+STORAGES = {
+    "default": _media_backend,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 WHITENOISE_USE_FINDERS = not PRODUCTION
 
 LANGUAGE_CODE = "en"

@@ -97,3 +97,75 @@ def test_celery_reliability_settings(settings):
     assert app.conf.broker_transport_options["visibility_timeout"] > max(
         settings.VISION_JOB_TIME_LIMIT, settings.OPENAI_REQUEST_TIMEOUT_SECONDS
     )
+
+
+def test_a_bad_media_storage_fails_at_start_up(tmp_path):
+    result = _django_setup({"DATA_DIR": str(tmp_path), "MEDIA_STORAGE": "ftp"})
+    assert result.returncode != 0
+    assert "MEDIA_STORAGE must be one of ['local', 's3'], got 'ftp'" in result.stderr
+
+
+def test_s3_media_storage_options(monkeypatch):
+    from docplatform.settings.storage import media_storage
+
+    for name, value in {
+        "MEDIA_STORAGE": "s3",
+        "S3_BUCKET": "docs",
+        "S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+        "S3_REGION": "eu-central-1",
+        "S3_ACCESS_KEY_ID": "key",
+        "S3_SECRET_ACCESS_KEY": "secret",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    kind, backend = media_storage(presigned_seconds=0)
+
+    assert kind == "s3" and backend["BACKEND"] == "storages.backends.s3.S3Storage"
+    options = backend["OPTIONS"]
+    assert (options["bucket_name"], options["endpoint_url"], options["region_name"]) == (
+        "docs",
+        "http://127.0.0.1:9000",
+        "eu-central-1",
+    )
+    assert (options["access_key"], options["secret_key"]) == ("key", "secret")
+    assert options["object_parameters"] == {"ServerSideEncryption": "AES256"}  # the default
+    assert options["file_overwrite"] is False and options["addressing_style"] == "path"
+
+    monkeypatch.setenv("S3_SSE", "aws:kms")
+    monkeypatch.setenv("S3_SSE_KMS_KEY_ID", "alias/docs")
+    assert media_storage(presigned_seconds=0)[1]["OPTIONS"]["object_parameters"] == {
+        "ServerSideEncryption": "aws:kms",
+        "SSEKMSKeyId": "alias/docs",
+    }
+    monkeypatch.setenv("S3_SSE", "none")
+    assert media_storage(presigned_seconds=30)[1]["OPTIONS"]["object_parameters"] == {}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MEDIA_STORAGE": "s3"}, "S3_BUCKET must be set when MEDIA_STORAGE=s3"),
+        ({"MEDIA_STORAGE": "s3", "S3_BUCKET": "b", "S3_SSE": "rot13"}, "S3_SSE must be one of"),
+    ],
+)
+def test_s3_media_storage_refusals(monkeypatch, env, message):
+    from docplatform.settings.storage import media_storage
+
+    for name in ("S3_BUCKET", "S3_SSE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ImproperlyConfigured, match=message):
+        media_storage(presigned_seconds=0)
+
+
+def test_presigned_downloads_need_s3(monkeypatch):
+    from docplatform.settings.storage import media_storage, presigned_seconds
+
+    monkeypatch.delenv("MEDIA_STORAGE", raising=False)
+    assert media_storage(presigned_seconds=0)[0] == "local"
+    with pytest.raises(ImproperlyConfigured, match="MEDIA_PRESIGNED_SECONDS needs MEDIA_STORAGE=s3"):
+        media_storage(presigned_seconds=60)
+    monkeypatch.setenv("MEDIA_PRESIGNED_SECONDS", "86400")
+    with pytest.raises(ImproperlyConfigured, match="short-lived"):
+        presigned_seconds()

@@ -1,4 +1,5 @@
-"""Documents: upload (201 new, 200 when this user already uploaded the same bytes), list, detail."""
+"""Documents: upload (201 new, 200 when this user already uploaded the same bytes), list, detail,
+delete (204; the files go from storage after the commit)."""
 
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -10,7 +11,7 @@ from rest_framework.views import APIView
 from accounts.scope import scope_of
 from vision.apis.common import Pagination, paginated_response, uploaded_file
 from vision.selectors import document_get, document_list
-from vision.services.documents import document_upload
+from vision.services.documents import document_delete, document_upload
 
 
 class DocumentOutputSerializer(serializers.Serializer):
@@ -64,3 +65,9 @@ class DocumentDetailApi(APIView):
     def get(self, request: Request, document_id: int) -> Response:
         document = document_get(scope=scope_of(request), document_id=document_id)
         return Response(DocumentOutputSerializer(document).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, document_id: int) -> Response:
+        scope = scope_of(request)
+        document_delete(document=document_get(scope=scope, document_id=document_id), actor=scope.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

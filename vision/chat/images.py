@@ -40,7 +40,7 @@ class ImageUnusable(ValidationFailed):
 @dataclass(frozen=True)
 class StoredImage:
     document_id: int
-    path: str  # relative to MEDIA_ROOT
+    path: str  # a stored media path (vision/media.py), relative to the storage
     sha256: str
 
 

@@ -3,7 +3,7 @@
 A Document is the file as uploaded (bytes kept verbatim, sha256 over them); its pages are the
 images a job feeds the model: the upload itself for an ordinary image, an EXIF-rotated copy when the
 camera stored the picture sideways, one PNG per frame of a multi-page TIFF, one rendered PNG per PDF
-page. An XML e-invoice (CII or UBL) has no page image: its invoice job reads the XML itself. All paths are relative to MEDIA_ROOT, under `uploads/`, which no URL serves.
+page. An XML e-invoice (CII or UBL) has no page image: its invoice job reads the XML itself. All paths are relative to the media storage (a folder or a bucket, vision/media.py), under `[<prefix>/]uploads/`, which no URL serves.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Document(models.Model):
     kind = models.CharField(max_length=10, choices=DocumentKind.choices)
     size = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64)
-    file = models.CharField(max_length=255)  # the upload as received, relative to MEDIA_ROOT
+    file = models.CharField(max_length=255)  # the upload as received, a media path (vision/media.py)
     page_count = models.PositiveIntegerField()
     # Under legal hold: retention never deletes it (vision.services.retention).
     legal_hold = models.BooleanField(default=False)
@@ -56,7 +56,7 @@ class Document(models.Model):
 class DocumentPage(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="pages")
     number = models.PositiveIntegerField()  # 1-based
-    file = models.CharField(max_length=255)  # relative to MEDIA_ROOT
+    file = models.CharField(max_length=255)  # a media path (vision/media.py)
     sha256 = models.CharField(max_length=64)  # of the page file's bytes; the engine caches key on it
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()

@@ -7,11 +7,10 @@ fields and every field the pages read differently is flagged `xml_disagrees`
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from django.conf import settings
-
+from vision.faults import is_transient
+from vision.media import media_read
 from vision.models import DocumentKind, JobStatus
 from vision.runners.types import JobOutcome, JobRunContext
 from vision.services.extractions import extraction_create_from_invoice
@@ -26,7 +25,7 @@ XML_UNREADABLE = "xml_unreadable"  # a PDF's embedded XML that could not be read
 
 
 def _original(job: Job) -> bytes:
-    return (Path(settings.MEDIA_ROOT) / job.document.file).read_bytes()
+    return media_read(job.document.file)
 
 
 def run_einvoice(context: JobRunContext) -> JobOutcome:
@@ -39,6 +38,8 @@ def run_einvoice(context: JobRunContext) -> JobOutcome:
     try:
         extraction = read_einvoice_xml(_original(job))
     except OSError as exc:
+        if is_transient(exc):  # the media store is away for a moment: the job runs again
+            raise
         logger.warning("job %s: the e-invoice's XML is unreadable: %s", job.pk, exc)
         return JobOutcome(
             status=JobStatus.FAILED, error="The uploaded XML is gone.", error_code="file_missing"

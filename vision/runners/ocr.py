@@ -5,12 +5,12 @@ runners, so every task reads a born-digital page from its own text."""
 
 from __future__ import annotations
 
+import io
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from django.conf import settings
-
+from vision.faults import is_transient
+from vision.media import media_read
 from vision.models import DocumentKind, Job, JobStatus
 from vision.runners.types import JobOutcome, JobRunContext
 
@@ -30,10 +30,9 @@ def page_images(job: Job) -> list[tuple[int, str, str, Image.Image]]:
     wanted = (job.options or {}).get("pages")
     if wanted:
         pages = pages.filter(number__in=wanted)
-    root = Path(settings.MEDIA_ROOT)
     out = []
     for page in pages:
-        with Image.open(root / page.file) as image:
+        with Image.open(io.BytesIO(media_read(page.file))) as image:
             out.append((page.number, page.file, page.sha256, image.convert("RGB")))
     return out
 
@@ -49,8 +48,10 @@ def page_readings(job: Job, pages: list[tuple[int, str, str, Image.Image]]) -> l
     from vision.validators import PDFIUM_LOCK
 
     try:
-        data = (Path(settings.MEDIA_ROOT) / job.document.file).read_bytes()
+        data = media_read(job.document.file)
     except OSError as exc:  # the page images are all a job needs: OCR them
+        if is_transient(exc):  # the media store is away for a moment: the job runs again
+            raise
         logger.warning("document %s: original unreadable (%s); its pages are OCR'd", job.document_id, exc)
         return [ocr_image(image) for *_, image in pages]
     read = read_pdf_pages(data, {number: image for number, _, _, image in pages}, lock=PDFIUM_LOCK)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +10,7 @@ from django.db import transaction
 
 from docplatform.errors import ValidationFailed
 from vision.models import Batch, Document
-from vision.services.documents import document_upload
+from vision.services.documents import document_upload, documents_discard
 from vision.services.jobs import (
     UploadedFile,
     batch_jobs_create,
@@ -52,14 +50,7 @@ def batch_submit(*, scope, task: str, options: dict[str, Any], files: list[Uploa
             )
             batch_jobs_create(scope=scope, batch=batch, documents=documents)
     except BaseException:
-        _documents_remove(created)
+        documents_discard(documents=created)
         raise
     logger.info("batch %s queued: user=%s task=%s files=%d", batch.pk, scope.user.pk, task, len(files))
     return batch
-
-
-def _documents_remove(documents: list[Document]) -> None:
-    for document in documents:
-        folder = (Path(settings.MEDIA_ROOT) / document.file).parent
-        document.delete()
-        shutil.rmtree(folder, ignore_errors=True)

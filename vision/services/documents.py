@@ -1,21 +1,19 @@
-"""Uploading documents: validate, store under a random name, record, recognise duplicates."""
+"""Documents: upload (validate, store under a random name, record, recognise duplicates) and
+delete (the rows, then the files). Files go through vision/media.py, a folder or a bucket."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import logging
-import os
-import secrets
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from PIL import Image, ImageOps
 
-from vision.models import Document, DocumentKind, DocumentPage
+from vision.media import media_delete, media_save, upload_folder
+from vision.models import Document, DocumentKind, DocumentPage, ExtractionEvent, ExtractionEventAction
 from vision.validators import (
     PDFIUM_LOCK,
     UploadType,
@@ -34,8 +32,6 @@ from vision.validators import (
 
 logger = logging.getLogger(__name__)
 
-UPLOADS_DIR = "uploads"  # under MEDIA_ROOT; no URL serves MEDIA_ROOT
-_INCOMING_DIR = ".incoming"  # under UPLOADS_DIR: half-written uploads, renamed into place when whole
 _EXIF_ORIENTATION = 0x0112
 # Formats the engine reads as they are; anything else becomes an RGB PNG page.
 _PASS_THROUGH_FORMATS = {"JPEG", "PNG", "WEBP"}
@@ -57,9 +53,10 @@ class _PageImage:
 def document_upload(*, scope, data: bytes, filename: str) -> DocumentUploadResult:
     """Validate `data` (vision/validators.py), store it and its page images, record a Document.
 
-    Raises `UploadRejected` (4xx naming the rule) or `ScannerUnavailable` (503); in both cases
-    nothing is stored. The same bytes uploaded again in the same organisation return the first
-    Document.
+    The files go under the organisation's prefix of the storage (`org-12/uploads/…`, see
+    `vision.media.upload_folder`). Raises `UploadRejected` (4xx naming the rule) or
+    `ScannerUnavailable` (503); in both cases nothing is stored. The same bytes uploaded again in
+    the same organisation return the first Document.
     """
     name = validate_filename(filename)
     validate_size(data)
@@ -147,32 +144,39 @@ def _png_page(image: Image.Image) -> _PageImage:
     return _PageImage(png=buffer.getvalue(), width=rgb.width, height=rgb.height)
 
 
+def organization_prefix(organization_id: int) -> str:
+    """Where an organisation's files live in the storage: one prefix each (a bucket policy or a
+    lifecycle rule can name it)."""
+    return f"org-{organization_id}"
+
+
 def _document_store(
     *, scope, data: bytes, name: str, sha256: str, upload_type: UploadType, pages: list[_PageImage]
 ) -> DocumentUploadResult:
-    """Write the files into a private folder, rename it into place, then insert the rows in one
-    transaction. Any failure removes the folder: nothing half-stored remains."""
-    media_root = Path(settings.MEDIA_ROOT)
-    token = secrets.token_hex(16)
-    relative_dir = f"{UPLOADS_DIR}/{token[:2]}/{token}"
-    incoming = media_root / UPLOADS_DIR / _INCOMING_DIR / token
-    final = media_root / relative_dir
+    """Write the files into a new random folder, then insert the rows in one transaction. Any
+    failure deletes the files written: nothing half-stored remains (only a process killed between
+    the two can leave files no row names)."""
+    relative_dir = upload_folder(prefix=organization_prefix(scope.organization.pk))
     original = f"original.{upload_type.extension}"
+    written: list[str] = []
+
+    def save(file_name: str, content: bytes) -> None:
+        path = f"{relative_dir}/{file_name}"
+        written.append(path)
+        media_save(path, content)
+
     try:
-        incoming.mkdir(parents=True, mode=0o700)
-        (incoming / original).write_bytes(data)
+        save(original, data)
         page_files = []
         for number, page in enumerate(pages, start=1):
             if page.png is None:
                 page_files.append((original, sha256))
                 continue
             page_name = f"page-{number:04d}.png"
-            (incoming / page_name).write_bytes(page.png)
+            save(page_name, page.png)
             page_files.append((page_name, hashlib.sha256(page.png).hexdigest()))
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(incoming, final)
-    except OSError:
-        shutil.rmtree(incoming, ignore_errors=True)
+    except BaseException:
+        _delete_quietly(written)
         raise
 
     try:
@@ -203,13 +207,13 @@ def _document_store(
             )
     except IntegrityError:
         # The same bytes were uploaded concurrently in this organisation and the other won.
-        shutil.rmtree(final, ignore_errors=True)
+        _delete_quietly(written)
         existing = Document.objects.filter(organization=scope.organization, sha256=sha256).first()
         if existing is None:
             raise
         return DocumentUploadResult(document=existing, created=False)
     except BaseException:
-        shutil.rmtree(final, ignore_errors=True)
+        _delete_quietly(written)
         raise
     logger.info(
         "document %s stored: organization=%s user=%s type=%s bytes=%d pages=%d",
@@ -221,3 +225,57 @@ def _document_store(
         len(pages),
     )
     return DocumentUploadResult(document=document, created=True)
+
+
+def _delete_quietly(paths: list[str]) -> None:
+    """Clean-up on a failed upload: the caller's error is the one to raise, not the storage's."""
+    try:
+        media_delete(paths)
+    except Exception:
+        logger.exception("could not delete %d files of a failed upload", len(paths))
+
+
+def document_files(document: Document) -> list[str]:
+    """Every stored file of `document`: the upload and its page images."""
+    return sorted({document.file, *document.pages.values_list("file", flat=True)})
+
+
+def document_delete(*, document: Document, actor=None, retention: bool = False) -> None:
+    """Delete `document`, its pages, jobs and extractions, then its files from storage once the
+    transaction has committed (a rolled-back delete keeps them). Deleting files that are already
+    gone is no error, so a delete interrupted after the commit can be run again on the files.
+
+    A file that cannot be deleted (the bucket unreachable) is logged with the document's id and
+    stays as an orphan; the rows are gone either way. The organisation's audit trail keeps who
+    deleted it (`actor`; none: the platform, e.g. retention) by id, never its contents."""
+    paths = document_files(document)
+    document_id = document.pk
+    with transaction.atomic():
+        ExtractionEvent.objects.create(
+            organization_id=document.organization_id,
+            document_id=document_id,
+            actor=actor,
+            action=ExtractionEventAction.RETENTION_DELETED if retention else ExtractionEventAction.DELETED,
+            detail={"pages": document.page_count, "files": len(paths)},
+        )
+        document.delete()
+
+    def delete_files() -> None:
+        try:
+            media_delete(paths)
+        except Exception:
+            logger.exception("document %s deleted; its %d files were not", document_id, len(paths))
+            return
+        logger.info("document %s deleted with its %d files", document_id, len(paths))
+
+    transaction.on_commit(delete_files)
+
+
+def documents_discard(*, documents: list[Document]) -> None:
+    """Undo uploads this same call made (a batch refused after some of its files were stored):
+    the rows and the files at once. Unlike `document_delete` nothing waits for a commit: whether
+    an enclosing transaction commits or rolls back, no one else has these files."""
+    paths = [path for document in documents for path in document_files(document)]
+    for document in documents:
+        document.delete()
+    _delete_quietly(paths)

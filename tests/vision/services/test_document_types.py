@@ -82,7 +82,9 @@ def test_only_admins_define_and_change(receipt, user_factory) -> None:
 def test_a_schema_change_never_alters_stored_results(receipt, admin, document, user_factory) -> None:
     v1 = receipt.versions.get(number=1)
     stored = _extraction(document, v1, {"merchant": "Kiosk", "total": 3.5, "lines": [], "paid_with": "cash"})
-    job_options, _ = job_options_validate(scope=scope_for(admin), task="extract", options={"document_type": "receipt"})
+    job_options, _ = job_options_validate(
+        scope=scope_for(admin), task="extract", options={"document_type": "receipt"}
+    )
     assert job_options == {"document_type": "receipt", "document_type_version": 1}
 
     changed = document_type_update(
@@ -119,7 +121,9 @@ def test_a_schema_change_never_alters_stored_results(receipt, admin, document, u
     )
     assert job.options["document_type_version"] == 1
     assert (
-        job_options_validate(scope=scope_for(admin), task="extract", options={"document_type": "receipt"})[0]["document_type_version"]
+        job_options_validate(scope=scope_for(admin), task="extract", options={"document_type": "receipt"})[0][
+            "document_type_version"
+        ]
         == 2
     )
 

@@ -184,7 +184,7 @@ def test_oversized_is_413_and_stores_nothing(user_factory, media_root, settings)
 
 
 def test_database_failure_removes_the_written_files(user_factory, media_root, monkeypatch):
-    """GIVEN the page rows fail to insert THEN the files already renamed into place are removed
+    """GIVEN the page rows fail to insert THEN the files already written are removed
     and the Document row is rolled back."""
 
     def fail(*args, **kwargs):

@@ -9,6 +9,7 @@ import socket
 
 import pytest
 import redis
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 from django.db import OperationalError
 
 from accounts.scope import scope_for
@@ -43,6 +44,11 @@ def _wrapped(exc: Exception) -> Exception:
         return outer
 
 
+def _s3_error(code: str, status: int) -> ClientError:
+    response = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "GetObject")
+
+
 @pytest.mark.parametrize(
     ("exc", "transient"),
     [
@@ -56,6 +62,15 @@ def _wrapped(exc: Exception) -> Exception:
         (ValueError("bad input"), False),
         (redis.ResponseError("WRONGTYPE"), False),
         (RuntimeError("model bug"), False),
+        # The media bucket (MEDIA_STORAGE=s3) down or busy versus a request it refuses.
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:9/b/k"), True),
+        (ConnectionClosedError(endpoint_url="http://127.0.0.1:9/b/k"), True),
+        (ReadTimeoutError(endpoint_url="http://127.0.0.1:9/b/k"), True),
+        (_wrapped(EndpointConnectionError(endpoint_url="http://127.0.0.1:9/b/k")), True),
+        (_s3_error("SlowDown", 503), True),
+        (_s3_error("InternalError", 500), True),
+        (_s3_error("AccessDenied", 403), False),
+        (_s3_error("NoSuchKey", 404), False),
     ],
 )
 def test_only_unreachable_services_are_transient(exc, transient):

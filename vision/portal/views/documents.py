@@ -1,20 +1,19 @@
 """Page images of the user's own documents, for the job page and the chat history. Uploads are
 never served from a public path: only these owner-checked views read them."""
 
-from pathlib import Path
-
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
 
 from accounts.scope import scope_of
+from vision.media import MediaPathRefused, media_response
 from vision.models import Document
 from vision.portal.views import found_or_404
 from vision.selectors import document_get
 
 
-def document_file_response(*, document: Document, page: int | None) -> FileResponse:
-    """The bytes of one page image (or, with page None, the upload as received)."""
+def document_file_response(*, document: Document, page: int | None) -> HttpResponse:
+    """The bytes of one page image (or, with page None, the upload as received): streamed, or a
+    redirect to a short-lived presigned URL (vision.media.media_response)."""
     if page is None:
         relative, content_type = document.file, document.content_type
     else:
@@ -23,14 +22,10 @@ def document_file_response(*, document: Document, page: int | None) -> FileRespo
             raise Http404("No such page.")
         relative = found.file
         content_type = document.content_type if found.file == document.file else "image/png"
-    path = (Path(settings.MEDIA_ROOT) / relative).resolve()
-    if not path.is_relative_to(Path(settings.MEDIA_ROOT).resolve()) or not path.is_file():
-        raise Http404("The file is gone.")
-    response = FileResponse(path.open("rb"), content_type=content_type)
-    # Never rendered as a page of ours (an SVG or HTML upload would run script), only as an image.
-    response["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; sandbox"
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    try:
+        return media_response(relative, content_type=content_type)
+    except (FileNotFoundError, MediaPathRefused):
+        raise Http404("The file is gone.") from None
 
 
 def _own_document(request: HttpRequest, document_id: int) -> Document:
@@ -38,10 +33,10 @@ def _own_document(request: HttpRequest, document_id: int) -> Document:
 
 
 @login_required
-def document_page(request: HttpRequest, document_id: int, page: int) -> FileResponse:
+def document_page(request: HttpRequest, document_id: int, page: int) -> HttpResponse:
     return document_file_response(document=_own_document(request, document_id), page=page)
 
 
 @login_required
-def document_original(request: HttpRequest, document_id: int) -> FileResponse:
+def document_original(request: HttpRequest, document_id: int) -> HttpResponse:
     return document_file_response(document=_own_document(request, document_id), page=None)

@@ -11,7 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
@@ -175,6 +175,6 @@ def _apply(request: HttpRequest, extraction: Extraction) -> HttpResponse | None:
 
 
 @reviewer_required
-def page_image(request: HttpRequest, extraction_id: int) -> FileResponse:
+def page_image(request: HttpRequest, extraction_id: int) -> HttpResponse:
     extraction = _extraction(scope_of(request), extraction_id)
     return document_file_response(document=extraction.document, page=extraction.page)
