@@ -20,6 +20,7 @@ urlpatterns = [
     path("v1/", include("vision.openai.urls")),
     path("", include("accounts.portal_urls")),
     path("", include("vision.portal.urls")),
+    path("", include("vision.portal.share_urls")),
 ]
 
 handler404 = "docplatform.views.page_not_found"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start DocPlatform on this machine: system packages, virtualenv, migrations, the admin account,
-# Redis (unless REDIS_URL points elsewhere), one Celery vision worker and the ASGI web server.
+# Redis (unless REDIS_URL points elsewhere), one Celery vision worker, Celery beat (the periodic
+# tasks: the daily retention run) and the ASGI web server.
 # Ctrl-C stops everything it started.
 #
 #   HOST=127.0.0.1 PORT=8000 WORKER_CONCURRENCY=4 bash scripts/start.sh
@@ -58,6 +59,10 @@ python manage.py ensure_admin
 log "starting the Celery vision worker (log: $DATA_DIR/logs/worker.log)"
 celery -A docplatform worker -P threads -Q vision -c "$WORKER_CONCURRENCY" -n "vision-$$@%h" \
     --without-gossip -l info >>"$DATA_DIR/logs/worker.log" 2>&1 &
+PIDS+=($!)
+
+log "starting Celery beat: the daily retention run (log: $DATA_DIR/logs/beat.log)"
+celery -A docplatform beat -l info >>"$DATA_DIR/logs/beat.log" 2>&1 &
 PIDS+=($!)
 
 log "starting the web server"

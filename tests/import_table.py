@@ -62,7 +62,7 @@ ROWS: tuple[Row, ...] = (
     Row(
         modules=("vision.models",),
         owns="Document, Job, Batch, Conversation, Message, Extraction and its audit events, "
-        "DocumentType and its versions",
+        "DocumentType and its versions, ShareLink",
         imports=("vision.generation",),
         third_party="Django",
     ),
@@ -70,7 +70,8 @@ ROWS: tuple[Row, ...] = (
         modules=("vision.services", "vision.selectors", "vision.conversations.selectors"),
         owns="what users ask for: uploads, submitting and cancelling jobs, the Job status machine "
         "(`services/job_status.py`), batches, conversations, reviewing extractions, defining "
-        "document types (writes in services, reads in selectors)",
+        "document types, share links (`services/sharing.py`), retention and legal hold "
+        "(`services/retention.py`) (writes in services, reads in selectors)",
         imports=(
             "vision.models",
             "vision.validators",
@@ -106,8 +107,14 @@ ROWS: tuple[Row, ...] = (
     Row(
         modules=("vision.tasks",),
         owns="the Celery tasks: take ids or a spec, hand a runner the worker's capabilities or call "
-        "the inference adapter, return a small TypedDict",
-        lazy=("vision.runners", "vision.inference", "vision.worker", "vision.faults"),
+        "the inference adapter (or, for the daily retention run, its service), return a small TypedDict",
+        lazy=(
+            "vision.runners",
+            "vision.inference",
+            "vision.worker",
+            "vision.faults",
+            "vision.services.retention",
+        ),
         third_party="Celery",
     ),
     Row(

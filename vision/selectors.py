@@ -116,3 +116,25 @@ def document_type_version_get(*, scope, slug: str, number: int) -> DocumentTypeV
     if version is None:
         raise NotFound(f"Document type {slug!r} has no version {number}.")
     return version
+
+
+def share_link_list(*, scope, document: Document, active: bool = False) -> QuerySet:
+    """The share links of `document` (of the scope's organisation), newest first; with `active`,
+    only those neither revoked nor expired. Never their secrets: only hashes are stored."""
+    from django.utils import timezone
+
+    from vision.models import ShareLink
+
+    if document.organization_id != scope.organization.pk:
+        raise NotFound(f"Document {document.pk} not found.")
+    links = ShareLink.objects.filter(organization=scope.organization, document=document).select_related(
+        "created_by"
+    )
+    if active:
+        links = links.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
+    return links
+
+
+def document_latest_extraction(*, document: Document):
+    """The newest extraction of `document` (what a share link with its extraction shows), or None."""
+    return document.extractions.order_by("-created_at", "-id").first()

@@ -98,3 +98,21 @@ def _job_capabilities():
         ocr=worker.ocr_capability(),
         vlm=worker.vlm_capability(),
     )
+
+
+class RetentionRunResult(TypedDict):
+    deleted: int  # documents deleted
+    organizations: int  # organisations that lost at least one
+    failed: int  # documents whose batch failed (the next run tries again)
+
+
+@shared_task(name="vision.retention_run", ignore_result=True)
+def retention_run_task() -> RetentionRunResult:
+    """Delete the documents past their retention (vision.services.retention); sent daily by
+    `celery beat` (CELERY_BEAT_SCHEDULE)."""
+    from vision.services.retention import retention_run
+
+    report = retention_run()
+    return RetentionRunResult(
+        deleted=report.total, organizations=len(report.deleted), failed=len(report.failed)
+    )

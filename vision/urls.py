@@ -1,12 +1,18 @@
-"""/api routes of the vision app: documents, jobs, batches, document types. (/v1 has its own urls module.)"""
+"""/api routes of the vision app: documents and their share links, jobs, batches, document types. (/v1 has its own urls module.)"""
 
 from django.urls import path
 
-from vision.apis import batches, document_types, documents, jobs
+from vision.apis import batches, document_types, documents, jobs, sharing
 
 urlpatterns = [
     path("documents", documents.DocumentListCreateApi.as_view(), name="document-list"),
     path("documents/<int:document_id>", documents.DocumentDetailApi.as_view(), name="document-detail"),
+    path(
+        "documents/<int:document_id>/share-links",
+        sharing.DocumentShareLinkListCreateApi.as_view(),
+        name="document-share-links",
+    ),
+    path("share-links/<int:link_id>", sharing.ShareLinkDetailApi.as_view(), name="share-link-detail"),
     path("jobs", jobs.JobListCreateApi.as_view(), name="job-list"),
     path("jobs/<int:job_id>", jobs.JobDetailApi.as_view(), name="job-detail"),
     path("jobs/<int:job_id>/cancel", jobs.JobCancelApi.as_view(), name="job-cancel"),

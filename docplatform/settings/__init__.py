@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
@@ -107,6 +108,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.organization",
             ],
         },
     },
@@ -364,6 +366,29 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # -c / -Q / -n on the command line still override these.
 CELERY_WORKER_POOL = "threads"
 CELERY_WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 4, minimum=1)
+# `celery -A docplatform beat` (one process per deployment: scripts/start.sh, docker compose)
+# sends the periodic tasks; its schedule state lives in DATA_DIR.
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    # Documents past their organisation's (or document type's) retention go, with their files
+    # (vision.services.retention); daily at RETENTION_HOUR:RETENTION_MINUTE UTC.
+    "retention-daily": {
+        "task": "vision.retention_run",
+        "schedule": crontab(
+            hour=env_int("RETENTION_HOUR", 3, minimum=0), minute=env_int("RETENTION_MINUTE", 30, minimum=0)
+        ),
+    },
+}
+
+# --- retention and share links ----------------------------------------------------------------
+
+# A retention run deletes this many documents per transaction (vision.services.retention).
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 100, minimum=1)
+# Share links (vision.services.sharing): valid this many days unless the sharer picks another
+# lifetime, at most SHARE_LINK_MAX_DAYS (and at least an hour).
+SHARE_LINK_DEFAULT_DAYS = env_int("SHARE_LINK_DEFAULT_DAYS", 7, minimum=1)
+SHARE_LINK_MAX_DAYS = env_int("SHARE_LINK_MAX_DAYS", 90, minimum=1)
 
 # --- web process ------------------------------------------------------------------------------
 
@@ -397,4 +422,10 @@ if max(VISION_JOB_TIME_LIMIT, OPENAI_REQUEST_TIMEOUT_SECONDS) >= CELERY_VISIBILI
         f"CELERY_VISIBILITY_TIMEOUT_SECONDS ({CELERY_VISIBILITY_TIMEOUT_SECONDS}) must exceed "
         f"VISION_JOB_TIME_LIMIT ({VISION_JOB_TIME_LIMIT}) and OPENAI_REQUEST_TIMEOUT_SECONDS "
         f"({OPENAI_REQUEST_TIMEOUT_SECONDS}), or running tasks are delivered twice"
+    )
+
+if SHARE_LINK_DEFAULT_DAYS > SHARE_LINK_MAX_DAYS:
+    raise ImproperlyConfigured(
+        f"SHARE_LINK_DEFAULT_DAYS ({SHARE_LINK_DEFAULT_DAYS}) must not exceed SHARE_LINK_MAX_DAYS "
+        f"({SHARE_LINK_MAX_DAYS})"
     )

@@ -121,6 +121,8 @@ def _owned_objects(owner) -> dict[str, int]:
         "extraction_id": extraction.pk,
         "key_id": key.api_key.pk,
         "id": key.api_key.pk,
+        "organization_id": scope_for(owner).organization.pk,
+        "user_id": owner.pk,
     }
 
 

@@ -10,6 +10,21 @@ from accounts.roles import Role
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture
+def user_factory(user_factory, team):
+    """Admins, reviewers and members of one team organisation: its types are theirs."""
+    return lambda role=Role.MEMBER, **kwargs: user_factory(role, organization=team, **kwargs)
+
+
+@pytest.fixture
+def outsider(django_user_model):
+    """A user of another organisation only (their personal one)."""
+    from accounts.services import user_create
+
+    return user_create(username="outsider", password="correct horse battery", role=Role.ADMIN)
+
+
 RECEIPT = {
     "type": "object",
     "properties": {
@@ -57,6 +72,18 @@ def test_members_and_reviewers_cannot_define_or_change_types(api_client, user_fa
     api_client.force_authenticate(user_factory(Role.ADMIN))
     assert api_client.get("/api/document-types/receipt").json()["version"] == 1
     assert api_client.get("/api/document-types/other").status_code == 404
+
+
+def test_another_organisations_types_do_not_exist_for_it(api_client, user_factory, outsider) -> None:
+    """A type belongs to the organisation that defined it: another organisation's admin neither
+    lists nor reads nor changes it, and may define its own of the same slug."""
+    assert _create(api_client, user_factory(Role.ADMIN)).status_code == 201
+    api_client.force_authenticate(outsider)
+    assert api_client.get("/api/document-types").json()["results"] == []
+    assert api_client.get("/api/document-types/receipt").status_code == 404
+    assert api_client.patch("/api/document-types/receipt", {"name": "x"}, format="json").status_code == 404
+    assert _create(api_client, outsider, instruction="Ours.").status_code == 201
+    assert api_client.get("/api/document-types/receipt").json()["instruction"] == "Ours."
 
 
 def test_anonymous_clients_get_401(api_client) -> None:

@@ -65,12 +65,14 @@ def test_oversized_is_413(api_client, user_factory, settings):
 
 def test_path_traversal_name_is_reduced_to_a_plain_name(api_client, user_factory, media_root):
     """Django's multipart parser keeps only the last path component; the stored file has a random
-    name under MEDIA_ROOT/uploads whatever the client sent."""
-    api_client.force_authenticate(user_factory())
+    name under the organisation's MEDIA_ROOT/org-<id>/uploads whatever the client sent."""
+    user = user_factory()
+    api_client.force_authenticate(user)
 
     response = _post(api_client, "../../../../tmp/evil.png", files.image_bytes("PNG"))
 
     assert response.status_code == 201
     assert response.json()["original_name"] == "evil.png"
     stored = [p for p in media_root.rglob("*") if p.is_file()]
-    assert stored and all(p.is_relative_to(media_root / "uploads") and "evil" not in str(p) for p in stored)
+    uploads = media_root / f"org-{user.active_organization_id}" / "uploads"
+    assert stored and all(p.is_relative_to(uploads) and "evil" not in str(p) for p in stored)

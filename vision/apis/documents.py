@@ -1,5 +1,5 @@
 """Documents: upload (201 new, 200 when this user already uploaded the same bytes), list, detail,
-delete (204; the files go from storage after the commit)."""
+legal hold (PATCH, admins), delete (204; the files go from storage after the commit)."""
 
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from accounts.scope import scope_of
 from vision.apis.common import Pagination, paginated_response, uploaded_file
 from vision.selectors import document_get, document_list
-from vision.services.documents import document_delete, document_upload
+from vision.services.documents import document_delete, document_set_legal_hold, document_upload
 
 
 class DocumentOutputSerializer(serializers.Serializer):
@@ -29,6 +29,7 @@ class DocumentOutputSerializer(serializers.Serializer):
     sha256 = serializers.CharField()
     page_count = serializers.IntegerField()
     pages = PageSerializer(many=True, source="pages.all")
+    legal_hold = serializers.BooleanField()  # retention never deletes it
     created_at = serializers.DateTimeField()
 
 
@@ -64,6 +65,23 @@ class DocumentDetailApi(APIView):
     @extend_schema(responses=DocumentOutputSerializer)
     def get(self, request: Request, document_id: int) -> Response:
         document = document_get(scope=scope_of(request), document_id=document_id)
+        return Response(DocumentOutputSerializer(document).data)
+
+    @extend_schema_serializer(component_name="DocumentUpdateInput")
+    class UpdateSerializer(serializers.Serializer):
+        legal_hold = serializers.BooleanField()
+
+    @extend_schema(request=UpdateSerializer, responses=DocumentOutputSerializer)
+    def patch(self, request: Request, document_id: int) -> Response:
+        """Legal hold on or off (the organisation's admins only)."""
+        scope = scope_of(request)
+        serializer = self.UpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        document = document_set_legal_hold(
+            scope=scope,
+            document=document_get(scope=scope, document_id=document_id),
+            hold=serializer.validated_data["legal_hold"],
+        )
         return Response(DocumentOutputSerializer(document).data)
 
     @extend_schema(responses={204: None})

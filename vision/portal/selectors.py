@@ -167,3 +167,18 @@ def review_next_id(*, scope, after: Extraction) -> int | None:
         .values_list("pk", flat=True)
         .first()
     )
+
+
+# --- the organisation's audit trail ----------------------------------------------------------
+
+
+def audit_events(*, scope, limit: int | None = None) -> QuerySet[ExtractionEvent]:
+    """The organisation's audit trail, newest first: every event of `scope.organization` (review
+    changes and what happened to its documents), with the actor; `limit` the latest ones only.
+    Who may read it (reviewers and admins; the export admins only) the view decides."""
+    events = (
+        ExtractionEvent.objects.filter(organization=scope.organization)
+        .select_related("actor")
+        .order_by("-created_at", "-pk")
+    )
+    return events[:limit] if limit is not None else events

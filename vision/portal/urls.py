@@ -3,13 +3,20 @@
 from django.urls import path
 from django.views.i18n import set_language
 
-from vision.portal.views import batches, chat, dashboard, documents, jobs, keys, review
+from vision.portal.views import batches, chat, dashboard, documents, jobs, keys, organization, review
 
 urlpatterns = [
     path("", dashboard.dashboard, name="portal-home"),
     path("i18n/setlang/", set_language, name="set_language"),
     path("keys/", keys.keys, name="portal-keys"),
     path("keys/<int:key_id>/revoke/", keys.key_revoke, name="portal-key-revoke"),
+    path("organization/", organization.organization, name="portal-organization"),
+    path("organization/new/", organization.organization_new, name="portal-organization-new"),
+    path("organization/switch/", organization.organization_switch, name="portal-organization-switch"),
+    path("organization/members/add/", organization.member_add, name="portal-member-add"),
+    path("organization/members/role/", organization.member_set_role, name="portal-member-role"),
+    path("organization/members/remove/", organization.member_remove, name="portal-member-remove"),
+    path("organization/audit.csv", organization.audit_csv, name="portal-organization-audit-csv"),
     path("upload/", jobs.upload, name="portal-upload"),
     path("jobs/", jobs.jobs, name="portal-jobs"),
     path("jobs/<int:job_id>/", jobs.job_detail, name="portal-job"),

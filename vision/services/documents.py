@@ -279,3 +279,24 @@ def documents_discard(*, documents: list[Document]) -> None:
     for document in documents:
         document.delete()
     _delete_quietly(paths)
+
+
+def document_set_legal_hold(*, scope, document: Document, hold: bool) -> Document:
+    """Put `document` under legal hold (retention never deletes it) or release it: admins of its
+    organisation only. Logged with the document's id and who did it."""
+    scope.require_admin()
+    if document.organization_id != scope.organization.pk:
+        from docplatform.errors import NotFound
+
+        raise NotFound(f"Document {document.pk} not found.")
+    if document.legal_hold != hold:
+        Document.objects.filter(pk=document.pk).update(legal_hold=hold)
+        document.legal_hold = hold
+        logger.info(
+            "document %s legal hold %s: organization=%s user=%s",
+            document.pk,
+            "set" if hold else "released",
+            document.organization_id,
+            getattr(scope.user, "pk", None),
+        )
+    return document

@@ -45,7 +45,7 @@ def test_delete_removes_rows_files_and_folder(user_factory, media_root, django_c
     assert not folder.exists()
     assert not folder.parent.exists() or any(folder.parent.iterdir())  # emptied folders go too
     assert _stored_files(media_root) == [media_root / path for path in document_files(other)]
-    assert (media_root / "uploads").is_dir()  # the uploads root itself stays
+    assert (media_root / f"org-{other.organization_id}" / "uploads").is_dir()  # the uploads root stays
 
 
 def test_files_already_gone_are_no_error(user_factory, media_root, django_capture_on_commit_callbacks):

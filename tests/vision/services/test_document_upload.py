@@ -46,7 +46,10 @@ def test_image_is_stored_under_a_random_name_with_its_facts(user_factory, media_
         1,
     )
     assert document.original_name == "holiday.png"
-    assert document.file.startswith("uploads/") and "holiday" not in document.file
+    assert (
+        document.file.startswith(f"org-{document.organization_id}/uploads/")
+        and "holiday" not in document.file
+    )
     assert (media_root / document.file).read_bytes() == data
     import hashlib
 

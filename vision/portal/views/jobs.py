@@ -12,7 +12,7 @@ from vision.models import DocumentKind, JobStatus, JobTask
 from vision.portal.overlays import document_fields, invoice_fields, page_sources, result_overlays
 from vision.portal.selectors import platform_state
 from vision.portal.views import found_or_404
-from vision.selectors import document_type_list, job_get, job_list, job_queue_position
+from vision.selectors import document_type_list, job_get, job_list, job_queue_position, share_link_list
 
 # The engine's Timings (vision/engine/types.py), the OCR runner's and the wall-clock ones, in the
 # order a job goes through them.
@@ -63,7 +63,13 @@ def jobs(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = found_or_404(job_get, scope=scope_of(request), job_id=job_id)
+    return job_page(request, job_id)
+
+
+def job_page(request: HttpRequest, job_id: int, **extra) -> HttpResponse:
+    """The job page; `extra` goes into its context (the share form's answer, vision/portal/views/sharing.py)."""
+    scope = scope_of(request)
+    job = found_or_404(job_get, scope=scope, job_id=job_id)
     pages = list(job.document.pages.all()) if job.document else []
     wanted = (job.options or {}).get("pages")
     if wanted:
@@ -95,6 +101,13 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
             ],
             "queue_position": job_queue_position(job=job),
             "progress_percent": _percent(job),
+            # The document's live share links, with the form that makes one.
+            "share_links": list(share_link_list(scope=scope, document=job.document, active=True))
+            if job.document
+            else [],
+            "share_default_days": settings.SHARE_LINK_DEFAULT_DAYS,
+            "share_max_days": settings.SHARE_LINK_MAX_DAYS,
+            **extra,
         },
     )
 
