@@ -109,7 +109,7 @@ def _staff_scope(request, organization) -> Scope:
     user = request.user
     role = (
         Role.ADMIN
-        if user.is_superuser
+        if user.is_superuser or user.has_perm("accounts.manage_users")  # the site admin role
         else Role.REVIEWER
         if user.has_perm(REVIEW_PERMISSION)
         else Role.MEMBER

@@ -122,8 +122,14 @@ def portal_user(transactional_db, django_db_serialized_rollback, serialized_db_c
     if not Group.objects.exists():
         connections["default"].creation.deserialize_db_from_string(serialized_db_contents["default"])
 
-    def make(role: Role = Role.MEMBER, name: str = "user"):
-        return user_create(username=f"{name}-{time.monotonic_ns()}", password=PASSWORD, role=role)
+    def make(role: Role = Role.MEMBER, name: str = "user", organization=None):
+        """With `organization`, also a member of it with `role`, acting in it."""
+        from tests.conftest import organization_join
+
+        user = user_create(username=f"{name}-{time.monotonic_ns()}", password=PASSWORD, role=role)
+        if organization is not None:
+            organization_join(user, organization, role)
+        return user
 
     return make
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 
 import httpx
 import pytest
@@ -236,18 +237,20 @@ def test_reviewer_corrects_a_field_and_approves(new_page, portal_user) -> None:
     approved and the audit trail shows who changed the total from what to what."""
     from PIL import Image
 
+    from accounts.models import Organization
     from vision.models import ExtractionStatus
     from vision.ocr.pipeline import read_invoice
     from vision.services.documents import document_upload
     from vision.services.extractions import extraction_create_from_invoice
 
-    owner = portal_user(name="uploader")
+    team = Organization.objects.create(name="Accounts payable", slug=f"ap-{time.monotonic_ns()}")
+    owner = portal_user(name="uploader", organization=team)
     data = _invoice_png(5)
     document = document_upload(scope=scope_for(owner), data=data, filename="march-invoice.png").document
     reading = read_invoice(Image.open(io.BytesIO(data)).convert("RGB"))
     extraction = extraction_create_from_invoice(document=document, reading=reading)
     assert extraction.boxes.get("total"), "the OCR pipeline found no total to correct"
-    reviewer = portal_user(Role.REVIEWER, name="reviewer")
+    reviewer = portal_user(Role.REVIEWER, name="reviewer", organization=team)
 
     page = new_page()
     login(page, reviewer)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import jsonschema
 import pytest
@@ -37,13 +38,17 @@ def _schema(order_number: str) -> dict:
 def test_a_type_defined_in_the_admin_is_used_from_the_upload_page_and_reviewed(
     new_page, portal_user, ready_worker
 ) -> None:
+    from accounts.models import Organization
     from tests.vision.ocr.invoices import encode, make_invoice
     from vision.models import DocumentType, Extraction, ExtractionStatus, Job
 
     image, truth = make_invoice(9, "en")
     png = encode(image.resize((image.width // 2, image.height // 2)), "PNG")
     schema = _schema(truth.invoice_number)
-    admin = portal_user(Role.ADMIN, name="admin")
+    # The admin defines a site-wide type; the admin and the member work in one team, whose review
+    # queue the admin (a reviewer too) sees.
+    team = Organization.objects.create(name="Purchasing", slug=f"purchasing-{time.monotonic_ns()}")
+    admin = portal_user(Role.ADMIN, name="admin", organization=team)
 
     # The admin defines the type; a schema constrained decoding cannot enforce is refused first.
     page = new_page()
@@ -61,7 +66,7 @@ def test_a_type_defined_in_the_admin_is_used_from_the_upload_page_and_reviewed(
     assert DocumentType.objects.get(slug="purchase-order").version == 1
 
     # A member uploads with it from the portal.
-    member = portal_user(name="member")
+    member = portal_user(name="member", organization=team)
     upload = new_page()
     login(upload, member)
     upload.click("nav.mainnav >> text=Upload")

@@ -38,9 +38,16 @@ def test_two_workers_run_each_of_hundreds_of_jobs_exactly_once(stack_redis, star
 
     user, _ = api_key("claims")
     document = document_upload(scope=scope_for(user), data=_png(), filename="claims.png").document
-    options, _ = job_options_validate(task=JobTask.CAPTION, options={})
+    options, _ = job_options_validate(scope=scope_for(user), task=JobTask.CAPTION, options={})
     jobs = Job.objects.bulk_create(
-        Job(owner=user, document=document, task=JobTask.CAPTION, options=options, max_tokens=1)
+        Job(
+            organization=document.organization,
+            owner=user,
+            document=document,
+            task=JobTask.CAPTION,
+            options=options,
+            max_tokens=1,
+        )
         for _ in range(JOBS)
     )
     ids = sorted(job.pk for job in jobs)

@@ -74,7 +74,9 @@ _PARAM = re.compile(r"<(?:(?P<conv>\w+):)?(?P<name>\w+)>")
 # URL parameters that are not object ids of a user (nothing to steal): models, page numbers, and
 # document types (one shared set every member reads; that only admins change them is tested in
 # tests/vision/test_api_document_types.py).
-_NOT_OBJECTS = {"model_id", "page", "slug", "number"}
+# `token`: a share link is opened without an account by design; its token is the right to see it
+# (tests/vision/test_share_links.py: tampered, expired and revoked tokens are 404).
+_NOT_OBJECTS = {"model_id", "page", "slug", "number", "token"}
 
 
 def _routes(patterns=None, prefix: str = ""):
@@ -113,7 +115,15 @@ def _owned_objects(owner) -> dict[str, int]:
         organization_id=document.organization_id, document=document, job=job
     )
     key = api_key_create(scope=scope_for(owner), name="victim")
+    from datetime import timedelta
+
+    from vision.services.sharing import share_link_create
+
+    link, _ = share_link_create(
+        scope=scope_for(owner), document=document, expires_in=timedelta(days=1), include_extraction=True
+    )
     return {
+        "link_id": link.pk,
         "document_id": document.pk,
         "job_id": job.pk,
         "batch_id": batch.pk,
@@ -131,7 +141,7 @@ def test_every_object_endpoint_hides_other_users_objects(user_factory, member, m
     for them on every URL pattern that takes an object id (GET, POST, PUT, PATCH, DELETE) THEN B
     gets 404 (or 403/405), never A's data, and A's objects are unchanged afterwards."""
     from accounts.models import ApiKey
-    from vision.models import Batch, Conversation, Document, Extraction, Job
+    from vision.models import Batch, Conversation, Document, Extraction, Job, ShareLink
 
     victim = user_factory()
     ids = _owned_objects(victim)
@@ -144,6 +154,7 @@ def test_every_object_endpoint_hides_other_users_objects(user_factory, member, m
             "conversation": Conversation.objects.filter(pk=ids["conversation_id"]).exists(),
             "extraction": Extraction.objects.get(pk=ids["extraction_id"]).status,
             "keys": ApiKey.objects.filter(user=victim, revoked_at__isnull=True).count(),
+            "share_links": ShareLink.objects.filter(pk=ids["link_id"], revoked_at__isnull=True).count(),
         }
 
     before = state()

@@ -24,6 +24,12 @@ from vision.services.extractions import extraction_approve, extraction_update_fi
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
+@pytest.fixture
+def user_factory(user_factory, team):
+    """Uploaders, admins and reviewers of one team organisation, as a team works."""
+    return lambda role=Role.MEMBER, **kwargs: user_factory(role, organization=team, **kwargs)
+
+
 def purchase_order_schema(order_number: str) -> dict:
     # Bounded strings and numbers: random weights never close a string on their own. The order
     # number can only be the one on the page, so its box must be found through the OCR lines.

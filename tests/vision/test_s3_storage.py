@@ -45,7 +45,9 @@ def test_an_api_upload_lands_in_the_bucket_encrypted(s3_media, api_client, user_
     assert response.status_code == 201, response.content
     document = Document.objects.get(pk=response.json()["id"])
     paths = document_files(document)
-    assert len(paths) == 3 and all(path.startswith("uploads/") for path in paths)
+    assert len(paths) == 3 and all(
+        path.startswith(f"org-{document.organization_id}/uploads/") for path in paths
+    )
     client = s3_client()
     for path in paths:
         head = client.head_object(Bucket=bucket_name(), Key=path)

@@ -88,6 +88,6 @@ def test_an_ocr_job_runs_from_the_bucket_with_no_media_folder(s3_stack, settings
     assert job.worker == worker.name
     document = job.document
     stored = {document.file, *document.pages.values_list("file", flat=True)}
-    assert stored <= object_keys("uploads/")
+    assert stored <= object_keys(f"org-{document.organization_id}/uploads/")
     assert media_read(document.file) == png  # this process reads what the web process stored
     assert not media_root.exists(), "something wrote to the local media folder"

@@ -75,12 +75,11 @@ class DocumentDetailApi(APIView):
     def patch(self, request: Request, document_id: int) -> Response:
         """Legal hold on or off (the organisation's admins only)."""
         scope = scope_of(request)
+        document = document_get(scope=scope, document_id=document_id)  # 404 before the body is read
         serializer = self.UpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         document = document_set_legal_hold(
-            scope=scope,
-            document=document_get(scope=scope, document_id=document_id),
-            hold=serializer.validated_data["legal_hold"],
+            scope=scope, document=document, hold=serializer.validated_data["legal_hold"]
         )
         return Response(DocumentOutputSerializer(document).data)
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from accounts.roles import Role
 from accounts.scope import scope_for
 from tests.conftest import stored_document
 from tests.vision.ocr import einvoices
@@ -110,6 +111,12 @@ def test_an_xml_e_invoice_takes_only_invoice_jobs(api_client, user_factory, medi
 # -- invoice jobs through the real worker (scripts/test.sh) ---------------------------------------
 
 _WORKER_DB = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+@pytest.fixture
+def user_factory(user_factory, team):
+    """Uploaders, admins and reviewers of one team organisation, as a team works."""
+    return lambda role=Role.MEMBER, **kwargs: user_factory(role, organization=team, **kwargs)
 
 
 def _job(api_client, name: str, data: bytes) -> dict:
