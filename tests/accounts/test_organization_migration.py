@@ -48,13 +48,13 @@ for name, group in (("alice", "member"), ("rita", "reviewer"), ("Alice", "admin"
 for name in ("alice", "rita"):
     owner = users[name]
     document = Document.objects.create(owner=owner, original_name="a.png", content_type="image/png",
-        kind="image", size=1, sha256=name * 8, file=f"uploads/{name}/a.png", page_count=1)
+        kind="image", size=1, sha256=(name * 16)[:64], file=f"uploads/{name}/a.png", page_count=1)
     batch = Batch.objects.create(owner=owner, task="invoice")
     job = Job.objects.create(owner=owner, batch=batch, document=document, task="invoice", max_tokens=4)
     extraction = Extraction.objects.create(document=document, job=job)
     ExtractionEvent.objects.create(extraction=extraction, action="created")
-    Conversation.objects.create(owner=owner, key=name * 16, model="m")
-    ApiKey.objects.create(user=owner, name="k", prefix="dp_x", key_hash=name * 13)
+    Conversation.objects.create(owner=owner, key=(name * 16)[:64], model="m")
+    ApiKey.objects.create(user=owner, name="k", prefix="dp_x", key_hash=(name * 13)[:64])
 
 executor = MigrationExecutor(connection)
 executor.migrate(executor.loader.graph.leaf_nodes())

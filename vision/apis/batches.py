@@ -15,8 +15,9 @@ from rest_framework.views import APIView
 from accounts.scope import scope_of
 from vision.apis.common import Pagination, paginated_response, uploaded_file
 from vision.apis.jobs import JobOutputSerializer
-from vision.models import Batch, JobTask
+from vision.models import Batch, ExtractionEventAction, JobTask
 from vision.selectors import batch_counts, batch_get, batch_jobs, batch_list
+from vision.services.audit import audit_record
 from vision.services.batches import batch_submit
 
 EXPORT_COLUMNS = [
@@ -182,7 +183,13 @@ class BatchExportApi(APIView):
         responses={(200, "application/json"): dict, (200, "text/csv"): str},
     )
     def get(self, request: Request, batch_id: int) -> Response:
-        batch = batch_get(scope=scope_of(request), batch_id=batch_id)
+        scope = scope_of(request)
+        batch = batch_get(scope=scope, batch_id=batch_id)
+        audit_record(
+            scope=scope,
+            action=ExtractionEventAction.EXPORTED,
+            detail={"batch": batch.pk, "format": getattr(request.accepted_renderer, "format", "")},
+        )
         rows = [
             {
                 "job_id": job.pk,

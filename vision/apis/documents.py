@@ -10,7 +10,9 @@ from rest_framework.views import APIView
 
 from accounts.scope import scope_of
 from vision.apis.common import Pagination, paginated_response, uploaded_file
+from vision.models import ExtractionEventAction
 from vision.selectors import document_get, document_list
+from vision.services.audit import audit_record
 from vision.services.documents import document_delete, document_set_legal_hold, document_upload
 
 
@@ -64,7 +66,9 @@ class DocumentListCreateApi(APIView):
 class DocumentDetailApi(APIView):
     @extend_schema(responses=DocumentOutputSerializer)
     def get(self, request: Request, document_id: int) -> Response:
-        document = document_get(scope=scope_of(request), document_id=document_id)
+        scope = scope_of(request)
+        document = document_get(scope=scope, document_id=document_id)
+        audit_record(scope=scope, action=ExtractionEventAction.VIEWED, document_id=document.pk)
         return Response(DocumentOutputSerializer(document).data)
 
     @extend_schema_serializer(component_name="DocumentUpdateInput")

@@ -6,9 +6,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 
 from accounts.scope import scope_of
 from vision.media import MediaPathRefused, media_response
-from vision.models import Document
+from vision.models import Document, ExtractionEventAction
 from vision.portal.views import found_or_404
 from vision.selectors import document_get
+from vision.services.audit import audit_record
 
 
 def document_file_response(*, document: Document, page: int | None) -> HttpResponse:
@@ -39,4 +40,6 @@ def document_page(request: HttpRequest, document_id: int, page: int) -> HttpResp
 
 @login_required
 def document_original(request: HttpRequest, document_id: int) -> HttpResponse:
-    return document_file_response(document=_own_document(request, document_id), page=None)
+    document = _own_document(request, document_id)
+    audit_record(scope=scope_of(request), action=ExtractionEventAction.DOWNLOADED, document_id=document.pk)
+    return document_file_response(document=document, page=None)

@@ -8,11 +8,12 @@ from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
 
 from accounts.scope import scope_of
-from vision.models import DocumentKind, JobStatus, JobTask
+from vision.models import DocumentKind, ExtractionEventAction, JobStatus, JobTask
 from vision.portal.overlays import document_fields, invoice_fields, page_sources, result_overlays
 from vision.portal.selectors import platform_state
 from vision.portal.views import found_or_404
 from vision.selectors import document_type_list, job_get, job_list, job_queue_position, share_link_list
+from vision.services.audit import audit_record
 
 # The engine's Timings (vision/engine/types.py), the OCR runner's and the wall-clock ones, in the
 # order a job goes through them.
@@ -70,6 +71,8 @@ def job_page(request: HttpRequest, job_id: int, **extra) -> HttpResponse:
     """The job page; `extra` goes into its context (the share form's answer, vision/portal/views/sharing.py)."""
     scope = scope_of(request)
     job = found_or_404(job_get, scope=scope, job_id=job_id)
+    if job.document_id and request.method == "GET":
+        audit_record(scope=scope, action=ExtractionEventAction.VIEWED, document_id=job.document_id)
     pages = list(job.document.pages.all()) if job.document else []
     wanted = (job.options or {}).get("pages")
     if wanted:
