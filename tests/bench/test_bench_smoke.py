@@ -53,6 +53,9 @@ def test_batching_writes_its_table_and_ceiling(tmp_path: Path) -> None:
     assert limits["flops_per_request_g"] > 0 and limits["decode_step_2_s"] > 0
     assert limits["first_token_s"] == data["sequential"]["mean_ttft_s"]
     assert limits["schedule_ceiling"] > 0 and limits["int8_peak_gops"] > 0
-    assert 0 < limits["first_token_together_s"] <= data["concurrent"]["2"]["max_latency_s"] / 2
+    # first_token_together_s is the slowest first token of the two together, halved and rounded to
+    # the millisecond (the latency is rounded too): never more than half the batch's latency, give
+    # or take that rounding.
+    assert 0 < limits["first_token_together_s"] <= data["concurrent"]["2"]["max_latency_s"] / 2 + 0.001
     text = (tmp_path / "batching-smoke.md").read_text()
     assert "How far batching can go" in text and f"{limits['peak_ceiling']}×" in text
